@@ -1,0 +1,50 @@
+"""Connectors, one module per source kind, found through a lazy table.
+
+Built-ins are named here as ``"module:Class"`` and imported only when a catalog uses them, with
+the install hint for a missing extra (the way fsspec's ``known_implementations`` works). Third
+parties add kinds through the ``fedquery.connectors`` entry point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+from connectors.base import Capabilities, Connector, ScanRequest, TableRef
+
+if TYPE_CHECKING:
+    from fedquery.catalog import Catalog, SourceSpec
+
+KNOWN_CONNECTORS: dict[str, tuple[str, str]] = {
+    "duckdb": ("connectors.duckdb:DuckDBConnector", "pip install duckdb"),
+    "parquet": ("connectors.parquet:ParquetConnector", "pip install pyarrow"),
+    "lancedb": ("connectors.lancedb:LanceDBConnector", "pip install 'fedquery[lance]'"),
+    "files": ("connectors.files:FilesConnector", "pip install fsspec"),
+    "postgres": ("connectors.postgres:PostgresConnector", "pip install 'fedquery[postgres]'"),
+}
+
+__all__ = ["Capabilities", "Connector", "ScanRequest", "TableRef", "KNOWN_CONNECTORS",
+           "open_connector"]
+
+
+def open_connector(spec: SourceSpec, catalog: Catalog) -> Connector:
+    """Instantiate the connector for one declared source."""
+    from fedquery.errors import CatalogError
+
+    target, hint = KNOWN_CONNECTORS.get(spec.kind, (None, ""))
+    if target is None:
+        found = entry_points(group="fedquery.connectors", name=spec.kind)
+        if not found:
+            raise CatalogError(f"{catalog.origin}: sources.{spec.name}.kind: no connector for "
+                               f"{spec.kind!r}")
+        cls = next(iter(found)).load()
+    else:
+        module, _, name = target.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except ImportError as exc:
+            raise CatalogError(f"{catalog.origin}: sources.{spec.name}: the {spec.kind!r} "
+                               f"connector needs a package that is not installed ({exc.name}); "
+                               f"{hint}") from exc
+    return cls(spec, catalog)

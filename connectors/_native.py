@@ -1,0 +1,48 @@
+"""Helpers shared by the connectors whose tables DuckDB scans itself."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from connectors.base import ScanRequest, TableRef
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+
+def quote(name: str) -> str:
+    """A DuckDB identifier, quoted."""
+    return exp.to_identifier(name, quoted=True).sql("duckdb")
+
+
+def literal(value: str) -> str:
+    """A DuckDB string literal produced by sqlglot (never spliced text)."""
+    return exp.Literal.string(value).sql("duckdb")
+
+
+def relation(source: str, table: TableRef) -> str:
+    """The three-part name under which a native table is bound: source.schema.table."""
+    return ".".join(quote(part) for part in (source, table.schema, table.name))
+
+
+def scan_sql(source: str, request: ScanRequest, table: TableRef) -> str:
+    """The DuckDB SELECT that answers a scan request over a bound native table."""
+    select = exp.select(*(request.columns or ("*",))).from_(relation(source, table))
+    if request.filter:
+        select = select.where(request.filter, dialect="duckdb")
+    if request.limit is not None:
+        select = select.limit(request.limit)
+    return select.sql("duckdb")
+
+
+def schema_of(con: duckdb.DuckDBPyConnection, source: str, table: TableRef) -> pa.Schema:
+    """The Arrow schema of a bound native table, read without scanning rows."""
+    return con.sql(f"SELECT * FROM {relation(source, table)} LIMIT 0").to_arrow_table().schema
+
+
+def attach_memory(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """An empty in-memory catalog named after the source, to hold its views."""
+    con.execute(f"ATTACH ':memory:' AS {quote(source)}")

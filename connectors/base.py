@@ -1,0 +1,91 @@
+"""The connector protocol: what the planner and executor ask of a source.
+
+A connector describes itself with ``Capabilities`` (data the planner reads; it never asks what
+class a connector is), lists and describes its tables, and answers fragments: a ``ScanRequest``
+for one table, or SQL text for SQL sources. Sources DuckDB reads natively also ``bind`` their
+tables into the executor's DuckDB so that DuckDB's own pushdown applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a source can do, as data.
+
+    ``dialect``: the SQL dialect of ``run_sql`` (None: no SQL). ``native``: DuckDB scans the
+    source's tables itself once ``bind`` ran. ``subtrees``: whole joins and aggregates may be sent.
+    """
+
+    dialect: str | None = None
+    native: bool = False
+    projection: bool = True
+    predicates: bool = True
+    limit: bool = True
+    subtrees: bool = False
+    vector_search: bool = False
+    default_schema: str = "main"
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """A one-table fragment: which columns, which rows (DuckDB SQL predicate), how many."""
+
+    table: str
+    columns: tuple[str, ...] | None = None
+    filter: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table as its source knows it: optional schema and a name."""
+
+    schema: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """One source. Optional methods: ``run_sql(sql) -> RecordBatchReader``, ``bind(con)``."""
+
+    name: str
+    capabilities: Capabilities
+
+    def tables(self) -> list[TableRef]:
+        """Every table the source holds (SQL sources) or declares (file sources)."""
+        ...
+
+    def schema(self, table: TableRef) -> pa.Schema:
+        """The Arrow schema of one table."""
+        ...
+
+    def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
+        """Stream the rows a one-table fragment asks for."""
+        ...
+
+    def describe(self, table: TableRef) -> dict[str, Any]:
+        """What ``explain`` shows about where a table lives (no secrets)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and handles."""
+        ...
+
+
+class NativeConnector(Protocol):
+    """A connector whose tables DuckDB scans itself."""
+
+    def bind(self, con: duckdb.DuckDBPyConnection) -> list[str]:
+        """Make ``<source>.<schema>.<table>`` resolvable in ``con``; return readable folders."""
+        ...

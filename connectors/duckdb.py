@@ -1,0 +1,71 @@
+"""``kind: duckdb``: a DuckDB database file, attached read-only to the executor's DuckDB."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from connectors._native import literal, quote, relation, scan_sql, schema_of
+from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.errors import SourceError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from fedquery.catalog import Catalog, SourceSpec
+
+
+class DuckDBConnector:
+    """Tables of a DuckDB file; DuckDB runs whole fragments (joins, aggregates) natively."""
+
+    capabilities = Capabilities(dialect="duckdb", native=True, subtrees=True)
+
+    def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
+        self.name = spec.name
+        self.path = spec.resolve(spec.settings["path"])
+        self._con: duckdb.DuckDBPyConnection | None = None
+        if not os.path.isfile(self.path):
+            raise SourceError(f"database file not found: {self.path}", source=self.name)
+
+    def bind(self, con: duckdb.DuckDBPyConnection) -> list[str]:
+        """Attach the file read-only as ``<source>``; DuckDB reads nothing else of it."""
+        import duckdb
+
+        try:
+            con.execute(f"ATTACH {literal(self.path)} AS {quote(self.name)} (READ_ONLY)")
+        except duckdb.Error as exc:
+            raise SourceError(f"cannot open {self.path}: {exc}", source=self.name) from exc
+        self._con = con
+        return []
+
+    def relations(self) -> dict[str, Any]:
+        return {}
+
+    def tables(self) -> list[TableRef]:
+        rows = self._bound().execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = $db "
+            "UNION ALL SELECT schema_name, view_name FROM duckdb_views() "
+            "WHERE database_name = $db AND NOT internal", {"db": self.name}).fetchall()
+        return [TableRef(schema, table) for schema, table in rows]
+
+    def schema(self, table: TableRef) -> pa.Schema:
+        return schema_of(self._bound(), self.name, table)
+
+    def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
+        table = TableRef(*request.table.split(".", 1))
+        return self.run_sql(scan_sql(self.name, request, table))
+
+    def run_sql(self, sql: str) -> pa.RecordBatchReader:
+        return self._bound().cursor().sql(sql).to_arrow_reader(1 << 16)
+
+    def describe(self, table: TableRef) -> dict[str, Any]:
+        return {"kind": "duckdb", "file": self.path, "relation": relation(self.name, table)}
+
+    def close(self) -> None:
+        self._con = None
+
+    def _bound(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise SourceError("not bound to an executor yet", source=self.name)
+        return self._con

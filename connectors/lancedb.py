@@ -1,0 +1,93 @@
+"""``kind: lancedb``: tables of a LanceDB database, scanned by DuckDB as Arrow datasets.
+
+A Lance dataset is a pyarrow Dataset, so DuckDB pushes projections and filters into it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from connectors._native import attach_memory, quote, relation, scan_sql, schema_of
+from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.errors import SourceError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from fedquery.catalog import Catalog, SourceSpec
+
+
+class LanceDBConnector:
+    """Vector tables of a LanceDB database, bound into DuckDB as views over Lance datasets."""
+
+    capabilities = Capabilities(dialect=None, native=True, subtrees=False, vector_search=True)
+
+    def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
+        import lancedb
+
+        self.name = spec.name
+        self.uri = spec.resolve(spec.settings["uri"])
+        declared = {t.name: t.table or t.name for t in catalog.tables.values()
+                    if t.source == spec.name}
+        try:
+            self._db = lancedb.connect(self.uri)
+            available = set(_table_names(self._db))
+        except Exception as exc:  # lancedb raises plain exceptions
+            raise SourceError(f"cannot open LanceDB at {self.uri}: {exc}", source=self.name) from exc
+        missing = sorted(set(declared.values()) - available)
+        if missing:
+            raise SourceError(f"no table {missing[0]!r} in {self.uri} (has: "
+                              f"{', '.join(sorted(available)) or 'none'})", source=self.name)
+        self._datasets = {name: self._db.open_table(table).to_lance()
+                          for name, table in declared.items()}
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def relation_name(self, table: str) -> str:
+        """The name the Lance dataset of one table is registered under in each cursor."""
+        return f"__lance_{self.name}_{table}"
+
+    def bind(self, con: duckdb.DuckDBPyConnection) -> list[str]:
+        attach_memory(con, self.name)
+        for table, dataset in self._datasets.items():
+            con.register(self.relation_name(table), dataset)
+            con.execute(f"CREATE VIEW {relation(self.name, TableRef('main', table))} AS "
+                        f"SELECT * FROM {quote(self.relation_name(table))}")
+        self._con = con
+        return []
+
+    def relations(self) -> dict[str, Any]:
+        """Objects each executor cursor must register: the Lance datasets."""
+        return {self.relation_name(t): ds for t, ds in self._datasets.items()}
+
+    def tables(self) -> list[TableRef]:
+        return [TableRef("main", name) for name in self._datasets]
+
+    def schema(self, table: TableRef) -> pa.Schema:
+        return schema_of(self._bound(), self.name, table)
+
+    def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
+        table = TableRef("main", request.table.rsplit(".", 1)[-1])
+        cursor = self._bound().cursor()
+        for name, dataset in self.relations().items():
+            cursor.register(name, dataset)
+        return cursor.sql(scan_sql(self.name, request, table)).to_arrow_reader(1 << 16)
+
+    def describe(self, table: TableRef) -> dict[str, Any]:
+        return {"kind": "lancedb", "uri": self.uri, "table": table.name}
+
+    def close(self) -> None:
+        self._con = None
+
+    def _bound(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise SourceError("not bound to an executor yet", source=self.name)
+        return self._con
+
+
+def _table_names(db: Any) -> list[str]:
+    """Table names across lancedb versions (``list_tables`` pages, ``table_names`` is older)."""
+    if hasattr(db, "list_tables"):
+        listed = db.list_tables()
+        return list(getattr(listed, "tables", listed))
+    return list(db.table_names())

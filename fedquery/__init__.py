@@ -1,0 +1,31 @@
+"""fedquery: one SQL query over a warehouse, a Parquet lake, a vector index and blob stores.
+
+>>> import fedquery
+>>> con = fedquery.connect("catalog.yaml")                      # doctest: +SKIP
+>>> con.sql("SELECT count(*) FROM frames WHERE camera = $c", params={"c": "front"}).fetchall()  # doctest: +SKIP
+"""
+
+from fedquery.connection import Connection, connect
+from fedquery.errors import (
+    CatalogError,
+    FedQueryError,
+    ForbiddenError,
+    ParseError,
+    PlanError,
+    SourceError,
+)
+from fedquery.result import Result
+
+__version__ = "0.1.0"
+__all__ = [
+    "CatalogError",
+    "Connection",
+    "FedQueryError",
+    "ForbiddenError",
+    "ParseError",
+    "PlanError",
+    "Result",
+    "SourceError",
+    "connect",
+    "__version__",
+]

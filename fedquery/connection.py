@@ -1,0 +1,126 @@
+"""``connect`` and ``Connection``: the user's handle on a catalog."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from connectors import open_connector
+from fedquery.catalog import Catalog, load_catalog
+from fedquery.errors import FedQueryError, PlanError
+from fedquery.execute import Session
+from fedquery.explain import render
+from fedquery.planner import Planner, select_params
+from fedquery.result import Result
+
+
+def connect(catalog: str | os.PathLike | Mapping[str, Any]) -> Connection:
+    """Open a catalog (a YAML path or a dict) and return a ``Connection``.
+
+    >>> with fedquery.connect("catalog.yaml") as con:  # doctest: +SKIP
+    ...     con.sql("SELECT count(*) FROM frames").fetchall()
+    """
+    return Connection(load_catalog(catalog))
+
+
+class Connection:
+    """SQL over every source of one catalog, as if it were one database."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        connectors = {}
+        try:
+            for name, spec in catalog.sources.items():
+                if spec.kind != "files":
+                    connectors[name] = open_connector(spec, catalog)
+            self._session = Session(connectors, catalog.secrets)
+            self._planner = Planner(catalog, self._session)
+        except FedQueryError:
+            for connector in connectors.values():
+                connector.close()
+            raise
+        self._closed = False
+
+    def sql(self, query: str, params: Mapping[str, Any] | list | None = None) -> Result:
+        """Plan a query now (errors surface here) and return its lazily run ``Result``."""
+        self._check_open()
+        tree = self._planner.parse_checked(query)
+        if isinstance(tree, exp.Show | exp.Describe):
+            return self._catalog_statement(tree, query, params)
+        plan = self._planner.cached_plan(query, params)
+        return Result(self._session, plan, select_params(plan.parameters, params))
+
+    def explain(self, query: str, analyze: bool = False, params: Mapping[str, Any] | None = None) -> str:
+        """The plan: each fragment, exactly what its source receives, and the residual SQL."""
+        self._check_open()
+        plan = self._planner.cached_plan(query, params)
+        text = render(plan, self._session)
+        if analyze:
+            rows = Result(self._session, plan, select_params(plan.parameters, params)).arrow().num_rows
+            text += f"\nanalyze: residual returned {rows} rows"
+        return text
+
+    def tables(self) -> list[str]:
+        """Catalog table names, then ``source.table`` names of SQL sources."""
+        self._check_open()
+        names = list(self.catalog.tables)
+        extra = sorted(n for n in self._planner.index.names() if n not in self.catalog.tables)
+        return names + extra
+
+    def schema(self, name: str) -> pa.Schema:
+        """The Arrow schema of a table as SQL sees it."""
+        self._check_open()
+        bound = self._planner.index.lookup(name)
+        if bound is None:
+            raise PlanError(f"unknown table {name!r}{self._planner.index.suggest(name)}")
+        return self._session.schema(bound.source, bound.ref)
+
+    def close(self) -> None:
+        """Release every source; the connection cannot be used afterwards."""
+        if not self._closed:
+            self._closed = True
+            for connector in self._session.connectors.values():
+                connector.close()
+            self._session.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"sources={list(self.catalog.sources)}"
+        return f"<fedquery.Connection {self.catalog.origin!r} {state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FedQueryError("the connection is closed")
+
+    def _catalog_statement(self, tree: exp.Expr, query: str, params: Any) -> Result:
+        """SHOW TABLES and DESCRIBE answered from the catalog and the planner."""
+        if isinstance(tree, exp.Show):
+            table = pa.table({"name": self.tables()})
+        elif isinstance(tree.this, exp.Table) and not isinstance(tree.this.this, exp.Func):
+            schema = self.schema(".".join(p.name for p in tree.this.parts))
+            table = pa.table({"column_name": schema.names,
+                              "column_type": [str(t) for t in schema.types]})
+        else:
+            plan = self._planner.cached_plan(tree.this.sql("duckdb"), params)
+            table = pa.table({"column_name": list(plan.columns), "column_type": list(plan.types)})
+        return _TableResult(table)
+
+
+class _TableResult(Result):
+    """A result computed without running a plan (SHOW TABLES, DESCRIBE)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+
+    @property
+    def columns(self) -> list[str]:
+        return self._table.column_names

@@ -1,0 +1,50 @@
+"""The one tree of errors fedquery raises.
+
+Every error a user sees is a ``FedQueryError``; driver exceptions are translated once, at the
+connector boundary, and chained with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+
+class FedQueryError(Exception):
+    """Base of every error fedquery raises."""
+
+
+class ParseError(FedQueryError):
+    """SQL that does not parse; ``line`` and ``col`` are 1-based, the message shows a caret."""
+
+    def __init__(self, message: str, *, sql: str | None = None, line: int | None = None,
+                 col: int | None = None) -> None:
+        self.line, self.col, self.sql = line, col, sql
+        super().__init__(message + _caret(sql, line, col))
+
+
+class CatalogError(FedQueryError):
+    """A catalog that is malformed: names the file, the key path and what was expected."""
+
+
+class PlanError(FedQueryError):
+    """A query that cannot be planned: unknown table or column, wrong types, bad parameters."""
+
+
+class ForbiddenError(FedQueryError):
+    """A statement or function refused by the read-only sandbox, before anything runs."""
+
+
+class SourceError(FedQueryError):
+    """A source that failed; ``source`` names it and the message says why in words."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        self.source = source
+        super().__init__(f"source {source!r}: {message}")
+
+
+def _caret(sql: str | None, line: int | None, col: int | None) -> str:
+    """The offending SQL line with a caret under column ``col``."""
+    if not sql or not line:
+        return ""
+    lines = sql.splitlines() or [""]
+    text = lines[min(line, len(lines)) - 1]
+    pad = " " * max((col or 1) - 1, 0)
+    return f"\n  line {line}, column {col or 1}:\n    {text}\n    {pad}^"

@@ -1,0 +1,118 @@
+"""The executor: a locked-down in-process DuckDB that runs plans.
+
+At connect, each native source binds its tables (``source.schema.table``) into one DuckDB
+database; then file access is limited to the declared lake roots, external access is switched
+off and the configuration is locked, so a residual query can reach nothing but what the plan
+registered. Each query runs on its own cursor, where fragments of other sources are registered
+as Arrow streams.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from connectors.base import Connector, TableRef
+from fedquery.errors import FedQueryError, PlanError, SourceError
+from fedquery.plan import Plan
+
+if TYPE_CHECKING:
+    from fedquery.secrets import Secrets
+
+BATCH_ROWS = 64 * 1024
+
+
+class Session:
+    """The executor's DuckDB database and the connectors bound into it."""
+
+    def __init__(self, connectors: dict[str, Connector], secrets: Secrets) -> None:
+        self.connectors, self.secrets = connectors, secrets
+        self._tmp = tempfile.TemporaryDirectory(prefix="fedquery-")
+        self.con = duckdb.connect(":memory:", config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "temp_directory": self._tmp.name,
+        })
+        self._lock = threading.Lock()
+        allowed = [self._tmp.name]
+        for connector in connectors.values():
+            if connector.capabilities.native:
+                allowed.extend(connector.bind(self.con))
+        self._lock_down(allowed)
+
+    def _lock_down(self, allowed: list[str]) -> None:
+        directories = pa.array([d.rstrip("/") + "/" for d in allowed], pa.string()).to_pylist()
+        self.con.execute("SET allowed_directories = $dirs", {"dirs": directories})
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
+
+    def schema(self, source: str, table: TableRef) -> pa.Schema:
+        return self.connectors[source].schema(table)
+
+    def cursor(self, sources: set[str]) -> duckdb.DuckDBPyConnection:
+        """A cursor with the Python-side objects of the given native sources registered."""
+        with self._lock:
+            cursor = self.con.cursor()
+        for source in sources:
+            relations = getattr(self.connectors[source], "relations", dict)()
+            for name, obj in relations.items():
+                cursor.register(name, obj)
+        return cursor
+
+    def describe(self, sql: str, params: Any, sources: set[str]) -> list[tuple[str, str]]:
+        """Output names and types of a bound query, from DuckDB's binder (nothing runs)."""
+        cursor = self.cursor(sources)
+        try:
+            rows = cursor.execute(f"DESCRIBE {sql}", params or None).fetchall()
+        except duckdb.Error as exc:
+            raise PlanError(self.secrets.redact(_duckdb_message(exc))) from None
+        finally:
+            cursor.close()
+        return [(r[0], r[1]) for r in rows]
+
+    def run(self, plan: Plan, params: Any) -> tuple[pa.RecordBatchReader, duckdb.DuckDBPyConnection]:
+        """Execute a plan; the returned cursor must outlive the reader."""
+        cursor = self.cursor({f.source for f in plan.fragments if f.native})
+        for fragment in plan.fragments:
+            if not fragment.native:
+                cursor.register(fragment.name, self._fragment_reader(fragment))
+        try:
+            relation = cursor.sql(plan.local_sql, params=params or None)
+            return relation.to_arrow_reader(BATCH_ROWS), cursor
+        except duckdb.Error as exc:
+            cursor.close()
+            raise self._translate(exc, plan) from exc
+
+    def _fragment_reader(self, fragment) -> pa.RecordBatchReader:
+        connector = self.connectors[fragment.source]
+        try:
+            if fragment.kind == "scan" or not hasattr(connector, "run_sql"):
+                return connector.scan(fragment.request)
+            return connector.run_sql(fragment.sql)
+        except FedQueryError:
+            raise
+        except Exception as exc:
+            raise SourceError(self.secrets.redact(str(exc)), source=fragment.source) from exc
+
+    def _translate(self, exc: duckdb.Error, plan: Plan) -> FedQueryError:
+        message = self.secrets.redact(_duckdb_message(exc))
+        sources = {f.source for f in plan.fragments}
+        if isinstance(exc, duckdb.IOException | duckdb.PermissionException) and len(sources) == 1:
+            return SourceError(message, source=next(iter(sources)))
+        if isinstance(exc, duckdb.IOException):
+            return SourceError(message, source=", ".join(sorted(sources)))
+        return PlanError(message)
+
+    def close(self) -> None:
+        self.con.close()
+        self._tmp.cleanup()
+
+
+def _duckdb_message(exc: duckdb.Error) -> str:
+    """DuckDB's message without its LINE/caret part, which points into rewritten SQL."""
+    text = str(exc)
+    return text.split("\n\nLINE ", 1)[0].split("\nLINE ", 1)[0].strip()

@@ -1,0 +1,49 @@
+"""SQL text to a sqlglot tree, in DuckDB's dialect (the residual runs in DuckDB)."""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, TokenError
+from sqlglot.errors import ParseError as SqlglotParseError
+
+from fedquery.errors import ParseError
+
+DIALECT = "duckdb"
+
+
+def parse(sql: str) -> exp.Expr:
+    """Parse exactly one statement; errors carry the line, column and a caret.
+
+    >>> parse("SELECT 1").sql()
+    'SELECT 1'
+    """
+    try:
+        statements = [s for s in sqlglot.parse(sql, dialect=DIALECT,
+                                               error_level=ErrorLevel.RAISE) if s is not None]
+    except SqlglotParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        description = first.get("description") or str(exc)
+        raise ParseError(f"syntax error: {description}", sql=sql, line=first.get("line"),
+                         col=first.get("col")) from None
+    except TokenError as exc:
+        line, col = _position_of_unclosed(sql)
+        raise ParseError(f"syntax error: {exc}", sql=sql, line=line, col=col) from None
+    if not statements:
+        raise ParseError("empty query: expected one SELECT statement", sql=sql)
+    if len(statements) > 1:
+        raise ParseError("expected one statement, got several (remove the ';' between them)",
+                         sql=sql)
+    return statements[0]
+
+
+def _position_of_unclosed(sql: str) -> tuple[int, int]:
+    """Line and column of the last quote opened and never closed (tokenizer errors)."""
+    quote, start = None, 0
+    for i, ch in enumerate(sql):
+        if quote is None and ch in "'\"":
+            quote, start = ch, i
+        elif ch == quote:
+            quote = None
+    before = sql[:start]
+    return before.count("\n") + 1, start - (before.rfind("\n") + 1) + 1

@@ -1,0 +1,142 @@
+"""The plan: data, not code. Fragments (what each source receives) and the residual SQL.
+
+``Plan.residual`` reads the fragments by name (``__f0``...) and runs in DuckDB; another engine
+can execute the same plan. ``Plan.local_sql`` is the residual with the fragments of sources
+DuckDB reads natively put back inline, so DuckDB's own pushdown applies to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from connectors.base import ScanRequest
+from fedquery.parse import DIALECT
+from fedquery.rules._shape import RuleCatalog, scan_table, source_of, subtree_source
+
+FRAGMENT_PREFIX = "__f"
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One piece of work sent to one source.
+
+    ``kind`` is ``scan`` (one table: ``request`` says columns, filter, limit) or ``sql`` (a
+    whole single-source subtree). ``sql`` is the fragment in DuckDB's dialect over bound names.
+    """
+
+    name: str
+    source: str
+    kind: str
+    sql: str
+    tables: tuple[str, ...]
+    native: bool
+    request: ScanRequest | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Fragments, the residual over them, and the names and order of the output columns."""
+
+    fragments: tuple[Fragment, ...]
+    residual: str
+    local_sql: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    parameters: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def passthrough(self) -> Fragment | None:
+        """The single fragment that is the whole query, if the query lives in one source."""
+        if len(self.fragments) == 1 and self.fragments[0].kind == "sql" and self.residual == (
+                f"SELECT * FROM {self.fragments[0].name}"):
+            return self.fragments[0]
+        return None
+
+
+def extract_fragments(expression: exp.Expr, *, catalog: RuleCatalog,
+                      is_native) -> tuple[list[Fragment], str, str]:
+    """Cut the rewritten tree into fragments; return them, the residual and the local SQL."""
+    fragments: list[Fragment] = []
+    local = expression.copy()
+    residual = _cut(expression, local, fragments, catalog, is_native)
+    return fragments, residual.sql(DIALECT), local.sql(DIALECT)
+
+
+def _cut(node: exp.Expr, local: exp.Expr, fragments: list[Fragment], catalog, is_native) -> exp.Expr:
+    """Walk ``node`` and its twin in the local tree together, replacing fragments in both."""
+    fragment = _fragment_of(node, catalog, len(fragments), is_native)
+    if fragment is not None:
+        fragments.append(fragment)
+        replaced = _reference(node, fragment.name)
+        if not fragment.native:
+            local = _replace(local, _reference(local, fragment.name))
+        return _replace(node, replaced)
+    for child, twin in zip(list(node.iter_expressions()), list(local.iter_expressions()),
+                           strict=True):
+        _cut(child, twin, fragments, catalog, is_native)
+    return node
+
+
+def _fragment_of(node: exp.Expr, catalog, index: int, is_native) -> Fragment | None:
+    name = f"{FRAGMENT_PREFIX}{index}"
+    table = scan_table(node)
+    if table is not None:
+        source = source_of(table)
+        return Fragment(name, source, "scan", node.this.sql(DIALECT), (_key(table),),
+                        is_native(source), _request(node.this, table))
+    if isinstance(node, exp.Subquery | exp.CTE) or node.parent is None:
+        query = node if node.parent is None else node.this
+        source = subtree_source(query, catalog)
+        if source is not None:
+            tables = tuple(sorted({_key(t) for t in query.find_all(exp.Table) if source_of(t)}))
+            return Fragment(name, source, "sql", query.sql(DIALECT), tables, is_native(source))
+    return None
+
+
+def _reference(node: exp.Expr, name: str) -> exp.Expr:
+    """What stands in the residual where a fragment was cut out."""
+    if isinstance(node, exp.Subquery) and isinstance(node.parent, exp.From | exp.Join):
+        return exp.Table(this=exp.to_identifier(name), alias=node.args.get("alias"))
+    star = exp.select("*").from_(name)
+    if isinstance(node, exp.Subquery | exp.CTE):
+        copy = node.copy()
+        copy.set("this", star)
+        return copy
+    return star
+
+
+def _replace(node: exp.Expr, new: exp.Expr) -> exp.Expr:
+    if node.parent is None:
+        return new
+    node.replace(new)
+    return new
+
+
+def _key(table: exp.Table) -> str:
+    return ".".join(p.name for p in table.parts)
+
+
+def _request(select: exp.Select, table: exp.Table) -> ScanRequest:
+    """The scan request of a scan-shaped SELECT, with column names as the source knows them."""
+    where = select.args.get("where")
+    limit = select.args.get("limit")
+    columns = tuple(p.name for p in select.expressions if isinstance(p, exp.Column))
+    return ScanRequest(
+        table=_key(table),
+        columns=columns,
+        filter=_unqualified(where.this).sql(DIALECT) if where else None,
+        limit=int(limit.expression.this) if limit else None,
+    )
+
+
+def _unqualified(condition: exp.Expr) -> exp.Expr:
+    """A one-table predicate with its column references stripped of the table alias."""
+    def strip(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Column) and node.table:
+            return exp.column(node.this.copy())
+        return node
+
+    return condition.copy().transform(strip)

@@ -1,0 +1,174 @@
+"""From SQL text to a ``Plan``: parse, sandbox, bind, qualify, rewrite, cut into fragments.
+
+Plans are cached by SQL text and parameter names: a plan holds SQL and decisions, never data,
+so it stays valid while the sources change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, SqlglotError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
+
+from connectors.base import Capabilities, TableRef
+from fedquery.bind import SOURCE, BoundTable, TableIndex, bind_tables
+from fedquery.catalog import Catalog
+from fedquery.errors import PlanError
+from fedquery.execute import Session
+from fedquery.parse import DIALECT, parse
+from fedquery.plan import Plan, extract_fragments
+from fedquery.rules import RULES, apply_rules, isolate_tables
+from fedquery.sandbox import check_sandbox, check_statement_keyword
+
+logger = logging.getLogger("fedquery")
+CACHE_SIZE = 256
+
+
+class Planner:
+    """Plans queries against one catalog and one executor session."""
+
+    def __init__(self, catalog: Catalog, session: Session) -> None:
+        self.catalog, self.session = catalog, session
+        self.index = build_index(catalog, session)
+        self._columns: dict[str, list[str]] = {}
+        self._cache: OrderedDict[tuple, Plan] = OrderedDict()
+
+    # RuleCatalog protocol
+    def capabilities(self, source: str) -> Capabilities:
+        return self.session.connectors[source].capabilities
+
+    def columns(self, table: exp.Table) -> list[str]:
+        key = ".".join(p.name for p in table.parts)
+        if key not in self._columns:
+            ref = TableRef(table.db, table.name)
+            self._columns[key] = self.session.schema(table.catalog, ref).names
+        return self._columns[key]
+
+    def cached_plan(self, sql: str, params: Any = None) -> Plan:
+        """``plan`` through an LRU cache keyed by SQL text and parameter names."""
+        key = (sql, _param_key(params))
+        plan = self._cache.get(key)
+        if plan is None:
+            plan = self._cache[key] = self.plan(sql, params)
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
+        return plan
+
+    def plan(self, sql: str, params: Any = None) -> Plan:
+        """Plan one SELECT (no cache)."""
+        tree = self.parse_checked(sql)
+        bind_tables(tree, self.index)
+        sources = {t.meta[SOURCE] for t in tree.find_all(exp.Table) if SOURCE in t.meta}
+        native = {s for s in sources if self.capabilities(s).native}
+        placeholders = tuple(sorted({p.name for p in tree.find_all(exp.Placeholder)}))
+        bound = select_params(placeholders, params)
+        outputs = self.session.describe(tree.sql(DIALECT), bound, native)
+        rewritten, notes = self._rewrite(tree)
+        _name_outputs(rewritten, [name for name, _ in outputs])
+        fragments, residual, local = extract_fragments(
+            rewritten, catalog=self, is_native=lambda s: self.capabilities(s).native)
+        return Plan(tuple(fragments), residual, local, tuple(n for n, _ in outputs),
+                    tuple(t for _, t in outputs), placeholders, tuple(notes))
+
+    def parse_checked(self, sql: str) -> exp.Expr:
+        """Parse and run the sandbox check."""
+        check_statement_keyword(sql)
+        tree = parse(sql)
+        check_sandbox(tree)
+        return tree
+
+    def _rewrite(self, tree: exp.Expr) -> tuple[exp.Expr, list[str]]:
+        """Qualify columns, then apply the rules; without qualification only isolate tables."""
+        try:
+            qualified = qualify(tree.copy(), schema=self._schema_for(tree), dialect=DIALECT,
+                                identify=False, validate_qualify_columns=True)
+            return apply_rules(qualified, catalog=self, rules=RULES), []
+        except (OptimizeError, SqlglotError, KeyError, ValueError) as exc:
+            logger.debug("qualification failed, planning without pushdown: %s", exc)
+            note = f"columns could not be resolved by the planner ({exc}); scans are not narrowed"
+            return isolate_tables(tree.copy(), catalog=self), [note]
+
+    def _schema_for(self, tree: exp.Expr) -> MappingSchema:
+        mapping: dict[str, dict] = {}
+        for table in tree.find_all(exp.Table):
+            if SOURCE in table.meta:
+                columns = {c: "UNKNOWN" for c in self.columns(table)}
+                mapping.setdefault(table.catalog, {}).setdefault(table.db, {})[table.name] = columns
+        return MappingSchema(mapping, dialect=DIALECT)
+
+
+def build_index(catalog: Catalog, session: Session) -> TableIndex:
+    """Catalog names, then every table of each SQL source as source[.schema].table."""
+    index = TableIndex()
+    for name, spec in catalog.tables.items():
+        connector = session.connectors.get(spec.source)
+        if connector is None:  # files sources become listing tables with the blob functions
+            continue
+        default = connector.capabilities.default_schema
+        if spec.table and connector.capabilities.dialect:
+            schema, _, table = spec.table.rpartition(".")
+            ref = TableRef(schema or default, table)
+        else:
+            ref = TableRef(default, name)
+        index.add_catalog_table(name, BoundTable(spec.source, ref))
+    for source, connector in session.connectors.items():
+        if connector.capabilities.dialect:
+            for ref in connector.tables():
+                index.add_source_table(BoundTable(source, ref), connector.capabilities.default_schema)
+    return index
+
+
+def _name_outputs(tree: exp.Expr, names: list[str]) -> None:
+    """Give the top-level projections DuckDB's own output names for the original query."""
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    if not isinstance(select, exp.Select) or len(select.expressions) != len(names):
+        return
+    renamed = {}
+    for projection, name in zip(select.expressions, names, strict=True):
+        if projection.alias_or_name != name:
+            renamed[projection.alias_or_name] = name
+            target = projection.this if isinstance(projection, exp.Alias) else projection
+            projection.replace(exp.alias_(target.copy(), exp.to_identifier(name)))
+    for holder in (tree, select):
+        order = holder.args.get("order")
+        for column in order.find_all(exp.Column) if order else []:
+            if not column.table and column.name in renamed:
+                column.set("this", exp.to_identifier(renamed[column.name]))
+
+
+def _param_key(params: Any) -> Any:
+    if params is None:
+        return None
+    if isinstance(params, dict):
+        return tuple(sorted(params))
+    return len(params)
+
+
+def select_params(names: tuple[str, ...], params: Any) -> Any:
+    """The parameter values a query uses; PlanError names a missing one."""
+    if not names:
+        return None
+    if params is None:
+        raise PlanError(f"the query uses parameters ({', '.join('$' + p for p in names)}) "
+                        "but params= was not given")
+    if isinstance(params, dict):
+        missing = [p for p in names if p not in params]
+        if missing:
+            raise PlanError(f"no value for parameter ${missing[0]}; given: "
+                            f"{', '.join(sorted(params)) or 'none'}")
+        return {k: _plain(v) for k, v in params.items() if k in names}
+    return [_plain(v) for v in params]
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars as Python values DuckDB binds."""
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else value

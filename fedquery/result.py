@@ -1,0 +1,105 @@
+"""The result of a query: run lazily, on first fetch, as a stream of Arrow record batches."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas
+
+    from fedquery.execute import Session
+    from fedquery.plan import Plan
+
+HTML_ROWS = 20
+
+
+class Result:
+    """Rows of one query. ``batches()`` streams; ``arrow()`` runs once and keeps the table.
+
+    >>> con.sql("SELECT 42 AS answer").fetchall()  # doctest: +SKIP
+    [(42,)]
+    """
+
+    def __init__(self, session: Session, plan: Plan, params: Any) -> None:
+        self._session, self._plan, self._params = session, plan, params
+        self._table: pa.Table | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """Output column names, known before anything runs."""
+        return list(self._plan.columns)
+
+    def batches(self) -> pa.RecordBatchReader:
+        """A stream of record batches; each call runs the query again unless it was fetched."""
+        if self._table is not None:
+            return self._table.to_reader()
+        reader, cursor = self._session.run(self._plan, self._params)
+        return _KeepAlive.wrap(reader, cursor)
+
+    def arrow(self) -> pa.Table:
+        """All rows as a ``pyarrow.Table`` (runs the query once, then cached)."""
+        if self._table is None:
+            self._table = self.batches().read_all()
+        return self._table
+
+    def df(self) -> pandas.DataFrame:
+        """All rows as a pandas DataFrame."""
+        return self.arrow().to_pandas()
+
+    def fetchall(self) -> list[tuple]:
+        """All rows as a list of tuples."""
+        table = self.arrow()
+        columns = [c.to_pylist() for c in table.columns]
+        return list(zip(*columns, strict=True)) if columns else []
+
+    def __len__(self) -> int:
+        return self.arrow().num_rows
+
+    def __repr__(self) -> str:
+        if self._table is None:
+            return f"<fedquery.Result columns={self.columns} (not fetched)>"
+        return f"<fedquery.Result {self._table.num_rows} rows x {len(self.columns)} columns>"
+
+    def _repr_html_(self) -> str:
+        """The first rows as an HTML table, every value escaped."""
+        reader = self.batches()
+        head = _first_rows(reader, HTML_ROWS + 1)
+        header = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
+        rows = [
+            "<tr>" + "".join(f"<td>{html.escape(_short(v))}</td>" for v in row) + "</tr>"
+            for row in head[:HTML_ROWS]
+        ]
+        more = "<p>… more rows</p>" if len(head) > HTML_ROWS else ""
+        return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+
+
+def _first_rows(reader: pa.RecordBatchReader, n: int) -> list[tuple]:
+    rows: list[tuple] = []
+    for batch in reader:
+        columns = [c.to_pylist() for c in batch.slice(0, n - len(rows)).columns]
+        rows.extend(zip(*columns, strict=True))
+        if len(rows) >= n:
+            break
+    return rows
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _KeepAlive:
+    """Ties the DuckDB cursor's lifetime to the reader that streams from it."""
+
+    @staticmethod
+    def wrap(reader: pa.RecordBatchReader, cursor: Any) -> pa.RecordBatchReader:
+        def batches():
+            try:
+                yield from reader
+            finally:
+                cursor.close()
+
+        return pa.RecordBatchReader.from_batches(reader.schema, batches())

@@ -1,0 +1,35 @@
+"""Rewrite rules: small pure functions over bound, qualified sqlglot trees, applied in order.
+
+Each rule lives in its own module named after its one public function and takes
+``(expression, *, catalog)``; the order is the ``RULES`` tuple, as in sqlglot's optimizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlglot import exp
+
+from fedquery.rules._shape import RuleCatalog
+from fedquery.rules.isolate_tables import isolate_tables
+from fedquery.rules.pushdown_limit import pushdown_limit
+from fedquery.rules.pushdown_predicates import pushdown_predicates
+from fedquery.rules.pushdown_projections import pushdown_projections
+
+Rule = Callable[..., exp.Expr]
+RULES: tuple[Rule, ...] = (
+    isolate_tables,
+    pushdown_predicates,
+    pushdown_projections,
+    pushdown_limit,
+)
+
+__all__ = ["RULES", "RuleCatalog", "apply_rules", "isolate_tables", "pushdown_limit",
+           "pushdown_predicates", "pushdown_projections"]
+
+
+def apply_rules(expression: exp.Expr, *, catalog: RuleCatalog, rules=RULES) -> exp.Expr:
+    """Run each rule in order over the tree."""
+    for rule in rules:
+        expression = rule(expression, catalog=catalog)
+    return expression

@@ -1,0 +1,106 @@
+"""Shapes the rules recognise in a bound, qualified tree, and what rules ask of the catalog.
+
+A *scan* is a derived table over exactly one source table: ``(SELECT cols FROM s.d.t AS a
+[WHERE ...] [ORDER BY ...] [LIMIT n]) AS a``. A *subtree* is any query whose tables all live
+in one source that runs SQL (joins, aggregates), with no reference to an outer query.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sqlglot import exp
+
+from connectors.base import Capabilities
+from fedquery.bind import SOURCE
+
+NONDETERMINISTIC = {"random", "uuid", "gen_random_uuid", "setseed", "nextval", "now",
+                    "current_timestamp", "get_current_timestamp"}
+
+
+class RuleCatalog(Protocol):
+    """What rewrite rules need to know about sources and tables."""
+
+    def capabilities(self, source: str) -> Capabilities: ...
+
+    def columns(self, table: exp.Table) -> list[str]: ...
+
+
+def source_of(table: exp.Expr) -> str | None:
+    """The source of a bound table node, else None (CTE refs, table functions)."""
+    return table.meta.get(SOURCE) if isinstance(table, exp.Table) else None
+
+
+def scan_table(node: exp.Expr) -> exp.Table | None:
+    """The one source table of a scan-shaped derived table, else None."""
+    if not isinstance(node, exp.Subquery) or not isinstance(node.this, exp.Select):
+        return None
+    select = node.this
+    table = select.args.get("from_") and select.args["from_"].this
+    if source_of(table) is None or select.args.get("joins"):
+        return None
+    if any(select.args.get(k) for k in ("group", "having", "distinct", "qualify", "with_")):
+        return None
+    if not all(isinstance(p, exp.Column | exp.Alias) for p in select.expressions):
+        return None
+    return table
+
+
+def subtree_source(query: exp.Expr, catalog: RuleCatalog) -> str | None:
+    """The one SQL-capable source a whole uncorrelated query lives in, else None."""
+    if not isinstance(query, exp.Query):
+        return None
+    ctes = {cte.alias.lower() for cte in query.find_all(exp.CTE)}
+    tables = [t for t in query.find_all(exp.Table) if t.db or t.name.lower() not in ctes]
+    sources = {source_of(t) for t in tables}
+    if len(sources) != 1 or None in sources:
+        return None
+    source = sources.pop()
+    if not catalog.capabilities(source).subtrees or is_correlated(query):
+        return None
+    if any(_is_unknown_to_sources(f) for f in query.find_all(exp.Anonymous)):
+        return None
+    return source
+
+
+def is_correlated(query: exp.Expr) -> bool:
+    """True when a column of the query refers to a table defined outside it."""
+    defined = {t.alias_or_name for t in query.find_all(exp.Table)}
+    defined |= {s.alias for s in query.find_all(exp.Subquery) if s.alias}
+    defined |= {c.alias for c in query.find_all(exp.CTE)}
+    return any(c.table and c.table not in defined for c in query.find_all(exp.Column))
+
+
+def is_deterministic(node: exp.Expr) -> bool:
+    """No random, clock or sequence functions anywhere in ``node``."""
+    for func in node.find_all(exp.Func):
+        name = func.name if isinstance(func, exp.Anonymous) else func.sql_name()
+        if isinstance(func, exp.Rand) or name.lower() in NONDETERMINISTIC:
+            return False
+    return True
+
+
+def conjuncts(condition: exp.Expr | None) -> list[exp.Expr]:
+    """The AND-ed parts of a condition (none for None)."""
+    if condition is None:
+        return []
+    return list(condition.flatten()) if isinstance(condition, exp.And) else [condition]
+
+
+def referenced_tables(node: exp.Expr) -> set[str] | None:
+    """Table aliases a predicate reads; None if it has a subquery or an unqualified column."""
+    if node.find(exp.Query, exp.Exists) is not None:
+        return None
+    tables = set()
+    for column in node.find_all(exp.Column):
+        if not column.table:
+            return None
+        tables.add(column.table)
+    return tables
+
+
+def _is_unknown_to_sources(func: exp.Anonymous) -> bool:
+    """fedquery's own functions run in the executor, never inside a source."""
+    from fedquery.sandbox import FEDQUERY_FUNCTIONS
+
+    return func.name.lower() in FEDQUERY_FUNCTIONS

@@ -1,0 +1,88 @@
+"""Move filters that read one table only into that table's scan.
+
+From WHERE and from inner-join ON conditions, a conjunct that reads one scanned table, has no
+subquery and is deterministic moves into the scan, unless that table is on the NULL-supplying
+side of an outer join; a LEFT JOIN's ON conjuncts on its right table move into the right scan.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from fedquery.rules._shape import (
+    RuleCatalog,
+    conjuncts,
+    is_deterministic,
+    referenced_tables,
+    scan_table,
+)
+
+
+def pushdown_predicates(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
+    """Push single-table conjuncts of every SELECT into the scans they read."""
+    for select in list(expression.find_all(exp.Select)):
+        scans = _scans(select)
+        if scans:
+            _push_where(select, scans, _null_supplying(select))
+            _push_join_conditions(select, scans)
+    return expression
+
+
+def _scans(select: exp.Select) -> dict[str, exp.Select]:
+    """Scan-shaped derived tables of one SELECT, by alias."""
+    sources = [select.args.get("from_")] + list(select.args.get("joins") or [])
+    scans = {}
+    for item in filter(None, sources):
+        if scan_table(item.this) is not None:
+            scans[item.this.alias] = item.this.this
+    return scans
+
+
+def _null_supplying(select: exp.Select) -> set[str]:
+    """Aliases whose rows an outer join may replace by NULLs."""
+    seen = [select.args["from_"].this.alias_or_name]
+    nullable: set[str] = set()
+    for join in select.args.get("joins") or []:
+        alias = join.this.alias_or_name
+        if join.side in ("RIGHT", "FULL"):
+            nullable.update(seen)
+        if join.side in ("LEFT", "FULL"):
+            nullable.add(alias)
+        seen.append(alias)
+    return nullable
+
+
+def _pushable_to(condition: exp.Expr, scans: dict[str, exp.Select], blocked: set[str]) -> str | None:
+    tables = referenced_tables(condition)
+    if not tables or len(tables) != 1 or not is_deterministic(condition):
+        return None
+    alias = next(iter(tables))
+    return alias if alias in scans and alias not in blocked else None
+
+
+def _push_where(select: exp.Select, scans: dict, blocked: set[str]) -> None:
+    kept = []
+    for condition in conjuncts(select.args.get("where") and select.args["where"].this):
+        alias = _pushable_to(condition, scans, blocked)
+        if alias is None:
+            kept.append(condition)
+        else:
+            scans[alias].where(condition.copy(), copy=False)
+    select.set("where", exp.Where(this=exp.and_(*kept)) if kept else None)
+
+
+def _push_join_conditions(select: exp.Select, scans: dict) -> None:
+    nullable = _null_supplying(select)
+    for join in select.args.get("joins") or []:
+        if join.side in ("RIGHT", "FULL") or not join.args.get("on"):
+            continue
+        right = join.this.alias_or_name
+        blocked = nullable - {right} if join.side == "LEFT" else nullable
+        kept = []
+        for condition in conjuncts(join.args["on"]):
+            alias = _pushable_to(condition, scans, blocked)
+            if alias is None or (join.side == "LEFT" and alias != right):
+                kept.append(condition)
+            else:
+                scans[alias].where(condition.copy(), copy=False)
+        join.set("on", exp.and_(*kept) if kept else exp.true())
