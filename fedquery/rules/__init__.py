@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from fedquery.rules._shape import RuleCatalog
 from fedquery.rules.isolate_tables import isolate_tables
+from fedquery.rules.pushdown_joins import pushdown_joins
 from fedquery.rules.pushdown_limit import pushdown_limit
 from fedquery.rules.pushdown_predicates import pushdown_predicates
 from fedquery.rules.pushdown_projections import pushdown_projections
@@ -21,10 +22,11 @@ RULES: tuple[Rule, ...] = (
     isolate_tables,
     pushdown_predicates,
     pushdown_projections,
+    pushdown_joins,
     pushdown_limit,
 )
 
-__all__ = ["RULES", "RuleCatalog", "apply_rules", "isolate_tables", "pushdown_limit",
+__all__ = ["RULES", "RuleCatalog", "apply_rules", "isolate_tables", "pushdown_joins", "pushdown_limit",
            "pushdown_predicates", "pushdown_projections"]
 
 

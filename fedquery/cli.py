@@ -1,0 +1,157 @@
+"""The ``fedquery`` command: sql, explain, tables, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from fedquery.errors import FedQueryError
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except FedQueryError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedquery", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    sql = commands.add_parser("sql", help="run a query and print or write its rows")
+    sql.add_argument("catalog")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=FORMATS, default="table")
+    sql.add_argument("--output", help="write to this file instead of standard output")
+    sql.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    sql.set_defaults(run=_sql)
+    explain = commands.add_parser("explain", help="show what each source receives")
+    explain.add_argument("catalog")
+    explain.add_argument("query")
+    explain.add_argument("--analyze", action="store_true")
+    explain.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    explain.set_defaults(run=_explain)
+    tables = commands.add_parser("tables", help="list the tables SQL sees")
+    tables.add_argument("catalog")
+    tables.set_defaults(run=_tables)
+    demo = commands.add_parser("demo", help="build the sample drive data set and run a showcase")
+    demo.add_argument("--dir", help="where to build the sample data (default: a cache folder)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _params(pairs: list[str]) -> dict[str, object] | None:
+    """``NAME=VALUE`` pairs; values that parse as numbers become numbers."""
+    params: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
+        params[name.lstrip("$")] = _number_or_text(value)
+    return params or None
+
+
+def _number_or_text(value: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _sql(args: argparse.Namespace) -> int:
+    import fedquery
+
+    with fedquery.connect(args.catalog) as con:
+        table = con.sql(args.query, params=_params(args.param)).arrow()
+        _write(table, args.format, args.output)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import fedquery
+
+    with fedquery.connect(args.catalog) as con:
+        print(con.explain(args.query, analyze=args.analyze, params=_params(args.param)))
+    return 0
+
+
+def _tables(args: argparse.Namespace) -> int:
+    import fedquery
+
+    with fedquery.connect(args.catalog) as con:
+        print("\n".join(con.tables()))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from fedquery.demo import run_demo
+
+    run_demo(Path(args.dir) if args.dir else None)
+    return 0
+
+
+def _write(table: pa.Table, fmt: str, output: str | None) -> None:
+    if fmt == "parquet":
+        if not output:
+            raise SystemExit("--format parquet needs --output FILE")
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, output)
+        return
+    text = {"table": format_table, "csv": _csv, "json": _json}[fmt](table)
+    if output:
+        Path(output).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _csv(table: pa.Table) -> str:
+    import pyarrow.csv as pacsv
+
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="needed"))
+    return sink.getvalue().to_pybytes().decode()
+
+
+def _json(table: pa.Table) -> str:
+    import json
+
+    return "".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist())
+
+
+def format_table(table: pa.Table, max_rows: int = 40, max_width: int = 40) -> str:
+    """A plain-text table of the first rows, columns padded to their widest value."""
+    names = table.column_names
+    head = [c.to_pylist() for c in table.slice(0, max_rows).columns]
+    rows = [[_cell(v, max_width) for v in row] for row in zip(*head, strict=True)]
+    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
+    line = "+".join("-" * (w + 2) for w in widths)
+    out = [" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)), line]
+    out += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    if table.num_rows > max_rows:
+        out.append(f"... {table.num_rows - max_rows} more rows")
+    out.append(f"({table.num_rows} rows)")
+    return "\n".join(out) + "\n"
+
+
+def _cell(value: object, width: int) -> str:
+    if isinstance(value, bytes):
+        text = f"<{len(value)} bytes>"
+    else:
+        text = "NULL" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""``fedquery demo``: build the sample drive data set and run a short cross-source showcase."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import fedquery
+from fedquery.cli import format_table
+
+SHOWCASE = [
+    ("Rainy drives in Austin and their front-camera frames (warehouse x lake)",
+     """SELECT d.drive_id, d.started_at, v.model, count(*) AS frames
+        FROM drives d
+        JOIN vehicles v ON v.vehicle_id = d.vehicle_id
+        JOIN frames f ON f.drive_id = d.drive_id
+        WHERE d.city = $city AND d.weather = 'rain' AND f.camera = 'front'
+        GROUP BY ALL ORDER BY d.drive_id"""),
+    ("Frames and LIDAR sweeps per city and weather (two lake tables, one warehouse table)",
+     """WITH f AS (SELECT drive_id, count(*) AS frames FROM frames GROUP BY drive_id),
+             l AS (SELECT drive_id, count(*) AS sweeps FROM lidar_sweeps GROUP BY drive_id)
+        SELECT d.city, coalesce(d.weather, '(unknown)') AS weather, count(*) AS drives,
+               sum(f.frames) AS frames, sum(l.sweeps) AS sweeps
+        FROM drives d LEFT JOIN f USING (drive_id) LEFT JOIN l USING (drive_id)
+        GROUP BY ALL ORDER BY frames DESC, d.city LIMIT 8"""),
+    ("Frames that look like a rainy frame, with their drive's metadata (vector x lake x warehouse)",
+     """WITH q AS (SELECT e.embedding FROM frame_embeddings e JOIN frames f USING (frame_id)
+                  JOIN drives d ON d.drive_id = f.drive_id
+                  WHERE d.weather = 'rain' ORDER BY f.frame_id LIMIT 1)
+        SELECT f.frame_id, d.city, d.weather, f.image_uri,
+               round(array_cosine_distance(e.embedding, (SELECT embedding FROM q)), 4) AS distance
+        FROM frame_embeddings e JOIN frames f USING (frame_id) JOIN drives d ON d.drive_id = f.drive_id
+        ORDER BY distance, f.frame_id LIMIT 5"""),
+    ("Peak acceleration per drive, ranked within each city (window over IMU in the lake)",
+     """SELECT d.city, d.drive_id, max(sqrt(ax*ax + ay*ay)) AS peak_accel,
+               rank() OVER (PARTITION BY d.city ORDER BY max(sqrt(ax*ax + ay*ay)) DESC) AS rank_in_city
+        FROM imu i JOIN drives d USING (drive_id)
+        GROUP BY d.city, d.drive_id QUALIFY rank_in_city = 1 ORDER BY d.city"""),
+]
+
+
+def default_dir() -> Path:
+    """Where the demo keeps its data: $FEDQUERY_SAMPLE_DIR or a user cache folder."""
+    env = os.environ.get("FEDQUERY_SAMPLE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedquery" / "sample"
+
+
+def run_demo(dest: Path | None = None) -> None:
+    """Build the data set if missing, then print each showcase query, its rows and one plan."""
+    from sample_data.generate import build
+
+    dest = dest or default_dir()
+    started = time.perf_counter()
+    catalog = build(dest)
+    print(f"sample data: {catalog} ({time.perf_counter() - started:.1f} s)\n")
+    with fedquery.connect(catalog) as con:
+        print("tables:", ", ".join(con.tables()), "\n")
+        for title, sql in SHOWCASE:
+            print(f"== {title}")
+            print(format_table(con.sql(sql, params={"city": "Austin"}).arrow()))
+        print("== The plan of the first query: what each source receives")
+        print(con.explain(SHOWCASE[0][1], params={"city": "Austin"}))

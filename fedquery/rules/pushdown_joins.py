@@ -1,0 +1,115 @@
+"""Merge the scans of one SQL source that are inner-joined in a SELECT into one fragment.
+
+``FROM (scan drives d) JOIN (scan vehicles v) ON v.id = d.vehicle_id JOIN (scan frames f) ...``
+becomes ``FROM (SELECT d.x AS d__x, v.y AS v__y FROM drives AS d JOIN vehicles AS v ON ...)
+AS __j0 JOIN (scan frames f) ...``: the warehouse runs its own join. Only SELECTs whose joins
+are all inner or cross are merged (their conditions may then move freely between ON and WHERE).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from sqlglot import exp
+
+from fedquery.rules._shape import RuleCatalog, conjuncts, referenced_tables, scan_table, source_of
+from fedquery.rules.pushdown_projections import ROW_MARKER
+
+JOIN_PREFIX = "__j"
+
+
+def pushdown_joins(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
+    """Merge same-source scans joined by inner joins into one single-source subquery."""
+    counter = itertools.count()
+    for select in list(expression.find_all(exp.Select)):
+        if not _all_inner(select):
+            continue
+        for members in _groups(select, catalog):
+            _merge(select, members, f"{JOIN_PREFIX}{next(counter)}")
+    return expression
+
+
+def _all_inner(select: exp.Select) -> bool:
+    joins = select.args.get("joins") or []
+    return bool(joins) and all(
+        not j.side and j.kind in ("", "INNER", "CROSS") and not j.args.get("using")
+        and not j.args.get("method") for j in joins)
+
+
+def _groups(select: exp.Select, catalog: RuleCatalog) -> list[list[exp.Subquery]]:
+    """Scans of the SELECT grouped by source, for sources that run joins; 2+ scans each."""
+    items = [select.args["from_"]] + list(select.args["joins"])
+    by_source: dict[str, list[exp.Subquery]] = {}
+    for item in items:
+        table = scan_table(item.this)
+        if table is None or item.this.this.args.get("limit") or item.this.this.args.get("order"):
+            continue
+        if catalog.capabilities(source_of(table)).subtrees:
+            by_source.setdefault(source_of(table), []).append(item.this)
+    return [members for members in by_source.values() if len(members) > 1]
+
+
+def _merge(select: exp.Select, members: list[exp.Subquery], alias: str) -> None:
+    aliases = {m.alias for m in members}
+    if _reads_star(select, aliases, members):
+        return
+    inner_where = [c for m in members for c in conjuncts(_where(m.this))]
+    moved = _take_conditions(select, aliases, members)
+    inner_where += [c for c in moved if (referenced_tables(c) or {""}) <= aliases]
+    outer = [c for c in moved if c not in inner_where]
+    merged = _merged_select(members, inner_where)
+    first = members[0]
+    for member in members[1:]:
+        member.parent.pop()
+    first.replace(exp.Subquery(this=merged, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    if outer:
+        select.where(exp.and_(*outer), copy=False)
+    _rename_columns(select, aliases, alias)
+
+
+def _reads_star(select: exp.Select, aliases: set[str], members: list) -> bool:
+    return any(isinstance(c.this, exp.Star) and c.table in aliases
+               for c in select.find_all(exp.Column))
+
+
+def _where(select: exp.Select) -> exp.Expr | None:
+    where = select.args.get("where")
+    return where.this if where else None
+
+
+def _take_conditions(select: exp.Select, aliases: set[str], members: list) -> list[exp.Expr]:
+    """Remove the ON conditions of merged joins and the WHERE conjuncts over merged tables."""
+    taken = []
+    for member in members:
+        join = member.parent
+        if isinstance(join, exp.Join) and join.args.get("on"):
+            taken.extend(conjuncts(join.args["on"]))
+            join.set("on", exp.true())
+    kept = []
+    for condition in conjuncts(_where(select)):
+        tables = referenced_tables(condition)
+        (taken if tables and tables <= aliases else kept).append(condition)
+    select.set("where", exp.Where(this=exp.and_(*kept)) if kept else None)
+    return taken
+
+
+def _merged_select(members: list[exp.Subquery], where: list[exp.Expr]) -> exp.Select:
+    projections = []
+    for member in members:
+        for p in member.this.expressions:
+            name = ROW_MARKER if p.alias_or_name == ROW_MARKER else p.alias_or_name
+            value = exp.true() if name == ROW_MARKER else exp.column(name, table=member.alias)
+            projections.append(exp.alias_(value, f"{member.alias}__{name}"))
+    tables = [scan_table(m).copy() for m in members]
+    merged = exp.select(*projections).from_(tables[0])
+    for table in tables[1:]:
+        merged = merged.join(table, join_type="CROSS")
+    return merged.where(exp.and_(*where)) if where else merged
+
+
+def _rename_columns(select: exp.Select, aliases: set[str], alias: str) -> None:
+    """``d.x`` outside the merged subquery becomes ``__j0.d__x``."""
+    merged = next(s for s in select.find_all(exp.Subquery) if s.alias == alias)
+    for column in list(select.walk(prune=lambda n: n is merged)):
+        if isinstance(column, exp.Column) and column.table in aliases:
+            column.replace(exp.column(f"{column.table}__{column.name}", table=alias))
