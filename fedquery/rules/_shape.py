@@ -41,9 +41,15 @@ def scan_table(node: exp.Expr) -> exp.Table | None:
         return None
     if any(select.args.get(k) for k in ("group", "having", "distinct", "qualify", "with_")):
         return None
-    if not all(isinstance(p, exp.Column | exp.Alias) for p in select.expressions):
+    if not all(_is_plain_projection(p) for p in select.expressions):
         return None
     return table
+
+
+def _is_plain_projection(projection: exp.Expr) -> bool:
+    """A column, a renamed column or the constant a row-count scan keeps."""
+    value = projection.this if isinstance(projection, exp.Alias) else projection
+    return isinstance(value, exp.Column | exp.Boolean)
 
 
 def subtree_source(query: exp.Expr, catalog: RuleCatalog) -> str | None:

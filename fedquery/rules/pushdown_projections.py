@@ -17,7 +17,7 @@ ROW_MARKER = "__row"
 def pushdown_projections(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
     """Drop the columns of every scan that nothing outside it reads."""
     for subquery in list(expression.find_all(exp.Subquery)):
-        if scan_table(subquery) is None or subquery.parent is None:
+        if scan_table(subquery) is None or not isinstance(subquery.parent, exp.From | exp.Join):
             continue
         outer = subquery.find_ancestor(exp.Select)
         if outer is None:
