@@ -60,23 +60,33 @@ def extract_fragments(expression: exp.Expr, *, catalog: RuleCatalog,
                       is_native) -> tuple[list[Fragment], str, str]:
     """Cut the rewritten tree into fragments; return them, the residual and the local SQL."""
     fragments: list[Fragment] = []
-    local = expression.copy()
+    whole = expression.sql(DIALECT)
+    local = expression.copy() if _has_remote(expression, catalog, is_native) else None
     residual = _cut(expression, local, fragments, catalog, is_native)
-    return fragments, residual.sql(DIALECT), local.sql(DIALECT)
+    return fragments, residual.sql(DIALECT), whole if local is None else local.sql(DIALECT)
 
 
-def _cut(node: exp.Expr, local: exp.Expr, fragments: list[Fragment], catalog, is_native) -> exp.Expr:
-    """Walk ``node`` and its twin in the local tree together, replacing fragments in both."""
+def _has_remote(expression: exp.Expr, catalog, is_native) -> bool:
+    return any(not is_native(source_of(t)) for t in expression.find_all(exp.Table)
+               if source_of(t) is not None)
+
+
+def _cut(node: exp.Expr, local: exp.Expr | None, fragments: list[Fragment], catalog,
+         is_native) -> exp.Expr:
+    """Walk ``node`` and its twin in the local tree together, replacing fragments in both.
+
+    The local tree keeps native fragments inline; without remote sources it is not needed.
+    """
     fragment = _fragment_of(node, catalog, len(fragments), is_native)
     if fragment is not None:
         fragments.append(fragment)
         replaced = _reference(node, fragment.name)
-        if not fragment.native:
-            local = _replace(local, _reference(local, fragment.name))
+        if local is not None and not fragment.native:
+            _replace(local, _reference(local, fragment.name))
         return _replace(node, replaced)
-    for child, twin in zip(list(node.iter_expressions()), list(local.iter_expressions()),
-                           strict=True):
-        _cut(child, twin, fragments, catalog, is_native)
+    twins = list(local.iter_expressions()) if local is not None else None
+    for i, child in enumerate(list(node.iter_expressions())):
+        _cut(child, twins[i] if twins is not None else None, fragments, catalog, is_native)
     return node
 
 

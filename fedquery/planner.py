@@ -69,7 +69,7 @@ class Planner:
         placeholders = tuple(sorted({p.name for p in tree.find_all(exp.Placeholder)}))
         bound = select_params(placeholders, params)
         outputs = self.session.describe(tree.sql(DIALECT), bound, native)
-        rewritten, notes = self._rewrite(tree)
+        rewritten, notes = self._rewrite(tree, sql)
         _name_outputs(rewritten, [name for name, _ in outputs])
         fragments, residual, local = extract_fragments(
             rewritten, catalog=self, is_native=lambda s: self.capabilities(s).native)
@@ -83,16 +83,17 @@ class Planner:
         check_sandbox(tree)
         return tree
 
-    def _rewrite(self, tree: exp.Expr) -> tuple[exp.Expr, list[str]]:
+    def _rewrite(self, tree: exp.Expr, sql: str) -> tuple[exp.Expr, list[str]]:
         """Qualify columns, then apply the rules; without qualification only isolate tables."""
         try:
-            qualified = qualify(tree.copy(), schema=self._schema_for(tree), dialect=DIALECT,
+            qualified = qualify(tree, schema=self._schema_for(tree), dialect=DIALECT,
                                 identify=False, validate_qualify_columns=True)
             return apply_rules(qualified, catalog=self, rules=RULES), []
         except (OptimizeError, SqlglotError, KeyError, ValueError) as exc:
             logger.debug("qualification failed, planning without pushdown: %s", exc)
             note = f"columns could not be resolved by the planner ({exc}); scans are not narrowed"
-            return isolate_tables(tree.copy(), catalog=self), [note]
+            fresh = bind_tables(self.parse_checked(sql), self.index)
+            return isolate_tables(fresh, catalog=self), [note]
 
     def _schema_for(self, tree: exp.Expr) -> MappingSchema:
         mapping: dict[str, dict] = {}

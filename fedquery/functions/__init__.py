@@ -1,0 +1,1 @@
+"""Functions that fedquery adds to SQL: blob readers, image and point-cloud helpers, embedders."""
