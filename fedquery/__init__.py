@@ -2,7 +2,8 @@
 
 >>> import fedquery
 >>> con = fedquery.connect("catalog.yaml")                      # doctest: +SKIP
->>> con.sql("SELECT count(*) FROM frames WHERE camera = $c", params={"c": "front"}).fetchall()  # doctest: +SKIP
+>>> con.sql("SELECT count(*) FROM frames WHERE camera = $c",
+...         params={"c": "front"}).fetchall()                   # doctest: +SKIP
 """
 
 from fedquery.connection import Connection, connect

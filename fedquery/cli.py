@@ -146,10 +146,9 @@ def format_table(table: pa.Table, max_rows: int = 40, max_width: int = 40) -> st
 
 
 def _cell(value: object, width: int) -> str:
+    text = "NULL" if value is None else str(value)
     if isinstance(value, bytes):
         text = f"<{len(value)} bytes>"
-    else:
-        text = "NULL" if value is None else str(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from urllib.parse import urlsplit
 
@@ -35,8 +36,6 @@ def _passwords(value: str) -> list[str]:
     """Passwords inside a URL-style or key=value DSN."""
     found = [m.group(1).strip("'") for m in _DSN_PASSWORD.finditer(value)]
     if "://" in value:
-        try:
+        with contextlib.suppress(ValueError):
             found.append(urlsplit(value).password or "")
-        except ValueError:
-            pass
     return found
