@@ -60,6 +60,7 @@ class Connector(Protocol):
     """One source. Optional methods: ``run_sql(sql) -> RecordBatchReader``, ``bind(con)``."""
 
     name: str
+    kind: str
     capabilities: Capabilities
 
     def tables(self) -> list[TableRef]:

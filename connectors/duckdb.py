@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 class DuckDBConnector:
     """Tables of a DuckDB file; DuckDB runs whole fragments (joins, aggregates) natively."""
 
+    kind = "duckdb"
     capabilities = Capabilities(dialect="duckdb", native=True, subtrees=True)
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:

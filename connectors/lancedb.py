@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 class LanceDBConnector:
     """Vector tables of a LanceDB database, bound into DuckDB as views over Lance datasets."""
 
+    kind = "lancedb"
     capabilities = Capabilities(dialect=None, native=True, subtrees=False, vector_search=True)
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:

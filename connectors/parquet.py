@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 class ParquetConnector:
     """Parquet tables declared in the catalog; one-table scans only (no SQL engine of its own)."""
 
+    kind = "parquet"
     capabilities = Capabilities(dialect=None, native=True, subtrees=False)
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:

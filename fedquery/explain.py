@@ -32,7 +32,7 @@ def _fragment_lines(fragment: Fragment, session: Session) -> list[str]:
     lines = [f"[{fragment.name}] {fragment.source} ({_kind(connector)}, {how}): {fragment.kind}"]
     if fragment.request is not None:
         request = fragment.request
-        lines.append(f"  table:   {request.table.split('.', 1)[1]}")
+        lines.append(f"  table:   {_local_name(request.table, caps.default_schema)}")
         lines.append(f"  columns: {', '.join(request.columns) or '(none: row count only)'}")
         lines.append(f"  filter:  {request.filter or '(none)'}")
         if request.limit is not None:
@@ -59,4 +59,10 @@ def source_sql(sql: str, dialect: str) -> str:
 
 
 def _kind(connector) -> str:
-    return type(connector).__module__.rsplit(".", 1)[-1]
+    return getattr(connector, "kind", "custom")
+
+
+def _local_name(key: str, default_schema: str) -> str:
+    """``source.schema.table`` as the source names it: ``table`` in its default schema."""
+    _, schema, name = key.split(".", 2)
+    return name if schema == default_schema else f"{schema}.{name}"
