@@ -23,6 +23,12 @@ def literal(value: str) -> str:
     return exp.Literal.string(value).sql("duckdb")
 
 
+def table_ref(key: str) -> TableRef:
+    """The table a scan request names: ``source.schema.table`` (``schema.table``, ``table``)."""
+    parts = key.split(".")
+    return TableRef(parts[-2] if len(parts) > 1 else "main", parts[-1])
+
+
 def relation(source: str, table: TableRef) -> str:
     """The three-part name under which a native table is bound: source.schema.table."""
     return ".".join(quote(part) for part in (source, table.schema, table.name))
@@ -33,6 +39,8 @@ def scan_sql(source: str, request: ScanRequest, table: TableRef) -> str:
     select = exp.select(*(request.columns or ("*",))).from_(relation(source, table))
     if request.filter:
         select = select.where(request.filter, dialect="duckdb")
+    if request.order_by:
+        select = select.order_by(*request.order_by, dialect="duckdb")
     if request.limit is not None:
         select = select.limit(request.limit)
     return select.sql("duckdb")

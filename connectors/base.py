@@ -36,12 +36,17 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class ScanRequest:
-    """A one-table fragment: which columns, which rows (DuckDB SQL predicate), how many."""
+    """A one-table fragment: which columns, which rows (DuckDB SQL predicate), how many.
+
+    ``table`` is ``source.schema.table``. ``order_by`` holds DuckDB SQL sort keys (``ts DESC``);
+    it matters only with ``limit``: the first ``limit`` rows in that order (a top-N).
+    """
 
     table: str
     columns: tuple[str, ...] | None = None
     filter: str | None = None
     limit: int | None = None
+    order_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import literal, quote, relation, scan_sql, schema_of
+from connectors._native import literal, quote, relation, scan_sql, schema_of, table_ref
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
@@ -54,7 +54,7 @@ class DuckDBConnector:
         return schema_of(self._bound(), self.name, table)
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
-        table = TableRef(*request.table.split(".", 1))
+        table = table_ref(request.table)
         return self.run_sql(scan_sql(self.name, request, table))
 
     def run_sql(self, sql: str) -> pa.RecordBatchReader:

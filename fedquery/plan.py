@@ -13,7 +13,7 @@ from sqlglot import exp
 
 from connectors.base import ScanRequest
 from fedquery.parse import DIALECT
-from fedquery.rules._shape import RuleCatalog, scan_table, source_of, subtree_source
+from fedquery.rules._shape import ROW_MARKER, RuleCatalog, scan_table, source_of, subtree_source
 
 FRAGMENT_PREFIX = "__f"
 
@@ -97,12 +97,23 @@ def _fragment_of(node: exp.Expr, catalog, index: int, is_native) -> Fragment | N
         source = source_of(table)
         return Fragment(name, source, "scan", node.this.sql(DIALECT), (_key(table),),
                         is_native(source), _request(node.this, table))
-    if isinstance(node, exp.Subquery | exp.CTE) or node.parent is None:
-        query = node if node.parent is None else node.this
-        source = subtree_source(query, catalog)
-        if source is not None:
-            tables = tuple(sorted({_key(t) for t in query.find_all(exp.Table) if source_of(t)}))
-            return Fragment(name, source, "sql", query.sql(DIALECT), tables, is_native(source))
+    query = _whole_query(node)
+    source = subtree_source(query, catalog) if query is not None else None
+    if source is not None:
+        tables = tuple(sorted({_key(t) for t in query.find_all(exp.Table) if source_of(t)}))
+        return Fragment(name, source, "sql", query.sql(DIALECT), tables, is_native(source))
+    return None
+
+
+def _whole_query(node: exp.Expr) -> exp.Expr | None:
+    """The query a node stands for: the statement, a subquery's or CTE's body, or a query that
+    stands alone inside another (a set-operation branch, an EXISTS or ARRAY body)."""
+    if node.parent is None:
+        return node
+    if isinstance(node, exp.Subquery | exp.CTE):
+        return node.this
+    if isinstance(node, exp.Query) and not isinstance(node.parent, exp.Subquery | exp.CTE):
+        return node
     return None
 
 
@@ -131,14 +142,14 @@ def _key(table: exp.Table) -> str:
 
 def _request(select: exp.Select, table: exp.Table) -> ScanRequest:
     """The scan request of a scan-shaped SELECT, with column names as the source knows them."""
-    where = select.args.get("where")
-    limit = select.args.get("limit")
-    columns = tuple(p.name for p in select.expressions if isinstance(p, exp.Column))
+    where, order, limit = (select.args.get(k) for k in ("where", "order", "limit"))
+    columns = tuple(p.alias_or_name for p in select.expressions if p.alias_or_name != ROW_MARKER)
     return ScanRequest(
         table=_key(table),
         columns=columns,
         filter=_unqualified(where.this).sql(DIALECT) if where else None,
         limit=int(limit.expression.this) if limit else None,
+        order_by=tuple(_unqualified(o).sql(DIALECT) for o in order.expressions) if order else (),
     )
 
 

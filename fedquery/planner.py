@@ -88,6 +88,7 @@ class Planner:
         try:
             qualified = qualify(tree, schema=self._schema_for(tree), dialect=DIALECT,
                                 identify=False, validate_qualify_columns=True)
+            _check_columns_named(qualified)
             return apply_rules(qualified, catalog=self, rules=RULES), []
         except (OptimizeError, SqlglotError, KeyError, ValueError) as exc:
             logger.debug("qualification failed, planning without pushdown: %s", exc)
@@ -102,6 +103,15 @@ class Planner:
                 columns = {c: "UNKNOWN" for c in self.columns(table)}
                 mapping.setdefault(table.catalog, {}).setdefault(table.db, {})[table.name] = columns
         return MappingSchema(mapping, dialect=DIALECT)
+
+
+def _check_columns_named(tree: exp.Expr) -> None:
+    """Raise when columns are chosen by pattern or position (``COLUMNS('x.*')``, ``#1``, ``* LIKE``):
+    the planner cannot tell which columns such a query reads, so it must not narrow scans."""
+    for node in tree.find_all(exp.Columns, exp.PositionalColumn, exp.Star):
+        if isinstance(node, exp.Star) and isinstance(node.parent, exp.Count | exp.Column):
+            continue
+        raise OptimizeError(f"{node.sql(DIALECT)} selects columns by pattern or position")
 
 
 def build_index(catalog: Catalog, session: Session) -> TableIndex:

@@ -1,7 +1,9 @@
 """Shapes the rules recognise in a bound, qualified tree, and what rules ask of the catalog.
 
-A *scan* is a derived table over exactly one source table: ``(SELECT cols FROM s.d.t AS a
-[WHERE ...] [ORDER BY ...] [LIMIT n]) AS a``. A *subtree* is any query whose tables all live
+A *scan* is a derived table over exactly one source table: ``(SELECT a.x, a.y FROM s.d.t AS a
+[WHERE ...] [ORDER BY ...] [LIMIT n]) AS a``: same alias inside and out, columns under their own
+names, nothing read from outside, so a predicate on the derived table holds inside it as written
+and a plan can send it as a scan request. A *subtree* is any query whose tables all live
 in one source that runs SQL (joins, aggregates), with no reference to an outer query.
 """
 
@@ -14,6 +16,7 @@ from sqlglot import exp
 from connectors.base import Capabilities
 from fedquery.bind import SOURCE
 
+ROW_MARKER = "__row"  # the constant a scan keeps when only its row count is read
 NONDETERMINISTIC = {"random", "uuid", "gen_random_uuid", "setseed", "nextval", "now",
                     "current_timestamp", "get_current_timestamp"}
 
@@ -37,19 +40,33 @@ def scan_table(node: exp.Expr) -> exp.Table | None:
         return None
     select = node.this
     table = select.args.get("from_") and select.args["from_"].this
-    if source_of(table) is None or select.args.get("joins"):
+    if source_of(table) is None or not _is_plain_select(select):
         return None
-    if any(select.args.get(k) for k in ("group", "having", "distinct", "qualify", "with_")):
-        return None
-    if not all(_is_plain_projection(p) for p in select.expressions):
+    alias = table.alias_or_name
+    if node.alias not in ("", alias) or any(c.table != alias for c in select.find_all(exp.Column)):
         return None
     return table
 
 
+def _is_plain_select(select: exp.Select) -> bool:
+    """No join, grouping, DISTINCT, QUALIFY, CTE or OFFSET; an integer LIMIT; plain columns."""
+    if any(select.args.get(k) for k in ("joins", "group", "having", "distinct", "qualify", "with_",
+                                        "offset")):
+        return False
+    limit = select.args.get("limit")
+    if limit is not None and not (isinstance(limit.expression, exp.Literal) and limit.expression.is_int):
+        return False
+    return all(_is_plain_projection(p) for p in select.expressions)
+
+
 def _is_plain_projection(projection: exp.Expr) -> bool:
-    """A column, a renamed column or the constant a row-count scan keeps."""
-    value = projection.this if isinstance(projection, exp.Alias) else projection
-    return isinstance(value, exp.Column | exp.Boolean)
+    """A column under its own name, or the constant a row-count scan keeps."""
+    if isinstance(projection, exp.Alias):
+        value = projection.this
+        if isinstance(value, exp.Boolean):
+            return projection.alias == ROW_MARKER
+        return isinstance(value, exp.Column) and value.name == projection.alias
+    return isinstance(projection, exp.Column)
 
 
 def subtree_source(query: exp.Expr, catalog: RuleCatalog) -> str | None:

@@ -1,8 +1,9 @@
 """Send a LIMIT (with its ORDER BY, as a top-N) into the one scan a SELECT reads.
 
 Only when nothing between the scan and the LIMIT changes the row count: no join, no remaining
-WHERE, no grouping, DISTINCT, window or aggregate. The outer LIMIT stays; the scan gets
-``LIMIT limit + offset``, and an ORDER BY only when every key is a column of the scan.
+WHERE, no grouping, DISTINCT, window or aggregate, and the scan has no LIMIT of its own. The
+outer LIMIT stays; the scan gets ``LIMIT limit + offset``, and an ORDER BY only when every key is
+a column of the scan (directly or through the output name of a projected column).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ def pushdown_limit(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
     for select in list(expression.find_all(exp.Select)):
         count = _row_count(select)
         scan = select.args.get("from_") and select.args["from_"].this
-        if count is None or scan_table(scan) is None or not _preserves_rows(select):
+        if count is None or scan_table(scan) is None or scan.this.args.get("limit"):
+            continue
+        if not _preserves_rows(select):
             continue
         order = select.args.get("order")
         if order is not None:
-            if not _orders_by_scan_columns(order, scan.alias):
+            order = _scan_order(order, select, scan.alias)
+            if order is None:
                 continue
-            scan.this.set("order", order.copy())
+            scan.this.set("order", order)
         scan.this.limit(count, copy=False)
     return expression
 
@@ -46,6 +50,15 @@ def _preserves_rows(select: exp.Select) -> bool:
     return not any(p.find(exp.AggFunc, exp.Window) for p in select.expressions)
 
 
-def _orders_by_scan_columns(order: exp.Order, alias: str) -> bool:
-    keys = [o.this for o in order.expressions]
-    return all(isinstance(k, exp.Column) and k.table == alias for k in keys)
+def _scan_order(order: exp.Order, select: exp.Select, alias: str) -> exp.Order | None:
+    """The ORDER BY in the scan's columns (output names resolved), or None if a key is not one."""
+    outputs = {p.alias_or_name: p.unalias() for p in select.expressions}
+    order = order.copy()
+    for ordered in order.expressions:
+        key = ordered.this
+        if isinstance(key, exp.Column) and not key.table and key.name in outputs:
+            key = outputs[key.name]
+            ordered.set("this", key.copy())
+        if not (isinstance(key, exp.Column) and key.table == alias):
+            return None
+    return order

@@ -2,7 +2,10 @@
 
 From WHERE and from inner-join ON conditions, a conjunct that reads one scanned table, has no
 subquery and is deterministic moves into the scan, unless that table is on the NULL-supplying
-side of an outer join; a LEFT JOIN's ON conjuncts on its right table move into the right scan.
+side of an outer join, is the right side of an ASOF join (a filter there changes which row is
+nearest) or is in a POSITIONAL join (a filter there shifts the positions); a LEFT or ANTI JOIN's
+ON conjuncts on its right table move into the right scan. A scan that has a LIMIT takes no
+filter: filtering before the limit is not filtering after it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ def pushdown_predicates(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Ex
     for select in list(expression.find_all(exp.Select)):
         scans = _scans(select)
         if scans:
-            _push_where(select, scans, _null_supplying(select))
-            _push_join_conditions(select, scans)
+            nullable, sensitive = _null_supplying(select), _order_sensitive(select)
+            _push_where(select, scans, nullable | sensitive)
+            _push_join_conditions(select, scans, nullable, sensitive)
     return expression
 
 
@@ -33,7 +37,7 @@ def _scans(select: exp.Select) -> dict[str, exp.Select]:
     sources = [select.args.get("from_")] + list(select.args.get("joins") or [])
     scans = {}
     for item in filter(None, sources):
-        if scan_table(item.this) is not None:
+        if scan_table(item.this) is not None and not item.this.this.args.get("limit"):
             scans[item.this.alias] = item.this.this
     return scans
 
@@ -50,6 +54,20 @@ def _null_supplying(select: exp.Select) -> set[str]:
             nullable.add(alias)
         seen.append(alias)
     return nullable
+
+
+def _order_sensitive(select: exp.Select) -> set[str]:
+    """Aliases whose rows decide which rows of another table they pair with: ASOF, POSITIONAL."""
+    seen = [select.args["from_"].this.alias_or_name]
+    sensitive: set[str] = set()
+    for join in select.args.get("joins") or []:
+        alias = join.this.alias_or_name
+        if join.method == "POSITIONAL":
+            sensitive.update(seen)
+        if join.method in ("ASOF", "POSITIONAL"):
+            sensitive.add(alias)
+        seen.append(alias)
+    return sensitive
 
 
 def _pushable_to(condition: exp.Expr, scans: dict[str, exp.Select], blocked: set[str]) -> str | None:
@@ -71,17 +89,18 @@ def _push_where(select: exp.Select, scans: dict, blocked: set[str]) -> None:
     select.set("where", exp.Where(this=exp.and_(*kept)) if kept else None)
 
 
-def _push_join_conditions(select: exp.Select, scans: dict) -> None:
-    nullable = _null_supplying(select)
+def _push_join_conditions(select: exp.Select, scans: dict, nullable: set[str],
+                          sensitive: set[str]) -> None:
     for join in select.args.get("joins") or []:
-        if join.side in ("RIGHT", "FULL") or not join.args.get("on"):
+        if join.side in ("RIGHT", "FULL") or join.method or not join.args.get("on"):
             continue
         right = join.this.alias_or_name
-        blocked = nullable - {right} if join.side == "LEFT" else nullable
+        keeps_left_rows = join.side == "LEFT" or join.kind == "ANTI"
+        blocked = (nullable - {right} if keeps_left_rows else nullable) | sensitive
         kept = []
         for condition in conjuncts(join.args["on"]):
             alias = _pushable_to(condition, scans, blocked)
-            if alias is None or (join.side == "LEFT" and alias != right):
+            if alias is None or (keeps_left_rows and alias != right):
                 kept.append(condition)
             else:
                 scans[alias].where(condition.copy(), copy=False)

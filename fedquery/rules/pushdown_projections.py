@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from fedquery.rules._shape import RuleCatalog, scan_table
-
-ROW_MARKER = "__row"
+from fedquery.rules._shape import ROW_MARKER, RuleCatalog, scan_table
 
 
 def pushdown_projections(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
