@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
+import sqlglot
 from sqlglot import exp
 
 from connectors.base import ScanRequest, TableRef
@@ -12,6 +14,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+BATCH_ROWS = 64 * 1024
 
 def quote(name: str) -> str:
     """A DuckDB identifier, quoted."""
@@ -44,6 +47,21 @@ def scan_sql(source: str, request: ScanRequest, table: TableRef) -> str:
     if request.limit is not None:
         select = select.limit(request.limit)
     return select.sql("duckdb")
+
+
+def scan_reader(cursor: duckdb.DuckDBPyConnection, source: str, request: ScanRequest,
+                table: TableRef) -> pa.RecordBatchReader:
+    """Run a scan request on a cursor of the executor's DuckDB, binding its parameters."""
+    sql = scan_sql(source, request, table)
+    return cursor.sql(sql, params=used_params(sql, request.params)).to_arrow_reader(BATCH_ROWS)
+
+
+def used_params(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The parameter values a statement names, as DuckDB refuses unused ones."""
+    if not params:
+        return None
+    names = {p.name for p in sqlglot.parse_one(sql, dialect="duckdb").find_all(exp.Placeholder)}
+    return {k: v for k, v in params.items() if k in names} or None
 
 
 def schema_of(con: duckdb.DuckDBPyConnection, source: str, table: TableRef) -> pa.Schema:

@@ -8,7 +8,8 @@ tables into the executor's DuckDB so that DuckDB's own pushdown applies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class ScanRequest:
 
     ``table`` is ``source.schema.table``. ``order_by`` holds DuckDB SQL sort keys (``ts DESC``);
     it matters only with ``limit``: the first ``limit`` rows in that order (a top-N).
+    ``params`` are the values of the ``$name`` placeholders in ``filter``: the plan holds the
+    request without them, the executor adds them for one run.
     """
 
     table: str
@@ -47,6 +50,7 @@ class ScanRequest:
     filter: str | None = None
     limit: int | None = None
     order_by: tuple[str, ...] = ()
+    params: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

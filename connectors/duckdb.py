@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import literal, quote, relation, scan_sql, schema_of, table_ref
+from connectors._native import (
+    BATCH_ROWS,
+    literal,
+    quote,
+    relation,
+    scan_reader,
+    schema_of,
+    table_ref,
+    used_params,
+)
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
@@ -54,11 +64,12 @@ class DuckDBConnector:
         return schema_of(self._bound(), self.name, table)
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
-        table = table_ref(request.table)
-        return self.run_sql(scan_sql(self.name, request, table))
+        return scan_reader(self._bound().cursor(), self.name, request, table_ref(request.table))
 
-    def run_sql(self, sql: str) -> pa.RecordBatchReader:
-        return self._bound().cursor().sql(sql).to_arrow_reader(1 << 16)
+    def run_sql(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.RecordBatchReader:
+        """Run a whole fragment (DuckDB SQL over bound names) with its parameter values."""
+        cursor = self._bound().cursor()
+        return cursor.sql(sql, params=used_params(sql, params)).to_arrow_reader(BATCH_ROWS)
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "duckdb", "file": self.path, "relation": relation(self.name, table)}

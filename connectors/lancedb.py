@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import attach_memory, quote, relation, scan_sql, schema_of
+from connectors._native import attach_memory, quote, relation, scan_reader, schema_of
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
@@ -72,7 +72,7 @@ class LanceDBConnector:
         cursor = self._bound().cursor()
         for name, dataset in self.relations().items():
             cursor.register(name, dataset)
-        return cursor.sql(scan_sql(self.name, request, table)).to_arrow_reader(1 << 16)
+        return scan_reader(cursor, self.name, request, table)
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "lancedb", "uri": self.uri, "table": table.name}

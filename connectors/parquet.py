@@ -10,7 +10,7 @@ import glob as globlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import attach_memory, literal, relation, scan_sql, schema_of
+from connectors._native import attach_memory, literal, relation, scan_reader, schema_of
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
@@ -81,7 +81,7 @@ class ParquetConnector:
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         table = TableRef("main", request.table.rsplit(".", 1)[-1])
         self.check(table)
-        return self._bound().cursor().sql(scan_sql(self.name, request, table)).to_arrow_reader(1 << 16)
+        return scan_reader(self._bound().cursor(), self.name, request, table)
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         spec = self._specs.get(table.name)

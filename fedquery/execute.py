@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
+from connectors._native import BATCH_ROWS
 from connectors.base import Connector, TableRef
 from fedquery.errors import FedQueryError, PlanError, SourceError
 from fedquery.plan import Plan
@@ -23,7 +25,6 @@ from fedquery.plan import Plan
 if TYPE_CHECKING:
     from fedquery.secrets import Secrets
 
-BATCH_ROWS = 64 * 1024
 
 
 class Session:
@@ -79,20 +80,21 @@ class Session:
         cursor = self.cursor({f.source for f in plan.fragments if f.native})
         for fragment in plan.fragments:
             if not fragment.native:
-                cursor.register(fragment.name, self._fragment_reader(fragment))
+                cursor.register(fragment.name, self._fragment_reader(fragment, params))
         try:
-            relation = cursor.sql(plan.local_sql, params=params or None)
+            relation = cursor.sql(plan.local_sql, params=subset(params, plan.local_parameters))
             return relation.to_arrow_reader(BATCH_ROWS), cursor
         except duckdb.Error as exc:
             cursor.close()
             raise self._translate(exc, plan) from exc
 
-    def _fragment_reader(self, fragment) -> pa.RecordBatchReader:
+    def _fragment_reader(self, fragment, params: Any) -> pa.RecordBatchReader:
         connector = self.connectors[fragment.source]
         try:
             if fragment.kind == "scan" or not hasattr(connector, "run_sql"):
-                return connector.scan(fragment.request)
-            return connector.run_sql(fragment.sql)
+                return connector.scan(replace(fragment.request,
+                                              params=subset(params, fragment.parameters)))
+            return connector.run_sql(fragment.sql, subset(params, fragment.parameters))
         except FedQueryError:
             raise
         except Exception as exc:
@@ -110,6 +112,15 @@ class Session:
     def close(self) -> None:
         self.con.close()
         self._tmp.cleanup()
+
+
+def subset(params: Any, names: tuple[str, ...]) -> Any:
+    """The values of the named parameters only (positional lists pass through)."""
+    if not params or not names:
+        return None
+    if isinstance(params, dict):
+        return {k: v for k, v in params.items() if k in names}
+    return params
 
 
 def _duckdb_message(exc: duckdb.Error) -> str:

@@ -18,6 +18,15 @@ def parse(sql: str) -> exp.Expr:
     >>> parse("SELECT 1").sql()
     'SELECT 1'
     """
+    statements = parse_statements(sql)
+    if len(statements) > 1:
+        raise ParseError("expected one statement, got several (remove the ';' between them)",
+                         sql=sql)
+    return statements[0]
+
+
+def parse_statements(sql: str) -> list[exp.Expr]:
+    """Parse one or more statements (at least one)."""
     try:
         statements = [s for s in sqlglot.parse(sql, dialect=DIALECT,
                                                error_level=ErrorLevel.RAISE) if s is not None]
@@ -31,10 +40,7 @@ def parse(sql: str) -> exp.Expr:
         raise ParseError(f"syntax error: {exc}", sql=sql, line=line, col=col) from None
     if not statements:
         raise ParseError("empty query: expected one SELECT statement", sql=sql)
-    if len(statements) > 1:
-        raise ParseError("expected one statement, got several (remove the ';' between them)",
-                         sql=sql)
-    return statements[0]
+    return statements
 
 
 def _position_of_unclosed(sql: str) -> tuple[int, int]:

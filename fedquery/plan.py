@@ -33,6 +33,7 @@ class Fragment:
     tables: tuple[str, ...]
     native: bool
     request: ScanRequest | None = None
+    parameters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,25 +46,38 @@ class Plan:
     columns: tuple[str, ...]
     types: tuple[str, ...]
     parameters: tuple[str, ...] = ()
+    residual_parameters: tuple[str, ...] = ()
+    local_parameters: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
-    @property
-    def passthrough(self) -> Fragment | None:
-        """The single fragment that is the whole query, if the query lives in one source."""
-        if len(self.fragments) == 1 and self.fragments[0].kind == "sql" and self.residual == (
-                f"SELECT * FROM {self.fragments[0].name}"):
-            return self.fragments[0]
-        return None
+
+@dataclass(frozen=True)
+class Cut:
+    """A rewritten tree cut into fragments: the residual and local SQL, and the parameters each
+    of them names (DuckDB refuses values for parameters a statement does not use)."""
+
+    fragments: list[Fragment]
+    residual: str
+    local_sql: str
+    residual_parameters: tuple[str, ...]
+    local_parameters: tuple[str, ...]
 
 
-def extract_fragments(expression: exp.Expr, *, catalog: RuleCatalog,
-                      is_native) -> tuple[list[Fragment], str, str]:
-    """Cut the rewritten tree into fragments; return them, the residual and the local SQL."""
+def extract_fragments(expression: exp.Expr, *, catalog: RuleCatalog, is_native) -> Cut:
+    """Cut the rewritten tree into fragments; the residual reads them by name."""
     fragments: list[Fragment] = []
-    whole = expression.sql(DIALECT)
+    whole, everything = expression.sql(DIALECT), placeholders(expression)
     local = expression.copy() if _has_remote(expression, catalog, is_native) else None
     residual = _cut(expression, local, fragments, catalog, is_native)
-    return fragments, residual.sql(DIALECT), whole if local is None else local.sql(DIALECT)
+    if local is None:
+        return Cut(fragments, residual.sql(DIALECT), whole, placeholders(residual), everything)
+    return Cut(fragments, residual.sql(DIALECT), local.sql(DIALECT), placeholders(residual),
+               placeholders(local))
+
+
+def placeholders(node: exp.Expr) -> tuple[str, ...]:
+    """Names of the ``$name`` parameters in a tree, sorted."""
+    return tuple(sorted({p.name for p in node.find_all(exp.Placeholder)}))
 
 
 def _has_remote(expression: exp.Expr, catalog, is_native) -> bool:
@@ -96,7 +110,7 @@ def _fragment_of(node: exp.Expr, catalog, index: int, is_native) -> Fragment | N
     if table is not None:
         source = source_of(table)
         return Fragment(name, source, "scan", node.this.sql(DIALECT), (_key(table),),
-                        is_native(source), _request(node.this, table))
+                        is_native(source), _request(node.this, table), placeholders(node))
     query = _whole_query(node)
     source = subtree_source(query, catalog) if query is not None else None
     if source is not None:

@@ -20,8 +20,9 @@ from fedquery.bind import SOURCE, BoundTable, TableIndex, bind_tables
 from fedquery.catalog import Catalog
 from fedquery.errors import PlanError
 from fedquery.execute import Session
-from fedquery.parse import DIALECT, parse
+from fedquery.parse import DIALECT, parse, parse_statements
 from fedquery.plan import Plan, extract_fragments
+from fedquery.plan import placeholders as plan_placeholders
 from fedquery.rules import RULES, apply_rules, isolate_tables
 from fedquery.sandbox import check_sandbox, check_statement_keyword
 
@@ -66,22 +67,24 @@ class Planner:
         bind_tables(tree, self.index)
         sources = {t.meta[SOURCE] for t in tree.find_all(exp.Table) if SOURCE in t.meta}
         native = {s for s in sources if self.capabilities(s).native}
-        placeholders = tuple(sorted({p.name for p in tree.find_all(exp.Placeholder)}))
+        placeholders = plan_placeholders(tree)
         bound = select_params(placeholders, params)
         outputs = self.session.describe(tree.sql(DIALECT), bound, native)
         rewritten, notes = self._rewrite(tree, sql)
         _name_outputs(rewritten, [name for name, _ in outputs])
-        fragments, residual, local = extract_fragments(
-            rewritten, catalog=self, is_native=lambda s: self.capabilities(s).native)
-        return Plan(tuple(fragments), residual, local, tuple(n for n, _ in outputs),
-                    tuple(t for _, t in outputs), placeholders, tuple(notes))
+        cut = extract_fragments(rewritten, catalog=self,
+                                is_native=lambda s: self.capabilities(s).native)
+        return Plan(tuple(cut.fragments), cut.residual, cut.local_sql,
+                    tuple(n for n, _ in outputs), tuple(t for _, t in outputs), placeholders,
+                    cut.residual_parameters, cut.local_parameters, tuple(notes))
 
     def parse_checked(self, sql: str) -> exp.Expr:
         """Parse and run the sandbox check."""
         check_statement_keyword(sql)
-        tree = parse(sql)
-        check_sandbox(tree)
-        return tree
+        statements = parse_statements(sql)
+        for statement in statements:
+            check_sandbox(statement)
+        return parse(sql) if len(statements) > 1 else statements[0]
 
     def _rewrite(self, tree: exp.Expr, sql: str) -> tuple[exp.Expr, list[str]]:
         """Qualify columns, then apply the rules; without qualification only isolate tables."""

@@ -8,6 +8,7 @@ the query orders them totally.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pytest
 
 import fedquery
+from fedquery.execute import subset
 
 
 class Case(NamedTuple):
@@ -509,26 +511,22 @@ def run_plan_as_data(con: fedquery.Connection, sql: str, params: dict | None) ->
     try:
         for fragment in plan.fragments:
             connector = con._session.connectors[fragment.source]
+            values = subset(params, fragment.parameters)
             if fragment.kind == "scan":
-                reader = connector.scan(fragment.request)
+                reader = connector.scan(dataclasses.replace(fragment.request, params=values))
             else:
-                reader = connector.run_sql(fragment.sql)
+                reader = connector.run_sql(fragment.sql, values)
             engine.register(fragment.name, reader.read_all())
-        return engine.sql(plan.residual, params=params).to_arrow_table()
+        residual_values = subset(params, plan.residual_parameters)
+        return engine.sql(plan.residual, params=residual_values).to_arrow_table()
     finally:
         engine.close()
 
 
-# A scan request's filter may hold $name placeholders, but neither ScanRequest nor scan() can
-# receive their values: execute.py calls connector.scan(request) with no parameters.
-PARAMS_IN_FRAGMENTS = pytest.mark.xfail(
-    raises=duckdb.InvalidInputException, strict=True,
-    reason="ScanRequest has no parameter values for the $name placeholders in its filter")
-FRAGMENT_PARAM_CASES = {"params_lake", "params_join_timestamp", "params_used_twice"}
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param(c, id=c.id, marks=[PARAMS_IN_FRAGMENTS] if c.id in FRAGMENT_PARAM_CASES else [])
+    pytest.param(c, id=c.id, marks=[])
     for c in CASES])
 def test_plan_as_data_same_answer(case: Case, fq: fedquery.Connection, unseen) -> None:
     _, ref = unseen

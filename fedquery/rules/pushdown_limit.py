@@ -47,7 +47,8 @@ def _row_count(select: exp.Select) -> int | None:
 def _preserves_rows(select: exp.Select) -> bool:
     if any(select.args.get(k) for k in ("joins", "where", "group", "having", "distinct", "qualify")):
         return False
-    return not any(p.find(exp.AggFunc, exp.Window) for p in select.expressions)
+    changes_rows = (exp.AggFunc, exp.Window, exp.Unnest, exp.UDTF, exp.Explode)
+    return not any(p.find(*changes_rows) for p in select.expressions)
 
 
 def _scan_order(order: exp.Order, select: exp.Select, alias: str) -> exp.Order | None:

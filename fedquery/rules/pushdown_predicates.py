@@ -86,7 +86,7 @@ def _push_where(select: exp.Select, scans: dict, blocked: set[str]) -> None:
             kept.append(condition)
         else:
             scans[alias].where(condition.copy(), copy=False)
-    select.set("where", exp.Where(this=exp.and_(*kept)) if kept else None)
+    select.set("where", exp.Where(this=exp.and_(*kept, copy=False)) if kept else None)
 
 
 def _push_join_conditions(select: exp.Select, scans: dict, nullable: set[str],
@@ -104,4 +104,4 @@ def _push_join_conditions(select: exp.Select, scans: dict, nullable: set[str],
                 kept.append(condition)
             else:
                 scans[alias].where(condition.copy(), copy=False)
-        join.set("on", exp.and_(*kept) if kept else exp.true())
+        join.set("on", exp.and_(*kept, copy=False) if kept else exp.true())
