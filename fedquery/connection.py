@@ -18,6 +18,9 @@ from fedquery.planner import Planner, select_params
 from fedquery.result import Result
 
 
+CATALOG_STATEMENTS = {"SHOW", "DESCRIBE", "DESC"}
+
+
 def connect(catalog: str | os.PathLike | Mapping[str, Any]) -> Connection:
     """Open a catalog (a YAML path or a dict) and return a ``Connection``.
 
@@ -48,9 +51,11 @@ class Connection:
     def sql(self, query: str, params: Mapping[str, Any] | list | None = None) -> Result:
         """Plan a query now (errors surface here) and return its lazily run ``Result``."""
         self._check_open()
-        tree = self._planner.parse_checked(query)
-        if isinstance(tree, exp.Show | exp.Describe):
-            return self._catalog_statement(tree, query, params)
+        words = query.split(None, 1)
+        if words and words[0].upper() in CATALOG_STATEMENTS:
+            tree = self._planner.parse_checked(query)
+            if isinstance(tree, exp.Show | exp.Describe):
+                return self._catalog_statement(tree, query, params)
         plan = self._planner.cached_plan(query, params)
         return Result(self._session, plan, select_params(plan.parameters, params))
 

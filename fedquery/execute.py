@@ -75,18 +75,21 @@ class Session:
             cursor.close()
         return [(r[0], r[1]) for r in rows]
 
-    def run(self, plan: Plan, params: Any) -> tuple[pa.RecordBatchReader, duckdb.DuckDBPyConnection]:
-        """Execute a plan; the returned cursor must outlive the reader."""
+    def run(self, plan: Plan, params: Any) -> Execution:
+        """Start a plan: fragments of other sources registered, the local SQL bound."""
         cursor = self.cursor({f.source for f in plan.fragments if f.native})
-        for fragment in plan.fragments:
-            if not fragment.native:
-                cursor.register(fragment.name, self._fragment_reader(fragment, params))
         try:
+            for fragment in plan.fragments:
+                if not fragment.native:
+                    cursor.register(fragment.name, self._fragment_reader(fragment, params))
             relation = cursor.sql(plan.local_sql, params=subset(params, plan.local_parameters))
-            return relation.to_arrow_reader(BATCH_ROWS), cursor
         except duckdb.Error as exc:
             cursor.close()
-            raise self._translate(exc, plan) from exc
+            raise self.translate(exc, plan) from exc
+        except BaseException:
+            cursor.close()
+            raise
+        return Execution(self, plan, cursor, relation)
 
     def _fragment_reader(self, fragment, params: Any) -> pa.RecordBatchReader:
         connector = self.connectors[fragment.source]
@@ -100,7 +103,7 @@ class Session:
         except Exception as exc:
             raise SourceError(self.secrets.redact(str(exc)), source=fragment.source) from exc
 
-    def _translate(self, exc: duckdb.Error, plan: Plan) -> FedQueryError:
+    def translate(self, exc: duckdb.Error, plan: Plan) -> FedQueryError:
         message = self.secrets.redact(_duckdb_message(exc))
         sources = {f.source for f in plan.fragments}
         if isinstance(exc, duckdb.IOException | duckdb.PermissionException) and len(sources) == 1:
@@ -112,6 +115,40 @@ class Session:
     def close(self) -> None:
         self.con.close()
         self._tmp.cleanup()
+
+
+class Execution:
+    """A bound query on its own cursor: fetch it whole or as a stream, once."""
+
+    def __init__(self, session: Session, plan: Plan, cursor: duckdb.DuckDBPyConnection,
+                 relation: duckdb.DuckDBPyRelation) -> None:
+        self._session, self._plan, self._cursor, self._relation = session, plan, cursor, relation
+
+    def table(self) -> pa.Table:
+        """Every row, materialised by DuckDB in parallel."""
+        try:
+            return self._relation.to_arrow_table()
+        except duckdb.Error as exc:
+            raise self._session.translate(exc, self._plan) from exc
+        finally:
+            self._cursor.close()
+
+    def reader(self) -> pa.RecordBatchReader:
+        """A stream of record batches; the cursor closes when the stream ends."""
+        try:
+            source = self._relation.to_arrow_reader(BATCH_ROWS)
+        except duckdb.Error as exc:
+            self._cursor.close()
+            raise self._session.translate(exc, self._plan) from exc
+        return pa.RecordBatchReader.from_batches(source.schema, self._batches(source))
+
+    def _batches(self, source: pa.RecordBatchReader):
+        try:
+            yield from source
+        except duckdb.Error as exc:
+            raise self._session.translate(exc, self._plan) from exc
+        finally:
+            self._cursor.close()
 
 
 def subset(params: Any, names: tuple[str, ...]) -> Any:

@@ -36,13 +36,12 @@ class Result:
         """A stream of record batches; each call runs the query again unless it was fetched."""
         if self._table is not None:
             return self._table.to_reader()
-        reader, cursor = self._session.run(self._plan, self._params)
-        return _KeepAlive.wrap(reader, cursor)
+        return self._session.run(self._plan, self._params).reader()
 
     def arrow(self) -> pa.Table:
         """All rows as a ``pyarrow.Table`` (runs the query once, then cached)."""
         if self._table is None:
-            self._table = self.batches().read_all()
+            self._table = self._session.run(self._plan, self._params).table()
         return self._table
 
     def df(self) -> pandas.DataFrame:
@@ -89,17 +88,3 @@ def _first_rows(reader: pa.RecordBatchReader, n: int) -> list[tuple]:
 def _short(value: Any, limit: int = 200) -> str:
     text = "NULL" if value is None else str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class _KeepAlive:
-    """Ties the DuckDB cursor's lifetime to the reader that streams from it."""
-
-    @staticmethod
-    def wrap(reader: pa.RecordBatchReader, cursor: Any) -> pa.RecordBatchReader:
-        def batches():
-            try:
-                yield from reader
-            finally:
-                cursor.close()
-
-        return pa.RecordBatchReader.from_batches(reader.schema, batches())
