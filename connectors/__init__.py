@@ -38,13 +38,14 @@ def open_connector(spec: SourceSpec, catalog: Catalog) -> Connector:
         if not found:
             raise CatalogError(f"{catalog.origin}: sources.{spec.name}.kind: no connector for "
                                f"{spec.kind!r}")
-        cls = next(iter(found)).load()
-    else:
-        module, _, name = target.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except ImportError as exc:
-            raise CatalogError(f"{catalog.origin}: sources.{spec.name}: the {spec.kind!r} "
-                               f"connector needs a package that is not installed ({exc.name}); "
-                               f"{hint}") from exc
-    return cls(spec, catalog)
+        return next(iter(found)).load()(spec, catalog)
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)(spec, catalog)
+    except ImportError as exc:
+        if exc.name == module:
+            raise CatalogError(f"{catalog.origin}: sources.{spec.name}.kind: {spec.kind!r} "
+                               "sources are not supported by this version of fedquery") from exc
+        raise CatalogError(f"{catalog.origin}: sources.{spec.name}: the {spec.kind!r} "
+                           f"connector needs a package that is not installed ({exc.name}); "
+                           f"{hint}") from exc

@@ -9,6 +9,7 @@ import sqlglot
 from sqlglot import exp
 
 from connectors.base import ScanRequest, TableRef
+from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
     import duckdb
@@ -66,7 +67,12 @@ def used_params(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any] | 
 
 def schema_of(con: duckdb.DuckDBPyConnection, source: str, table: TableRef) -> pa.Schema:
     """The Arrow schema of a bound native table, read without scanning rows."""
-    return con.sql(f"SELECT * FROM {relation(source, table)} LIMIT 0").to_arrow_table().schema
+    import duckdb
+
+    try:
+        return con.sql(f"SELECT * FROM {relation(source, table)} LIMIT 0").to_arrow_table().schema
+    except duckdb.Error as exc:
+        raise SourceError(f"table {table}: {str(exc).splitlines()[0]}", source=source) from exc
 
 
 def attach_memory(con: duckdb.DuckDBPyConnection, source: str) -> None:

@@ -2,8 +2,9 @@
 
 A catalog is a YAML file or a dict of the same shape (see docs/catalog.md). Loading it checks
 every key and raises ``CatalogError`` naming the file, the key path and what was expected.
-``${VAR}`` reads the environment; values read that way from connection settings are secrets
-and are redacted from every message fedquery produces.
+``${VAR}`` reads the environment; every value read that way, and every setting whose key names a
+secret (dsn, password, secret, token, key, credential), is redacted from every message
+fedquery produces.
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ class Catalog:
         return f"Catalog({self.origin!r}, sources={list(self.sources)}, tables={list(self.tables)})"
 
 
+def _plugin_kind(kind: str) -> bool:
+    """True for a kind a third-party package registers (entry point ``fedquery.connectors``)."""
+    if kind in SOURCE_KINDS:
+        return False
+    from importlib.metadata import entry_points
+
+    return bool(entry_points(group="fedquery.connectors", name=kind))
+
+
 def load_catalog(catalog: str | os.PathLike | Mapping[str, Any]) -> Catalog:
     """Read and check a catalog from a YAML path or a dict.
 
@@ -159,6 +169,7 @@ class _Loader:
             var = match.group(1)
             if var not in os.environ:
                 raise self.fail(keypath, f"environment variable {var} is not set")
+            self.secrets.add_setting(os.environ[var])
             return os.environ[var]
 
         expanded = _VAR.sub(substitute, value)
@@ -173,8 +184,10 @@ class _Loader:
         for name, spec in self.mapping(raw, "sources").items():
             keypath = f"sources.{name}"
             spec = self.mapping(spec, keypath)
-            kind = self.choice(spec.get("kind"), SOURCE_KINDS, f"{keypath}.kind", "source kind")
-            for required in SOURCE_KINDS[kind]:
+            kind = spec.get("kind")
+            if not (isinstance(kind, str) and _plugin_kind(kind)):
+                kind = self.choice(kind, SOURCE_KINDS, f"{keypath}.kind", "source kind")
+            for required in SOURCE_KINDS.get(kind, ()):
                 if not spec.get(required):
                     raise self.fail(f"{keypath}.{required}", f"required for kind {kind!r}")
             settings = self.expand({k: v for k, v in spec.items() if k != "kind"}, keypath)

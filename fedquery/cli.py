@@ -136,7 +136,7 @@ def format_table(table: pa.Table, max_rows: int = 40, max_width: int = 40) -> st
     head = [c.to_pylist() for c in table.slice(0, max_rows).columns]
     rows = [[_cell(v, max_width) for v in row] for row in zip(*head, strict=True)]
     widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
-    line = "+".join("-" * (w + 2) for w in widths)
+    line = "-+-".join("-" * w for w in widths)
     out = [" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)), line]
     out += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     if table.num_rows > max_rows:

@@ -17,7 +17,6 @@ from fedquery.explain import render
 from fedquery.planner import Planner, select_params
 from fedquery.result import Result
 
-
 CATALOG_STATEMENTS = {"SHOW", "DESCRIBE", "DESC"}
 
 
@@ -27,6 +26,8 @@ def connect(catalog: str | os.PathLike | Mapping[str, Any]) -> Connection:
     >>> with fedquery.connect("catalog.yaml") as con:  # doctest: +SKIP
     ...     con.sql("SELECT count(*) FROM frames").fetchall()
     """
+    if isinstance(catalog, str | os.PathLike):
+        catalog = os.path.expanduser(catalog)
     return Connection(load_catalog(catalog))
 
 
@@ -35,7 +36,13 @@ class Connection:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        connectors = {}
+        self._closed = True
+        with catalog.secrets.scrubbing():
+            self._open(catalog)
+        self._closed = False
+
+    def _open(self, catalog: Catalog) -> None:
+        connectors: dict = {}
         try:
             for name, spec in catalog.sources.items():
                 if spec.kind != "files":
@@ -46,11 +53,14 @@ class Connection:
             for connector in connectors.values():
                 connector.close()
             raise
-        self._closed = False
 
     def sql(self, query: str, params: Mapping[str, Any] | list | None = None) -> Result:
         """Plan a query now (errors surface here) and return its lazily run ``Result``."""
         self._check_open()
+        with self.catalog.secrets.scrubbing():
+            return self._sql(query, params)
+
+    def _sql(self, query: str, params: Any) -> Result:
         words = query.split(None, 1)
         if words and words[0].upper() in CATALOG_STATEMENTS:
             tree = self._planner.parse_checked(query)
@@ -62,17 +72,19 @@ class Connection:
     def explain(self, query: str, analyze: bool = False, params: Mapping[str, Any] | None = None) -> str:
         """The plan: each fragment, exactly what its source receives, and the residual SQL."""
         self._check_open()
-        plan = self._planner.cached_plan(query, params)
-        text = render(plan, self._session)
-        if analyze:
-            rows = Result(self._session, plan, select_params(plan.parameters, params)).arrow().num_rows
-            text += f"\nanalyze: residual returned {rows} rows"
+        with self.catalog.secrets.scrubbing():
+            plan = self._planner.cached_plan(query, params)
+            text = render(plan, self._session)
+            if analyze:
+                values = select_params(plan.parameters, params)
+                rows = Result(self._session, plan, values).arrow().num_rows
+                text += f"\nanalyze: residual returned {rows} rows"
         return text
 
     def tables(self) -> list[str]:
         """Catalog table names, then ``source.table`` names of SQL sources."""
         self._check_open()
-        names = list(self.catalog.tables)
+        names = list(self._planner.index.catalog_names)
         extra = sorted(n for n in self._planner.index.names() if n not in self.catalog.tables)
         return names + extra
 
@@ -82,7 +94,8 @@ class Connection:
         bound = self._planner.index.lookup(name)
         if bound is None:
             raise PlanError(f"unknown table {name!r}{self._planner.index.suggest(name)}")
-        return self._session.schema(bound.source, bound.ref)
+        with self.catalog.secrets.scrubbing():
+            return self._session.schema(bound.source, bound.ref)
 
     def close(self) -> None:
         """Release every source; the connection cannot be used afterwards."""
@@ -111,9 +124,10 @@ class Connection:
         if isinstance(tree, exp.Show):
             table = pa.table({"name": self.tables()})
         elif isinstance(tree.this, exp.Table) and not isinstance(tree.this.this, exp.Func):
-            schema = self.schema(".".join(p.name for p in tree.this.parts))
-            table = pa.table({"column_name": schema.names,
-                              "column_type": [str(t) for t in schema.types]})
+            name = ".".join(p.name for p in tree.this.parts)
+            self.schema(name)  # unknown names fail here with a suggestion
+            plan = self._planner.cached_plan(f"SELECT * FROM {tree.this.sql('duckdb')}")
+            table = pa.table({"column_name": list(plan.columns), "column_type": list(plan.types)})
         else:
             plan = self._planner.cached_plan(tree.this.sql("duckdb"), params)
             table = pa.table({"column_name": list(plan.columns), "column_type": list(plan.types)})

@@ -9,6 +9,7 @@ as Arrow streams.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 from dataclasses import replace
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from connectors._native import BATCH_ROWS
+from connectors._native import BATCH_ROWS, quote
 from connectors.base import Connector, TableRef
 from fedquery.errors import FedQueryError, PlanError, SourceError
 from fedquery.plan import Plan
@@ -64,13 +65,25 @@ class Session:
                 cursor.register(name, obj)
         return cursor
 
+    def add_names(self, names: dict[str, str]) -> None:
+        """Views named as the catalog names tables, so DuckDB can describe the user's own SQL."""
+        for name, relation in names.items():
+            # a table its source could not bind is skipped: planning it raises the reason
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute(f"CREATE OR REPLACE VIEW memory.main.{quote(name)} AS "
+                                 f"SELECT * FROM {relation}")
+
     def describe(self, sql: str, params: Any, sources: set[str]) -> list[tuple[str, str]]:
-        """Output names and types of a bound query, from DuckDB's binder (nothing runs)."""
+        """Output names and types of the user's query, from DuckDB's binder (nothing runs).
+
+        The query text is the user's, so DuckDB names unaliased columns as it always would and
+        its error messages point into the user's SQL.
+        """
         cursor = self.cursor(sources)
         try:
             rows = cursor.execute(f"DESCRIBE {sql}", params or None).fetchall()
         except duckdb.Error as exc:
-            raise PlanError(self.secrets.redact(_duckdb_message(exc))) from None
+            raise PlanError(self.secrets.redact(str(exc).replace("DESCRIBE ", "", 1))) from None
         finally:
             cursor.close()
         return [(r[0], r[1]) for r in rows]
@@ -104,13 +117,24 @@ class Session:
             raise SourceError(self.secrets.redact(str(exc)), source=fragment.source) from exc
 
     def translate(self, exc: duckdb.Error, plan: Plan) -> FedQueryError:
+        """A DuckDB error as fedquery's: a file that failed names its source."""
         message = self.secrets.redact(_duckdb_message(exc))
-        sources = {f.source for f in plan.fragments}
-        if isinstance(exc, duckdb.IOException | duckdb.PermissionException) and len(sources) == 1:
-            return SourceError(message, source=next(iter(sources)))
-        if isinstance(exc, duckdb.IOException):
-            return SourceError(message, source=", ".join(sorted(sources)))
+        named = self.source_named_in(str(exc))
+        if named and isinstance(exc, duckdb.IOException | duckdb.PermissionException
+                                | duckdb.InvalidInputException):
+            return SourceError(message, source=named)
+        if isinstance(exc, duckdb.IOException | duckdb.PermissionException):
+            return SourceError(message, source=", ".join(sorted({f.source for f in plan.fragments})))
         return PlanError(message)
+
+    def source_named_in(self, text: str) -> str | None:
+        """The source whose file or folder a message mentions, if any."""
+        for name, connector in self.connectors.items():
+            location = next((getattr(connector, a) for a in ("root", "path", "uri")
+                             if getattr(connector, a, None)), None)
+            if location and location in text:
+                return name
+        return None
 
     def close(self) -> None:
         self.con.close()

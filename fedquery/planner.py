@@ -36,6 +36,9 @@ class Planner:
     def __init__(self, catalog: Catalog, session: Session) -> None:
         self.catalog, self.session = catalog, session
         self.index = build_index(catalog, session)
+        session.add_names({name: relation_name(bound)
+                           for name, bound in self.index.catalog_names.items()
+                           if self.capabilities(bound.source).native})
         self._columns: dict[str, list[str]] = {}
         self._cache: OrderedDict[tuple, Plan] = OrderedDict()
 
@@ -65,11 +68,14 @@ class Planner:
         """Plan one SELECT (no cache)."""
         tree = self.parse_checked(sql)
         bind_tables(tree, self.index)
-        sources = {t.meta[SOURCE] for t in tree.find_all(exp.Table) if SOURCE in t.meta}
+        bound = [t for t in tree.find_all(exp.Table) if SOURCE in t.meta]
+        for table in bound:
+            self.columns(table)  # a table its source could not open fails here, named
+        sources = {t.meta[SOURCE] for t in bound}
         native = {s for s in sources if self.capabilities(s).native}
         placeholders = plan_placeholders(tree)
-        bound = select_params(placeholders, params)
-        outputs = self.session.describe(tree.sql(DIALECT), bound, native)
+        values = select_params(placeholders, params)
+        outputs = self.session.describe(sql, values, native)
         rewritten, notes = self._rewrite(tree, sql)
         _name_outputs(rewritten, [name for name, _ in outputs])
         cut = extract_fragments(rewritten, catalog=self,
@@ -136,6 +142,12 @@ def build_index(catalog: Catalog, session: Session) -> TableIndex:
             for ref in connector.tables():
                 index.add_source_table(BoundTable(source, ref), connector.capabilities.default_schema)
     return index
+
+
+def relation_name(bound: BoundTable) -> str:
+    """The quoted three-part name a bound table has in the executor's DuckDB."""
+    return ".".join(exp.to_identifier(p, quoted=True).sql(DIALECT)
+                    for p in (bound.source, bound.ref.schema, bound.ref.name))
 
 
 def _name_outputs(tree: exp.Expr, names: list[str]) -> None:

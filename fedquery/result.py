@@ -36,12 +36,14 @@ class Result:
         """A stream of record batches; each call runs the query again unless it was fetched."""
         if self._table is not None:
             return self._table.to_reader()
-        return self._session.run(self._plan, self._params).reader()
+        with self._session.secrets.scrubbing():
+            return self._session.run(self._plan, self._params).reader()
 
     def arrow(self) -> pa.Table:
         """All rows as a ``pyarrow.Table`` (runs the query once, then cached)."""
         if self._table is None:
-            self._table = self._session.run(self._plan, self._params).table()
+            with self._session.secrets.scrubbing():
+                self._table = self._session.run(self._plan, self._params).table()
         return self._table
 
     def df(self) -> pandas.DataFrame:

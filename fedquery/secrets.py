@@ -28,6 +28,22 @@ class Secrets:
             text = text.replace(value, MASK)
         return _DSN_PASSWORD.sub(f"password={MASK}", text)
 
+    @contextlib.contextmanager
+    def scrubbing(self):
+        """Re-raise any exception of the block with secrets masked, in it and in its cause."""
+        try:
+            yield
+        except Exception as exc:
+            self.scrub(exc)
+            raise
+
+    def scrub(self, exc: BaseException) -> None:
+        """Mask secrets in an exception's message; drop a chained cause that shows one."""
+        exc.args = tuple(self.redact(a) if isinstance(a, str) else a for a in exc.args)
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and self.redact(str(cause)) != str(cause):
+            exc.__cause__, exc.__suppress_context__ = None, True
+
     def __repr__(self) -> str:
         return f"Secrets({len(self._values)} hidden)"
 

@@ -446,6 +446,12 @@ CASES = [
     Case("range_cross_join", """
         SELECT c.customer_id, s.k FROM clients c CROSS JOIN range(2) AS s(k)
         WHERE c.customer_id < 4"""),
+    # ---- a table alias used as a whole-row value; DuckDB's names for rewritten expressions
+    Case("row_value_of_alias", """
+        SELECT c FROM clients c WHERE c.customer_id < 5 ORDER BY c.customer_id""", ordered=True),
+    Case("unaliased_interval_and_arithmetic", """
+        SELECT o.ordered_at + INTERVAL 1 DAY, o.qty * 2 + 1, o.note IS NULL
+        FROM orders o WHERE o.order_id < 20"""),
 ]
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -180,6 +182,46 @@ def test_missing_lance_table_is_a_source_error(unseen_root: Path) -> None:
         fedquery.connect(catalog)
     assert info.value.source == "vec"
     assert "product_vectorz" in str(info.value)
+
+
+def test_corrupt_lake_file_is_a_source_error(tmp_path: Path) -> None:
+    """A file that is not Parquet fails the query that reads it, naming the lake."""
+    folder = tmp_path / "lake" / "t"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"x": [1, 2]}), folder / "good.parquet")
+    (folder / "bad.parquet").write_bytes(b"not parquet at all")
+    catalog = {"sources": {"lake": {"kind": "parquet", "root": str(tmp_path / "lake")}},
+               "tables": {"t": {"source": "lake", "path": "t/"}}}
+    with fedquery.connect(catalog) as con, pytest.raises(fedquery.SourceError) as info:
+        con.sql("SELECT sum(x) FROM t").fetchall()
+    assert info.value.source == "lake"
+    assert "bad.parquet" in str(info.value)
+
+
+def test_lake_table_without_files_is_a_source_error(tmp_path: Path) -> None:
+    (tmp_path / "lake" / "empty").mkdir(parents=True)
+    catalog = {"sources": {"lake": {"kind": "parquet", "root": str(tmp_path / "lake")}},
+               "tables": {"t": {"source": "lake", "path": "empty/"}}}
+    with fedquery.connect(catalog) as con:
+        with pytest.raises(fedquery.SourceError) as info:
+            con.sql("SELECT * FROM t")
+        assert info.value.source == "lake" and "table 't'" in str(info.value)
+        assert con.sql("SELECT 1 AS one").fetchall() == [(1,)]  # the rest still works
+
+
+def test_unsupported_kind_is_a_catalog_error(tmp_path: Path) -> None:
+    with pytest.raises(fedquery.CatalogError, match=r"sources\.db\.kind.*'parquett'.*did you mean 'parquet'"):
+        fedquery.connect({"sources": {"db": {"kind": "parquett", "root": "x"}}})
+
+
+def test_every_env_value_is_secret(tmp_path: Path, unseen_root: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any value read from ${VAR}, whatever its key, never shows in an error."""
+    monkeypatch.setenv("FQ_TEST_ROOT", str(tmp_path / "hidden-place"))
+    catalog = {"sources": {"lake": {"kind": "parquet", "root": "${FQ_TEST_ROOT}"}}}
+    with pytest.raises(fedquery.SourceError) as info:
+        fedquery.connect(catalog)
+    assert "hidden-place" not in str(info.value) and "***" in str(info.value)
 
 
 # --------------------------------------------------------------------------------------- secrets

@@ -34,6 +34,8 @@ def _needed_columns(outer: exp.Select, scan: exp.Subquery) -> set[str] | None:
             if isinstance(node.this, exp.Star):
                 return None
             needed.add(node.name)
+        elif isinstance(node, exp.TableColumn) and node.name == alias:
+            return None  # the whole row as a struct value: SELECT f FROM frames f
     return needed
 
 
