@@ -78,3 +78,25 @@ def schema_of(con: duckdb.DuckDBPyConnection, source: str, table: TableRef) -> p
 def attach_memory(con: duckdb.DuckDBPyConnection, source: str) -> None:
     """An empty in-memory catalog named after the source, to hold its views."""
     con.execute(f"ATTACH ':memory:' AS {quote(source)}")
+
+
+class DuckDBBound:
+    """What native connectors share: the executor connection they were bound to."""
+
+    name: str
+    _con: duckdb.DuckDBPyConnection | None = None
+
+    def relations(self) -> dict[str, Any]:
+        """Python objects each executor cursor must register (none by default)."""
+        return {}
+
+    def schema(self, table: TableRef) -> pa.Schema:
+        return schema_of(self._bound(), self.name, table)
+
+    def close(self) -> None:
+        self._con = None
+
+    def _bound(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise SourceError("not bound to an executor yet", source=self.name)
+        return self._con

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from connectors._native import (
     BATCH_ROWS,
+    DuckDBBound,
     literal,
     quote,
     relation,
     scan_reader,
-    schema_of,
     table_ref,
     used_params,
 )
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from fedquery.catalog import Catalog, SourceSpec
 
 
-class DuckDBConnector:
+class DuckDBConnector(DuckDBBound):
     """Tables of a DuckDB file; DuckDB runs whole fragments (joins, aggregates) natively."""
 
     kind = "duckdb"
@@ -35,7 +35,6 @@ class DuckDBConnector:
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
         self.name = spec.name
         self.path = spec.resolve(spec.settings["path"])
-        self._con: duckdb.DuckDBPyConnection | None = None
         if not os.path.isfile(self.path):
             raise SourceError(f"database file not found: {self.path}", source=self.name)
 
@@ -50,18 +49,12 @@ class DuckDBConnector:
         self._con = con
         return []
 
-    def relations(self) -> dict[str, Any]:
-        return {}
-
     def tables(self) -> list[TableRef]:
         rows = self._bound().execute(
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = $db "
             "UNION ALL SELECT schema_name, view_name FROM duckdb_views() "
             "WHERE database_name = $db AND NOT internal", {"db": self.name}).fetchall()
         return [TableRef(schema, table) for schema, table in rows]
-
-    def schema(self, table: TableRef) -> pa.Schema:
-        return schema_of(self._bound(), self.name, table)
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         return scan_reader(self._bound().cursor(), self.name, request, table_ref(request.table))
@@ -73,11 +66,3 @@ class DuckDBConnector:
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "duckdb", "file": self.path, "relation": relation(self.name, table)}
-
-    def close(self) -> None:
-        self._con = None
-
-    def _bound(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            raise SourceError("not bound to an executor yet", source=self.name)
-        return self._con

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import attach_memory, quote, relation, scan_reader, schema_of
+from connectors._native import DuckDBBound, attach_memory, quote, relation, scan_reader
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from fedquery.catalog import Catalog, SourceSpec
 
 
-class LanceDBConnector:
+class LanceDBConnector(DuckDBBound):
     """Vector tables of a LanceDB database, bound into DuckDB as views over Lance datasets."""
 
     kind = "lancedb"
@@ -42,7 +42,6 @@ class LanceDBConnector:
                               f"{', '.join(sorted(available)) or 'none'})", source=self.name)
         self._datasets = {name: self._db.open_table(table).to_lance()
                           for name, table in declared.items()}
-        self._con: duckdb.DuckDBPyConnection | None = None
 
     def relation_name(self, table: str) -> str:
         """The name the Lance dataset of one table is registered under in each cursor."""
@@ -64,9 +63,6 @@ class LanceDBConnector:
     def tables(self) -> list[TableRef]:
         return [TableRef("main", name) for name in self._datasets]
 
-    def schema(self, table: TableRef) -> pa.Schema:
-        return schema_of(self._bound(), self.name, table)
-
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         table = TableRef("main", request.table.rsplit(".", 1)[-1])
         cursor = self._bound().cursor()
@@ -77,13 +73,6 @@ class LanceDBConnector:
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "lancedb", "uri": self.uri, "table": table.name}
 
-    def close(self) -> None:
-        self._con = None
-
-    def _bound(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            raise SourceError("not bound to an executor yet", source=self.name)
-        return self._con
 
 
 def _table_names(db: Any) -> list[str]:

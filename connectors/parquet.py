@@ -10,7 +10,7 @@ import glob as globlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import attach_memory, literal, relation, scan_reader, schema_of
+from connectors._native import DuckDBBound, attach_memory, literal, relation, scan_reader
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from fedquery.catalog import Catalog, SourceSpec, TableSpec
 
 
-class ParquetConnector:
+class ParquetConnector(DuckDBBound):
     """Parquet tables declared in the catalog; one-table scans only (no SQL engine of its own)."""
 
     kind = "parquet"
@@ -37,7 +37,6 @@ class ParquetConnector:
             raise SourceError(f"lake root is not a folder: {self.root}", source=self.name)
         self._specs = {t.name: t for t in catalog.tables.values() if t.source == spec.name}
         self._broken: dict[str, str] = {}
-        self._con: duckdb.DuckDBPyConnection | None = None
 
     def files_pattern(self, spec: TableSpec) -> str:
         """The glob DuckDB reads for one table: a file, a glob, or every file under a folder."""
@@ -63,15 +62,12 @@ class ParquetConnector:
         self._con = con
         return [self.root]
 
-    def relations(self) -> dict[str, Any]:
-        return {}
-
     def tables(self) -> list[TableRef]:
         return [TableRef("main", name) for name in self._specs]
 
     def schema(self, table: TableRef) -> pa.Schema:
         self.check(table)
-        return schema_of(self._bound(), self.name, table)
+        return super().schema(table)
 
     def check(self, table: TableRef) -> None:
         """Raise the reason a table could not be bound (no files, unreadable files)."""
@@ -87,13 +83,3 @@ class ParquetConnector:
         spec = self._specs.get(table.name)
         return {"kind": "parquet", "files": self.files_pattern(spec) if spec else None,
                 "partitioning": spec.partitioning if spec else None}
-
-    def close(self) -> None:
-        self._con = None
-
-    def _bound(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            raise SourceError("not bound to an executor yet", source=self.name)
-        return self._con
-
-
