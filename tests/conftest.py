@@ -22,6 +22,8 @@ import pytest
 
 import fedquery
 
+pytest_plugins = ["tests.services.postgres", "tests.services.s3"]
+
 SEED = 20240917
 N_CUSTOMERS, N_PRODUCTS, N_ORDERS, N_RETURNS = 600, 150, 4000, 400
 REGIONS = ("east", "north", "south", "west")

@@ -1,0 +1,15 @@
+"""Real services for the tests: PostgreSQL and an S3-compatible HTTP server on 127.0.0.1.
+
+Each fixture skips on a developer's machine that lacks the service, and fails under CI=true.
+"""
+
+import os
+
+import pytest
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally; fail in CI, where every service must be there."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"required test service unavailable in CI: {reason}")
+    pytest.skip(reason)

@@ -1,0 +1,1 @@
+"""PostgreSQL for the tests (filled in by the Postgres connector work)."""
