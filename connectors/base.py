@@ -23,6 +23,7 @@ class Capabilities:
 
     ``dialect``: the SQL dialect of ``run_sql`` (None: no SQL). ``native``: DuckDB scans the
     source's tables itself once ``bind`` ran. ``subtrees``: whole joins and aggregates may be sent.
+    ``remote``: rows cross a network, so the planner filters them by join keys before they move.
     """
 
     dialect: str | None = None
@@ -33,6 +34,7 @@ class Capabilities:
     subtrees: bool = False
     vector_search: bool = False
     default_schema: str = "main"
+    remote: bool = False
 
 
 @dataclass(frozen=True)

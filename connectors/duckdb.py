@@ -64,5 +64,13 @@ class DuckDBConnector(DuckDBBound):
         cursor = self._bound().cursor()
         return cursor.sql(sql, params=used_params(sql, params)).to_arrow_reader(BATCH_ROWS)
 
+    def estimate_rows(self, table: TableRef) -> int | None:
+        """DuckDB's own row estimate for a table (None for views)."""
+        rows = self._bound().execute(
+            "SELECT estimated_size FROM duckdb_tables() WHERE database_name = $db "
+            "AND schema_name = $schema AND table_name = $name",
+            {"db": self.name, "schema": table.schema, "name": table.name}).fetchall()
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "duckdb", "file": self.path, "relation": relation(self.name, table)}

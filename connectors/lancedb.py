@@ -70,6 +70,10 @@ class LanceDBConnector(DuckDBBound):
             cursor.register(name, dataset)
         return scan_reader(cursor, self.name, request, table)
 
+    def estimate_rows(self, table: TableRef) -> int | None:
+        """Rows of the Lance dataset, from its manifest."""
+        return self._datasets[table.name].count_rows()
+
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "lancedb", "uri": self.uri, "table": table.name}
 

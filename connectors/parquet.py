@@ -37,6 +37,7 @@ class ParquetConnector(DuckDBBound):
             raise SourceError(f"lake root is not a folder: {self.root}", source=self.name)
         self._specs = {t.name: t for t in catalog.tables.values() if t.source == spec.name}
         self._broken: dict[str, str] = {}
+        self._row_counts: dict[str, int] = {}
 
     def files_pattern(self, spec: TableSpec) -> str:
         """The glob DuckDB reads for one table: a file, a glob, or every file under a folder."""
@@ -78,6 +79,14 @@ class ParquetConnector(DuckDBBound):
         table = TableRef("main", request.table.rsplit(".", 1)[-1])
         self.check(table)
         return scan_reader(self._bound().cursor(), self.name, request, table)
+
+    def estimate_rows(self, table: TableRef) -> int | None:
+        """Rows of a lake table, from the Parquet footers (counted once per connection)."""
+        if table.name not in self._row_counts:
+            self.check(table)
+            sql = f"SELECT count(*) FROM {relation(self.name, table)}"
+            self._row_counts[table.name] = self._bound().sql(sql).fetchall()[0][0]
+        return self._row_counts[table.name]
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         spec = self._specs.get(table.name)

@@ -74,12 +74,12 @@ class Connection:
         self._check_open()
         with self.catalog.secrets.scrubbing():
             plan = self._planner.cached_plan(query, params)
-            text = render(plan, self._session)
+            execution = None
             if analyze:
                 values = select_params(plan.parameters, params)
-                rows = Result(self._session, plan, values).arrow().num_rows
-                text += f"\nanalyze: residual returned {rows} rows"
-        return text
+                execution = self._session.run(plan, values, analyze=True)
+                execution.table()
+            return render(plan, self._session, execution)
 
     def tables(self) -> list[str]:
         """Catalog table names, then ``source.table`` names of SQL sources."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import threading
-from dataclasses import replace
+import time
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -21,6 +21,7 @@ import pyarrow as pa
 from connectors._native import BATCH_ROWS, quote
 from connectors.base import Connector, TableRef
 from fedquery.errors import FedQueryError, PlanError, SourceError
+from fedquery.fetch import FragmentStats, fetch_fragments
 from fedquery.plan import Plan
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class Session:
             "temp_directory": self._tmp.name,
         })
         self._lock = threading.Lock()
+        self._shadow_catalogs: set[str] = set()
         allowed = [self._tmp.name]
         for connector in connectors.values():
             if connector.capabilities.native:
@@ -65,6 +67,25 @@ class Session:
                 cursor.register(name, obj)
         return cursor
 
+    def shadow(self, source: str, table: TableRef, schema: pa.Schema, *,
+               alias_schema: bool) -> None:
+        """An empty table ``source.schema.table`` with the table's columns: DuckDB describes
+        queries over it, and never reads it (the plan streams that source's fragments)."""
+        catalog, target = quote(source), f"{quote(source)}.{quote(table.schema)}"
+        with self._lock:
+            if source not in self._shadow_catalogs:
+                self.con.execute(f"ATTACH ':memory:' AS {catalog}")
+                self._shadow_catalogs.add(source)
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {target}")
+            cursor = self.con.cursor()
+            cursor.register("__fq_empty", schema.empty_table())
+            cursor.execute(f"CREATE OR REPLACE TABLE {target}.{quote(table.name)} AS "
+                           "SELECT * FROM __fq_empty")
+            cursor.close()
+            if alias_schema:  # DuckDB resolves source.table in the catalog's main schema
+                self.con.execute(f"CREATE OR REPLACE VIEW {catalog}.main.{quote(table.name)} "
+                                 f"AS SELECT * FROM {target}.{quote(table.name)}")
+
     def add_names(self, names: dict[str, str]) -> None:
         """Views named as the catalog names tables, so DuckDB can describe the user's own SQL."""
         for name, relation in names.items():
@@ -88,33 +109,26 @@ class Session:
             cursor.close()
         return [(r[0], r[1]) for r in rows]
 
-    def run(self, plan: Plan, params: Any) -> Execution:
-        """Start a plan: fragments of other sources registered, the local SQL bound."""
+    def run(self, plan: Plan, params: Any, *, analyze: bool = False) -> Execution:
+        """Start a plan: fragments fetched and registered, the local SQL bound.
+
+        With ``analyze`` every fragment is fetched through its connector, none runs inline, so
+        each one's rows, time and bytes are counted; the residual is then ``plan.residual``.
+        """
         cursor = self.cursor({f.source for f in plan.fragments if f.native})
+        inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
+        sql, names = ((plan.residual, plan.residual_parameters) if analyze
+                      else (plan.local_sql, plan.local_parameters))
         try:
-            for fragment in plan.fragments:
-                if not fragment.native:
-                    cursor.register(fragment.name, self._fragment_reader(fragment, params))
-            relation = cursor.sql(plan.local_sql, params=subset(params, plan.local_parameters))
+            stats = fetch_fragments(self, plan, params, cursor, inline=inline)
+            relation = cursor.sql(sql, params=subset(params, names))
         except duckdb.Error as exc:
             cursor.close()
             raise self.translate(exc, plan) from exc
         except BaseException:
             cursor.close()
             raise
-        return Execution(self, plan, cursor, relation)
-
-    def _fragment_reader(self, fragment, params: Any) -> pa.RecordBatchReader:
-        connector = self.connectors[fragment.source]
-        try:
-            if fragment.kind == "scan" or not hasattr(connector, "run_sql"):
-                return connector.scan(replace(fragment.request,
-                                              params=subset(params, fragment.parameters)))
-            return connector.run_sql(fragment.sql, subset(params, fragment.parameters))
-        except FedQueryError:
-            raise
-        except Exception as exc:
-            raise SourceError(self.secrets.redact(str(exc)), source=fragment.source) from exc
+        return Execution(self, plan, cursor, relation, stats)
 
     def translate(self, exc: duckdb.Error, plan: Plan) -> FedQueryError:
         """A DuckDB error as fedquery's: a file that failed names its source."""
@@ -145,13 +159,19 @@ class Execution:
     """A bound query on its own cursor: fetch it whole or as a stream, once."""
 
     def __init__(self, session: Session, plan: Plan, cursor: duckdb.DuckDBPyConnection,
-                 relation: duckdb.DuckDBPyRelation) -> None:
+                 relation: duckdb.DuckDBPyRelation, stats: list[FragmentStats]) -> None:
         self._session, self._plan, self._cursor, self._relation = session, plan, cursor, relation
+        self.stats = stats
+        self.residual_rows: int | None = None
+        self.seconds = 0.0
 
     def table(self) -> pa.Table:
         """Every row, materialised by DuckDB in parallel."""
+        started = time.perf_counter()
         try:
-            return self._relation.to_arrow_table()
+            table = self._relation.to_arrow_table()
+            self.residual_rows, self.seconds = table.num_rows, time.perf_counter() - started
+            return table
         except duckdb.Error as exc:
             raise self._session.translate(exc, self._plan) from exc
         finally:

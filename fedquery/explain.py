@@ -10,41 +10,75 @@ from connectors.base import TableRef
 from fedquery.parse import DIALECT, parse
 
 if TYPE_CHECKING:
-    from fedquery.execute import Session
-    from fedquery.plan import Fragment, Plan
+    from fedquery.execute import Execution, Session
+    from fedquery.fetch import FragmentStats
+    from fedquery.plan import DynamicFilter, Fragment, Plan
 
 
-def render(plan: Plan, session: Session) -> str:
-    """The fragments, one block each, then the residual SQL run in DuckDB."""
+def render(plan: Plan, session: Session, execution: Execution | None = None) -> str:
+    """The fragments, one block each, then the residual SQL run in DuckDB; with an
+    ``execution`` (``explain(analyze=True)``), what each fragment and the residual moved."""
+    stats = {s.name: s for s in execution.stats} if execution else {}
     lines = [f"Plan: {len(plan.fragments)} fragment(s), residual in DuckDB"]
     for fragment in plan.fragments:
         lines.extend(_fragment_lines(fragment, session))
+        if fragment.name in stats:
+            lines.append(f"  analyze: {_measured(stats[fragment.name])}")
     lines.append("residual (DuckDB):")
     lines.append(f"  {plan.residual}")
+    if execution is not None:
+        lines.append(f"  analyze: {execution.residual_rows:,} rows, "
+                     f"{execution.seconds * 1000:.1f} ms (every fragment fetched and counted)")
     lines.extend(f"note: {note}" for note in plan.notes)
     return session.secrets.redact("\n".join(lines))
+
+
+def _measured(stat: FragmentStats) -> str:
+    text = f"{stat.rows:,} rows, {stat.seconds * 1000:.1f} ms"
+    if stat.bytes_read is not None:
+        text += f", {stat.bytes_read:,} bytes read"
+    if stat.key_filter:
+        text += f"; keys sent: {stat.key_filter}"
+    return text
 
 
 def _fragment_lines(fragment: Fragment, session: Session) -> list[str]:
     connector = session.connectors[fragment.source]
     caps = connector.capabilities
-    how = "scanned by DuckDB" if fragment.native else "streamed as Arrow"
+    how = "streamed as Arrow"
+    if fragment.inline:
+        how = "scanned by DuckDB"
+    elif fragment.materialize:
+        how = "fetched first, whole"
     lines = [f"[{fragment.name}] {fragment.source} ({_kind(connector)}, {how}): {fragment.kind}"]
     if fragment.request is not None:
         request = fragment.request
         lines.append(f"  table:   {_local_name(request.table, caps.default_schema)}")
         lines.append(f"  columns: {', '.join(request.columns) or '(none: row count only)'}")
         lines.append(f"  filter:  {request.filter or '(none)'}")
+        if request.order_by:
+            lines.append(f"  order:   {', '.join(request.order_by)}")
         if request.limit is not None:
             lines.append(f"  limit:   {request.limit}")
+    if fragment.key_filter is not None:
+        lines.append(f"  keys:    {_key_filter(fragment.key_filter)}")
     for key in fragment.tables:
         source, schema, name = key.split(".", 2)
         detail = connector.describe(TableRef(schema, name))
         shown = {k: v for k, v in detail.items() if k not in ("kind", "relation") and v}
         if shown:
             lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-    lines.append(f"  sql:     {source_sql(fragment.sql, caps.dialect or DIALECT)}")
+    shown = getattr(connector, "source_sql", None)
+    text = shown(fragment.sql) if shown else source_sql(fragment.sql, caps.dialect or DIALECT)
+    lines.append(f"  sql:     {text}")
     return lines
+
+
+def _key_filter(planned: DynamicFilter) -> str:
+    probe = "unknown" if planned.probe_rows is None else f"{planned.probe_rows:,}"
+    return (f"{planned.column} takes the keys of {planned.build}.{planned.build_column} once it "
+            f"has run (IN list up to {planned.in_list_max:,} keys, else a min/max range); "
+            f"estimated {planned.build_rows:,} build rows, {probe} probe rows")
 
 
 def source_sql(sql: str, dialect: str) -> str:

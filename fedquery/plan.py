@@ -7,13 +7,14 @@ DuckDB reads natively put back inline, so DuckDB's own pushdown applies to them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlglot import exp
 
 from connectors.base import ScanRequest
 from fedquery.parse import DIALECT
 from fedquery.rules._shape import ROW_MARKER, RuleCatalog, scan_table, source_of, subtree_source
+from fedquery.rules.dynamic_filters import DYNAMIC_FILTER, IN_LIST_MAX, MATERIALIZE
 
 FRAGMENT_PREFIX = "__f"
 
@@ -34,6 +35,26 @@ class Fragment:
     native: bool
     request: ScanRequest | None = None
     parameters: tuple[str, ...] = ()
+    key_filter: DynamicFilter | None = None
+    materialize: bool = False
+
+    @property
+    def inline(self) -> bool:
+        """Run inside the residual by DuckDB, rather than fetched first and registered."""
+        return self.native and not self.materialize and self.key_filter is None
+
+
+@dataclass(frozen=True)
+class DynamicFilter:
+    """Keys of the ``build`` fragment's ``build_column``, sent into ``column`` of this one when
+    the build side has run: an IN list up to ``in_list_max`` keys, else a min/max range."""
+
+    column: str
+    build: str
+    build_column: str
+    build_rows: int
+    probe_rows: int | None
+    in_list_max: int
 
 
 @dataclass(frozen=True)
@@ -67,8 +88,10 @@ def extract_fragments(expression: exp.Expr, *, catalog: RuleCatalog, is_native) 
     """Cut the rewritten tree into fragments; the residual reads them by name."""
     fragments: list[Fragment] = []
     whole, everything = expression.sql(DIALECT), placeholders(expression)
-    local = expression.copy() if _has_remote(expression, catalog, is_native) else None
-    residual = _cut(expression, local, fragments, catalog, is_native)
+    local = expression.copy() if _has_streamed(expression, is_native) else None
+    names: dict[int, str] = {}
+    residual = _cut(expression, local, fragments, (catalog, is_native, names))
+    fragments[:] = [_link_key_filter(f, names) for f in fragments]
     if local is None:
         return Cut(fragments, residual.sql(DIALECT), whole, placeholders(residual), everything)
     return Cut(fragments, residual.sql(DIALECT), local.sql(DIALECT), placeholders(residual),
@@ -80,43 +103,62 @@ def placeholders(node: exp.Expr) -> tuple[str, ...]:
     return tuple(sorted({p.name for p in node.find_all(exp.Placeholder)}))
 
 
-def _has_remote(expression: exp.Expr, catalog, is_native) -> bool:
+def _has_streamed(expression: exp.Expr, is_native) -> bool:
+    """Whether some fragment will be fetched first rather than run inline by DuckDB."""
+    if any(MATERIALIZE in s.meta for s in expression.find_all(exp.Subquery)):
+        return True
     return any(not is_native(source_of(t)) for t in expression.find_all(exp.Table)
                if source_of(t) is not None)
 
 
-def _cut(node: exp.Expr, local: exp.Expr | None, fragments: list[Fragment], catalog,
-         is_native) -> exp.Expr:
+def _cut(node: exp.Expr, local: exp.Expr | None, fragments: list[Fragment], context) -> exp.Expr:
     """Walk ``node`` and its twin in the local tree together, replacing fragments in both.
 
-    The local tree keeps native fragments inline; without remote sources it is not needed.
+    The local tree keeps inline fragments in place; when every fragment is inline it is None.
     """
+    catalog, is_native, names = context
     fragment = _fragment_of(node, catalog, len(fragments), is_native)
     if fragment is not None:
         fragments.append(fragment)
+        names[id(node)] = fragment.name
         replaced = _reference(node, fragment.name)
-        if local is not None and not fragment.native:
+        if local is not None and not fragment.inline:
             _replace(local, _reference(local, fragment.name))
         return _replace(node, replaced)
     twins = list(local.iter_expressions()) if local is not None else None
     for i, child in enumerate(list(node.iter_expressions())):
-        _cut(child, twins[i] if twins is not None else None, fragments, catalog, is_native)
+        _cut(child, twins[i] if twins is not None else None, fragments, context)
     return node
 
 
 def _fragment_of(node: exp.Expr, catalog, index: int, is_native) -> Fragment | None:
     name = f"{FRAGMENT_PREFIX}{index}"
+    marks = {"key_filter": node.meta.get(DYNAMIC_FILTER), "materialize": MATERIALIZE in node.meta}
     table = scan_table(node)
     if table is not None:
         source = source_of(table)
         return Fragment(name, source, "scan", node.this.sql(DIALECT), (_key(table),),
-                        is_native(source), _request(node.this, table), placeholders(node))
+                        is_native(source), _request(node.this, table), placeholders(node), **marks)
     query = _whole_query(node)
     source = subtree_source(query, catalog) if query is not None else None
     if source is not None:
         tables = tuple(sorted({_key(t) for t in query.find_all(exp.Table) if source_of(t)}))
-        return Fragment(name, source, "sql", query.sql(DIALECT), tables, is_native(source))
+        return Fragment(name, source, "sql", query.sql(DIALECT), tables, is_native(source),
+                        parameters=placeholders(query), **marks)
     return None
+
+
+def _link_key_filter(fragment: Fragment, names: dict[int, str]) -> Fragment:
+    """The rule's key filter (which names a tree node) as data (which names a fragment)."""
+    planned = fragment.key_filter
+    if planned is None or isinstance(planned, DynamicFilter):
+        return fragment
+    build = names.get(id(planned.build))
+    if build is None:  # the build side did not become a fragment: no filter
+        return replace(fragment, key_filter=None)
+    return replace(fragment, key_filter=DynamicFilter(
+        planned.column, build, planned.build_column, planned.build_rows, planned.probe_rows,
+        IN_LIST_MAX))
 
 
 def _whole_query(node: exp.Expr) -> exp.Expr | None:

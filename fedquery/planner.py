@@ -49,9 +49,26 @@ class Planner:
     def columns(self, table: exp.Table) -> list[str]:
         key = ".".join(p.name for p in table.parts)
         if key not in self._columns:
-            ref = TableRef(table.db, table.name)
-            self._columns[key] = self.session.schema(table.catalog, ref).names
+            bound = BoundTable(table.catalog, TableRef(table.db, table.name))
+            schema = self.session.schema(bound.source, bound.ref)
+            if not self.capabilities(bound.source).native:
+                self._shadow(bound, schema)
+            self._columns[key] = schema.names
         return self._columns[key]
+
+    def estimate_rows(self, table: exp.Table) -> int | None:
+        """The source's own estimate of a table's row count, if it has one."""
+        connector = self.session.connectors[table.catalog]
+        estimate = getattr(connector, "estimate_rows", None)
+        return estimate(TableRef(table.db, table.name)) if estimate else None
+
+    def _shadow(self, bound: BoundTable, schema) -> None:
+        """Let DuckDB describe queries over a table it cannot scan: an empty stand-in, named as
+        SQL may name it (catalog names, ``source.table`` in the source's default schema)."""
+        default = self.capabilities(bound.source).default_schema
+        self.session.shadow(bound.source, bound.ref, schema, alias_schema=default != "main")
+        names = {n: relation_name(b) for n, b in self.index.catalog_names.items() if b == bound}
+        self.session.add_names(names)
 
     def cached_plan(self, sql: str, params: Any = None) -> Plan:
         """``plan`` through an LRU cache keyed by SQL text and parameter names."""

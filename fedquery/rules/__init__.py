@@ -11,6 +11,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from fedquery.rules._shape import RuleCatalog
+from fedquery.rules.dynamic_filters import dynamic_filters
 from fedquery.rules.isolate_tables import isolate_tables
 from fedquery.rules.pushdown_joins import pushdown_joins
 from fedquery.rules.pushdown_limit import pushdown_limit
@@ -24,10 +25,11 @@ RULES: tuple[Rule, ...] = (
     pushdown_projections,
     pushdown_joins,
     pushdown_limit,
+    dynamic_filters,
 )
 
-__all__ = ["RULES", "RuleCatalog", "apply_rules", "isolate_tables", "pushdown_joins", "pushdown_limit",
-           "pushdown_predicates", "pushdown_projections"]
+__all__ = ["RULES", "RuleCatalog", "apply_rules", "dynamic_filters", "isolate_tables",
+           "pushdown_joins", "pushdown_limit", "pushdown_predicates", "pushdown_projections"]
 
 
 def apply_rules(expression: exp.Expr, *, catalog: RuleCatalog, rules=RULES) -> exp.Expr:

@@ -28,6 +28,8 @@ class RuleCatalog(Protocol):
 
     def columns(self, table: exp.Table) -> list[str]: ...
 
+    def estimate_rows(self, table: exp.Table) -> int | None: ...
+
 
 def source_of(table: exp.Expr) -> str | None:
     """The source of a bound table node, else None (CTE refs, table functions)."""
@@ -127,3 +129,17 @@ def _is_unknown_to_sources(func: exp.Anonymous) -> bool:
     from fedquery.sandbox import FEDQUERY_FUNCTIONS
 
     return func.name.lower() in FEDQUERY_FUNCTIONS
+
+
+def null_supplying(select: exp.Select) -> set[str]:
+    """Aliases whose rows an outer join may replace by NULLs."""
+    seen = [select.args["from_"].this.alias_or_name]
+    nullable: set[str] = set()
+    for join in select.args.get("joins") or []:
+        alias = join.this.alias_or_name
+        if join.side in ("RIGHT", "FULL"):
+            nullable.update(seen)
+        if join.side in ("LEFT", "FULL"):
+            nullable.add(alias)
+        seen.append(alias)
+    return nullable

@@ -16,6 +16,7 @@ from fedquery.rules._shape import (
     RuleCatalog,
     conjuncts,
     is_deterministic,
+    null_supplying,
     referenced_tables,
     scan_table,
 )
@@ -26,7 +27,7 @@ def pushdown_predicates(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Ex
     for select in list(expression.find_all(exp.Select)):
         scans = _scans(select)
         if scans:
-            nullable, sensitive = _null_supplying(select), _order_sensitive(select)
+            nullable, sensitive = null_supplying(select), _order_sensitive(select)
             _push_where(select, scans, nullable | sensitive)
             _push_join_conditions(select, scans, nullable, sensitive)
     return expression
@@ -40,20 +41,6 @@ def _scans(select: exp.Select) -> dict[str, exp.Select]:
         if scan_table(item.this) is not None and not item.this.this.args.get("limit"):
             scans[item.this.alias] = item.this.this
     return scans
-
-
-def _null_supplying(select: exp.Select) -> set[str]:
-    """Aliases whose rows an outer join may replace by NULLs."""
-    seen = [select.args["from_"].this.alias_or_name]
-    nullable: set[str] = set()
-    for join in select.args.get("joins") or []:
-        alias = join.this.alias_or_name
-        if join.side in ("RIGHT", "FULL"):
-            nullable.update(seen)
-        if join.side in ("LEFT", "FULL"):
-            nullable.add(alias)
-        seen.append(alias)
-    return nullable
 
 
 def _order_sensitive(select: exp.Select) -> set[str]:

@@ -1,0 +1,141 @@
+"""Fetching fragments from their sources: build sides first, join keys into probes, counted.
+
+Each fragment that is not run inline by DuckDB is opened through its connector (``scan`` or
+``run_sql``) and registered on the query's cursor as an Arrow stream. A build side of a
+dynamic filter is read whole first (it is small by decision); its distinct keys become an IN
+list, or a min/max range past the limit, added to the probe's request. Every stream counts its
+rows, the time spent producing them and the bytes its source read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlglot
+from sqlglot import exp
+
+from fedquery.errors import FedQueryError, SourceError
+from fedquery.parse import DIALECT
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from fedquery.execute import Session
+    from fedquery.plan import Fragment, Plan
+
+
+@dataclass
+class FragmentStats:
+    """What one fragment moved: rows, time spent producing them, bytes its source read."""
+
+    name: str
+    source: str
+    rows: int = 0
+    seconds: float = 0.0
+    bytes_read: int | None = None
+    key_filter: str | None = None
+
+
+def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.DuckDBPyConnection,
+                    *, inline: set[str]) -> list[FragmentStats]:
+    """Register every fragment not in ``inline`` on ``cursor``; builds run first, whole."""
+    built: dict[str, pa.Table] = {}
+    stats = []
+    for fragment in sorted(plan.fragments, key=lambda f: not f.materialize):
+        if fragment.name in inline:
+            continue
+        stat = FragmentStats(fragment.name, fragment.source)
+        predicate = key_predicate(fragment, built)
+        stat.key_filter = describe_predicate(predicate, fragment, built)
+        reader = _counted(_open(session, fragment, params, predicate), stat,
+                          session.connectors[fragment.source])
+        if fragment.materialize:
+            built[fragment.name] = reader.read_all()
+            cursor.register(fragment.name, built[fragment.name])
+        else:
+            cursor.register(fragment.name, reader)
+        stats.append(stat)
+    return stats
+
+
+def key_predicate(fragment: Fragment, built: dict[str, pa.Table]) -> exp.Expr | None:
+    """``column IN (keys)`` or ``column BETWEEN min AND max`` from the build side's keys."""
+    planned = fragment.key_filter
+    if planned is None or planned.build not in built:
+        return None
+    keys = pc.unique(built[planned.build].column(planned.build_column)).drop_null()
+    column = exp.column(planned.column)
+    if len(keys) == 0:
+        return exp.false()
+    if len(keys) <= planned.in_list_max:
+        return column.isin(*(exp.convert(v) for v in keys.to_pylist()))
+    bounds = pc.min_max(keys)
+    low, high = (exp.convert(bounds[k].as_py()) for k in ("min", "max"))
+    return exp.Between(this=column, low=low, high=high)
+
+
+def describe_predicate(predicate: exp.Expr | None, fragment: Fragment,
+                       built: dict[str, pa.Table]) -> str | None:
+    """The applied key filter in a few words, for ``explain(analyze=True)``."""
+    if predicate is None:
+        return None
+    if isinstance(predicate, exp.In):
+        return f"{fragment.key_filter.column} IN ({len(predicate.expressions)} keys)"
+    return predicate.sql(DIALECT)
+
+
+def _open(session: Session, fragment: Fragment, params: Any,
+          predicate: exp.Expr | None) -> pa.RecordBatchReader:
+    """The fragment's stream from its connector, with the key predicate added."""
+    from fedquery.execute import subset
+
+    connector = session.connectors[fragment.source]
+    values = subset(params, fragment.parameters)
+    try:
+        if fragment.kind == "scan" or not hasattr(connector, "run_sql"):
+            request = replace(fragment.request, params=values)
+            if predicate is not None:
+                request = replace(request, filter=_and(request.filter, predicate))
+            return connector.scan(request)
+        sql = fragment.sql
+        if predicate is not None:
+            probe = sqlglot.parse_one(sql, dialect=DIALECT).subquery("__probe")
+            sql = exp.select("*").from_(probe).where(predicate).sql(DIALECT)
+        return connector.run_sql(sql, values)
+    except FedQueryError:
+        raise
+    except Exception as exc:
+        raise SourceError(session.secrets.redact(str(exc)), source=fragment.source) from exc
+
+
+def _and(condition: str | None, predicate: exp.Expr) -> str:
+    if not condition:
+        return predicate.sql(DIALECT)
+    return exp.and_(sqlglot.parse_one(condition, dialect=DIALECT), predicate).sql(DIALECT)
+
+
+def _counted(reader: pa.RecordBatchReader, stat: FragmentStats,
+             connector: Any) -> pa.RecordBatchReader:
+    """The same stream, counting rows, producing time and the source's bytes read."""
+    start_bytes = getattr(connector, "bytes_read", None)
+
+    def batches():
+        source = iter(reader)
+        while True:
+            started = time.perf_counter()
+            try:
+                batch = next(source)
+            except StopIteration:
+                break
+            finally:
+                stat.seconds += time.perf_counter() - started
+            stat.rows += batch.num_rows
+            yield batch
+        if start_bytes is not None:
+            stat.bytes_read = connector.bytes_read - start_bytes
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())

@@ -1,0 +1,137 @@
+"""Decide where join keys of a small side should filter a big side (dynamic filtering).
+
+For an inner equi-join ``a.x = b.y`` between two fragments, when ``a`` is estimated small (its
+table's row count from the source, times the selectivity of its filters) and ``b`` at least
+``PROBE_FACTOR`` times bigger, ``a`` is evaluated first and its keys are sent into ``b``: an
+``IN`` list up to ``IN_LIST_MAX`` keys, a ``BETWEEN min AND max`` range beyond. The decision is
+written on the tree as node metadata (``DYNAMIC_FILTER`` on the probe, ``MATERIALIZE`` on the
+build side), which the plan turns into data. Only where a side is remote: between two local
+sources DuckDB's own join-filter pushdown already does this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from fedquery.rules._shape import (
+    RuleCatalog,
+    conjuncts,
+    null_supplying,
+    referenced_tables,
+    scan_table,
+    source_of,
+    subtree_source,
+)
+
+DYNAMIC_FILTER, MATERIALIZE = "dynamic_filter", "materialize"
+IN_LIST_MAX = 1000
+MAX_BUILD_ROWS = 100_000
+PROBE_FACTOR = 10
+SELECTIVITY = {exp.EQ: 0.05, exp.In: 0.1, exp.Like: 0.1, exp.ILike: 0.1, exp.Is: 0.05}
+DEFAULT_SELECTIVITY = 0.33
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    """A planned dynamic filter: ``column`` of the probe takes the keys of ``build_column``."""
+
+    column: str
+    build: exp.Subquery
+    build_column: str
+    build_rows: int
+    probe_rows: int | None
+
+
+def dynamic_filters(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
+    """Mark probe and build sides of the joins that should be filtered by keys."""
+    for select in list(expression.find_all(exp.Select)):
+        sides = _fragment_sides(select, catalog)
+        if len(sides) < 2:
+            continue
+        blocked = null_supplying(select)
+        for left, right in _equi_joins(select, sides):
+            if left.table in blocked or right.table in blocked:
+                continue
+            _consider(sides[left.table], left, sides[right.table], right, catalog)
+            _consider(sides[right.table], right, sides[left.table], left, catalog)
+    return expression
+
+
+def _fragment_sides(select: exp.Select, catalog: RuleCatalog) -> dict[str, exp.Subquery]:
+    """Derived tables of the SELECT that will be fragments (scans or single-source queries)."""
+    items = [select.args.get("from_")] + list(select.args.get("joins") or [])
+    sides = {}
+    for item in filter(None, items):
+        node = item.this
+        if isinstance(item, exp.Join) and (item.method or item.kind in ("SEMI", "ANTI")):
+            continue
+        if isinstance(node, exp.Subquery) and node.alias and (
+                scan_table(node) is not None or subtree_source(node.this, catalog)):
+            sides[node.alias] = node
+    return sides
+
+
+def _equi_joins(select: exp.Select, sides: dict) -> list[tuple[exp.Column, exp.Column]]:
+    """``a.x = b.y`` conjuncts of WHERE and inner-join ON between two different sides."""
+    conditions = conjuncts(select.args.get("where") and select.args["where"].this)
+    for join in select.args.get("joins") or []:
+        if not join.side and join.kind in ("", "INNER", "CROSS") and join.args.get("on"):
+            conditions += conjuncts(join.args["on"])
+    pairs = []
+    for condition in conditions:
+        if isinstance(condition, exp.EQ) and all(
+                isinstance(c, exp.Column) for c in (condition.this, condition.expression)):
+            left, right = condition.this, condition.expression
+            if left.table in sides and right.table in sides and left.table != right.table:
+                pairs.append((left, right))
+    return pairs
+
+
+def _consider(build: exp.Subquery, build_key: exp.Column, probe: exp.Subquery,
+              probe_key: exp.Column, catalog: RuleCatalog) -> None:
+    """Plan the keys of ``build`` into ``probe`` when that pays off."""
+    if DYNAMIC_FILTER in build.meta or MATERIALIZE in probe.meta:
+        return
+    if not any(_is_remote(side, catalog) for side in (build, probe)):
+        return
+    build_rows, probe_rows = estimate(build, catalog), estimate(probe, catalog)
+    if build_rows is None or build_rows > MAX_BUILD_ROWS:
+        return
+    if probe_rows is not None and probe_rows < build_rows * PROBE_FACTOR:
+        return
+    current = probe.meta.get(DYNAMIC_FILTER)
+    if current is not None and current.build_rows <= build_rows:
+        return
+    probe.meta[DYNAMIC_FILTER] = KeyFilter(probe_key.name, build, build_key.name, build_rows,
+                                           probe_rows)
+    build.meta[MATERIALIZE] = True
+
+
+def _is_remote(side: exp.Subquery, catalog: RuleCatalog) -> bool:
+    source = next(source_of(t) for t in side.find_all(exp.Table) if source_of(t))
+    return catalog.capabilities(source).remote
+
+
+def estimate(side: exp.Subquery, catalog: RuleCatalog) -> int | None:
+    """Rows a fragment returns: each table's rows times its filters' selectivity; the smallest
+    table bounds a join of them (foreign-key joins keep the filtered side's rows)."""
+    estimates = []
+    for table in side.find_all(exp.Table):
+        rows = catalog.estimate_rows(table) if source_of(table) else None
+        if rows is None:
+            return None
+        alias = table.alias_or_name
+        selectivity = 1.0
+        for select in side.find_all(exp.Select):
+            where = select.args.get("where")
+            for condition in conjuncts(where.this if where else None):
+                if referenced_tables(condition) == {alias}:
+                    selectivity *= SELECTIVITY.get(type(condition), DEFAULT_SELECTIVITY)
+        estimates.append(max(1, int(rows * selectivity)))
+    limit = side.this.args.get("limit")
+    value = limit.expression if limit else None
+    bound = int(value.this) if isinstance(value, exp.Literal) and value.is_int else None
+    best = min(estimates) if estimates else None
+    return min(best, bound) if best is not None and bound is not None else best
