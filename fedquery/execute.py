@@ -104,7 +104,7 @@ class Session:
         try:
             rows = cursor.execute(f"DESCRIBE {sql}", params or None).fetchall()
         except duckdb.Error as exc:
-            raise PlanError(self.secrets.redact(str(exc).replace("DESCRIBE ", "", 1))) from None
+            raise PlanError(self.secrets.redact(_without_describe(str(exc)))) from None
         finally:
             cursor.close()
         return [(r[0], r[1]) for r in rows]
@@ -202,6 +202,20 @@ def subset(params: Any, names: tuple[str, ...]) -> Any:
     if isinstance(params, dict):
         return {k: v for k, v in params.items() if k in names}
     return params
+
+
+def _without_describe(message: str) -> str:
+    """DuckDB's message about ``DESCRIBE <query>`` as if about the query: the prefix is cut
+    from the quoted line and the caret under it moves left with it."""
+    lines, prefix = message.split("\n"), "DESCRIBE "
+    for i, line in enumerate(lines):
+        head, found, rest = line.partition(prefix)
+        if found and head.startswith("LINE 1:"):
+            lines[i] = head + rest
+            if i + 1 < len(lines) and lines[i + 1].startswith(" " * len(prefix)):
+                lines[i + 1] = lines[i + 1][len(prefix):]
+            break
+    return "\n".join(lines)
 
 
 def _duckdb_message(exc: duckdb.Error) -> str:
