@@ -279,3 +279,12 @@ def test_secret_in_dsn_not_in_connect_error(tmp_path: Path, monkeypatch: pytest.
     assert SECRET not in str(info.value)
     assert SECRET not in repr(info.value)
     assert SECRET not in caplog.text
+
+
+def test_binder_caret_points_at_the_column_on_line_one(fq: fedquery.Connection) -> None:
+    with pytest.raises(fedquery.PlanError) as info:
+        fq.sql("SELECT nmae FROM clients")
+    lines = str(info.value).splitlines()
+    quoted = next(i for i, line in enumerate(lines) if line.startswith("LINE 1:"))
+    assert "DESCRIBE" not in str(info.value)
+    assert lines[quoted + 1].index("^") == lines[quoted].index("nmae")
