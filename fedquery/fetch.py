@@ -45,7 +45,7 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
     """Register every fragment not in ``inline`` on ``cursor``; builds run first, whole."""
     built: dict[str, pa.Table] = {}
     stats = []
-    for fragment in sorted(plan.fragments, key=lambda f: not f.materialize):
+    for fragment in _build_order(plan.fragments):
         if fragment.name in inline:
             continue
         stat = FragmentStats(fragment.name, fragment.source)
@@ -60,6 +60,23 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
             cursor.register(fragment.name, reader)
         stats.append(stat)
     return stats
+
+
+def _build_order(fragments) -> list[Fragment]:
+    """Builds first, and every fragment after the build whose keys it takes."""
+    by_name = {f.name: f for f in fragments}
+    ordered: list[Fragment] = []
+
+    def visit(fragment: Fragment) -> None:
+        if fragment in ordered:
+            return
+        if fragment.key_filter is not None and fragment.key_filter.build in by_name:
+            visit(by_name[fragment.key_filter.build])
+        ordered.append(fragment)
+
+    for fragment in sorted(fragments, key=lambda f: not f.materialize):
+        visit(fragment)
+    return ordered
 
 
 def key_predicate(fragment: Fragment, built: dict[str, pa.Table]) -> exp.Expr | None:

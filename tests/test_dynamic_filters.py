@@ -96,3 +96,30 @@ def test_keys_become_an_in_list_then_a_range() -> None:
         f"drive_id BETWEEN 10 AND {10 + IN_LIST_MAX}")
     none = {"__f0": pa.table({"id": pa.array([None], pa.int64())})}
     assert key_predicate(fragment(planned), none) == exp.false()
+
+
+def test_keys_flow_along_a_chain_of_joins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One city's drives filter their frames; the few frames' keys then filter detections."""
+    monkeypatch.setitem(ROWS, "lake.main.detections", 20_000_000)
+    sql = """SELECT x.label AS label
+    FROM (SELECT d.drive_id FROM pg.public.drives AS d WHERE d.city = 'Austin') AS d
+    JOIN (SELECT f.drive_id, f.frame_id FROM lake.main.frames AS f) AS f
+      ON f.drive_id = d.drive_id
+    JOIN (SELECT x.frame_id, x.label FROM lake.main.detections AS x) AS x
+      ON x.frame_id = f.frame_id"""
+    tree = dynamic_filters(bound(sql), catalog=Catalog({"pg", "lake"}))
+    d, f, x = (sides(tree)[a] for a in "dfx")
+    assert f.meta[DYNAMIC_FILTER].build is d and f.meta[MATERIALIZE]
+    assert x.meta[DYNAMIC_FILTER].build is f
+    assert DYNAMIC_FILTER not in d.meta  # keys never flow back into their own source
+
+
+def test_fetch_order_puts_builds_before_their_probes() -> None:
+    from fedquery.fetch import _build_order
+
+    probe = Fragment("__f0", "lake", "scan", "", (), True,
+                     key_filter=DynamicFilter("k", "__f2", "k", 1, None, 10))
+    middle = Fragment("__f2", "lake", "scan", "", (), True, materialize=True,
+                      key_filter=DynamicFilter("k", "__f1", "k", 1, None, 10))
+    first = Fragment("__f1", "pg", "scan", "", (), False, materialize=True)
+    assert [f.name for f in _build_order([probe, middle, first])] == ["__f1", "__f2", "__f0"]

@@ -25,7 +25,7 @@ from fedquery.rules._shape import (
     subtree_source,
 )
 
-DYNAMIC_FILTER, MATERIALIZE = "dynamic_filter", "materialize"
+DYNAMIC_FILTER, MATERIALIZE, ESTIMATE = "dynamic_filter", "materialize", "estimated_rows"
 IN_LIST_MAX = 1000
 MAX_BUILD_ROWS = 100_000
 PROBE_FACTOR = 10
@@ -91,8 +91,12 @@ def _equi_joins(select: exp.Select, sides: dict) -> list[tuple[exp.Column, exp.C
 
 def _consider(build: exp.Subquery, build_key: exp.Column, probe: exp.Subquery,
               probe_key: exp.Column, catalog: RuleCatalog) -> None:
-    """Plan the keys of ``build`` into ``probe`` when that pays off."""
-    if DYNAMIC_FILTER in build.meta or MATERIALIZE in probe.meta:
+    """Plan the keys of ``build`` into ``probe`` when that pays off.
+
+    A probe may in turn be the build of another join (keys flow along a chain of joins), but
+    never of its own build: keys flow one way.
+    """
+    if MATERIALIZE in probe.meta or _feeds(probe, build):
         return
     if not any(_is_remote(side, catalog) for side in (build, probe)):
         return
@@ -106,7 +110,33 @@ def _consider(build: exp.Subquery, build_key: exp.Column, probe: exp.Subquery,
         return
     probe.meta[DYNAMIC_FILTER] = KeyFilter(probe_key.name, build, build_key.name, build_rows,
                                            probe_rows)
+    probe.meta[ESTIMATE] = _filtered_rows(probe_rows, build_rows, build, catalog)
     build.meta[MATERIALIZE] = True
+
+
+def _feeds(side: exp.Subquery, other: exp.Subquery) -> bool:
+    """True when ``other``'s keys already come, directly or not, from ``side``."""
+    planned = other.meta.get(DYNAMIC_FILTER)
+    while planned is not None:
+        if planned.build is side:
+            return True
+        planned = planned.build.meta.get(DYNAMIC_FILTER)
+    return False
+
+
+def _filtered_rows(probe_rows: int | None, build_rows: int, build: exp.Subquery,
+                   catalog: RuleCatalog) -> int | None:
+    """Rows a probe keeps through a key filter, as through a foreign-key join: its rows times
+    the fraction of the build's table that passes the build's filters."""
+    whole = _unfiltered(build, catalog)
+    if probe_rows is None or not whole:
+        return None
+    return max(1, int(probe_rows * min(1.0, build_rows / whole)))
+
+
+def _unfiltered(side: exp.Subquery, catalog: RuleCatalog) -> int | None:
+    rows = [catalog.estimate_rows(t) for t in side.find_all(exp.Table) if source_of(t)]
+    return None if not rows or None in rows else min(rows)
 
 
 def _is_remote(side: exp.Subquery, catalog: RuleCatalog) -> bool:
@@ -116,7 +146,10 @@ def _is_remote(side: exp.Subquery, catalog: RuleCatalog) -> bool:
 
 def estimate(side: exp.Subquery, catalog: RuleCatalog) -> int | None:
     """Rows a fragment returns: each table's rows times its filters' selectivity; the smallest
-    table bounds a join of them (foreign-key joins keep the filtered side's rows)."""
+    table bounds a join of them (foreign-key joins keep the filtered side's rows). A side that
+    already takes keys from another is estimated through that key filter."""
+    if ESTIMATE in side.meta:
+        return side.meta[ESTIMATE]
     estimates = []
     for table in side.find_all(exp.Table):
         rows = catalog.estimate_rows(table) if source_of(table) else None
