@@ -1,1 +1,238 @@
-"""An S3-compatible server for the tests (filled in by the S3 lake work)."""
+"""An S3-compatible HTTP server for the tests: ``moto_server`` on 127.0.0.1, started per session.
+
+Fixtures: ``s3_endpoint`` (the server's URL), ``s3_credentials`` (dummy keys, also set in the
+environment for ``${VAR}`` catalogs), ``s3_strict_endpoint`` (a second server that checks
+credentials, so wrong keys are refused). ``FEDQUERY_TEST_S3_ENDPOINT`` points the tests at a
+server you run yourself instead. Helpers: ``upload_tree`` copies a local folder into a bucket,
+``FlakyProxy`` relays requests to the real server but answers chosen ones with ``503 Slow
+Down`` (a transient S3 error), to test retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.services import unavailable
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "fedquery-test-key", "AWS_SECRET_ACCESS_KEY": "fedquery-test-secret",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+START_TIMEOUT = 30.0
+
+
+def moto_server_executable() -> str | None:
+    """``moto_server`` installed next to the running interpreter (the venv's bin), or on PATH."""
+    beside = Path(sys.executable).with_name("moto_server")
+    if beside.exists():
+        return str(beside)
+    from shutil import which
+
+    return which("moto_server")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    """True once an HTTP server answers at ``url`` (any status)."""
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def moto_server(env: dict[str, str] | None = None):
+    """Run ``moto_server`` on a free port of 127.0.0.1; yield its URL; stop it afterwards."""
+    executable = moto_server_executable()
+    if executable is None:
+        unavailable("moto_server is not installed (pip install 'moto[server]')")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # The server logs every request: to a file, as an unread pipe would fill and stall it.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})})
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while not answers(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    unavailable(f"moto_server did not start on {url}: "
+                                f"{log.read().decode(errors='replace')[-500:]}")
+                time.sleep(0.1)
+            yield url
+        finally:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """The URL of an S3-compatible server on 127.0.0.1 (``moto_server``), for the session."""
+    external = os.environ.get("FEDQUERY_TEST_S3_ENDPOINT")
+    if external:
+        if not answers(external):
+            unavailable(f"FEDQUERY_TEST_S3_ENDPOINT={external} does not answer")
+        yield external
+        return
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_strict_endpoint() -> str:
+    """A second ``moto_server`` that checks credentials: unknown keys get ``403 Forbidden``."""
+    with moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_credentials() -> dict[str, str]:
+    """Dummy AWS credentials, set in the environment for the session (``${AWS_...}``)."""
+    saved = {name: os.environ.get(name) for name in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
+    try:
+        yield dict(CREDENTIALS)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def s3_client(endpoint: str):
+    """A boto3 S3 client for the test server."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+                        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+
+def upload_tree(local_dir: str | os.PathLike, bucket: str, prefix: str = "", *,
+                endpoint: str) -> list[str]:
+    """Copy every file under ``local_dir`` to ``s3://bucket/prefix/...``; return the keys.
+
+    The bucket is created when missing.
+    """
+    client = s3_client(endpoint)
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou,
+                             client.exceptions.BucketAlreadyExists):
+        client.create_bucket(Bucket=bucket)
+    root, keys = Path(local_dir), []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        key = "/".join(filter(None, [prefix.strip("/"), path.relative_to(root).as_posix()]))
+        client.upload_file(str(path), bucket, key)
+        keys.append(key)
+    return keys
+
+
+class FlakyProxy:
+    """An HTTP relay to an S3 server that answers the next ``failures`` requests with a 503.
+
+    ``503 Slow Down`` is the transient error S3 sends under load: a client that retries gets
+    through on a later attempt. One request per connection, so a failure can be injected at any
+    point of a query (``fail_next``); ``injected`` counts the failures sent, ``relayed`` the
+    requests passed on.
+    """
+
+    BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+            b"<Message>Please reduce your request rate.</Message></Error>")
+
+    def __init__(self, endpoint: str, failures: int = 0) -> None:
+        host, port = endpoint.split("://", 1)[1].rstrip("/").rsplit(":", 1)
+        self.target, self.failures, self.injected, self.relayed = (host, int(port)), failures, 0, 0
+        self.only: str | None = None
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), type("Relay", (_Relay,), {"proxy": self}))
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def fail_next(self, count: int, *, only: str | None = None) -> None:
+        """Answer the next ``count`` requests with ``503 Slow Down`` (those whose request line
+        contains ``only``, when given: an object's key, to fail reads and not listings)."""
+        with self._lock:
+            self.failures, self.only = self.failures + count, only
+
+    def take_failure(self, request_line: str = "") -> bool:
+        with self._lock:
+            fail = self.failures > 0 and (self.only is None or self.only in request_line)
+            self.failures -= fail
+            self.injected += fail
+            self.relayed += not fail
+            return fail
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Relay(BaseHTTPRequestHandler):
+    """Pass one request on to the S3 server (or fail it), then close the connection."""
+
+    proxy: FlakyProxy
+    _SKIP = {"connection", "transfer-encoding", "content-length", "date", "server", "keep-alive"}
+
+    def relay(self) -> None:
+        if self.proxy.take_failure(self.requestline):
+            self.send_response(503, "Slow Down")
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(FlakyProxy.BODY)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(FlakyProxy.BODY)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        upstream = http.client.HTTPConnection(*self.proxy.target, timeout=60)
+        try:
+            upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
+            response = upstream.getresponse()
+            data = response.read()
+        finally:
+            upstream.close()
+        self.send_response(response.status, response.reason)
+        for name, value in response.getheaders():
+            if name.lower() not in self._SKIP:
+                self.send_header(name, value)
+        size = response.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", size or str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = relay
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

@@ -1,0 +1,398 @@
+"""Filesystems for a source's ``root`` and ``options``: S3 (``s3://``) or a local folder.
+
+``open_filesystem`` returns a pyarrow ``FileSystem`` that counts the bytes it reads (per source
+and per file, for ``explain(analyze=True)``) and retries transient S3 errors with backoff, plus
+the path of the root inside it. S3 goes through pyarrow's own ``S3FileSystem``: measured against
+s3fs it reads only the byte ranges a Parquet scan asks for (s3fs's default read-ahead reads
+whole 50 MiB blocks) and it runs its requests in C++ threads.
+
+>>> fs, path = open_filesystem("s3://lake/frames/", {"endpoint_url": "http://127.0.0.1:9000",
+...     "key": "AKIA...", "secret": "..."}, source="lake", secrets=secrets)  # doctest: +SKIP
+>>> fs.handler.stats.bytes  # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from fedquery.errors import SourceError
+
+if TYPE_CHECKING:
+    from fedquery.secrets import Secrets
+
+_UNREACHABLE = re.compile(r"NETWORK_CONNECTION|curlCode|connect to server|timed? ?out|"
+                          r"Connection refused|Could not resolve", re.I)
+_DENIED = re.compile(r"ACCESS_DENIED|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|"
+                     r"Forbidden|HTTP response code: 403|INVALID_ACCESS_KEY_ID", re.I)
+_TRANSIENT = re.compile(r"SLOW_DOWN|SlowDown|THROTTL|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|"
+                        r"HTTP status 5\d\d|HTTP response code: 5\d\d", re.I)
+_NO_BUCKET = re.compile(r"NoSuchBucket|NO_SUCH_BUCKET|bucket does not exist", re.I)
+
+S3_OPTIONS = ("endpoint_url", "key", "secret", "token", "region", "anonymous", "max_attempts",
+              "connect_timeout", "request_timeout")
+DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+
+class ReadStats:
+    """Bytes and read calls served by one filesystem, in total and per file; only ever grows."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.reads = 0
+        self.files: dict[str, int] = {}
+
+    def add(self, path: str, nbytes: int) -> None:
+        with self._lock:
+            self.bytes += nbytes
+            self.reads += 1
+            self.files[path] = self.files.get(path, 0) + nbytes
+
+    def snapshot(self) -> dict[str, int]:
+        """Bytes read so far per file (a copy: diff two snapshots to see what a query read)."""
+        with self._lock:
+            return dict(self.files)
+
+
+class _CountingReader:
+    """A read-only file object over a pyarrow ``NativeFile`` that adds what it reads to stats."""
+
+    def __init__(self, inner: pa.NativeFile, path: str, handler: CountingHandler) -> None:
+        self._inner, self._path, self._handler = inner, path, handler
+        self.closed = False
+
+    def read(self, nbytes: int | None = -1) -> pa.Buffer:
+        try:
+            buffer = self._inner.read_buffer(None if nbytes is None or nbytes < 0 else nbytes)
+        except OSError as exc:
+            raise self._handler.failure("cannot read", self._path, exc) from None
+        self._handler.stats.add(self._path, buffer.size)
+        return buffer
+
+    def seek(self, position: int, whence: int = 0) -> int:
+        return self._inner.seek(position, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._inner.close()
+
+
+class CountingHandler(pafs.FileSystemHandler):
+    """A read-only pyarrow filesystem over another that counts bytes read (``stats``).
+
+    Failures name the file as a URL (``s3://bucket/key``) and the source, so an error DuckDB
+    raises mid-scan still says which source failed; secrets are masked with ``redact``.
+    """
+
+    def __init__(self, inner: pafs.FileSystem, *, scheme: str, source: str,
+                 redact: Callable[[str], str] = str, endpoint: str | None = None,
+                 attempts: int = 1) -> None:
+        self.inner, self.scheme, self.source, self.redact = inner, scheme, source, redact
+        self.endpoint, self.attempts = endpoint, attempts
+        self.stats = ReadStats()
+
+    def url(self, path: str) -> str:
+        """The user-facing address of a path inside this filesystem."""
+        return f"{self.scheme}://{path}" if self.scheme != "file" else path
+
+    def failure(self, what: str, path: str, exc: BaseException) -> OSError:
+        """An OSError for a failed open or read, in words, naming the source and the file."""
+        error = FileNotFoundError if isinstance(exc, FileNotFoundError) else OSError
+        return error(f"source {self.source!r}: {what} {self.url(path)}: {self.reason(exc, path)}")
+
+    def reason(self, exc: BaseException, path: str) -> str:
+        """Why an S3 call failed, in words: unreachable, access denied, no bucket, not found."""
+        text = self.redact(str(exc))
+        where = self.endpoint or "AWS S3"
+        if _UNREACHABLE.search(text):
+            return (f"cannot reach the S3 endpoint {where} (gave up after {self.attempts} "
+                    f"attempts): {_first_line(text)}")
+        if _DENIED.search(text):
+            return (f"access denied by {where}: check the source's credentials (options.key, "
+                    f"options.secret, options.token or options.anonymous) [{_first_line(text)}]")
+        if _TRANSIENT.search(text):
+            return (f"{where} kept failing with a transient error (gave up after {self.attempts} "
+                    f"attempts; raise options.max_attempts to retry longer): {_first_line(text)}")
+        if _NO_BUCKET.search(text) or (isinstance(exc, FileNotFoundError) and self.scheme == "s3"
+                                       and not self._bucket_exists(path)):
+            return f"bucket {path.split('/', 1)[0]!r} does not exist at {where}"
+        if isinstance(exc, FileNotFoundError):
+            return "not found"
+        return _first_line(text)
+
+    def missing_bucket(self, path: str) -> str | None:
+        """Why a listing came back empty when its bucket does not exist (None: it does)."""
+        if self.scheme == "s3" and not self._bucket_exists(path):
+            return f"bucket {path.split('/', 1)[0]!r} does not exist at {self.endpoint or 'AWS S3'}"
+        return None
+
+    def _bucket_exists(self, path: str) -> bool:
+        try:
+            return self.inner.get_file_info(path.split("/", 1)[0]).type != pafs.FileType.NotFound
+        except OSError:
+            return True  # cannot tell: say "not found" rather than guess
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CountingHandler) and other.inner.equals(self.inner)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def get_type_name(self) -> str:
+        return f"counting+{self.inner.type_name}"
+
+    def normalize_path(self, path: str) -> str:
+        return self.inner.normalize_path(path)
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return self.inner.get_file_info(paths)
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return self.inner.get_file_info(selector)
+
+    def open_input_file(self, path: str) -> pa.PythonFile:
+        try:
+            inner = self.inner.open_input_file(path)
+        except OSError as exc:
+            raise self.failure("cannot open", path, exc) from None
+        return pa.PythonFile(_CountingReader(inner, path, self), mode="r")
+
+    open_input_stream = open_input_file
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise OSError(f"source {self.source!r} is read-only")
+
+    create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = _read_only
+    delete_file = move = copy_file = open_output_stream = open_append_stream = _read_only
+
+
+class FailingHandler(CountingHandler):
+    """A filesystem whose every open raises one reason: a table whose listing failed."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(pafs.LocalFileSystem(), scheme="s3", source=source)
+        self.message = f"source {source!r}: {reason}"
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        raise OSError(self.message)
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        raise OSError(self.message)
+
+    def open_input_file(self, path: str) -> pa.PythonFile:
+        raise OSError(self.message)
+
+    open_input_stream = open_input_file
+
+
+def open_filesystem(root: str, options: Mapping[str, Any] | None, *, source: str,
+                    secrets: Secrets) -> tuple[pafs.PyFileSystem, str]:
+    """The filesystem a root lives in and the root's path inside it (``bucket/prefix``).
+
+    ``s3://`` roots take ``options``: ``endpoint_url``, ``key``, ``secret``, ``token``,
+    ``region``, ``anonymous``, ``max_attempts`` (retries of transient errors, with backoff),
+    ``connect_timeout`` and ``request_timeout`` (seconds). Other roots are local folders.
+    """
+    options = dict(options or {})
+    scheme = urlsplit(root).scheme if "://" in root else "file"
+    if scheme == "file":
+        path = root.split("://", 1)[-1]
+        inner = pafs.LocalFileSystem()
+    elif scheme in ("s3", "s3a"):
+        inner, path = _s3(root, options, source=source, secrets=secrets), root.split("://", 1)[1]
+        scheme = "s3"
+    else:
+        raise SourceError(f"unsupported root {secrets.redact(root)!r}: expected s3:// or a "
+                          "local folder", source=source)
+    handler = CountingHandler(inner, scheme=scheme, source=source, redact=secrets.redact,
+                              endpoint=options.get("endpoint_url"),
+                              attempts=_number(options, "max_attempts", DEFAULT_MAX_ATTEMPTS, int,
+                                               source))
+    return pafs.PyFileSystem(handler), path.rstrip("/")
+
+
+def _s3(root: str, options: dict[str, Any], *, source: str, secrets: Secrets) -> pafs.S3FileSystem:
+    unknown = sorted(set(options) - set(S3_OPTIONS))
+    if unknown:
+        raise SourceError(f"options.{unknown[0]}: unknown S3 option; expected one of: "
+                          f"{', '.join(S3_OPTIONS)}", source=source)
+    for name in ("key", "secret", "token"):
+        if options.get(name):
+            secrets.add_setting(str(options[name]))
+    kwargs: dict[str, Any] = {
+        "region": _region(root, options),
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(
+            max_attempts=_number(options, "max_attempts", DEFAULT_MAX_ATTEMPTS, int, source)),
+        "connect_timeout": _number(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, float, source),
+    }
+    if options.get("request_timeout") is not None:
+        kwargs["request_timeout"] = _number(options, "request_timeout", None, float, source)
+    kwargs.update(_endpoint(options.get("endpoint_url")))
+    kwargs.update(_credentials(options, source))
+    try:
+        return pafs.S3FileSystem(**kwargs)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SourceError(f"cannot set up S3 for {root}: {secrets.redact(str(exc))}",
+                          source=source) from None
+
+
+def _region(root: str, options: Mapping[str, Any]) -> str:
+    """The region option, else the environment's; on AWS, else the bucket's own region."""
+    region = options.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region or options.get("endpoint_url"):
+        return region or "us-east-1"
+    try:
+        return pafs.resolve_s3_region(urlsplit(root).netloc)
+    except (OSError, ValueError):
+        return "us-east-1"
+
+
+def _endpoint(url: str | None) -> dict[str, str]:
+    """pyarrow's ``endpoint_override`` and ``scheme`` from an ``endpoint_url``."""
+    if not url:
+        return {}
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    return {"endpoint_override": parts.netloc + parts.path.rstrip("/"), "scheme": parts.scheme}
+
+
+def _credentials(options: Mapping[str, Any], source: str) -> dict[str, Any]:
+    if _flag(options.get("anonymous")):
+        return {"anonymous": True}
+    key, secret = options.get("key"), options.get("secret")
+    if bool(key) != bool(secret):
+        raise SourceError("options: give both `key` and `secret` (or neither, to use the "
+                          "environment's AWS credentials)", source=source)
+    if not key:
+        return {}
+    return {"access_key": str(key), "secret_key": str(secret),
+            "session_token": str(options["token"]) if options.get("token") else None}
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "1", "yes")
+
+
+def _number(options: Mapping[str, Any], name: str, default: Any, kind: type, source: str) -> Any:
+    """A positive number option (``default`` when absent)."""
+    value = options.get(name, default)
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0:
+        raise SourceError(f"options.{name}: expected a positive number, got {value!r}", source=source)
+    return number
+
+
+def describe_options(root: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Where a root lives, for ``explain``: the endpoint and region, never credentials."""
+    options = options or {}
+    if not root.startswith(("s3://", "s3a://")):
+        return {}
+    detail = {"endpoint": options.get("endpoint_url") or "AWS", "region": options.get("region")}
+    if _flag(options.get("anonymous")):
+        detail["anonymous"] = True
+    return {k: v for k, v in detail.items() if v}
+
+
+# ---------------------------------------------------------------------- listings
+
+
+def list_files(filesystem: pafs.FileSystem, pattern: str) -> list[pafs.FileInfo]:
+    """Files matching a folder (every file under it), a glob (``*``, ``?``, ``**``) or a file.
+
+    One listing request (paged by the server) for a folder or a glob, one HEAD for a file; a
+    missing folder or bucket lists as empty (``CountingHandler.missing_bucket`` tells which).
+    """
+    if _has_magic(pattern):
+        base = _static_prefix(pattern)
+        deep = "**" in pattern or "/" in pattern[len(base) + 1:]
+        matcher = glob_regex(pattern)
+        return [i for i in _listing(filesystem, base, deep) if matcher.fullmatch(i.path)]
+    folder = pattern.endswith("/")
+    named_like_a_file = not folder and bool(posixpath.splitext(pattern)[1])
+    if named_like_a_file and (info := _file(filesystem, pattern)):
+        return [info]
+    files = _listing(filesystem, pattern.rstrip("/"), True)
+    if not files and not folder and not named_like_a_file and (info := _file(filesystem, pattern)):
+        return [info]
+    return files
+
+
+def _file(filesystem: pafs.FileSystem, path: str) -> pafs.FileInfo | None:
+    (info,) = filesystem.get_file_info([path])
+    return info if info.type == pafs.FileType.File else None
+
+
+def _listing(filesystem: pafs.FileSystem, folder: str, recursive: bool) -> list[pafs.FileInfo]:
+    selector = pafs.FileSelector(folder, recursive=recursive, allow_not_found=True)
+    return sorted((i for i in filesystem.get_file_info(selector) if i.is_file), key=lambda i: i.path)
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A regex for a glob: ``*`` and ``?`` stay within a folder, ``**/`` spans folders."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1:end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def _has_magic(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def _static_prefix(pattern: str) -> str:
+    """The folder part of a glob before its first wildcard."""
+    head = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    return posixpath.dirname(head) if not head.endswith("/") else head.rstrip("/")
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
