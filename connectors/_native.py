@@ -86,7 +86,7 @@ class DuckDBBound:
     name: str
     _con: duckdb.DuckDBPyConnection | None = None
 
-    def relations(self) -> dict[str, Any]:
+    def relations(self, tables: list[str] | None = None) -> dict[str, Any]:
         """Python objects each executor cursor must register (none by default)."""
         return {}
 

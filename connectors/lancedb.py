@@ -56,9 +56,10 @@ class LanceDBConnector(DuckDBBound):
         self._con = con
         return []
 
-    def relations(self) -> dict[str, Any]:
-        """Objects each executor cursor must register: the Lance datasets."""
-        return {self.relation_name(t): ds for t, ds in self._datasets.items()}
+    def relations(self, tables: list[str] | None = None) -> dict[str, Any]:
+        """Objects each executor cursor must register: the Lance datasets (of ``tables``)."""
+        return {self.relation_name(t): ds for t, ds in self._datasets.items()
+                if tables is None or t in tables}
 
     def tables(self) -> list[TableRef]:
         return [TableRef("main", name) for name in self._datasets]
@@ -66,7 +67,7 @@ class LanceDBConnector(DuckDBBound):
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         table = TableRef("main", request.table.rsplit(".", 1)[-1])
         cursor = self._bound().cursor()
-        for name, dataset in self.relations().items():
+        for name, dataset in self.relations([table.name]).items():
             cursor.register(name, dataset)
         return scan_reader(cursor, self.name, request, table)
 

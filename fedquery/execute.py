@@ -10,9 +10,11 @@ as Arrow streams.
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -27,6 +29,9 @@ from fedquery.plan import Plan
 if TYPE_CHECKING:
     from fedquery.secrets import Secrets
 
+
+
+_STREAM_PREFIX = re.compile(r"reading the stream registered as '[^']*' failed: (\w+Error: )?")
 
 
 class Session:
@@ -57,13 +62,18 @@ class Session:
     def schema(self, source: str, table: TableRef) -> pa.Schema:
         return self.connectors[source].schema(table)
 
-    def cursor(self, sources: set[str]) -> duckdb.DuckDBPyConnection:
-        """A cursor with the Python-side objects of the given native sources registered."""
+    def cursor(self, tables: Iterable[str] = ()) -> duckdb.DuckDBPyConnection:
+        """A cursor on which DuckDB can scan the given native tables (``source.schema.table``):
+        their sources' Python-side objects (Lance datasets, remote lake listings) registered."""
         with self._lock:
             cursor = self.con.cursor()
-        for source in sources:
-            relations = getattr(self.connectors[source], "relations", dict)()
-            for name, obj in relations.items():
+        by_source: dict[str, list[str]] = {}
+        for key in tables:
+            source, _, name = key.split(".", 2)
+            by_source.setdefault(source, []).append(name)
+        for source, names in by_source.items():
+            relations = getattr(self.connectors[source], "relations", None)
+            for name, obj in (relations(tables=names) if relations else {}).items():
                 cursor.register(name, obj)
         return cursor
 
@@ -94,13 +104,13 @@ class Session:
                 self.con.execute(f"CREATE OR REPLACE VIEW memory.main.{quote(name)} AS "
                                  f"SELECT * FROM {relation}")
 
-    def describe(self, sql: str, params: Any, sources: set[str]) -> list[tuple[str, str]]:
+    def describe(self, sql: str, params: Any, tables: Iterable[str]) -> list[tuple[str, str]]:
         """Output names and types of the user's query, from DuckDB's binder (nothing runs).
 
         The query text is the user's, so DuckDB names unaliased columns as it always would and
         its error messages point into the user's SQL.
         """
-        cursor = self.cursor(sources)
+        cursor = self.cursor(tables)
         try:
             rows = cursor.execute(f"DESCRIBE {sql}", params or None).fetchall()
         except duckdb.Error as exc:
@@ -115,8 +125,8 @@ class Session:
         With ``analyze`` every fragment is fetched through its connector, none runs inline, so
         each one's rows, time and bytes are counted; the residual is then ``plan.residual``.
         """
-        cursor = self.cursor({f.source for f in plan.fragments if f.native})
         inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
+        cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
                       else (plan.local_sql, plan.local_parameters))
         try:
@@ -219,6 +229,9 @@ def _without_describe(message: str) -> str:
 
 
 def _duckdb_message(exc: duckdb.Error) -> str:
-    """DuckDB's message without its LINE/caret part, which points into rewritten SQL."""
+    """DuckDB's message without what points into rewritten SQL (LINE and caret) or into
+    Python (the traceback of a failed Arrow stream, and the stream's internal name)."""
     text = str(exc)
-    return text.split("\n\nLINE ", 1)[0].split("\nLINE ", 1)[0].strip()
+    for cut in ("\n\nLINE ", "\nLINE ", "\nDetail: Python exception", "\n\nDetail:"):
+        text = text.split(cut, 1)[0]
+    return _STREAM_PREFIX.sub("", text).strip()

@@ -88,8 +88,8 @@ class Planner:
         bound = [t for t in tree.find_all(exp.Table) if SOURCE in t.meta]
         for table in bound:
             self.columns(table)  # a table its source could not open fails here, named
-        sources = {t.meta[SOURCE] for t in bound}
-        native = {s for s in sources if self.capabilities(s).native}
+        native = {".".join(p.name for p in t.parts) for t in bound
+                  if self.capabilities(t.meta[SOURCE]).native}
         placeholders = plan_placeholders(tree)
         values = select_params(placeholders, params)
         outputs = self.session.describe(sql, values, native)

@@ -117,7 +117,7 @@ def test_explain_names_the_bucket_not_the_keys(s3_shop, s3_endpoint: str, s3_cre
 
 def arrow_scan(con: fedquery.Connection, sql: str) -> str:
     """DuckDB's physical plan for a query over the bound lake views: the Arrow scan's block."""
-    cursor = con._session.cursor({"lake"})
+    cursor = con._session.cursor(["lake.main.orders"])
     try:
         plan = cursor.sql(f"EXPLAIN {sql}").fetchall()[0][1]
     finally:
