@@ -92,6 +92,8 @@ def extract_fragments(expression: exp.Expr, *, catalog: RuleCatalog, is_native) 
     names: dict[int, str] = {}
     residual = _cut(expression, local, fragments, (catalog, is_native, names))
     fragments[:] = [_link_key_filter(f, names) for f in fragments]
+    if local is not None and residual is not expression and not fragments[0].inline:
+        local = residual  # the whole statement is one fragment fetched from its source
     if local is None:
         return Cut(fragments, residual.sql(DIALECT), whole, placeholders(residual), everything)
     return Cut(fragments, residual.sql(DIALECT), local.sql(DIALECT), placeholders(residual),
