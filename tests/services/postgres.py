@@ -1,1 +1,123 @@
-"""PostgreSQL for the tests (filled in by the Postgres connector work)."""
+"""PostgreSQL for the tests: ``FEDQUERY_TEST_PG_DSN`` if set, else a private server from pgserver.
+
+``postgres_dsn`` (session) is a DSN for a role that may create databases. ``postgres_database``
+(module) creates a fresh database for one test module and returns a ``PgDatabase``: its DSN and
+``load(name, table, ddl=None)`` to put an Arrow table in it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from sqlglot import exp
+
+from tests.services import unavailable
+
+_COUNTER = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A PostgreSQL server's DSN; pgserver's runs on a unix socket in a temporary folder.
+
+    The folder is not under pytest's ``basetemp``: as root, pgserver runs PostgreSQL as another
+    user and opens the folder's parents to it, and every pytest session that starts meanwhile
+    closes ``/tmp/pytest-of-<user>`` again (mode 0700), which takes the data from under a
+    running server.
+    """
+    dsn = os.environ.get("FEDQUERY_TEST_PG_DSN")
+    if dsn:
+        yield dsn
+        return
+    try:
+        import adbc_driver_postgresql.dbapi  # noqa: F401
+
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pgserver
+    except ImportError as exc:
+        unavailable(f"PostgreSQL tests need pgserver and adbc-driver-postgresql ({exc.name}), "
+                    "or FEDQUERY_TEST_PG_DSN")
+    folder = Path(tempfile.mkdtemp(prefix="fedquery-test-pg-"))
+    server = _start(pgserver, folder / "data")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start(pgserver, data: Path):
+    try:
+        return pgserver.get_server(data, cleanup_mode="delete")
+    except Exception as exc:  # pgserver raises whatever initdb or pg_ctl raised
+        shutil.rmtree(data.parent, ignore_errors=True)
+        unavailable(f"pgserver could not start PostgreSQL in {data}: {exc}")
+
+
+@dataclass
+class PgDatabase:
+    """A database made for one test module."""
+
+    name: str
+    dsn: str
+
+    def connect(self, autocommit: bool = True):
+        import adbc_driver_postgresql.dbapi as adbc
+
+        return adbc.connect(self.dsn, autocommit=autocommit)
+
+    def execute(self, *statements: str) -> None:
+        """Run trusted test DDL/DML (never user values) in one session."""
+        with self.connect() as conn, conn.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+    def load(self, name: str, table: pa.Table, ddl: str | None = None) -> None:
+        """Create ``name`` (``schema.table``; from ``ddl`` when given, else from the Arrow
+        types) and append ``table``'s rows through ADBC's bulk ingest (COPY)."""
+        schema, _, table_name = name.rpartition(".")
+        with self.connect() as conn, conn.cursor() as cursor:
+            if schema:
+                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+            if ddl:
+                cursor.execute(ddl)
+            cursor.adbc_ingest(table_name, table, mode="append" if ddl else "create",
+                               db_schema_name=schema or None)
+
+
+@pytest.fixture(scope="module")
+def postgres_database(postgres_dsn: str, request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
+    """A fresh, empty database for the requesting test module, dropped afterwards."""
+    module = re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1]).lower()
+    name = f"fq_{module}_{os.getpid()}_{next(_COUNTER)}"[:63]
+    admin = PgDatabase("postgres", postgres_dsn)
+    admin.execute(f"CREATE DATABASE {_quote(name)}")
+    try:
+        yield PgDatabase(name, with_database(postgres_dsn, name))
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server and role, another database (URI or ``key=value`` DSN)."""
+    if "://" in dsn:
+        head, sep, query = dsn.partition("?")
+        scheme, _, rest = head.partition("://")
+        authority = rest.split("/", 1)[0]
+        return f"{scheme}://{authority}/{database}{sep}{query}"
+    return f"{dsn} dbname={database}"
+
+
+def _quote(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql("postgres")

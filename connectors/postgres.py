@@ -1,0 +1,317 @@
+"""``kind: postgres``: a PostgreSQL database, read through ADBC as Arrow record batches.
+
+Fragments arrive in DuckDB's dialect (a one-table ``ScanRequest`` or a whole single-source
+query) and are rewritten by sqlglot into the SQL PostgreSQL receives (``source_sql`` shows it,
+``sent`` remembers the last 100 texts run). Sessions are read-only, in UTC, with the catalog's
+statement timeout; they come from a small pool, and a fragment holds one while its rows stream.
+
+>>> con = fedquery.connect({"sources": {"pg": {"kind": "postgres", "dsn": "${PG_DSN}",
+...                                            "connect_timeout": 5, "statement_timeout": "30s"}},
+...                         "tables": {"drives": {"source": "pg", "table": "public.drives"}}})
+... # doctest: +SKIP
+
+Settings: ``dsn`` (a libpq URI or ``key=value`` string; secret), ``connect_timeout`` (seconds,
+default 10: libpq's own, so an unreachable server fails ``fedquery.connect`` in that time),
+``statement_timeout`` (seconds, or a PostgreSQL interval such as ``"2min"``; default none),
+``batch_rows`` (largest record batch returned; default: the driver's) and ``pool_size`` (idle
+sessions kept, default 4). Type mapping: see ``connectors/_postgres_types.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pyarrow as pa
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from connectors import _postgres_sql as pgsql
+from connectors._postgres_session import (
+    Pool,
+    Settings,
+    Stream,
+    close_quietly,
+    connection_lost,
+    cursor_of,
+    driver_message,
+    location,
+    reusable,
+)
+from connectors._postgres_types import numeric_type, target_schema
+from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.errors import SourceError
+
+if TYPE_CHECKING:
+    from fedquery.catalog import Catalog, SourceSpec
+
+SENT_KEPT = 100
+
+TABLES_SQL = """
+SELECT n.nspname, c.relname FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND NOT c.relispartition
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+  AND has_table_privilege(c.oid, 'SELECT')
+ORDER BY 1, 2"""
+COLUMNS_SQL = """
+SELECT a.attname, a.atttypmod, t.typname FROM pg_catalog.pg_attribute AS a
+JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
+WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum"""
+ESTIMATE_SQL = """
+SELECT c.reltuples, c.relkind FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2"""
+HINTS = {  # words of the server's message (a streaming error carries no SQLSTATE) -> a hint
+    "due to statement timeout": "the query ran past the source's statement_timeout of {timeout}",
+    "read-only transaction": "fedquery opens PostgreSQL sessions read-only",
+}
+
+
+class PostgresConnector:
+    """Tables of one PostgreSQL database; whole single-source joins and aggregates run there."""
+
+    kind = "postgres"
+    capabilities = Capabilities(dialect="postgres", native=False, subtrees=True,
+                                default_schema="public", remote=True)
+
+    def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
+        self.name = spec.name
+        self._secrets = catalog.secrets
+        settings = Settings(spec, catalog.origin)
+        self._settings = settings
+        self._dsn = settings.effective_dsn()
+        self._secrets.add_setting(self._dsn)
+        self._where = location(settings.dsn)
+        self.sent: deque[str] = deque(maxlen=SENT_KEPT)
+        self._pool = Pool(self._connect, settings.pool_size)
+        self._lock = threading.Lock()
+        self._columns: dict[TableRef, pa.Schema] = {}
+        self._listing: list[TableRef] | None = None
+        self._pool.release(self._pool.acquire()[0])  # a bad DSN fails fedquery.connect, named
+
+    def __repr__(self) -> str:
+        return f"<PostgresConnector {self.name!r} {self._where['host']}/{self._where['database']}>"
+
+    # ------------------------------------------------------------------ description
+
+    def tables(self) -> list[TableRef]:
+        """Every table, view and materialized view the session may read, outside pg_catalog
+        and information_schema (partitions are reached through their parent)."""
+        rows = self._catalog_query(TABLES_SQL, ())
+        listing = [TableRef(schema, name) for schema, name in rows]
+        with self._lock:
+            self._listing = listing
+        return list(listing)
+
+    def schema(self, table: TableRef) -> pa.Schema:
+        """The Arrow schema scans of the table return (see the module's type mapping)."""
+        table = self.resolve(table)
+        with self._lock:
+            cached = self._columns.get(table)
+        if cached is None:
+            cached = self._load_schema(table)
+            with self._lock:
+                self._columns[table] = cached
+        return cached
+
+    def estimate_rows(self, table: TableRef) -> int | None:
+        """PostgreSQL's own estimate (``pg_class.reltuples``); None when it has none."""
+        table = self.resolve(table)
+        rows = self._catalog_query(ESTIMATE_SQL, (table.schema, table.name))
+        if not rows or rows[0][1] not in ("r", "m", "p") or rows[0][0] is None or rows[0][0] < 0:
+            return None
+        return int(rows[0][0])
+
+    def describe(self, table: TableRef) -> dict[str, Any]:
+        """Where the table lives: host, port and database (never the user or password)."""
+        return {"kind": self.kind, **self._where, "relation": _relation(table)}
+
+    def resolve(self, table: TableRef) -> TableRef:
+        """The table as PostgreSQL spells it: an exact name, or the one that matches ignoring
+        case (DuckDB names are case-insensitive)."""
+        for attempt in range(2):
+            listing = self._listing if attempt == 0 and self._listing is not None else self.tables()
+            if table in listing:
+                return table
+            folded = [t for t in listing if (t.schema.lower(), t.name.lower())
+                      == (table.schema.lower(), table.name.lower())]
+            if len(folded) == 1:
+                return folded[0]
+        raise SourceError(f"no table {table} in database {self._where['database']!r}",
+                          source=self.name)
+
+    # ------------------------------------------------------------------ fragments
+
+    def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
+        """Stream the rows of a one-table request; the filter and top-N run in PostgreSQL."""
+        table, schema = self._scan_parts(request)
+        sql = self._render(lambda: pgsql.scan_tree(request, table, _types(self.schema(table))),
+                           request.params or {})
+        return self._stream(sql, lambda _: schema)
+
+    def run_sql(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.RecordBatchReader:
+        """Run a whole fragment: DuckDB SQL over ``source.schema.table`` names, with the values
+        of its ``$name`` placeholders."""
+        tree, columns = self._fragment(sql)
+        text = self._render(lambda: tree, params or {})
+        numeric = pgsql.numeric_outputs(tree, columns)
+        return self._stream(text, lambda raw: target_schema(raw, numeric))
+
+    def source_sql(self, fragment: str | ScanRequest, params: Mapping[str, Any] | None = None) -> str:
+        """Exactly the text PostgreSQL receives for a fragment (SQL or a scan request); without
+        ``params`` each placeholder shows as ``$name`` where its literal value will go."""
+        if isinstance(fragment, ScanRequest):
+            table, _ = self._scan_parts(fragment)
+            return self._render(lambda: pgsql.scan_tree(fragment, table, _types(self.schema(table))),
+                                params)
+        tree, _ = self._fragment(fragment)
+        return self._render(lambda: tree, params)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _scan_parts(self, request: ScanRequest) -> tuple[TableRef, pa.Schema]:
+        _, schema_name, name = request.table.split(".", 2)
+        table = self.resolve(TableRef(schema_name, name))
+        schema = self.schema(table)
+        columns = request.columns if request.columns is not None else tuple(schema.names)
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise SourceError(f"table {table} has no column {missing[0]!r} (it has: "
+                              f"{', '.join(schema.names)})", source=self.name)
+        if not columns:
+            return table, pa.schema([pa.field(pgsql.ROW_MARKER, pa.bool_())])
+        return table, pa.schema([schema.field(c) for c in columns])
+
+    def _fragment(self, sql: str) -> tuple[exp.Expr, dict[str, pa.DataType]]:
+        """A fragment's tree with local, quoted names; the types of the columns it can read."""
+        try:
+            tree, tables = pgsql.fragment_tree(sql, self.name,
+                                               lambda s, n: self.resolve(TableRef(s, n)))
+        except (ValueError, SqlglotError) as exc:
+            raise SourceError(f"cannot send this SQL: {str(exc).splitlines()[0]}",
+                              source=self.name) from exc
+        columns: dict[str, pa.DataType] = {}
+        for table in tables:
+            for name, kind in _types(self.schema(table)).items():
+                columns.setdefault(name, kind)
+        return pgsql.localize(tree, columns), columns
+
+    def _render(self, build: Callable[[], exp.Expr], params: Any) -> str:
+        """PostgreSQL SQL text of a tree with parameter values bound as literals."""
+        try:
+            return pgsql.bind_values(build(), params).sql(pgsql.DIALECT)
+        except (KeyError, TypeError) as exc:
+            raise SourceError(str(exc).strip("'\""), source=self.name) from None
+
+    def _load_schema(self, table: TableRef) -> pa.Schema:
+        """Arrow types from the driver (a ``LIMIT 0`` query, the path scans take); decimal
+        precision from the column type modifiers, which the driver does not report."""
+        rows = self._catalog_query(COLUMNS_SQL, (table.schema, table.name))
+        numeric = {name: numeric_type(typmod) for name, typmod, typname in rows
+                   if typname in ("numeric", "_numeric")}
+        probe = exp.select(*(exp.column(name, quoted=True) for name, _, _ in rows)).from_(
+            exp.table_(table.name, db=table.schema, quoted=True)).limit(0).sql(pgsql.DIALECT)
+        with self._session() as conn, cursor_of(conn) as cursor:
+            try:
+                cursor.execute(probe)
+                raw = cursor.fetch_record_batch()
+                schema = raw.schema
+                raw.close()
+            except Exception as exc:
+                self._fail(exc, f"cannot read the columns of {table}")
+        return target_schema(schema, numeric)
+
+    def _catalog_query(self, sql: str, args: tuple) -> list[tuple]:
+        with self._session() as conn, cursor_of(conn) as cursor:
+            try:
+                cursor.execute(sql, parameters=args or None)
+                return cursor.fetchall()
+            except Exception as exc:
+                self._fail(exc, "catalog query failed")
+
+    @contextlib.contextmanager
+    def _session(self):
+        """A pooled connection for a short, fully read query."""
+        conn, _ = self._pool.acquire()
+        healthy = False
+        try:
+            yield conn
+            healthy = True
+        except SourceError as exc:
+            healthy = reusable(exc.__cause__)
+            raise
+        finally:
+            self._pool.release(conn, healthy)
+
+    def _stream(self, sql: str, schema_of: Callable[[pa.Schema], pa.Schema]) -> pa.RecordBatchReader:
+        """Start a query and hand its batches out as a reader that owns a pooled connection."""
+        self.sent.append(sql)
+        for attempt in range(2):
+            conn, reused = self._pool.acquire()
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql)
+                raw = cursor.fetch_record_batch()
+                schema = schema_of(raw.schema)
+            except Exception as exc:
+                close_quietly(cursor)
+                self._pool.release(conn, reusable(exc))
+                if reused and attempt == 0 and connection_lost(exc):
+                    continue  # a pooled session the server dropped: once more on a fresh one
+                self._fail(exc, "query failed")
+            stream = Stream(self._pool, conn, cursor, raw, schema,
+                            batch_rows=self._settings.batch_rows,
+                            translate=lambda exc: self._fail(exc, "reading rows failed"))
+            return pa.RecordBatchReader.from_batches(schema, stream)
+        raise AssertionError("unreachable")
+
+    def _connect(self):
+        import adbc_driver_postgresql.dbapi as adbc
+
+        try:
+            conn = adbc.connect(self._dsn, autocommit=True)
+        except Exception as exc:
+            self._fail(exc, "cannot connect")
+        try:
+            with cursor_of(conn) as cursor:
+                cursor.execute(self._settings.session_sql())
+                cursor.fetchall()
+        except Exception as exc:
+            close_quietly(conn)
+            self._fail(exc, "cannot set up the session (check statement_timeout)")
+        return conn
+
+    def _fail(self, exc: BaseException, what: str) -> NoReturn:
+        """Raise a driver failure in words, every secret masked, chained to the driver's
+        exception unless that one's text shows a secret."""
+        text = driver_message(exc)
+        for words, hint in HINTS.items():
+            if words in text:
+                text += f" ({hint.format(timeout=self._settings.statement_timeout)})"
+        if what == "cannot connect" and "timeout expired" in text:
+            text += f" (connect_timeout is {self._settings.connect_timeout} s)"
+        error = SourceError(self._secrets.redact(f"{what}: {text}"), source=self.name)
+        raise error from (exc if self._secrets.redact(str(exc)) == str(exc) else None)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _types(schema: pa.Schema) -> dict[str, pa.DataType]:
+    return {field.name: field.type for field in schema}
+
+
+def _relation(table: TableRef) -> str:
+    return exp.table_(table.name, db=table.schema, quoted=True).sql(pgsql.DIALECT)
+
+
