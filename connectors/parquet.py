@@ -45,6 +45,7 @@ class ParquetConnector(DuckDBBound):
         self.root = spec.resolve(spec.settings["root"])
         self._specs = {t.name: t for t in catalog.tables.values() if t.source == spec.name}
         self._broken: dict[str, str] = {}
+        self._row_counts: dict[str, int] = {}
         self._remote: _RemoteLake | None = None
         if "://" in self.root:
             self._remote = _RemoteLake(self.name, self.root, spec.settings.get("options") or {},
@@ -146,6 +147,18 @@ class ParquetConnector(DuckDBBound):
         for name, dataset in self.relations([table.name]).items():
             cursor.register(name, dataset)
         return scan_reader(cursor, self.name, request, table)
+
+    def estimate_rows(self, table: TableRef) -> int | None:
+        """Rows of a lake table, from the Parquet footers (counted once per connection)."""
+        if table.name not in self._row_counts:
+            self.check(table)
+            if self._remote:
+                rows = self._remote.dataset(self._specs[table.name]).count_rows()
+            else:
+                sql = f"SELECT count(*) FROM {relation(self.name, table)}"
+                rows = self._bound().sql(sql).fetchall()[0][0]
+            self._row_counts[table.name] = rows
+        return self._row_counts[table.name]
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         spec = self._specs.get(table.name)

@@ -68,6 +68,11 @@ ESTIMATE_SQL = """
 SELECT c.reltuples, c.relkind FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2"""
+SIZE_SQL = """
+SELECT pg_catalog.pg_relation_size(c.oid) FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2"""
+COUNT_BYTES_MAX = 64 << 20  # a table never analyzed is counted when smaller than this
 HINTS = {  # words of the server's message (a streaming error carries no SQLSTATE) -> a hint
     "due to statement timeout": "the query ran past the source's statement_timeout of {timeout}",
     "read-only transaction": "fedquery opens PostgreSQL sessions read-only",
@@ -122,12 +127,18 @@ class PostgresConnector:
         return cached
 
     def estimate_rows(self, table: TableRef) -> int | None:
-        """PostgreSQL's own estimate (``pg_class.reltuples``); None when it has none."""
+        """PostgreSQL's own estimate: ``pg_class.reltuples`` once the table was analyzed, else
+        what its planner guesses from the table's size (``EXPLAIN``); None for views it can't."""
         table = self.resolve(table)
         rows = self._catalog_query(ESTIMATE_SQL, (table.schema, table.name))
-        if not rows or rows[0][1] not in ("r", "m", "p") or rows[0][0] is None or rows[0][0] < 0:
+        if not rows or rows[0][1] not in ("r", "m", "p"):
             return None
-        return int(rows[0][0])
+        if rows[0][0] is not None and rows[0][0] >= 0:
+            return int(rows[0][0])
+        size = self._catalog_query(SIZE_SQL, (table.schema, table.name))[0][0]
+        if size > COUNT_BYTES_MAX:  # never analyzed and big: about 100 bytes a row
+            return int(size) // 100
+        return int(self._catalog_query(f"SELECT count(*) FROM {_relation(table)}", ())[0][0])
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         """Where the table lives: host, port and database (never the user or password)."""

@@ -140,8 +140,16 @@ class Session:
             raise
         return Execution(self, plan, cursor, relation, stats)
 
-    def translate(self, exc: duckdb.Error, plan: Plan) -> FedQueryError:
-        """A DuckDB error as fedquery's: a file that failed names its source."""
+    def translate(self, exc: duckdb.Error, plan: Plan,
+                  stats: list[FragmentStats] = ()) -> FedQueryError:
+        """A DuckDB error as fedquery's: a fragment's own error when a stream failed, a file
+        that failed names its source."""
+        failed = next((s.error for s in stats if s.error is not None), None)
+        if isinstance(failed, FedQueryError):
+            return failed
+        if failed is not None:
+            return SourceError(self.secrets.redact(str(failed)),
+                               source=next(s.source for s in stats if s.error is failed))
         message = self.secrets.redact(_duckdb_message(exc))
         named = self.source_named_in(str(exc))
         if named and isinstance(exc, duckdb.IOException | duckdb.PermissionException
@@ -183,7 +191,7 @@ class Execution:
             self.residual_rows, self.seconds = table.num_rows, time.perf_counter() - started
             return table
         except duckdb.Error as exc:
-            raise self._session.translate(exc, self._plan) from exc
+            raise self._session.translate(exc, self._plan, self.stats) from exc
         finally:
             self._cursor.close()
 
@@ -193,14 +201,14 @@ class Execution:
             source = self._relation.to_arrow_reader(BATCH_ROWS)
         except duckdb.Error as exc:
             self._cursor.close()
-            raise self._session.translate(exc, self._plan) from exc
+            raise self._session.translate(exc, self._plan, self.stats) from exc
         return pa.RecordBatchReader.from_batches(source.schema, self._batches(source))
 
     def _batches(self, source: pa.RecordBatchReader):
         try:
             yield from source
         except duckdb.Error as exc:
-            raise self._session.translate(exc, self._plan) from exc
+            raise self._session.translate(exc, self._plan, self.stats) from exc
         finally:
             self._cursor.close()
 

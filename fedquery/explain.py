@@ -69,7 +69,10 @@ def _fragment_lines(fragment: Fragment, session: Session) -> list[str]:
         if shown:
             lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     shown = getattr(connector, "source_sql", None)
-    text = shown(fragment.sql) if shown else source_sql(fragment.sql, caps.dialect or DIALECT)
+    if shown is not None:  # the source renders exactly what it will receive
+        text = shown(fragment.request if fragment.kind == "scan" else fragment.sql)
+    else:
+        text = source_sql(fragment.sql, caps.dialect or DIALECT)
     lines.append(f"  sql:     {text}")
     return lines
 

@@ -10,6 +10,7 @@ rows, the time spent producing them and the bytes its source read.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ class FragmentStats:
     seconds: float = 0.0
     bytes_read: int | None = None
     key_filter: str | None = None
+    error: BaseException | None = None
 
 
 def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.DuckDBPyConnection,
@@ -89,10 +91,15 @@ def key_predicate(fragment: Fragment, built: dict[str, pa.Table]) -> exp.Expr | 
     if len(keys) == 0:
         return exp.false()
     if len(keys) <= planned.in_list_max:
-        return column.isin(*(exp.convert(v) for v in keys.to_pylist()))
+        return column.isin(*(_literal(v) for v in keys.to_pylist()))
     bounds = pc.min_max(keys)
-    low, high = (exp.convert(bounds[k].as_py()) for k in ("min", "max"))
+    low, high = (_literal(bounds[k].as_py()) for k in ("min", "max"))
     return exp.Between(this=column, low=low, high=high)
+
+
+def _literal(value: Any) -> exp.Expr:
+    """A key as a SQL literal made by sqlglot (UUIDs as their text)."""
+    return exp.convert(str(value) if isinstance(value, uuid.UUID) else value)
 
 
 def describe_predicate(predicate: exp.Expr | None, fragment: Fragment,
@@ -148,6 +155,9 @@ def _counted(reader: pa.RecordBatchReader, stat: FragmentStats,
                 batch = next(source)
             except StopIteration:
                 break
+            except Exception as exc:  # DuckDB sees only its text: keep it for the executor
+                stat.error = exc
+                raise
             finally:
                 stat.seconds += time.perf_counter() - started
             stat.rows += batch.num_rows
