@@ -20,6 +20,7 @@ import pytest
 import fedquery
 from connectors.base import ScanRequest, TableRef
 from fedquery.errors import CatalogError, SourceError
+from tests.services.postgres import load_shop, shop_catalog_in_postgres
 
 PASSWORD = "S3cr3tPW"
 
@@ -468,35 +469,13 @@ def test_settings_are_checked(settings: dict, key: str, monkeypatch) -> None:
 # ---------------------------------------------------------------------- whole queries
 
 
-SHOP_DDL = {
-    "public.customers": "CREATE TABLE public.customers (customer_id integer, name text, "
-                        "segment text, country text)",
-    "public.products": "CREATE TABLE public.products (product_id integer, title text, "
-                       "category text, price numeric(10, 2))",
-    "sales.targets": "CREATE TABLE sales.targets (segment text, country text, quarter integer, "
-                     "target numeric(12, 2))",
-}
-
-
 @pytest.fixture(scope="module")
 def shop(db, unseen, unseen_root: Path):
     """The unseen shop with its warehouse in PostgreSQL and its lake as Parquet; the DuckDB
     reference reads the original files under the same names."""
     catalog_dict, ref = unseen
-    db.execute("CREATE SCHEMA IF NOT EXISTS sales")
-    with duckdb.connect(str(unseen_root / "shop.duckdb"), read_only=True) as warehouse:
-        for name, ddl in SHOP_DDL.items():
-            db.load(name, warehouse.sql(f"SELECT * FROM {name.replace('public.', '')}").to_arrow_table(),
-                    ddl)
-    db.execute("ANALYZE")
-    shop_catalog = {
-        "sources": {"pg": {"kind": "postgres", "dsn": "${FQ_SHOP_DSN}"},
-                    "lake": catalog_dict["sources"]["lake"]},
-        "tables": {"clients": {"source": "pg", "table": "customers"},
-                   "products": {"source": "pg", "table": "public.products"},
-                   "targets": {"source": "pg", "table": "sales.targets"},
-                   "orders": catalog_dict["tables"]["orders"],
-                   "returns": catalog_dict["tables"]["returns"]}}
+    load_shop(db, unseen_root)
+    shop_catalog = shop_catalog_in_postgres(catalog_dict, "${FQ_SHOP_DSN}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FQ_SHOP_DSN", db.dsn)
         con = fedquery.connect(shop_catalog)

@@ -121,3 +121,37 @@ def with_database(dsn: str, database: str) -> str:
 
 def _quote(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("postgres")
+
+
+SHOP_DDL = {
+    "public.customers": "CREATE TABLE public.customers (customer_id integer, name text, "
+                        "segment text, country text)",
+    "public.products": "CREATE TABLE public.products (product_id integer, title text, "
+                       "category text, price numeric(10, 2))",
+    "sales.targets": "CREATE TABLE sales.targets (segment text, country text, quarter integer, "
+                     "target numeric(12, 2))",
+}
+
+
+def load_shop(db: PgDatabase, unseen_root: Path) -> None:
+    """The unseen shop's warehouse tables, copied into PostgreSQL with their types; analyzed."""
+    import duckdb
+
+    db.execute("CREATE SCHEMA IF NOT EXISTS sales")
+    with duckdb.connect(str(unseen_root / "shop.duckdb"), read_only=True) as warehouse:
+        for name, ddl in SHOP_DDL.items():
+            rows = warehouse.sql(f"SELECT * FROM {name.replace('public.', '')}").to_arrow_table()
+            db.load(name, rows, ddl)
+    db.execute("ANALYZE")
+
+
+def shop_catalog_in_postgres(unseen_catalog: dict, dsn: str, lake: dict | None = None) -> dict:
+    """The shop catalog with its warehouse tables in PostgreSQL (and another lake if given)."""
+    return {
+        "sources": {"pg": {"kind": "postgres", "dsn": dsn},
+                    "lake": lake or unseen_catalog["sources"]["lake"]},
+        "tables": {"clients": {"source": "pg", "table": "customers"},
+                   "products": {"source": "pg", "table": "public.products"},
+                   "targets": {"source": "pg", "table": "sales.targets"},
+                   "orders": unseen_catalog["tables"]["orders"],
+                   "returns": unseen_catalog["tables"]["returns"]}}
