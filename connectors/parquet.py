@@ -15,6 +15,7 @@ import os
 import posixpath
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from connectors._native import DuckDBBound, attach_memory, literal, quote, relation, scan_reader
@@ -50,6 +51,8 @@ class ParquetConnector(DuckDBBound):
         if "://" in self.root:
             self._remote = _RemoteLake(self.name, self.root, spec.settings.get("options") or {},
                                        catalog)
+            # rows cross a network: worth filtering by join keys before they move
+            self.capabilities = replace(self.capabilities, remote=True)
         elif not os.path.isdir(self.root):
             raise SourceError(f"lake root is not a folder: {self.root}", source=self.name)
 

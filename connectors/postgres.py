@@ -20,12 +20,14 @@ sessions kept, default 4). Type mapping: see ``connectors/_postgres_types.py``.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pyarrow as pa
+from adbc_driver_postgresql import StatementOptions
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
@@ -139,6 +141,24 @@ class PostgresConnector:
         if size > COUNT_BYTES_MAX:  # never analyzed and big: about 100 bytes a row
             return int(size) // 100
         return int(self._catalog_query(f"SELECT count(*) FROM {_relation(table)}", ())[0][0])
+
+    def estimate_sql_rows(self, sql: str) -> int | None:
+        """PostgreSQL's planner estimate of a fragment's rows (``EXPLAIN``): it knows its
+        statistics, joins and filters. None for fragments with parameters or on failure."""
+        tree, _ = self._fragment(sql)
+        if tree.find(exp.Placeholder) or any(v.name.startswith("$") for v in tree.find_all(exp.Var)):
+            return None
+        text = "EXPLAIN (FORMAT JSON) " + tree.sql(pgsql.DIALECT)
+        with self._session() as conn, cursor_of(conn) as cursor:
+            try:  # EXPLAIN cannot run inside the COPY the driver wraps queries in
+                cursor.adbc_statement.set_options(**{StatementOptions.USE_COPY.value: "false"})
+                cursor.execute(text)
+                plan = cursor.fetchall()[0][0]
+            except Exception:  # an estimate is optional: the planner falls back to its own
+                return None
+        with contextlib.suppress(LookupError, TypeError, ValueError):
+            return int((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+        return None
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         """Where the table lives: host, port and database (never the user or password)."""

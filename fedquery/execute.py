@@ -130,7 +130,7 @@ class Session:
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
                       else (plan.local_sql, plan.local_parameters))
         try:
-            stats = fetch_fragments(self, plan, params, cursor, inline=inline)
+            stats = fetch_fragments(self, plan, params, cursor, inline=inline, whole=analyze)
             relation = cursor.sql(sql, params=subset(params, names))
         except duckdb.Error as exc:
             cursor.close()

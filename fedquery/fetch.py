@@ -4,7 +4,7 @@ Each fragment that is not run inline by DuckDB is opened through its connector (
 ``run_sql``) and registered on the query's cursor as an Arrow stream. A build side of a
 dynamic filter is read whole first (it is small by decision); its distinct keys become an IN
 list, or a min/max range past the limit, added to the probe's request. Every stream counts its
-rows, the time spent producing them and the bytes its source read.
+rows and the time spent producing them; a fragment read whole also the bytes its source read.
 """
 
 from __future__ import annotations
@@ -43,8 +43,12 @@ class FragmentStats:
 
 
 def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.DuckDBPyConnection,
-                    *, inline: set[str]) -> list[FragmentStats]:
-    """Register every fragment not in ``inline`` on ``cursor``; builds run first, whole."""
+                    *, inline: set[str], whole: bool = False) -> list[FragmentStats]:
+    """Register every fragment not in ``inline`` on ``cursor``; builds run first, whole.
+
+    With ``whole`` every fragment is read to the end before the next one starts, so the bytes
+    each source read are each fragment's own (``explain(analyze=True)``).
+    """
     built: dict[str, pa.Table] = {}
     stats = []
     for fragment in _build_order(plan.fragments):
@@ -53,11 +57,14 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
         stat = FragmentStats(fragment.name, fragment.source)
         predicate = key_predicate(fragment, built)
         stat.key_filter = describe_predicate(predicate, fragment, built)
-        reader = _counted(_open(session, fragment, params, predicate), stat,
-                          session.connectors[fragment.source])
-        if fragment.materialize:
+        connector = session.connectors[fragment.source]
+        before = getattr(connector, "bytes_read", None)
+        reader = _counted(_open(session, fragment, params, predicate), stat)
+        if fragment.materialize or whole:
             built[fragment.name] = reader.read_all()
             cursor.register(fragment.name, built[fragment.name])
+            if before is not None:
+                stat.bytes_read = connector.bytes_read - before
         else:
             cursor.register(fragment.name, reader)
         stats.append(stat)
@@ -142,10 +149,8 @@ def _and(condition: str | None, predicate: exp.Expr) -> str:
     return exp.and_(sqlglot.parse_one(condition, dialect=DIALECT), predicate).sql(DIALECT)
 
 
-def _counted(reader: pa.RecordBatchReader, stat: FragmentStats,
-             connector: Any) -> pa.RecordBatchReader:
-    """The same stream, counting rows, producing time and the source's bytes read."""
-    start_bytes = getattr(connector, "bytes_read", None)
+def _counted(reader: pa.RecordBatchReader, stat: FragmentStats) -> pa.RecordBatchReader:
+    """The same stream, counting rows and the time spent producing them."""
 
     def batches():
         source = iter(reader)
@@ -162,7 +167,5 @@ def _counted(reader: pa.RecordBatchReader, stat: FragmentStats,
                 stat.seconds += time.perf_counter() - started
             stat.rows += batch.num_rows
             yield batch
-        if start_bytes is not None:
-            stat.bytes_read = connector.bytes_read - start_bytes
 
     return pa.RecordBatchReader.from_batches(reader.schema, batches())

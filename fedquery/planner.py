@@ -62,6 +62,11 @@ class Planner:
         estimate = getattr(connector, "estimate_rows", None)
         return estimate(TableRef(table.db, table.name)) if estimate else None
 
+    def estimate_query(self, source: str, sql: str) -> int | None:
+        """The source planner's own row estimate for a fragment, if the source offers one."""
+        estimate = getattr(self.session.connectors[source], "estimate_sql_rows", None)
+        return estimate(sql) if estimate else None
+
     def _shadow(self, bound: BoundTable, schema) -> None:
         """Let DuckDB describe queries over a table it cannot scan: an empty stand-in, named as
         SQL may name it (catalog names, ``source.table`` in the source's default schema)."""

@@ -30,6 +30,8 @@ class RuleCatalog(Protocol):
 
     def estimate_rows(self, table: exp.Table) -> int | None: ...
 
+    def estimate_query(self, source: str, sql: str) -> int | None: ...
+
 
 def source_of(table: exp.Expr) -> str | None:
     """The source of a bound table node, else None (CTE refs, table functions)."""

@@ -26,9 +26,9 @@ from fedquery.rules._shape import (
 )
 
 DYNAMIC_FILTER, MATERIALIZE, ESTIMATE = "dynamic_filter", "materialize", "estimated_rows"
-IN_LIST_MAX = 1000
+IN_LIST_MAX = 10_000
 MAX_BUILD_ROWS = 100_000
-PROBE_FACTOR = 10
+PROBE_FACTOR = 2
 SELECTIVITY = {exp.EQ: 0.05, exp.In: 0.1, exp.Like: 0.1, exp.ILike: 0.1, exp.Is: 0.05}
 DEFAULT_SELECTIVITY = 0.33
 
@@ -145,26 +145,28 @@ def _is_remote(side: exp.Subquery, catalog: RuleCatalog) -> bool:
 
 
 def estimate(side: exp.Subquery, catalog: RuleCatalog) -> int | None:
-    """Rows a fragment returns: each table's rows times its filters' selectivity; the smallest
-    table bounds a join of them (foreign-key joins keep the filtered side's rows). A side that
-    already takes keys from another is estimated through that key filter."""
+    """Rows a fragment returns. The source's own planner estimate where it gives one (its
+    statistics know its joins and filters); else the largest table's rows times the
+    selectivity of every filter (a star of foreign-key joins keeps the fact table's rows,
+    thinned by the filters on its dimensions). A side that already takes keys from another is
+    estimated through that key filter."""
     if ESTIMATE in side.meta:
         return side.meta[ESTIMATE]
-    estimates = []
-    for table in side.find_all(exp.Table):
-        rows = catalog.estimate_rows(table) if source_of(table) else None
-        if rows is None:
-            return None
-        alias = table.alias_or_name
-        selectivity = 1.0
-        for select in side.find_all(exp.Select):
-            where = select.args.get("where")
-            for condition in conjuncts(where.this if where else None):
-                if referenced_tables(condition) == {alias}:
-                    selectivity *= SELECTIVITY.get(type(condition), DEFAULT_SELECTIVITY)
-        estimates.append(max(1, int(rows * selectivity)))
+    tables = [t for t in side.find_all(exp.Table) if source_of(t)]
+    source = source_of(tables[0]) if tables else None
+    own = catalog.estimate_query(source, side.this.sql("duckdb")) if source else None
+    if own is not None:
+        return max(1, own)
+    rows = [catalog.estimate_rows(t) for t in tables]
+    if not rows or None in rows:
+        return None
+    selectivity = 1.0
+    for select in side.find_all(exp.Select):
+        where = select.args.get("where")
+        for condition in conjuncts(where.this if where else None):
+            if len(referenced_tables(condition) or ()) == 1:
+                selectivity *= SELECTIVITY.get(type(condition), DEFAULT_SELECTIVITY)
+    guess = max(1, int(max(rows) * selectivity))
     limit = side.this.args.get("limit")
     value = limit.expression if limit else None
-    bound = int(value.this) if isinstance(value, exp.Literal) and value.is_int else None
-    best = min(estimates) if estimates else None
-    return min(best, bound) if best is not None and bound is not None else best
+    return min(guess, int(value.this)) if isinstance(value, exp.Literal) and value.is_int else guess

@@ -37,7 +37,9 @@ def _all_inner(select: exp.Select) -> bool:
 
 
 def _groups(select: exp.Select, catalog: RuleCatalog) -> list[list[exp.Subquery]]:
-    """Scans of the SELECT grouped by source, for sources that run joins; 2+ scans each."""
+    """Scans of one source that runs joins, linked to each other by join conditions: each
+    group of two or more is one join the source can run (never a cross product of tables
+    that are only linked through another source's table)."""
     items = [select.args["from_"]] + list(select.args["joins"])
     by_source: dict[str, list[exp.Subquery]] = {}
     for item in items:
@@ -46,7 +48,27 @@ def _groups(select: exp.Select, catalog: RuleCatalog) -> list[list[exp.Subquery]
             continue
         if catalog.capabilities(source_of(table)).subtrees:
             by_source.setdefault(source_of(table), []).append(item.this)
-    return [members for members in by_source.values() if len(members) > 1]
+    links = _links(select)
+    return [group for members in by_source.values() for group in _connected(members, links)
+            if len(group) > 1]
+
+
+def _links(select: exp.Select) -> list[set[str]]:
+    """Pairs of aliases a WHERE or ON conjunct relates."""
+    conditions = conjuncts(_where(select))
+    for join in select.args.get("joins") or []:
+        conditions += conjuncts(join.args.get("on"))
+    return [tables for c in conditions if len(tables := referenced_tables(c) or set()) == 2]
+
+
+def _connected(members: list[exp.Subquery], links: list[set[str]]) -> list[list[exp.Subquery]]:
+    """``members`` split into groups connected through links among themselves."""
+    groups: list[list[exp.Subquery]] = []
+    for member in members:
+        joined = [g for g in groups if any({member.alias, m.alias} in links for m in g)]
+        merged = [m for g in joined for m in g] + [member]
+        groups = [g for g in groups if g not in joined] + [merged]
+    return [sorted(g, key=members.index) for g in groups]
 
 
 def _merge(select: exp.Select, members: list[exp.Subquery], alias: str) -> None:
