@@ -19,7 +19,8 @@ import pytest
 
 import fedquery
 from tests.conftest import unseen_catalog
-from tests.services.s3 import FlakyProxy, free_port, s3_client, upload_tree
+from tests.services.launch import free_port
+from tests.services.s3 import FlakyProxy, s3_client, upload_tree
 
 SECRET = "s3-Secret-0f9a7c!"
 

@@ -5,11 +5,11 @@ Each fixture skips on a developer's machine that lacks the service, and fails un
 
 import os
 
-import pytest
-
 
 def unavailable(reason: str) -> None:
     """Skip locally; fail in CI, where every service must be there."""
+    import pytest
+
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"required test service unavailable in CI: {reason}")
     pytest.skip(reason)

@@ -10,9 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
-import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ import pytest
 from sqlglot import exp
 
 from tests.services import unavailable
+from tests.services.launch import ServiceError, postgres_server
 
 _COUNTER = itertools.count()
 
@@ -41,28 +39,14 @@ def postgres_dsn() -> Iterator[str]:
         return
     try:
         import adbc_driver_postgresql.dbapi  # noqa: F401
-
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            warnings.simplefilter("ignore")
-            import pgserver
     except ImportError as exc:
-        unavailable(f"PostgreSQL tests need pgserver and adbc-driver-postgresql ({exc.name}), "
+        unavailable(f"PostgreSQL tests need adbc-driver-postgresql ({exc.name}), "
                     "or FEDQUERY_TEST_PG_DSN")
-    folder = Path(tempfile.mkdtemp(prefix="fedquery-test-pg-"))
-    server = _start(pgserver, folder / "data")
     try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _start(pgserver, data: Path):
-    try:
-        return pgserver.get_server(data, cleanup_mode="delete")
-    except Exception as exc:  # pgserver raises whatever initdb or pg_ctl raised
-        shutil.rmtree(data.parent, ignore_errors=True)
-        unavailable(f"pgserver could not start PostgreSQL in {data}: {exc}")
+        with postgres_server("fedquery-test-pg-") as dsn:
+            yield dsn
+    except ServiceError as exc:
+        unavailable(str(exc))
 
 
 @dataclass

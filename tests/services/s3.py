@@ -13,86 +13,27 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.services import unavailable
+from tests.services import launch, unavailable
+from tests.services.launch import ServiceError, answers
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "fedquery-test-key", "AWS_SECRET_ACCESS_KEY": "fedquery-test-secret",
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-START_TIMEOUT = 30.0
-
-
-def moto_server_executable() -> str | None:
-    """``moto_server`` installed next to the running interpreter (the venv's bin), or on PATH."""
-    beside = Path(sys.executable).with_name("moto_server")
-    if beside.exists():
-        return str(beside)
-    from shutil import which
-
-    return which("moto_server")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    """True once an HTTP server answers at ``url`` (any status)."""
-    try:
-        urllib.request.urlopen(url, timeout=1).close()
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 @contextlib.contextmanager
 def moto_server(env: dict[str, str] | None = None):
-    """Run ``moto_server`` on a free port of 127.0.0.1; yield its URL; stop it afterwards."""
-    executable = moto_server_executable()
-    if executable is None:
-        unavailable("moto_server is not installed (pip install 'moto[server]')")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    # The server logs every request: to a file, as an unread pipe would fill and stall it.
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})})
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while not answers(url):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    unavailable(f"moto_server did not start on {url}: "
-                                f"{log.read().decode(errors='replace')[-500:]}")
-                time.sleep(0.1)
-            yield url
-        finally:
-            _stop(process)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
+    """``launch.moto_server``, skipped (or failed in CI) when it cannot start."""
     try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        with launch.moto_server(env) as url:
+            yield url
+    except ServiceError as exc:
+        unavailable(str(exc))
 
 
 @pytest.fixture(scope="session")
