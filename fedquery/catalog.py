@@ -191,8 +191,24 @@ class _Loader:
                 if not spec.get(required):
                     raise self.fail(f"{keypath}.{required}", f"required for kind {kind!r}")
             settings = self.expand({k: v for k, v in spec.items() if k != "kind"}, keypath)
+            self.check_options(settings, keypath)
             out[name] = SourceSpec(name, kind, settings, self.base_dir)
         return out
+
+    def check_options(self, settings: Mapping[str, Any], keypath: str) -> None:
+        """``options`` of a source on S3: known keys, key and secret together."""
+        root = str(settings.get("root", ""))
+        if not root.startswith("s3://"):
+            return
+        from connectors.remote_fs import S3_OPTIONS
+
+        options = self.mapping(settings.get("options") or {}, f"{keypath}.options")
+        for key in options:
+            if key not in S3_OPTIONS:
+                self.choice(key, set(S3_OPTIONS), f"{keypath}.options.{key}", "S3 option")
+        if bool(options.get("key")) != bool(options.get("secret")):
+            raise self.fail(f"{keypath}.options", "give both key and secret, or neither (to use "
+                            "the environment's credentials or anonymous: true)")
 
     def tables(self, raw: Any, sources: dict[str, SourceSpec]) -> dict[str, TableSpec]:
         out = {}

@@ -130,3 +130,15 @@ def _fragment_block(text: str, source: str) -> str:
     """The explain lines of the first fragment of ``source``."""
     blocks = re.split(r"\n(?=\[__f\d+\]|residual)", text)
     return next(b for b in blocks if re.match(rf"\[__f\d+\] {source} ", b))
+
+
+def test_duckdb_only_functions_stay_in_duckdb(federation) -> None:
+    """``bar()`` exists in DuckDB only: the query is answered, the function never reaches
+    PostgreSQL, and the filters it can run still do."""
+    con, ref = federation
+    sql = ("SELECT c.customer_id, bar(c.customer_id, 0, 600, 10) AS b FROM clients c "
+           "WHERE c.country = 'DE' AND bar(c.customer_id, 0, 600, 10) <> '' "
+           "ORDER BY c.customer_id LIMIT 5")
+    assert con.sql(sql).fetchall() == ref.sql(sql).fetchall()
+    block = _fragment_block(con.explain(sql), "pg")
+    assert "bar" not in block.lower() and "\"country\" = 'DE'" in block

@@ -341,8 +341,16 @@ def test_persistent_errors_give_up(bucket: str, s3_endpoint: str) -> None:
 
 
 def test_unknown_option_is_named(s3_endpoint: str) -> None:
-    with pytest.raises(fedquery.SourceError, match=r"options\.secret_key: unknown S3 option"):
+    """A catalog mistake: the key path, what was expected, and the likely intended key."""
+    with pytest.raises(fedquery.CatalogError,
+                       match=r"sources\.lake\.options\.secret_key: unknown S3 option.*"
+                             r"did you mean 'secret'"):
         fedquery.connect(one_table("s3://x/", {"endpoint_url": s3_endpoint, "secret_key": "k"}))
+
+
+def test_key_without_secret_is_a_catalog_error(s3_endpoint: str) -> None:
+    with pytest.raises(fedquery.CatalogError, match=r"sources\.lake\.options: give both key"):
+        fedquery.connect(one_table("s3://x/", {"endpoint_url": s3_endpoint, "key": "k"}))
 
 
 # ------------------------------------------------------------------ secrets

@@ -83,11 +83,20 @@ def subtree_source(query: exp.Expr, catalog: RuleCatalog) -> str | None:
     if len(sources) != 1 or None in sources:
         return None
     source = sources.pop()
-    if not catalog.capabilities(source).subtrees or is_correlated(query):
+    capabilities = catalog.capabilities(source)
+    if not capabilities.subtrees or is_correlated(query) or not portable(query, capabilities):
         return None
     if any(_is_unknown_to_sources(f) for f in query.find_all(exp.Anonymous)):
         return None
     return source
+
+
+def portable(node: exp.Expr, capabilities: Capabilities) -> bool:
+    """Whether a source can evaluate ``node``: DuckDB runs what DuckDB runs; another SQL
+    dialect only what sqlglot can translate (no function sqlglot does not know)."""
+    if capabilities.dialect in (None, "duckdb"):
+        return True
+    return node.find(exp.Anonymous) is None
 
 
 def is_correlated(query: exp.Expr) -> bool:

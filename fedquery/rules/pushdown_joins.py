@@ -12,7 +12,14 @@ import itertools
 
 from sqlglot import exp
 
-from fedquery.rules._shape import RuleCatalog, conjuncts, referenced_tables, scan_table, source_of
+from fedquery.rules._shape import (
+    RuleCatalog,
+    conjuncts,
+    portable,
+    referenced_tables,
+    scan_table,
+    source_of,
+)
 from fedquery.rules.pushdown_projections import ROW_MARKER
 
 JOIN_PREFIX = "__j"
@@ -25,7 +32,8 @@ def pushdown_joins(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
         if not _all_inner(select):
             continue
         for members in _groups(select, catalog):
-            _merge(select, members, f"{JOIN_PREFIX}{next(counter)}")
+            capabilities = catalog.capabilities(source_of(scan_table(members[0])))
+            _merge(select, members, f"{JOIN_PREFIX}{next(counter)}", capabilities)
     return expression
 
 
@@ -71,13 +79,15 @@ def _connected(members: list[exp.Subquery], links: list[set[str]]) -> list[list[
     return [sorted(g, key=members.index) for g in groups]
 
 
-def _merge(select: exp.Select, members: list[exp.Subquery], alias: str) -> None:
+def _merge(select: exp.Select, members: list[exp.Subquery], alias: str,
+           capabilities) -> None:
     aliases = {m.alias for m in members}
     if _reads_star(select, aliases, members):
         return
     inner_where = [c for m in members for c in conjuncts(_where(m.this))]
     moved = _take_conditions(select, aliases, members)
-    inner_where += [c for c in moved if (referenced_tables(c) or {""}) <= aliases]
+    inner_where += [c for c in moved if (referenced_tables(c) or {""}) <= aliases
+                    and portable(c, capabilities)]
     outer = [c for c in moved if c not in inner_where]
     merged = _merged_select(members, inner_where)
     first = members[0]

@@ -17,8 +17,10 @@ from fedquery.rules._shape import (
     conjuncts,
     is_deterministic,
     null_supplying,
+    portable,
     referenced_tables,
     scan_table,
+    source_of,
 )
 
 
@@ -27,6 +29,8 @@ def pushdown_predicates(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Ex
     for select in list(expression.find_all(exp.Select)):
         scans = _scans(select)
         if scans:
+            scans = {alias: (scan, catalog.capabilities(source_of(scan.args["from_"].this)))
+                     for alias, scan in scans.items()}
             nullable, sensitive = null_supplying(select), _order_sensitive(select)
             _push_where(select, scans, nullable | sensitive)
             _push_join_conditions(select, scans, nullable, sensitive)
@@ -57,12 +61,16 @@ def _order_sensitive(select: exp.Select) -> set[str]:
     return sensitive
 
 
-def _pushable_to(condition: exp.Expr, scans: dict[str, exp.Select], blocked: set[str]) -> str | None:
+def _pushable_to(condition: exp.Expr, scans: dict, blocked: set[str]) -> str | None:
+    """The one scan a condition can move into: it reads that scan only, gives the same rows
+    every time, and the scan's source can evaluate it."""
     tables = referenced_tables(condition)
     if not tables or len(tables) != 1 or not is_deterministic(condition):
         return None
     alias = next(iter(tables))
-    return alias if alias in scans and alias not in blocked else None
+    if alias not in scans or alias in blocked or not portable(condition, scans[alias][1]):
+        return None
+    return alias
 
 
 def _push_where(select: exp.Select, scans: dict, blocked: set[str]) -> None:
@@ -72,7 +80,7 @@ def _push_where(select: exp.Select, scans: dict, blocked: set[str]) -> None:
         if alias is None:
             kept.append(condition)
         else:
-            scans[alias].where(condition.copy(), copy=False)
+            scans[alias][0].where(condition.copy(), copy=False)
     select.set("where", exp.Where(this=exp.and_(*kept, copy=False)) if kept else None)
 
 
@@ -90,5 +98,5 @@ def _push_join_conditions(select: exp.Select, scans: dict, nullable: set[str],
             if alias is None or (keeps_left_rows and alias != right):
                 kept.append(condition)
             else:
-                scans[alias].where(condition.copy(), copy=False)
+                scans[alias][0].where(condition.copy(), copy=False)
         join.set("on", exp.and_(*kept, copy=False) if kept else exp.true())
