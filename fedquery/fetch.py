@@ -58,8 +58,10 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
         predicate = key_predicate(fragment, built)
         stat.key_filter = describe_predicate(predicate, fragment, built)
         connector = session.connectors[fragment.source]
-        before = getattr(connector, "bytes_read", None)
-        reader = _counted(_open(session, fragment, params, predicate), stat)
+        before, started = getattr(connector, "bytes_read", None), time.perf_counter()
+        opened = _open(session, fragment, params, predicate)  # where a SQL source runs it
+        stat.seconds += time.perf_counter() - started
+        reader = _counted(opened, stat)
         if fragment.materialize or whole:
             built[fragment.name] = reader.read_all()
             cursor.register(fragment.name, built[fragment.name])
