@@ -45,8 +45,7 @@ class Connection:
         connectors: dict = {}
         try:
             for name, spec in catalog.sources.items():
-                if spec.kind != "files":
-                    connectors[name] = open_connector(spec, catalog)
+                connectors[name] = open_connector(spec, catalog)
             self._session = Session(connectors, catalog.secrets)
             self._planner = Planner(catalog, self._session)
         except FedQueryError:

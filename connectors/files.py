@@ -1,0 +1,92 @@
+"""``kind: files``: a root of blobs (images, point clouds) and its listing table.
+
+A catalog table over a files source (``camera_files: {source: camera}``) lists the files under
+the root: ``uri`` (relative to the root, as blob columns hold it), ``size``, ``modified`` and
+``extension``. The listing is made once per scan and filtered by DuckDB over Arrow.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.errors import SourceError
+
+if TYPE_CHECKING:
+    from fedquery.catalog import Catalog, SourceSpec
+
+LISTING_SCHEMA = pa.schema([("uri", pa.string()), ("size", pa.int64()),
+                            ("modified", pa.timestamp("us", tz="UTC")),
+                            ("extension", pa.string())])
+
+
+class FilesConnector:
+    """The listing of one files root, as a table."""
+
+    kind = "files"
+    capabilities = Capabilities(dialect=None, native=False, subtrees=False)
+
+    def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
+        from connectors.remote_fs import open_filesystem
+
+        self.name = spec.name
+        self.root = spec.resolve(spec.settings["root"])
+        self._filesystem, self._path = open_filesystem(
+            self.root, spec.settings.get("options"), source=spec.name, secrets=catalog.secrets)
+        if "://" not in self.root and not os.path.isdir(self._path):
+            raise SourceError(f"files root is not a folder: {self.root}", source=self.name)
+        self._tables = [t.name for t in catalog.tables.values() if t.source == spec.name]
+        if "://" in self.root:
+            self.capabilities = Capabilities(dialect=None, native=False, remote=True)
+
+    @property
+    def bytes_read(self) -> int | None:
+        stats = getattr(self._filesystem.handler, "stats", None)
+        return getattr(stats, "bytes", None)
+
+    def tables(self) -> list[TableRef]:
+        return [TableRef("main", name) for name in self._tables]
+
+    def schema(self, table: TableRef) -> pa.Schema:
+        return LISTING_SCHEMA
+
+    def listing(self) -> pa.Table:
+        """Every file under the root, with its URI relative to the root."""
+        selector = pafs.FileSelector(self._path, recursive=True, allow_not_found=True)
+        try:
+            infos = self._filesystem.get_file_info(selector)
+        except OSError as exc:
+            raise SourceError(f"cannot list {self.root}: {exc}", source=self.name) from exc
+        files = [i for i in infos if i.type == pafs.FileType.File]
+        prefix = self._path.rstrip("/") + "/"
+        return pa.table({
+            "uri": [i.path[len(prefix):] if i.path.startswith(prefix) else i.path for i in files],
+            "size": pa.array([i.size for i in files], pa.int64()),
+            "modified": pa.array([i.mtime for i in files], pa.timestamp("us", tz="UTC")),
+            "extension": [posixpath.splitext(i.path)[1].lstrip(".").lower() for i in files],
+        }, schema=LISTING_SCHEMA)
+
+    def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
+        """The listing, narrowed by the request in a private DuckDB over Arrow."""
+        import duckdb
+
+        from connectors._native import scan_sql, used_params
+
+        con = duckdb.connect()
+        con.register("files", self.listing())
+        con.execute("CREATE TABLE main.listing AS SELECT * FROM files")
+        sql = scan_sql("memory", request, TableRef("main", "listing"))
+        table = con.sql(sql, params=used_params(sql, request.params)).to_arrow_table()
+        con.close()
+        return table.to_reader()
+
+    def describe(self, table: TableRef) -> dict[str, Any]:
+        return {"kind": "files", "root": self.root}
+
+    def close(self) -> None:
+        """Nothing to release: the filesystem holds no session."""
