@@ -20,6 +20,16 @@ from fedquery.result import Result
 CATALOG_STATEMENTS = {"SHOW", "DESCRIBE", "DESC"}
 
 
+def blob_functions(catalog: Catalog):
+    """The blob functions over the catalog's files sources (None without any)."""
+    if not any(s.kind == "files" for s in catalog.sources.values()):
+        return None
+    from fedquery.functions.blobs import Blobs
+    from fedquery.functions.udfs import BlobFunctions
+
+    return BlobFunctions(Blobs.from_catalog(catalog))
+
+
 def connect(catalog: str | os.PathLike | Mapping[str, Any]) -> Connection:
     """Open a catalog (a YAML path or a dict) and return a ``Connection``.
 
@@ -46,7 +56,7 @@ class Connection:
         try:
             for name, spec in catalog.sources.items():
                 connectors[name] = open_connector(spec, catalog)
-            self._session = Session(connectors, catalog.secrets)
+            self._session = Session(connectors, catalog.secrets, blob_functions(catalog))
             self._planner = Planner(catalog, self._session)
         except FedQueryError:
             for connector in connectors.values():

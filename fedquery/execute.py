@@ -27,6 +27,7 @@ from fedquery.fetch import FragmentStats, fetch_fragments
 from fedquery.plan import Plan
 
 if TYPE_CHECKING:
+    from fedquery.functions.udfs import BlobFunctions
     from fedquery.secrets import Secrets
 
 
@@ -37,8 +38,9 @@ _STREAM_PREFIX = re.compile(r"reading the stream registered as '[^']*' failed: (
 class Session:
     """The executor's DuckDB database and the connectors bound into it."""
 
-    def __init__(self, connectors: dict[str, Connector], secrets: Secrets) -> None:
-        self.connectors, self.secrets = connectors, secrets
+    def __init__(self, connectors: dict[str, Connector], secrets: Secrets,
+                 functions: BlobFunctions | None = None) -> None:
+        self.connectors, self.secrets, self.functions = connectors, secrets, functions
         self._tmp = tempfile.TemporaryDirectory(prefix="fedquery-")
         self.con = duckdb.connect(":memory:", config={
             "autoinstall_known_extensions": False,
@@ -51,6 +53,8 @@ class Session:
         for connector in connectors.values():
             if connector.capabilities.native:
                 allowed.extend(connector.bind(self.con))
+        if functions is not None:
+            functions.register(self.con)
         self._lock_down(allowed)
 
     def _lock_down(self, allowed: list[str]) -> None:
@@ -125,6 +129,8 @@ class Session:
         With ``analyze`` every fragment is fetched through its connector, none runs inline, so
         each one's rows, time and bytes are counted; the residual is then ``plan.residual``.
         """
+        if self.functions is not None:
+            self.functions.blobs.new_query()
         inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
         cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
@@ -144,7 +150,8 @@ class Session:
                   stats: list[FragmentStats] = ()) -> FedQueryError:
         """A DuckDB error as fedquery's: a fragment's own error when a stream failed, a file
         that failed names its source."""
-        failed = next((s.error for s in stats if s.error is not None), None)
+        failed = self.functions.take_failure() if self.functions is not None else None
+        failed = failed or next((s.error for s in stats if s.error is not None), None)
         if isinstance(failed, FedQueryError):
             return failed
         if failed is not None:
@@ -169,6 +176,8 @@ class Session:
         return None
 
     def close(self) -> None:
+        if self.functions is not None:
+            self.functions.blobs.close()
         self.con.close()
         self._tmp.cleanup()
 

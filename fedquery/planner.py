@@ -62,6 +62,15 @@ class Planner:
         estimate = getattr(connector, "estimate_rows", None)
         return estimate(TableRef(table.db, table.name)) if estimate else None
 
+    def blob_source(self, table: exp.Table, column: str) -> str | None:
+        """The files source a column holds URIs into (``blobs:`` in the catalog)."""
+        bound = BoundTable(table.catalog, TableRef(table.db, table.name))
+        for name, other in self.index.catalog_names.items():
+            source = self.catalog.blobs.get(f"{name}.{column}")
+            if other == bound and source:
+                return source
+        return None
+
     def estimate_query(self, source: str, sql: str) -> int | None:
         """The source planner's own row estimate for a fragment, if the source offers one."""
         estimate = getattr(self.session.connectors[source], "estimate_sql_rows", None)

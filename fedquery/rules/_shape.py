@@ -32,6 +32,8 @@ class RuleCatalog(Protocol):
 
     def estimate_query(self, source: str, sql: str) -> int | None: ...
 
+    def blob_source(self, table: exp.Table, column: str) -> str | None: ...
+
 
 def source_of(table: exp.Expr) -> str | None:
     """The source of a bound table node, else None (CTE refs, table functions)."""
@@ -92,11 +94,13 @@ def subtree_source(query: exp.Expr, catalog: RuleCatalog) -> str | None:
 
 
 def portable(node: exp.Expr, capabilities: Capabilities) -> bool:
-    """Whether a source can evaluate ``node``: DuckDB runs what DuckDB runs; another SQL
-    dialect only what sqlglot can translate (no function sqlglot does not know)."""
-    if capabilities.dialect in (None, "duckdb"):
-        return True
-    return node.find(exp.Anonymous) is None
+    """Whether a source can evaluate ``node``: fedquery's own functions only in the executor's
+    DuckDB (native sources); DuckDB runs what DuckDB runs; another SQL dialect only what sqlglot
+    can translate (no function sqlglot does not know)."""
+    functions = list(node.find_all(exp.Anonymous))
+    if not capabilities.native and any(_is_unknown_to_sources(f) for f in functions):
+        return False
+    return capabilities.dialect in (None, "duckdb") or not functions
 
 
 def is_correlated(query: exp.Expr) -> bool:
@@ -139,7 +143,8 @@ def _is_unknown_to_sources(func: exp.Anonymous) -> bool:
     """fedquery's own functions run in the executor, never inside a source."""
     from fedquery.sandbox import FEDQUERY_FUNCTIONS
 
-    return func.name.lower() in FEDQUERY_FUNCTIONS
+    name = func.name.lower()
+    return name in FEDQUERY_FUNCTIONS or name.startswith("__fq_")
 
 
 def null_supplying(select: exp.Select) -> set[str]:

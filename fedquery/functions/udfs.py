@@ -1,0 +1,166 @@
+"""The blob functions as vectorised Arrow UDFs of the executor's DuckDB.
+
+Each ``__fq_<name>(uri, ..., source)`` takes a batch of URIs, resolves them (``Blobs``), reads
+in the I/O pool only the bytes it needs (a 64 KiB prefix for headers; the whole file to decode)
+and returns one Arrow array. A missing, truncated or corrupt file gives a value whose ``error``
+says why (NULL for scalar results); with ``strict`` it raises ``SourceError`` instead. A URI
+outside every root raises ``ForbiddenError`` (kept in ``failure`` for the executor, since
+DuckDB only passes the text on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from fedquery.errors import FedQueryError, SourceError
+from fedquery.functions import images, pointclouds
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from fedquery.functions.blobs import Blob, Blobs
+
+
+
+class BlobFunctions:
+    """The UDFs over one catalog's files sources."""
+
+    def __init__(self, blobs: Blobs, *, strict: bool = False) -> None:
+        self.blobs, self.strict = blobs, strict
+        self.failures: list[FedQueryError] = []
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create the functions on ``con`` (they are seen by all its cursors): ``__fq_<name>``
+        with the files source last, as plans call them, and ``<name>`` as users write them
+        (what DuckDB describes; URIs then resolve as full URIs or against the only root)."""
+        text = "VARCHAR"
+        for name, function, parameters, result in (
+            ("image_info", self.image_info, [text], images.IMAGE_INFO_TYPE),
+            ("thumbnail", self.thumbnail, [text, "INTEGER"], "BLOB"),
+            ("read_blob", self.read_blob, [text], "BLOB"),
+            ("pointcloud_info", self.pointcloud_info, [text], pointclouds.POINTCLOUD_INFO_TYPE),
+            ("read_pointcloud", self.read_pointcloud, [text], pointclouds.POINTS_TYPE),
+        ):
+            con.create_function(f"__fq_{name}", function, [*parameters, text], result,
+                                type="arrow", null_handling="special", side_effects=True)
+            con.create_function(name, _without_source(function, len(parameters)), parameters, result,
+                                type="arrow", null_handling="special", side_effects=True)
+
+    # ---------------------------------------------------------------- the functions
+
+    def image_info(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
+        rows = self._each(uris, sources, self._image_info_one)
+        return images.image_info_array(rows)
+
+    def thumbnail(self, uris: pa.Array, sizes: pa.Array, sources: pa.Array) -> pa.Array:
+        sized = list(zip(uris.to_pylist(), sizes.to_pylist(), strict=True))
+        values = self.blobs.map(lambda item: self._thumbnail_one(*item),
+                                [(u, s, src) for (u, s), src in zip(sized, sources.to_pylist(),
+                                                                     strict=True)])
+        return pa.array(values, pa.binary())
+
+    def read_blob(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
+        values = self._each(uris, sources, lambda blob: self._read(blob)[0], scalar=True)
+        return pa.array(values, pa.binary())
+
+    def pointcloud_info(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
+        rows = self._each(uris, sources, self._pointcloud_info_one)
+        return pointclouds.pointcloud_info_array(rows)
+
+    def read_pointcloud(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
+        tables = self._each(uris, sources, self._points_one, scalar=True)
+        return pointclouds.points_array(tables)
+
+    # ---------------------------------------------------------------- one file
+
+    def _image_info_one(self, blob: Blob) -> dict[str, Any]:
+        """From the first 64 KiB; more only when the header goes on (large EXIF, say)."""
+        head, size = self._read(blob, images.IMAGE_PREFIX_BYTES)
+        while True:  # the prefix grows until the header fits; it never passes the file's size
+            try:
+                return images.image_info_from(head, size)
+            except images.NeedMoreBytes as more:
+                head = self._read(blob, more.n)[0]
+
+    def _thumbnail_one(self, uri: str | None, max_px: int | None, source: str | None) -> Any:
+        if uri is None or max_px is None:
+            return None
+        blob = self._resolve(uri, source)
+        data = self._guarded(lambda: self._read(blob)[0], uri, scalar=True)
+        return images.thumbnail_png(data, max_px) if data is not None else None
+
+    def _pointcloud_info_one(self, blob: Blob) -> dict[str, Any]:
+        """LAS/LAZ from their header alone; other formats need every point for the bounds."""
+        data, size = self._read(blob, pointclouds.pointcloud_prefix_bytes(blob.path))
+        while True:
+            try:
+                return pointclouds.pointcloud_info_from(data, blob.path, size)
+            except images.NeedMoreBytes as more:
+                data = self._read(blob, more.n)[0]
+
+    def _points_one(self, blob: Blob) -> Any:
+        return pointclouds.read_pointcloud_from(self._read(blob)[0], blob.path)
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _each(self, uris: pa.Array, sources: pa.Array, one: Callable[[Blob], Any], *,
+              scalar: bool = False) -> list:
+        """``one`` for every non-NULL URI, in the I/O pool; unreadable files become errors."""
+        def run(item: tuple[str | None, str | None]) -> Any:
+            uri, source = item
+            if uri is None:
+                return None
+            blob = self._resolve(uri, source)
+            return self._guarded(lambda: one(blob), uri, scalar=scalar)
+
+        pairs = list(zip(uris.to_pylist(), sources.to_pylist(), strict=True))
+        return self.blobs.map(run, pairs)
+
+    def _resolve(self, uri: str, source: str | None) -> Blob:
+        try:
+            return self.blobs.resolve(uri, source)
+        except FedQueryError as exc:
+            self.failures.append(exc)  # DuckDB passes only the text of what a UDF raises
+            raise
+
+    def _guarded(self, read: Callable[[], Any], uri: str, *, scalar: bool = False) -> Any:
+        """What ``read`` gives; for a file that cannot be read, a value whose ``error`` says
+        why (NULL for scalar results), or ``SourceError`` when strict."""
+        try:
+            return read()
+        except (OSError, ValueError) as exc:
+            reason = _reason(exc)
+            if self.strict:
+                error = SourceError(f"{uri}: {reason}", source="files")
+                self.failures.append(error)
+                raise error from exc
+            return None if scalar else {"error": f"{reason}: {uri}"}
+
+    def _read(self, blob: Blob, length: int | None = None) -> tuple[bytes, int]:
+        return self.blobs.read(blob, length)
+
+    def take_failure(self) -> FedQueryError | None:
+        """The first fedquery error a function raised since the last call."""
+        failure = self.failures[0] if self.failures else None
+        self.failures.clear()
+        return failure
+
+
+def _without_source(function: Callable[..., pa.Array], arity: int) -> Callable[..., pa.Array]:
+    """The same function with every source NULL, for calls as users write them (DuckDB reads
+    the arity from the signature, so it is spelt out)."""
+    def none(uris: pa.Array) -> pa.Array:
+        return pa.nulls(len(uris), pa.string())
+
+    if arity == 1:
+        return lambda uris: function(uris, none(uris))
+    return lambda uris, other: function(uris, other, none(uris))
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower():
+        return "file not found"
+    return str(exc).splitlines()[0] or type(exc).__name__

@@ -1,0 +1,76 @@
+"""Tell each blob function which files source its URIs are relative to.
+
+``image_info(f.image_uri)`` becomes ``__fq_image_info(f.image_uri, 'camera')`` when
+``frames.image_uri`` is declared under ``blobs:`` as holding URIs into ``camera`` — followed
+through derived tables and CTEs that pass the column on. Any other argument gets NULL: its
+URIs must then be full URIs (or absolute paths) inside a declared root, or relative to the only
+files source. The executor's functions are named ``__fq_<name>`` and take the source last.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from fedquery.rules._shape import RuleCatalog, source_of
+
+BLOB_FUNCTIONS = {"image_info": 1, "thumbnail": 2, "read_blob": 1, "pointcloud_info": 1,
+                  "read_pointcloud": 1, "embed_image": 2}
+PREFIX = "__fq_"
+
+
+def bind_blob_sources(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
+    """Rename blob functions to the executor's and add their URIs' files source."""
+    for call in list(expression.find_all(exp.Anonymous)):
+        name = call.name.lower()
+        if name not in BLOB_FUNCTIONS or not call.expressions:
+            continue
+        args = list(call.expressions)
+        args += [exp.null()] * (BLOB_FUNCTIONS[name] - len(args))
+        source = blob_source(args[0], catalog)
+        args.append(exp.Literal.string(source) if source else exp.null())
+        call.replace(exp.Anonymous(this=PREFIX + name, expressions=args))
+    return expression
+
+
+def blob_source(argument: exp.Expr, catalog: RuleCatalog, depth: int = 8) -> str | None:
+    """The files source a column's URIs are relative to, following derived tables and CTEs;
+    for an expression (``'0001/' || f.name``), the one source all its blob columns agree on."""
+    if not isinstance(argument, exp.Column):
+        found = {blob_source(c, catalog, depth) for c in argument.find_all(exp.Column)}
+        found.discard(None)
+        return found.pop() if len(found) == 1 else None
+    if not argument.table or depth == 0:
+        return None
+    select = argument.find_ancestor(exp.Select)
+    relation = _relation(select, argument.table) if select else None
+    if isinstance(relation, exp.Table) and source_of(relation):
+        return catalog.blob_source(relation, argument.name)
+    query = relation.this if isinstance(relation, exp.Subquery | exp.CTE) else None
+    if isinstance(query, exp.Select):
+        for projection in query.expressions:
+            if projection.alias_or_name == argument.name:
+                return blob_source(projection.unalias(), catalog, depth - 1)
+    return None
+
+
+def _relation(select: exp.Select, alias: str) -> exp.Expr | None:
+    """What an alias names in a SELECT's FROM and JOINs: a table, a derived table or a CTE."""
+    items = [select.args.get("from_")] + list(select.args.get("joins") or [])
+    for item in filter(None, items):
+        node = item.this
+        if node.alias_or_name == alias:
+            if isinstance(node, exp.Table) and not source_of(node):
+                return _cte(select, node.name)
+            return node
+    return None
+
+
+def _cte(select: exp.Select, name: str) -> exp.CTE | None:
+    scope: exp.Expr | None = select
+    while scope is not None:
+        with_ = scope.args.get("with_") if isinstance(scope, exp.Query) else None
+        for cte in with_.expressions if with_ else []:
+            if cte.alias == name:
+                return cte
+        scope = scope.parent
+    return None
