@@ -32,6 +32,11 @@ SHOWCASE = [
                round(array_cosine_distance(e.embedding, (SELECT embedding FROM q)), 4) AS distance
         FROM frame_embeddings e JOIN frames f USING (frame_id) JOIN drives d ON d.drive_id = f.drive_id
         ORDER BY distance, f.frame_id LIMIT 5"""),
+    ("Camera frames of rainy drives, read from their image headers (lake x warehouse x blobs)",
+     """SELECT f.frame_id, d.city, image_info(f.image_uri).format AS format,
+               image_info(f.image_uri).width AS width, image_info(f.image_uri).bytes AS bytes
+        FROM frames f JOIN drives d ON d.drive_id = f.drive_id
+        WHERE d.weather = 'rain' ORDER BY f.frame_id LIMIT 4"""),
     ("Peak acceleration per drive, ranked within each city (window over IMU in the lake)",
      """SELECT d.city, d.drive_id, max(sqrt(ax*ax + ay*ay)) AS peak_accel,
                rank() OVER (PARTITION BY d.city ORDER BY max(sqrt(ax*ax + ay*ay)) DESC) AS rank_in_city
