@@ -20,43 +20,47 @@ from fedquery.result import Result
 CATALOG_STATEMENTS = {"SHOW", "DESCRIBE", "DESC"}
 
 
-def blob_functions(catalog: Catalog):
+def blob_functions(catalog: Catalog, *, strict: bool = False):
     """The blob functions over the catalog's files sources (None without any)."""
     if not any(s.kind == "files" for s in catalog.sources.values()):
         return None
     from fedquery.functions.blobs import Blobs
     from fedquery.functions.udfs import BlobFunctions
 
-    return BlobFunctions(Blobs.from_catalog(catalog))
+    return BlobFunctions(Blobs.from_catalog(catalog), strict=strict)
 
 
-def connect(catalog: str | os.PathLike | Mapping[str, Any]) -> Connection:
+def connect(catalog: str | os.PathLike | Mapping[str, Any], *, strict: bool = False) -> Connection:
     """Open a catalog (a YAML path or a dict) and return a ``Connection``.
+
+    ``strict``: a missing or corrupt file read by a blob function fails the query with
+    ``SourceError`` instead of giving a value whose ``error`` says why.
 
     >>> with fedquery.connect("catalog.yaml") as con:  # doctest: +SKIP
     ...     con.sql("SELECT count(*) FROM frames").fetchall()
     """
     if isinstance(catalog, str | os.PathLike):
         catalog = os.path.expanduser(catalog)
-    return Connection(load_catalog(catalog))
+    return Connection(load_catalog(catalog), strict=strict)
 
 
 class Connection:
     """SQL over every source of one catalog, as if it were one database."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, strict: bool = False) -> None:
         self.catalog = catalog
         self._closed = True
         with catalog.secrets.scrubbing():
-            self._open(catalog)
+            self._open(catalog, strict)
         self._closed = False
 
-    def _open(self, catalog: Catalog) -> None:
+    def _open(self, catalog: Catalog, strict: bool) -> None:
         connectors: dict = {}
         try:
             for name, spec in catalog.sources.items():
                 connectors[name] = open_connector(spec, catalog)
-            self._session = Session(connectors, catalog.secrets, blob_functions(catalog))
+            self._session = Session(connectors, catalog.secrets,
+                                    blob_functions(catalog, strict=strict))
             self._planner = Planner(catalog, self._session)
         except FedQueryError:
             for connector in connectors.values():

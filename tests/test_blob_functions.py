@@ -97,3 +97,15 @@ def test_escaping_uri_is_refused_and_nothing_returned(shelf, uri: str) -> None:
     with pytest.raises(fedquery.ForbiddenError):
         con.sql(f"SELECT image_info(replace(s.uri, 'good.png', '{uri}')) FROM shots s "
                 "WHERE s.id = 0").fetchall()
+
+
+def test_strict_connection_fails_on_a_bad_file(shelf) -> None:
+    con, root = shelf
+    catalog = {"sources": {"pics": {"kind": "files", "root": str(root / "blobs")}}}
+    with fedquery.connect(catalog, strict=True) as strict:
+        assert strict.sql("SELECT image_info('good.png').width").fetchall() == [(64,)]
+        with pytest.raises(fedquery.SourceError) as info:
+            strict.sql("SELECT image_info('corrupt.jpg')").fetchall()
+        assert info.value.source == "pics" and "corrupt.jpg" in str(info.value)
+        with pytest.raises(fedquery.SourceError, match="not found"):
+            strict.sql("SELECT read_blob('missing.png')").fetchall()

@@ -89,7 +89,7 @@ class BlobFunctions:
         if uri is None or max_px is None:
             return None
         blob = self._resolve(uri, source)
-        data = self._guarded(lambda: self._read(blob)[0], uri, scalar=True)
+        data = self._guarded(lambda: self._read(blob)[0], blob, uri, scalar=True)
         return images.thumbnail_png(data, max_px) if data is not None else None
 
     def _pointcloud_info_one(self, blob: Blob) -> dict[str, Any]:
@@ -114,7 +114,7 @@ class BlobFunctions:
             if uri is None:
                 return None
             blob = self._resolve(uri, source)
-            return self._guarded(lambda: one(blob), uri, scalar=scalar)
+            return self._guarded(lambda: one(blob), blob, uri, scalar=scalar)
 
         pairs = list(zip(uris.to_pylist(), sources.to_pylist(), strict=True))
         return self.blobs.map(run, pairs)
@@ -126,18 +126,25 @@ class BlobFunctions:
             self.failures.append(exc)  # DuckDB passes only the text of what a UDF raises
             raise
 
-    def _guarded(self, read: Callable[[], Any], uri: str, *, scalar: bool = False) -> Any:
+    def _guarded(self, read: Callable[[], Any], blob: Blob, uri: str, *,
+                 scalar: bool = False) -> Any:
         """What ``read`` gives; for a file that cannot be read, a value whose ``error`` says
         why (NULL for scalar results), or ``SourceError`` when strict."""
         try:
-            return read()
+            value = read()
         except (OSError, ValueError) as exc:
             reason = _reason(exc)
             if self.strict:
-                error = SourceError(f"{uri}: {reason}", source="files")
-                self.failures.append(error)
-                raise error from exc
+                raise self._strict(blob, uri, reason) from exc
             return None if scalar else {"error": f"{reason}: {uri}"}
+        if self.strict and isinstance(value, dict) and value.get("error"):
+            raise self._strict(blob, uri, value["error"])
+        return value
+
+    def _strict(self, blob: Blob, uri: str, reason: str) -> SourceError:
+        error = SourceError(f"{uri}: {reason}", source=blob.root.source)
+        self.failures.append(error)
+        return error
 
     def _read(self, blob: Blob, length: int | None = None) -> tuple[bytes, int]:
         return self.blobs.read(blob, length)
