@@ -70,6 +70,7 @@ class Plan:
     residual_parameters: tuple[str, ...] = ()
     local_parameters: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    blob_columns: tuple[tuple[str, str], ...] = ()  # (output column, files source) of URI columns
 
 
 @dataclass(frozen=True)

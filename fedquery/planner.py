@@ -24,6 +24,7 @@ from fedquery.parse import DIALECT, parse, parse_statements
 from fedquery.plan import Plan, extract_fragments
 from fedquery.plan import placeholders as plan_placeholders
 from fedquery.rules import RULES, apply_rules, isolate_tables
+from fedquery.rules.bind_blob_sources import blob_source
 from fedquery.sandbox import check_sandbox, check_statement_keyword
 
 logger = logging.getLogger("fedquery")
@@ -109,11 +110,13 @@ class Planner:
         outputs = self.session.describe(sql, values, native)
         rewritten, notes = self._rewrite(tree, sql)
         _name_outputs(rewritten, [name for name, _ in outputs])
+        blob_columns = _blob_outputs(rewritten, self)
         cut = extract_fragments(rewritten, catalog=self,
                                 is_native=lambda s: self.capabilities(s).native)
         return Plan(tuple(cut.fragments), cut.residual, cut.local_sql,
                     tuple(n for n, _ in outputs), tuple(t for _, t in outputs), placeholders,
-                    cut.residual_parameters, cut.local_parameters, tuple(notes))
+                    cut.residual_parameters, cut.local_parameters, tuple(notes),
+                    blob_columns)
 
     def parse_checked(self, sql: str) -> exp.Expr:
         """Parse and run the sandbox check."""
@@ -199,6 +202,19 @@ def _name_outputs(tree: exp.Expr, names: list[str]) -> None:
         for column in order.find_all(exp.Column) if order else []:
             if not column.table and column.name in renamed:
                 column.set("this", exp.to_identifier(renamed[column.name]))
+
+
+def _blob_outputs(tree: exp.Expr, catalog: Planner) -> tuple[tuple[str, str], ...]:
+    """(output name, files source) for each top-level projection that is a plain blob column."""
+    if not isinstance(tree, exp.Select):
+        return ()
+    found = []
+    for projection in tree.expressions:
+        column = projection.unalias()
+        source = blob_source(column, catalog) if isinstance(column, exp.Column) else None
+        if source:
+            found.append((projection.alias_or_name, source))
+    return tuple(found)
 
 
 def _param_key(params: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -65,16 +64,15 @@ class Result:
         return f"<fedquery.Result {self._table.num_rows} rows x {len(self.columns)} columns>"
 
     def _repr_html_(self) -> str:
-        """The first rows as an HTML table, every value escaped."""
-        reader = self.batches()
-        head = _first_rows(reader, HTML_ROWS + 1)
-        header = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
-        rows = [
-            "<tr>" + "".join(f"<td>{html.escape(_short(v))}</td>" for v in row) + "</tr>"
-            for row in head[:HTML_ROWS]
-        ]
-        more = "<p>… more rows</p>" if len(head) > HTML_ROWS else ""
-        return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+        """The first rows as an HTML table: thumbnails for image and point-cloud URI columns
+        and image bytes, every other value escaped, the whole capped in size."""
+        from fedquery.notebook import render_html
+
+        head = _first_rows(self.batches(), HTML_ROWS + 1)
+        functions = self._session.functions
+        return render_html(self.columns, head[:HTML_ROWS], more=len(head) > HTML_ROWS,
+                           blob_columns=dict(getattr(self._plan, "blob_columns", ())),
+                           blobs=functions.blobs if functions is not None else None)
 
 
 def _first_rows(reader: pa.RecordBatchReader, n: int) -> list[tuple]:
@@ -86,7 +84,3 @@ def _first_rows(reader: pa.RecordBatchReader, n: int) -> list[tuple]:
             break
     return rows
 
-
-def _short(value: Any, limit: int = 200) -> str:
-    text = "NULL" if value is None else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
