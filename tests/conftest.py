@@ -255,3 +255,10 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sample_data.generate import build
 
     return build(tmp_path_factory.mktemp("sample") / "fleet")
+
+
+@pytest.fixture(scope="module")
+def fleet(sample: Path):
+    """A connection to the sample data set, and the folder it lives in."""
+    with fedquery.connect(sample) as con:
+        yield con, sample.parent

@@ -14,12 +14,6 @@ from PIL import Image
 import fedquery
 
 
-@pytest.fixture(scope="module")
-def fleet(sample: Path):
-    with fedquery.connect(sample) as con:
-        yield con, sample.parent
-
-
 def test_image_info_equals_pillow(fleet) -> None:
     con, root = fleet
     rows = con.sql("SELECT f.image_uri, image_info(f.image_uri) AS info FROM frames f "

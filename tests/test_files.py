@@ -11,12 +11,6 @@ import fedquery
 from fedquery.functions.blobs import Blobs
 
 
-@pytest.fixture(scope="module")
-def fleet(sample: Path):
-    with fedquery.connect(sample) as con:
-        yield con, sample.parent
-
-
 def test_listing_matches_the_folder(fleet) -> None:
     con, root = fleet
     camera = root / "blobs" / "camera"
