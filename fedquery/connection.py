@@ -78,7 +78,7 @@ class Connection:
         if words and words[0].upper() in CATALOG_STATEMENTS:
             tree = self._planner.parse_checked(query)
             if isinstance(tree, exp.Show | exp.Describe):
-                return self._catalog_statement(tree, query, params)
+                return self._catalog_statement(tree, params)
         plan = self._planner.cached_plan(query, params)
         return Result(self._session, plan, select_params(plan.parameters, params))
 
@@ -132,7 +132,7 @@ class Connection:
         if self._closed:
             raise FedQueryError("the connection is closed")
 
-    def _catalog_statement(self, tree: exp.Expr, query: str, params: Any) -> Result:
+    def _catalog_statement(self, tree: exp.Expr, params: Any) -> Result:
         """SHOW TABLES and DESCRIBE answered from the catalog and the planner."""
         if isinstance(tree, exp.Show):
             table = pa.table({"name": self.tables()})
@@ -151,7 +151,7 @@ class _TableResult(Result):
     """A result computed without running a plan (SHOW TABLES, DESCRIBE)."""
 
     def __init__(self, table: pa.Table) -> None:
-        self._table = table
+        self._session, self._plan, self._params, self._table = None, None, None, table
 
     @property
     def columns(self) -> list[str]:

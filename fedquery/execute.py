@@ -23,14 +23,12 @@ import pyarrow as pa
 from connectors._native import BATCH_ROWS, quote
 from connectors.base import Connector, TableRef
 from fedquery.errors import FedQueryError, PlanError, SourceError
-from fedquery.fetch import FragmentStats, fetch_fragments
+from fedquery.fetch import FragmentStats, fetch_fragments, subset
 from fedquery.plan import Plan
 
 if TYPE_CHECKING:
     from fedquery.functions.udfs import BlobFunctions
     from fedquery.secrets import Secrets
-
-
 
 _STREAM_PREFIX = re.compile(r"reading the stream registered as '[^']*' failed: (\w+Error: )?")
 
@@ -58,7 +56,7 @@ class Session:
         self._lock_down(allowed)
 
     def _lock_down(self, allowed: list[str]) -> None:
-        directories = pa.array([d.rstrip("/") + "/" for d in allowed], pa.string()).to_pylist()
+        directories = [d.rstrip("/") + "/" for d in allowed]
         self.con.execute("SET allowed_directories = $dirs", {"dirs": directories})
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
@@ -220,15 +218,6 @@ class Execution:
             raise self._session.translate(exc, self._plan, self.stats) from exc
         finally:
             self._cursor.close()
-
-
-def subset(params: Any, names: tuple[str, ...]) -> Any:
-    """The values of the named parameters only (positional lists pass through)."""
-    if not params or not names:
-        return None
-    if isinstance(params, dict):
-        return {k: v for k, v in params.items() if k in names}
-    return params
 
 
 def _without_describe(message: str) -> str:

@@ -56,7 +56,7 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
             continue
         stat = FragmentStats(fragment.name, fragment.source)
         predicate = key_predicate(fragment, built)
-        stat.key_filter = describe_predicate(predicate, fragment, built)
+        stat.key_filter = describe_predicate(predicate, fragment)
         connector = session.connectors[fragment.source]
         before, started = getattr(connector, "bytes_read", None), time.perf_counter()
         opened = _open(session, fragment, params, predicate)  # where a SQL source runs it
@@ -111,8 +111,7 @@ def _literal(value: Any) -> exp.Expr:
     return exp.convert(str(value) if isinstance(value, uuid.UUID) else value)
 
 
-def describe_predicate(predicate: exp.Expr | None, fragment: Fragment,
-                       built: dict[str, pa.Table]) -> str | None:
+def describe_predicate(predicate: exp.Expr | None, fragment: Fragment) -> str | None:
     """The applied key filter in a few words, for ``explain(analyze=True)``."""
     if predicate is None:
         return None
@@ -124,8 +123,6 @@ def describe_predicate(predicate: exp.Expr | None, fragment: Fragment,
 def _open(session: Session, fragment: Fragment, params: Any,
           predicate: exp.Expr | None) -> pa.RecordBatchReader:
     """The fragment's stream from its connector, with the key predicate added."""
-    from fedquery.execute import subset
-
     connector = session.connectors[fragment.source]
     values = subset(params, fragment.parameters)
     try:
@@ -171,3 +168,12 @@ def _counted(reader: pa.RecordBatchReader, stat: FragmentStats) -> pa.RecordBatc
             yield batch
 
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+def subset(params: Any, names: tuple[str, ...]) -> Any:
+    """The values of the named parameters only (positional lists pass through)."""
+    if not params or not names:
+        return None
+    if isinstance(params, dict):
+        return {k: v for k, v in params.items() if k in names}
+    return params

@@ -69,9 +69,10 @@ class Result:
         from fedquery.notebook import render_html
 
         head = _first_rows(self.batches(), HTML_ROWS + 1)
-        functions = self._session.functions
+        functions = self._session.functions if self._session is not None else None
+        blob_columns = dict(self._plan.blob_columns) if self._plan is not None else {}
         return render_html(self.columns, head[:HTML_ROWS], more=len(head) > HTML_ROWS,
-                           blob_columns=dict(getattr(self._plan, "blob_columns", ())),
+                           blob_columns=blob_columns,
                            blobs=functions.blobs if functions is not None else None)
 
 

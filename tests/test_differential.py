@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 import fedquery
-from fedquery.execute import subset
+from fedquery.fetch import subset
 
 
 class Case(NamedTuple):

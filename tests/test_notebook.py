@@ -137,3 +137,10 @@ def test_top_down_plot_subsamples() -> None:
 
 def _blobs(con):
     return con._session.functions.blobs
+
+
+def test_catalog_statements_render_too(sample) -> None:
+    """SHOW TABLES and DESCRIBE results are computed without a plan; they render all the same."""
+    with fedquery.connect(sample) as con:
+        assert "<td>frames</td>" in con.sql("SHOW TABLES")._repr_html_()
+        assert "drive_id" in con.sql("DESCRIBE drives")._repr_html_()

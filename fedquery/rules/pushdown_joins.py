@@ -82,7 +82,7 @@ def _connected(members: list[exp.Subquery], links: list[set[str]]) -> list[list[
 def _merge(select: exp.Select, members: list[exp.Subquery], alias: str,
            capabilities) -> None:
     aliases = {m.alias for m in members}
-    if _reads_star(select, aliases, members):
+    if _reads_star(select, aliases):
         return
     inner_where = [c for m in members for c in conjuncts(_where(m.this))]
     moved = _take_conditions(select, aliases, members)
@@ -99,7 +99,7 @@ def _merge(select: exp.Select, members: list[exp.Subquery], alias: str,
     _rename_columns(select, aliases, alias)
 
 
-def _reads_star(select: exp.Select, aliases: set[str], members: list) -> bool:
+def _reads_star(select: exp.Select, aliases: set[str]) -> bool:
     return any(isinstance(c.this, exp.Star) and c.table in aliases
                for c in select.find_all(exp.Column))
 
