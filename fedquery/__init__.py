@@ -15,6 +15,7 @@ from fedquery.errors import (
     PlanError,
     SourceError,
 )
+from fedquery.functions.embedding import register_embedder
 from fedquery.result import Result
 
 __version__ = "0.1.0"
@@ -28,5 +29,6 @@ __all__ = [
     "Result",
     "SourceError",
     "connect",
+    "register_embedder",
     "__version__",
 ]

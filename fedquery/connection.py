@@ -21,9 +21,8 @@ CATALOG_STATEMENTS = {"SHOW", "DESCRIBE", "DESC"}
 
 
 def blob_functions(catalog: Catalog, *, strict: bool = False):
-    """The blob functions over the catalog's files sources (None without any)."""
-    if not any(s.kind == "files" for s in catalog.sources.values()):
-        return None
+    """The blob and embedding functions over the catalog's files sources (which may be none:
+    then every URI is refused, and ``embed_text`` still works)."""
     from fedquery.functions.blobs import Blobs
     from fedquery.functions.udfs import BlobFunctions
 

@@ -27,6 +27,7 @@ from fedquery.fetch import FragmentStats, fetch_fragments, subset
 from fedquery.plan import Plan
 
 if TYPE_CHECKING:
+    from fedquery.functions.embedding import Embedder
     from fedquery.functions.udfs import BlobFunctions
     from fedquery.secrets import Secrets
 
@@ -106,14 +107,24 @@ class Session:
                 self.con.execute(f"CREATE OR REPLACE VIEW memory.main.{quote(name)} AS "
                                  f"SELECT * FROM {relation}")
 
-    def describe(self, sql: str, params: Any, tables: Iterable[str]) -> list[tuple[str, str]]:
+    def add_embedder(self, embedder: Embedder) -> None:
+        """Create the executor function of an embedder, if not yet there."""
+        if self.functions is None:
+            raise PlanError("embedding functions are not available on this connection")
+        self.functions.add_embedder(self.con, embedder)
+
+    def describe(self, sql: str, params: Any, tables: Iterable[str],
+                 macros: Iterable[str] = ()) -> list[tuple[str, str]]:
         """Output names and types of the user's query, from DuckDB's binder (nothing runs).
 
         The query text is the user's, so DuckDB names unaliased columns as it always would and
-        its error messages point into the user's SQL.
+        its error messages point into the user's SQL; ``macros`` (temporary, on this query's
+        cursor) stand for functions that the plan spells otherwise.
         """
         cursor = self.cursor(tables)
         try:
+            for macro in macros:
+                cursor.execute(macro)
             rows = cursor.execute(f"DESCRIBE {sql}", params or None).fetchall()
         except duckdb.Error as exc:
             raise PlanError(self.secrets.redact(_without_describe(str(exc)))) from None

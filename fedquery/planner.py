@@ -20,11 +20,13 @@ from fedquery.bind import SOURCE, BoundTable, TableIndex, bind_tables
 from fedquery.catalog import Catalog
 from fedquery.errors import PlanError
 from fedquery.execute import Session
+from fedquery.functions.embedding import REGISTRY
 from fedquery.parse import DIALECT, parse, parse_statements
 from fedquery.plan import Plan, extract_fragments
 from fedquery.plan import placeholders as plan_placeholders
-from fedquery.rules import RULES, apply_rules, isolate_tables
+from fedquery.rules import RULES, apply_rules, bind_blob_sources, bind_embedders, isolate_tables
 from fedquery.rules.bind_blob_sources import blob_source
+from fedquery.rules.bind_embedders import describe_macros, embed_calls
 from fedquery.sandbox import check_sandbox, check_statement_keyword
 
 logger = logging.getLogger("fedquery")
@@ -87,7 +89,7 @@ class Planner:
 
     def cached_plan(self, sql: str, params: Any = None) -> Plan:
         """``plan`` through an LRU cache keyed by SQL text and parameter names."""
-        key = (sql, _param_key(params))
+        key = (sql, _param_key(params), REGISTRY.generation)
         plan = self._cache.get(key)
         if plan is None:
             plan = self._cache[key] = self.plan(sql, params)
@@ -107,7 +109,10 @@ class Planner:
                   if self.capabilities(t.meta[SOURCE]).native}
         placeholders = plan_placeholders(tree)
         values = select_params(placeholders, params)
-        outputs = self.session.describe(sql, values, native)
+        macros, embedders = describe_macros(embed_calls(tree))
+        for embedder in embedders:
+            self.session.add_embedder(embedder)
+        outputs = self.session.describe(sql, values, native, macros)
         rewritten, notes = self._rewrite(tree, sql)
         _name_outputs(rewritten, [name for name, _ in outputs])
         blob_columns = _blob_outputs(rewritten, self)
@@ -137,7 +142,9 @@ class Planner:
             logger.debug("qualification failed, planning without pushdown: %s", exc)
             note = f"columns could not be resolved by the planner ({exc}); scans are not narrowed"
             fresh = bind_tables(self.parse_checked(sql), self.index)
-            return isolate_tables(fresh, catalog=self), [note]
+            for rule in (bind_blob_sources, bind_embedders, isolate_tables):
+                fresh = rule(fresh, catalog=self)
+            return fresh, [note]
 
     def _schema_for(self, tree: exp.Expr) -> MappingSchema:
         mapping: dict[str, dict] = {}

@@ -223,3 +223,24 @@ def test_uris_that_stay_inside_the_root_are_read(shelf, uri: str) -> None:
     con, _, _ = shelf
     info = con.sql(f"SELECT image_info('{uri}')").fetchall()[0][0]
     assert (info["format"], info["error"]) == ("PNG", None)
+
+
+def test_embed_image_on_s3_equals_local_and_reads_each_file_once(shelf) -> None:
+    """Whole files are read for embedding; ``image_info`` in the same query is served from the
+    per-query cache, so each file's bytes are fetched exactly once."""
+    from fedquery.functions.embedders import embed_images_numpy
+
+    con, images, _ = shelf
+    names = sorted(n for n, p in images.items() if p.suffix.lower() in (".jpg", ".png"))[:8]
+    stats = _stats(con)
+    before = stats.bytes
+    listed = ", ".join(f"'images/{n}'" for n in names)
+    rows = con.sql(f"SELECT uri, embed_image(uri), image_info(uri).width FROM shots "
+                   f"WHERE uri IN ({listed}) ORDER BY uri").fetchall()
+    assert [uri for uri, _, _ in rows] == [f"images/{n}" for n in names]
+    for uri, vector, width in rows:
+        path = images[uri.rsplit("/", 1)[1]]
+        expected = embed_images_numpy([path.read_bytes()])[0]
+        assert vector is not None and width == Image.open(path).width, uri
+        assert vector == pytest.approx(expected.tolist(), rel=1e-6), uri
+    assert stats.bytes - before == sum(images[n].stat().st_size for n in names)

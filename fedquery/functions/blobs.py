@@ -109,10 +109,13 @@ class Blobs:
     def read(self, blob: Blob, length: int | None = None) -> tuple[bytes, int]:
         """The first ``length`` bytes (all when None) and the file's size, through the cache."""
         key = (blob.root.source, blob.path, length)
+        whole = (blob.root.source, blob.path, None)
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+            for cached in (key, whole):  # a prefix is also served from the whole file
+                if cached in self._cache:
+                    self._cache.move_to_end(cached)
+                    data, size = self._cache[cached]
+                    return (data if length is None else data[:length]), size
         with blob.root.filesystem.open_input_file(blob.path) as handle:
             size = handle.size()
             data = handle.read(length if length is not None else size)

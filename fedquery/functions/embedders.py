@@ -1,7 +1,8 @@
 """Built-in embedders that need nothing beyond numpy and Pillow.
 
-They make `embed_image(uri)` and vector search work out of the box, without model weights:
-good enough to group pictures by weather and lighting, not a semantic image model.
+They make ``embed_image(uri)``, ``embed_text(text)`` and vector search work out of the box,
+without model weights: colour histograms group pictures by weather and lighting, hashed
+character trigrams group texts by spelling. Neither is a semantic model.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from PIL import Image
 
 NUMPY_IMAGE_DIM = 64
 NUMPY_IMAGE_MODEL = "numpy-colorhist-64"
+NUMPY_TEXT_DIM = 256
+NUMPY_TEXT_MODEL = "numpy-trigram-256"
 
 _SIDE = 32  # every image is reduced to _SIDE x _SIDE pixels before counting colours
 _LEVELS = 4  # bins per RGB channel: 4 x 4 x 4 = NUMPY_IMAGE_DIM
@@ -73,3 +76,29 @@ def _soft_bins(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pos = np.clip(pos, 0.0, _LEVELS - 1.0)
     lo = np.minimum(np.floor(pos).astype(np.intp), _LEVELS - 2)
     return lo, pos - lo
+
+
+def embed_texts_numpy(texts: Sequence[str | None]) -> np.ndarray:
+    """Embed texts as L2-normalised signed hashes of their character trigrams.
+
+    Text is lower-cased and padded with a space on each side; each UTF-8 byte trigram is
+    hashed (a fixed multiplicative hash, the same in every process) to one of 256 buckets
+    and a sign. Texts sharing words share trigrams, so their cosine distance is small.
+    None or an empty text gives a row of NaN.
+
+    >>> embed_texts_numpy(["rain in austin", "rainy austin"]).shape
+    (2, 256)
+    """
+    out = np.full((len(texts), NUMPY_TEXT_DIM), np.nan, dtype=np.float32)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            continue
+        data = np.frombuffer(f" {text.lower()} ".encode(), dtype=np.uint8).astype(np.uint64)
+        codes = (data[:-2] << np.uint64(16)) | (data[1:-1] << np.uint64(8)) | data[2:]
+        hashed = (codes * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+        buckets = (hashed % np.uint64(NUMPY_TEXT_DIM)).astype(np.intp)
+        signs = np.where((hashed >> np.uint64(16)) & np.uint64(1), 1.0, -1.0)
+        row = np.bincount(buckets, signs, minlength=NUMPY_TEXT_DIM)
+        norm = np.linalg.norm(row)
+        out[i] = row / norm if norm else np.nan
+    return out

@@ -10,18 +10,20 @@ DuckDB only passes the text on).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from fedquery.errors import FedQueryError, SourceError
-from fedquery.functions import images, pointclouds
+from fedquery.functions import embed_udfs, images, pointclouds
 
 if TYPE_CHECKING:
     import duckdb
 
     from fedquery.functions.blobs import Blob, Blobs
+    from fedquery.functions.embedding import Embedder
 
 
 
@@ -31,6 +33,8 @@ class BlobFunctions:
     def __init__(self, blobs: Blobs, *, strict: bool = False) -> None:
         self.blobs, self.strict = blobs, strict
         self.failures: list[FedQueryError] = []
+        self._embedders: set[str] = set()
+        self._lock = threading.Lock()
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Create the functions on ``con`` (they are seen by all its cursors): ``__fq_<name>``
@@ -49,6 +53,22 @@ class BlobFunctions:
             con.create_function(name, _without_source(function, len(parameters)), parameters, result,
                                 type="arrow", null_handling="special", side_effects=True)
 
+    def add_embedder(self, con: duckdb.DuckDBPyConnection, embedder: Embedder) -> None:
+        """Create ``embedder.function_name`` on ``con`` once: ``(uri, source)`` for images,
+        ``(text)`` for texts, returning ``FLOAT[dim]``. Text embedders are deterministic, so
+        DuckDB may fold a call on a constant (a query vector) once."""
+        with self._lock:
+            if embedder.function_name in self._embedders:
+                return
+            if embedder.kind == "image":
+                function, parameters = embed_udfs.image_udf(self, embedder), ["VARCHAR", "VARCHAR"]
+            else:
+                function, parameters = embed_udfs.text_udf(self, embedder), ["VARCHAR"]
+            con.create_function(embedder.function_name, function, parameters, embedder.sql_type,
+                                type="arrow", null_handling="special",
+                                side_effects=embedder.kind == "image")
+            self._embedders.add(embedder.function_name)
+
     # ---------------------------------------------------------------- the functions
 
     def image_info(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
@@ -63,8 +83,16 @@ class BlobFunctions:
         return pa.array(values, pa.binary())
 
     def read_blob(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
-        values = self._each(uris, sources, lambda blob: self._read(blob)[0], scalar=True)
-        return pa.array(values, pa.binary())
+        return pa.array(self.read_whole(uris, sources), pa.binary())
+
+    def read_whole(self, uris: pa.Array, sources: pa.Array, *, with_source: bool = False) -> list:
+        """Every file's bytes (with its files source: ``(source, bytes)``), None where the file
+        cannot be read (or ``SourceError`` when strict)."""
+        def whole(blob: Blob) -> Any:
+            data = self._read(blob)[0]
+            return (blob.root.source, data) if with_source else data
+
+        return self._each(uris, sources, whole, scalar=True)
 
     def pointcloud_info(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
         rows = self._each(uris, sources, self._pointcloud_info_one)

@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from fedquery.rules._shape import RuleCatalog
 from fedquery.rules.bind_blob_sources import bind_blob_sources
+from fedquery.rules.bind_embedders import bind_embedders
 from fedquery.rules.dynamic_filters import dynamic_filters
 from fedquery.rules.isolate_tables import isolate_tables
 from fedquery.rules.pushdown_joins import pushdown_joins
@@ -22,6 +23,7 @@ from fedquery.rules.pushdown_projections import pushdown_projections
 Rule = Callable[..., exp.Expr]
 RULES: tuple[Rule, ...] = (
     bind_blob_sources,
+    bind_embedders,
     isolate_tables,
     pushdown_predicates,
     pushdown_projections,
@@ -30,7 +32,8 @@ RULES: tuple[Rule, ...] = (
     dynamic_filters,
 )
 
-__all__ = ["RULES", "RuleCatalog", "apply_rules", "bind_blob_sources", "dynamic_filters", "isolate_tables",
+__all__ = ["RULES", "RuleCatalog", "apply_rules", "bind_blob_sources", "bind_embedders", "dynamic_filters",
+           "isolate_tables",
            "pushdown_joins", "pushdown_limit", "pushdown_predicates", "pushdown_projections"]
 
 

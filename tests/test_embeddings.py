@@ -1,0 +1,244 @@
+"""``embed_image``/``embed_text`` and ``register_embedder``: real files, real embedders."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import fedquery
+from fedquery.functions import embed_udfs
+from fedquery.functions.embedders import NUMPY_IMAGE_DIM, NUMPY_TEXT_DIM, embed_images_numpy
+from fedquery.functions.embedding import REGISTRY, sentence_transformer_model
+
+
+@pytest.fixture()
+def registry():
+    """The global registry, put back as it was after the test."""
+    embedders, defaults = dict(REGISTRY._embedders), dict(REGISTRY._defaults)
+    yield REGISTRY
+    REGISTRY._embedders, REGISTRY._defaults = embedders, defaults
+    REGISTRY.generation += 1
+
+
+def _mean_rgb(images: list[bytes]) -> np.ndarray:
+    """A real (if tiny) image embedder: the mean colour, from the decoded pixels."""
+    out = []
+    for data in images:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                out.append(np.asarray(img.convert("RGB"), np.float64).mean(axis=(0, 1)))
+        except Exception:  # noqa: BLE001 - undecodable bytes: a NaN row
+            out.append(np.full(3, np.nan))
+    return np.array(out).reshape(len(images), 3)
+
+
+def test_embed_image_equals_the_stored_embeddings(fleet) -> None:
+    """The sample's LanceDB vectors were made from the same JPEGs by the same embedder."""
+    con, root = fleet
+    rows = con.sql("SELECT f.frame_id, f.image_uri, embed_image(f.image_uri) AS v, e.embedding "
+                   "FROM frames f JOIN frame_embeddings e USING (frame_id) "
+                   "ORDER BY f.frame_id LIMIT 40").fetchall()
+    assert len(rows) == 40
+    for _, uri, vector, stored in rows:
+        direct = embed_images_numpy([(root / "blobs" / "camera" / uri).read_bytes()])[0]
+        assert len(vector) == NUMPY_IMAGE_DIM
+        np.testing.assert_allclose(vector, direct, rtol=1e-6)
+        np.testing.assert_allclose(vector, stored, rtol=1e-5, atol=1e-6)
+
+
+def test_a_frame_is_its_own_nearest_neighbour(fleet) -> None:
+    con, _ = fleet
+    frame_id = con.sql("SELECT frame_id FROM frames ORDER BY frame_id LIMIT 1 OFFSET 77").fetchall()[0][0]
+    nearest = con.sql("SELECT e.frame_id, array_cosine_distance(e.embedding, embed_image("
+                      "(SELECT f.image_uri FROM frames f WHERE f.frame_id = $id))) AS d "
+                      "FROM frame_embeddings e ORDER BY d LIMIT 1", params={"id": frame_id}).fetchall()
+    assert nearest[0][0] == frame_id and nearest[0][1] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_outputs_are_named_and_typed_as_written(fleet) -> None:
+    con, _ = fleet
+    result = con.sql("SELECT embed_image(image_uri), embed_text('rain'), "
+                     "embed_image(image_uri, 'numpy-colorhist-64') AS named FROM frames LIMIT 2")
+    table = result.arrow()
+    assert table.column_names == ["embed_image(image_uri)", "embed_text('rain')", "named"]
+    assert [(t.value_type, t.list_size) for t in table.schema.types] == [
+        (pa.float32(), NUMPY_IMAGE_DIM), (pa.float32(), NUMPY_TEXT_DIM), (pa.float32(), NUMPY_IMAGE_DIM)]
+    described = con.sql("DESCRIBE SELECT embed_text(d.city) AS v FROM drives d").fetchall()
+    assert described[0][:2] == ("v", f"FLOAT[{NUMPY_TEXT_DIM}]")
+
+
+def test_embed_text_ranks_similar_texts_close(fleet) -> None:
+    con, _ = fleet
+    rows = con.sql("SELECT t, array_cosine_distance(embed_text(t), embed_text('rainy austin')) AS d "
+                   "FROM (VALUES ('rain in austin'), ('sunny boston'), (NULL), ('  ')) v(t) "
+                   "ORDER BY d NULLS LAST").fetchall()
+    assert [t for t, _ in rows[:2]] == ["rain in austin", "sunny boston"]
+    assert rows[0][1] < rows[1][1]
+    assert [d for _, d in rows[2:]] == [None, None], "NULL or blank text gives NULL"
+
+
+def test_embed_text_needs_no_files_source(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"city": ["Austin", "Boston"]}), tmp_path / "c.parquet")
+    catalog = {"sources": {"lake": {"kind": "parquet", "root": str(tmp_path)}},
+               "tables": {"cities": {"source": "lake", "path": "c.parquet"}}}
+    with fedquery.connect(catalog) as con:
+        rows = con.sql("SELECT city, embed_text(city) FROM cities ORDER BY city").fetchall()
+        assert [r[0] for r in rows] == ["Austin", "Boston"] and all(len(r[1]) == NUMPY_TEXT_DIM for r in rows)
+        with pytest.raises(fedquery.ForbiddenError):
+            con.sql("SELECT embed_image('/etc/hostname')").fetchall()
+
+
+def test_registered_image_embedder_equals_its_function(fleet, registry) -> None:
+    con, root = fleet
+    fedquery.register_embedder("mean-rgb", _mean_rgb, 3)
+    rows = con.sql("SELECT image_uri, embed_image(image_uri, 'mean-rgb') FROM frames "
+                   "ORDER BY frame_id LIMIT 5").fetchall()
+    for uri, vector in rows:
+        expected = _mean_rgb([(root / "blobs" / "camera" / uri).read_bytes()])[0]
+        np.testing.assert_allclose(vector, expected, rtol=1e-5)
+    # a default=True registration is what a call without a model uses
+    fedquery.register_embedder("mean-rgb", _mean_rgb, 3, default=True)
+    assert con.sql("SELECT len(embed_image(image_uri)) FROM frames LIMIT 1").fetchall() == [(3,)]
+
+
+def test_registering_again_replaces_a_cached_plan(fleet, registry) -> None:
+    con, _ = fleet
+    query = "SELECT embed_text('abc', 'letters') AS v"
+    fedquery.register_embedder("letters", lambda xs: np.ones((len(xs), 2)), 2, kind="text")
+    assert con.sql(query).fetchall() == [([1.0, 1.0],)]
+    fedquery.register_embedder("letters", lambda xs: np.full((len(xs), 3), 2.0), 3, kind="text")
+    assert con.sql(query).fetchall() == [([2.0, 2.0, 2.0],)]
+
+
+def test_embedder_sees_bounded_chunks(fleet, registry) -> None:
+    con, _ = fleet
+    seen: list[int] = []
+
+    def counting(images: list[bytes]) -> np.ndarray:
+        seen.append(len(images))
+        return embed_images_numpy(images)
+
+    fedquery.register_embedder("counting", counting, NUMPY_IMAGE_DIM)
+    n = con.sql("SELECT count(embed_image(image_uri, 'counting')) FROM frames").fetchall()[0][0]
+    total = con.sql("SELECT count(*) FROM frames").fetchall()[0][0]
+    assert n == total == sum(seen) and total > embed_udfs.CHUNK
+    assert max(seen) <= embed_udfs.CHUNK
+
+
+@pytest.mark.parametrize(("sql", "message"), [
+    ("SELECT embed_image(image_uri, 'numpy-colorhist-46') FROM frames",
+     "unknown model 'numpy-colorhist-46' (did you mean 'numpy-colorhist-64'?)"),
+    ("SELECT embed_image(image_uri, camera) FROM frames", "must be a string literal"),
+    ("SELECT embed_text('x', 'numpy-colorhist-64')", "embeds images, not texts"),
+    ("SELECT embed_text('x', 'numpy-trigram-256', 3)", "takes 1 or 2 arguments"),
+])
+def test_bad_model_is_a_plan_error(fleet, sql: str, message: str) -> None:
+    con, _ = fleet
+    with pytest.raises(fedquery.PlanError, match=re.escape(message)):
+        con.sql(sql)
+
+
+def test_two_named_models_in_one_query_are_refused(fleet, registry) -> None:
+    con, _ = fleet
+    fedquery.register_embedder("mean-rgb", _mean_rgb, 3)
+    with pytest.raises(fedquery.PlanError, match="one named model per function"):
+        con.sql("SELECT embed_image(image_uri, 'mean-rgb'), "
+                "embed_image(image_uri, 'numpy-colorhist-64') FROM frames")
+
+
+def test_wrong_shape_from_an_embedder_is_a_source_error(fleet, registry) -> None:
+    con, _ = fleet
+    fedquery.register_embedder("short", lambda xs: np.zeros((len(xs), 2)), 4, kind="text")
+    with pytest.raises(fedquery.SourceError, match=r"shape \(1, 2\).*expected \(1, 4\)"):
+        con.sql("SELECT embed_text(city, 'short') FROM drives LIMIT 1").fetchall()
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (("", _mean_rgb, 3), ValueError), (("x", "not callable", 3), TypeError),
+    (("x", _mean_rgb, 0), ValueError), (("x", _mean_rgb, 3.0), ValueError),
+])
+def test_register_embedder_checks_its_arguments(registry, args, error) -> None:
+    with pytest.raises(error):
+        fedquery.register_embedder(*args)
+    with pytest.raises(ValueError, match="kind"):
+        fedquery.register_embedder("x", _mean_rgb, 3, kind="audio")
+
+
+@pytest.fixture()
+def shots(tmp_path: Path):
+    """Good, corrupt, empty and missing images behind a blob column, and a file outside."""
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    good = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(good, "PNG")
+    (blobs / "good.png").write_bytes(good.getvalue())
+    (blobs / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    (blobs / "empty.png").write_bytes(b"")
+    (tmp_path / "outside.png").write_bytes(good.getvalue())
+    (tmp_path / "lake").mkdir()
+    uris = ["good.png", "corrupt.jpg", "empty.png", "missing.png", None]
+    pq.write_table(pa.table({"id": range(len(uris)), "uri": uris}), tmp_path / "lake" / "s.parquet")
+    catalog = {"sources": {"lake": {"kind": "parquet", "root": str(tmp_path / "lake")},
+                           "pics": {"kind": "files", "root": str(blobs)}},
+               "tables": {"shots": {"source": "lake", "path": "s.parquet"}},
+               "blobs": {"shots.uri": "pics"}}
+    return catalog
+
+
+def test_bad_images_embed_as_null_and_every_row_returns(shots) -> None:
+    with fedquery.connect(shots) as con:
+        rows = dict(con.sql("SELECT id, embed_image(uri) FROM shots ORDER BY id").fetchall())
+        assert sorted(rows) == [0, 1, 2, 3, 4]
+        assert len(rows[0]) == NUMPY_IMAGE_DIM and all(rows[i] is None for i in (1, 2, 3, 4))
+        with pytest.raises(fedquery.ForbiddenError):
+            con.sql("SELECT embed_image('../outside.png')").fetchall()
+    with fedquery.connect(shots, strict=True) as strict:
+        with pytest.raises(fedquery.SourceError, match="corrupt.jpg") as info:
+            strict.sql("SELECT embed_image(uri) FROM shots WHERE id = 1").fetchall()
+        assert info.value.source == "pics"
+        with pytest.raises(fedquery.SourceError, match="not found"):
+            strict.sql("SELECT embed_image(uri) FROM shots WHERE id = 3").fetchall()
+
+
+def test_no_text_model_without_sentence_transformers() -> None:
+    """Nothing is downloaded: without the package, or with a model path that is not there,
+    no sentence-transformers model is registered."""
+    import importlib.util
+
+    if importlib.util.find_spec("sentence_transformers") is None:
+        assert sentence_transformer_model({}) is None
+    assert sentence_transformer_model({"FEDQUERY_TEXT_MODEL": "/nonexistent/model"}) is None
+    assert "numpy-trigram-256" in REGISTRY.names()
+
+
+def test_an_embedder_that_raises_is_a_source_error(fleet, registry) -> None:
+    con, _ = fleet
+
+    def broken(texts: list[str]) -> np.ndarray:
+        raise RuntimeError("model weights missing")
+
+    fedquery.register_embedder("broken", broken, 4, kind="text")
+    with pytest.raises(fedquery.SourceError, match="model weights missing") as info:
+        con.sql("SELECT embed_text(city, 'broken') FROM drives").fetchall()
+    assert info.value.source == "embedder broken"
+
+
+def test_a_constant_query_text_is_embedded_once(fleet, registry) -> None:
+    con, _ = fleet
+    calls: list[int] = []
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return np.ones((len(texts), 2))
+
+    fedquery.register_embedder("counting-text", counting, 2, kind="text")
+    rows = con.sql("SELECT frame_id, embed_text('rain', 'counting-text') FROM frames").fetchall()
+    assert len(rows) == con.sql("SELECT count(*) FROM frames").fetchall()[0][0] > 1
+    assert calls == [1]
