@@ -24,12 +24,13 @@ SHOWCASE = [
                sum(f.frames) AS frames, sum(l.sweeps) AS sweeps
         FROM drives d LEFT JOIN f USING (drive_id) LEFT JOIN l USING (drive_id)
         GROUP BY ALL ORDER BY frames DESC, d.city LIMIT 8"""),
-    ("Frames that look like a rainy frame, with their drive's metadata (vector x lake x warehouse)",
-     """WITH q AS (SELECT e.embedding FROM frame_embeddings e JOIN frames f USING (frame_id)
-                  JOIN drives d ON d.drive_id = f.drive_id
-                  WHERE d.weather = 'rain' ORDER BY f.frame_id LIMIT 1)
+    ("Frames that look like this image (a rainy frame's file, embedded in the query), with their "
+     "drive's metadata (blobs x vector x lake x warehouse)",
+     """WITH probe AS (SELECT f.image_uri FROM frames f JOIN drives d ON d.drive_id = f.drive_id
+                      WHERE d.weather = 'rain' ORDER BY f.frame_id LIMIT 1)
         SELECT f.frame_id, d.city, d.weather, f.image_uri,
-               round(array_cosine_distance(e.embedding, (SELECT embedding FROM q)), 4) AS distance
+               round(array_cosine_distance(e.embedding,
+                     (SELECT embed_image(image_uri) FROM probe))::DOUBLE, 4) AS distance
         FROM frame_embeddings e JOIN frames f USING (frame_id) JOIN drives d ON d.drive_id = f.drive_id
         ORDER BY distance, f.frame_id LIMIT 5"""),
     ("Camera frames of rainy drives, read from their image headers (lake x warehouse x blobs)",
