@@ -65,14 +65,21 @@ def used_params(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any] | 
     return {k: v for k, v in params.items() if k in names} or None
 
 
-def schema_of(con: duckdb.DuckDBPyConnection, source: str, table: TableRef) -> pa.Schema:
-    """The Arrow schema of a bound native table, read without scanning rows."""
+def schema_of(con: duckdb.DuckDBPyConnection, source: str, table: TableRef,
+              relations: Mapping[str, Any] | None = None) -> pa.Schema:
+    """The Arrow schema of a bound native table, read without scanning rows; ``relations``
+    are the Python objects its view reads, registered on the cursor that asks."""
     import duckdb
 
+    cursor = con.cursor()  # its own connection: planning threads may ask at the same time
+    for name, obj in (relations or {}).items():
+        cursor.register(name, obj)
     try:
-        return con.sql(f"SELECT * FROM {relation(source, table)} LIMIT 0").to_arrow_table().schema
+        return cursor.sql(f"SELECT * FROM {relation(source, table)} LIMIT 0").to_arrow_table().schema
     except duckdb.Error as exc:
         raise SourceError(f"table {table}: {str(exc).splitlines()[0]}", source=source) from exc
+    finally:
+        cursor.close()
 
 
 def attach_memory(con: duckdb.DuckDBPyConnection, source: str) -> None:
@@ -91,7 +98,7 @@ class DuckDBBound:
         return {}
 
     def schema(self, table: TableRef) -> pa.Schema:
-        return schema_of(self._bound(), self.name, table)
+        return schema_of(self._bound(), self.name, table, self.relations([table.name]))
 
     def close(self) -> None:
         self._con = None

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import DuckDBBound, attach_memory, literal, quote, relation, scan_reader
+from connectors._native import DuckDBBound, attach_memory, literal, quote, relation, scan_reader, schema_of
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
@@ -136,7 +136,10 @@ class ParquetConnector(DuckDBBound):
 
     def schema(self, table: TableRef) -> pa.Schema:
         self.check(table)
-        return super().schema(table)
+        if not self._remote:
+            return super().schema(table)
+        stand_in = self._remote.schema(self._specs[table.name]).empty_table()
+        return schema_of(self._bound(), self.name, table, {self.relation_name(table.name): stand_in})
 
     def check(self, table: TableRef) -> None:
         """Raise the reason a table could not be bound (no files, unreadable files)."""
@@ -262,6 +265,12 @@ class _RemoteLake:
             current[key] = fragment
         self._fragment_cache[table] = current
         return list(current.values())
+
+    def schema(self, spec: TableSpec) -> pa.Schema:
+        """The table's Arrow schema, as first listed (listing it now if never before)."""
+        if spec.name not in self._schemas:
+            self.dataset(spec)
+        return self._schemas[spec.name]
 
     def fresh_dataset(self, spec: TableSpec) -> ds.Dataset:
         """A dataset listed now; a failure becomes a dataset that raises it when scanned."""

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from fedquery.secrets import Secrets
 
 _STREAM_PREFIX = re.compile(r"reading the stream registered as '[^']*' failed: (\w+Error: )?")
+_EXECUTOR_FUNCTION = re.compile(r"__fq_(embed_image|embed_text)__\w+?_\d+\b|__fq_(\w+)", re.IGNORECASE)
 
 
 class Session:
@@ -103,7 +104,7 @@ class Session:
         """Views named as the catalog names tables, so DuckDB can describe the user's own SQL."""
         for name, relation in names.items():
             # a table its source could not bind is skipped: planning it raises the reason
-            with contextlib.suppress(duckdb.Error):
+            with self._lock, contextlib.suppress(duckdb.Error):
                 self.con.execute(f"CREATE OR REPLACE VIEW memory.main.{quote(name)} AS "
                                  f"SELECT * FROM {relation}")
 
@@ -111,7 +112,8 @@ class Session:
         """Create the executor function of an embedder, if not yet there."""
         if self.functions is None:
             raise PlanError("embedding functions are not available on this connection")
-        self.functions.add_embedder(self.con, embedder)
+        with self._lock:  # the connection object takes one call at a time
+            self.functions.add_embedder(self.con, embedder)
 
     def describe(self, sql: str, params: Any, tables: Iterable[str],
                  macros: Iterable[str] = ()) -> list[tuple[str, str]]:
@@ -127,7 +129,7 @@ class Session:
                 cursor.execute(macro)
             rows = cursor.execute(f"DESCRIBE {sql}", params or None).fetchall()
         except duckdb.Error as exc:
-            raise PlanError(self.secrets.redact(_without_describe(str(exc)))) from None
+            raise PlanError(self.secrets.redact(public_names(_without_describe(str(exc))))) from None
         finally:
             cursor.close()
         return [(r[0], r[1]) for r in rows]
@@ -139,7 +141,7 @@ class Session:
         each one's rows, time and bytes are counted; the residual is then ``plan.residual``.
         """
         if self.functions is not None:
-            self.functions.blobs.new_query()
+            self.functions.new_query()
         inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
         cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
@@ -159,14 +161,14 @@ class Session:
                   stats: list[FragmentStats] = ()) -> FedQueryError:
         """A DuckDB error as fedquery's: a fragment's own error when a stream failed, a file
         that failed names its source."""
-        failed = self.functions.take_failure() if self.functions is not None else None
+        failed = self.functions.take_failure(str(exc)) if self.functions is not None else None
         failed = failed or next((s.error for s in stats if s.error is not None), None)
         if isinstance(failed, FedQueryError):
             return failed
         if failed is not None:
             return SourceError(self.secrets.redact(str(failed)),
                                source=next(s.source for s in stats if s.error is failed))
-        message = self.secrets.redact(_duckdb_message(exc))
+        message = self.secrets.redact(public_names(_duckdb_message(exc)))
         named = self.source_named_in(str(exc))
         if named and isinstance(exc, duckdb.IOException | duckdb.PermissionException
                                 | duckdb.InvalidInputException):
@@ -229,6 +231,12 @@ class Execution:
             raise self._session.translate(exc, self._plan, self.stats) from exc
         finally:
             self._cursor.close()
+
+
+def public_names(message: str) -> str:
+    """A DuckDB message with the executor's functions named as users write them
+    (``__fq_embed_text__numpy_trigram_256_2`` is ``embed_text``)."""
+    return _EXECUTOR_FUNCTION.sub(lambda m: (m.group(1) or m.group(2)).lower(), message)
 
 
 def _without_describe(message: str) -> str:

@@ -26,7 +26,7 @@ from fedquery.plan import Plan, extract_fragments
 from fedquery.plan import placeholders as plan_placeholders
 from fedquery.rules import RULES, apply_rules, bind_blob_sources, bind_embedders, isolate_tables
 from fedquery.rules.bind_blob_sources import blob_source
-from fedquery.rules.bind_embedders import describe_macros, embed_calls
+from fedquery.rules.bind_embedders import describe_sql
 from fedquery.sandbox import check_sandbox, check_statement_keyword
 
 logger = logging.getLogger("fedquery")
@@ -68,6 +68,9 @@ class Planner:
     def blob_source(self, table: exp.Table, column: str) -> str | None:
         """The files source a column holds URIs into (``blobs:`` in the catalog)."""
         bound = BoundTable(table.catalog, TableRef(table.db, table.name))
+        spec = self.catalog.sources.get(bound.source)
+        if spec is not None and spec.kind == "files" and column == "uri":
+            return bound.source  # a files source's listing: its URIs are relative to it
         for name, other in self.index.catalog_names.items():
             source = self.catalog.blobs.get(f"{name}.{column}")
             if other == bound and source:
@@ -109,10 +112,10 @@ class Planner:
                   if self.capabilities(t.meta[SOURCE]).native}
         placeholders = plan_placeholders(tree)
         values = select_params(placeholders, params)
-        macros, embedders = describe_macros(embed_calls(tree))
+        described, macros, embedders = describe_sql(sql, tree)
         for embedder in embedders:
             self.session.add_embedder(embedder)
-        outputs = self.session.describe(sql, values, native, macros)
+        outputs = self.session.describe(described, values, native, macros)
         rewritten, notes = self._rewrite(tree, sql)
         _name_outputs(rewritten, [name for name, _ in outputs])
         blob_columns = _blob_outputs(rewritten, self)
@@ -133,6 +136,7 @@ class Planner:
 
     def _rewrite(self, tree: exp.Expr, sql: str) -> tuple[exp.Expr, list[str]]:
         """Qualify columns, then apply the rules; without qualification only isolate tables."""
+        pristine = tree.copy()  # keeps each embedding call's resolved embedder (meta)
         try:
             qualified = qualify(tree, schema=self._schema_for(tree), dialect=DIALECT,
                                 identify=False, validate_qualify_columns=True)
@@ -141,7 +145,7 @@ class Planner:
         except (OptimizeError, SqlglotError, KeyError, ValueError) as exc:
             logger.debug("qualification failed, planning without pushdown: %s", exc)
             note = f"columns could not be resolved by the planner ({exc}); scans are not narrowed"
-            fresh = bind_tables(self.parse_checked(sql), self.index)
+            fresh = pristine
             for rule in (bind_blob_sources, bind_embedders, isolate_tables):
                 fresh = rule(fresh, catalog=self)
             return fresh, [note]

@@ -145,12 +145,19 @@ def test_bad_model_is_a_plan_error(fleet, sql: str, message: str) -> None:
         con.sql(sql)
 
 
-def test_two_named_models_in_one_query_are_refused(fleet, registry) -> None:
-    con, _ = fleet
+def test_two_named_models_in_one_query(fleet, registry) -> None:
+    con, root = fleet
     fedquery.register_embedder("mean-rgb", _mean_rgb, 3)
-    with pytest.raises(fedquery.PlanError, match="one named model per function"):
-        con.sql("SELECT embed_image(image_uri, 'mean-rgb'), "
-                "embed_image(image_uri, 'numpy-colorhist-64') FROM frames")
+    table = con.sql("SELECT image_uri, embed_image(image_uri, 'mean-rgb'), "
+                    "embed_image(image_uri, 'numpy-colorhist-64') AS hist, embed_image(image_uri) "
+                    "FROM frames ORDER BY frame_id LIMIT 3").arrow()
+    assert table.column_names == ["image_uri", "embed_image(image_uri, 'mean-rgb')", "hist",
+                                  "embed_image(image_uri)"]
+    for uri, mean, hist, default in zip(*table.to_pydict().values(), strict=True):
+        data = (root / "blobs" / "camera" / uri).read_bytes()
+        np.testing.assert_allclose(mean, _mean_rgb([data])[0], rtol=1e-5)
+        np.testing.assert_allclose(hist, embed_images_numpy([data])[0], rtol=1e-6)
+        assert default == hist
 
 
 def test_wrong_shape_from_an_embedder_is_a_source_error(fleet, registry) -> None:
@@ -242,3 +249,89 @@ def test_a_constant_query_text_is_embedded_once(fleet, registry) -> None:
     rows = con.sql("SELECT frame_id, embed_text('rain', 'counting-text') FROM frames").fetchall()
     assert len(rows) == con.sql("SELECT count(*) FROM frames").fetchall()[0][0] > 1
     assert calls == [1]
+
+
+def test_a_failed_embedder_does_not_blame_a_later_query(fleet, registry) -> None:
+    con, _ = fleet
+
+    def broken(texts: list[str]) -> np.ndarray:
+        raise RuntimeError("model crashed")
+
+    fedquery.register_embedder("crashing", broken, 4, kind="text")
+    # planning alone never calls the model; a query that needs no row never does either
+    result = con.sql("SELECT city FROM drives WHERE city = 'nowhere' AND "
+                     "embed_text('x', 'crashing') IS NULL")
+    assert result.fetchall() == []
+    with pytest.raises(fedquery.SourceError, match="model crashed"):
+        con.sql("SELECT embed_text(city, 'crashing') FROM drives").fetchall()
+    with pytest.raises(fedquery.PlanError, match="Conversion Error") as info:
+        con.sql("SELECT 'abc'::INTEGER").fetchall()
+    assert "crashed" not in str(info.value)
+
+
+def test_a_registration_while_planning_does_not_break_the_plan(fleet, registry, monkeypatch) -> None:
+    """Each call's embedder is resolved once per plan: registering a new default between the
+    describe step and the rewrite leaves this plan on the model it described."""
+    from fedquery.execute import Session
+
+    con, _ = fleet
+    describe = Session.describe
+
+    def describe_then_register(self, *args, **kwargs):
+        outputs = describe(self, *args, **kwargs)
+        fedquery.register_embedder("late", lambda xs: np.ones((len(xs), 3)), 3, kind="text",
+                                   default=True)
+        return outputs
+
+    monkeypatch.setattr(Session, "describe", describe_then_register)
+    rows = con.sql("SELECT embed_text(city) FROM drives WHERE city IS NOT NULL LIMIT 1").fetchall()
+    assert len(rows[0][0]) == NUMPY_TEXT_DIM
+
+
+def test_a_name_that_changes_kind_leaves_a_default(fleet, registry) -> None:
+    con, _ = fleet
+    fedquery.register_embedder("flip", _mean_rgb, 3, default=True)
+    assert con.sql("SELECT len(embed_image(image_uri)) FROM frames LIMIT 1").fetchall() == [(3,)]
+    fedquery.register_embedder("flip", lambda xs: np.ones((len(xs), 2)), 2, kind="text")
+    assert con.sql("SELECT len(embed_image(image_uri)) FROM frames LIMIT 1").fetchall() == [
+        (NUMPY_IMAGE_DIM,)]
+
+
+def test_an_oversized_file_is_not_read_for_embedding(shots, monkeypatch) -> None:
+    monkeypatch.setattr(embed_udfs, "MAX_IMAGE_BYTES", 10)
+    with fedquery.connect(shots) as con:
+        stats = con._session.functions.blobs.roots["pics"].filesystem.handler.stats
+        before = stats.bytes
+        assert con.sql("SELECT embed_image(uri) FROM shots WHERE id = 0").fetchall() == [(None,)]
+        assert stats.bytes == before, "nothing of a file over the limit is read"
+    with fedquery.connect(shots, strict=True) as strict, \
+            pytest.raises(fedquery.SourceError, match="over the 10 "):
+        strict.sql("SELECT embed_image(uri) FROM shots WHERE id = 0").fetchall()
+
+
+def test_errors_name_functions_as_users_write_them(fleet) -> None:
+    con, _ = fleet
+    with pytest.raises(fedquery.PlanError) as info:
+        con.sql("SELECT embed_text(42)")
+    assert "embed_text(INTEGER" in str(info.value) and "__fq" not in str(info.value).lower()
+    with pytest.raises(fedquery.PlanError, match="did you mean 'numpy-trigram-256'"):
+        con.sql("SELECT embed_text('a', 'NUMPY-TRIGRAM-256')")
+
+
+def test_no_files_source_is_said_plainly(tmp_path: Path) -> None:
+    catalog = {"sources": {"lake": {"kind": "parquet", "root": str(tmp_path)}}}
+    with fedquery.connect(catalog) as con, pytest.raises(fedquery.ForbiddenError,
+                                                         match="declares no files source"):
+        con.sql("SELECT image_info('a.jpg')").fetchall()
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT embed_image(uri) FROM (SELECT image_uri AS uri FROM frames "
+    "UNION ALL SELECT image_uri FROM frames) s LIMIT 3",
+    "SELECT embed_image(uri) FROM camera_files LIMIT 3",
+    "SELECT COLUMNS('frame_id'), embed_image(image_uri) FROM frames LIMIT 3",  # planned unqualified
+])
+def test_blob_source_followed_through_unions_listings_and_unqualified_plans(fleet, sql: str) -> None:
+    con, _ = fleet
+    rows = con.sql(sql).fetchall()
+    assert len(rows) == 3 and all(len(r[-1]) == NUMPY_IMAGE_DIM for r in rows)

@@ -96,6 +96,9 @@ class Blobs:
             return self.roots[source]
         if len(self.roots) == 1:
             return next(iter(self.roots.values()))
+        if not self.roots:
+            raise ForbiddenError(f"URI {uri!r}: the catalog declares no files source "
+                                 "(kind: files), so no file can be read")
         raise ForbiddenError(f"relative URI {uri!r} is not in a blob column, and there are "
                              f"{len(self.roots)} files sources: give a full URI inside one")
 
@@ -106,8 +109,10 @@ class Blobs:
                 return Blob(root, path)
         raise ForbiddenError(f"URI {uri!r} is outside every declared files root")
 
-    def read(self, blob: Blob, length: int | None = None) -> tuple[bytes, int]:
-        """The first ``length`` bytes (all when None) and the file's size, through the cache."""
+    def read(self, blob: Blob, length: int | None = None, *,
+             max_bytes: int | None = None) -> tuple[bytes, int]:
+        """The first ``length`` bytes (all when None) and the file's size, through the cache.
+        A whole read of a file over ``max_bytes`` raises ``ValueError`` before reading."""
         key = (blob.root.source, blob.path, length)
         whole = (blob.root.source, blob.path, None)
         with self._lock:
@@ -118,6 +123,8 @@ class Blobs:
                     return (data if length is None else data[:length]), size
         with blob.root.filesystem.open_input_file(blob.path) as handle:
             size = handle.size()
+            if length is None and max_bytes is not None and size > max_bytes:
+                raise ValueError(f"file of {size:,} bytes is over the {max_bytes:,} read whole here")
             data = handle.read(length if length is not None else size)
         self._remember(key, (data, size))
         return data, size

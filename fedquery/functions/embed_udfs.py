@@ -1,13 +1,18 @@
 """Embedders as vectorised Arrow UDFs: a batch of URIs (or texts) in, ``FLOAT[dim]`` out.
 
-Images are read in the blob I/O pool a chunk at a time, so a batch holds at most ``CHUNK``
-decoded files in memory; the embedder sees each chunk as one list. A missing or undecodable
-file, NULL or empty text gives NULL (with ``strict``, ``SourceError``).
+Each distinct input is embedded once per query: values repeated in a batch (a constant query
+text arrives as a whole batch of the same string) are embedded together, and vectors are kept
+in a per-query cache. Images are read in the blob I/O pool ``CHUNK`` distinct files at a time
+and a file over ``MAX_IMAGE_BYTES`` is not read at all, so a batch holds a bounded number of
+bytes. A missing, oversized or undecodable file, NULL or blank text gives NULL (with
+``strict``, ``SourceError``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,32 +24,95 @@ if TYPE_CHECKING:
     from fedquery.functions.embedding import Embedder
     from fedquery.functions.udfs import BlobFunctions
 
-CHUNK = 64  # images read and embedded together
+CHUNK = 32  # distinct images read and embedded together
+MAX_IMAGE_BYTES = 32 << 20  # larger files are not read for embedding
+CACHE_VECTORS = 4096
+
+
+class VectorCache:
+    """Vectors by (embedder serial, input), for one query at a time (``clear`` between)."""
+
+    def __init__(self) -> None:
+        self._vectors: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> tuple[bool, np.ndarray | None]:
+        with self._lock:
+            if key in self._vectors:
+                return True, self._vectors[key]
+        return False, None
+
+    def put(self, key: tuple, vector: np.ndarray | None) -> None:
+        with self._lock:
+            self._vectors[key] = vector
+            while len(self._vectors) > CACHE_VECTORS:
+                self._vectors.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._vectors.clear()
 
 
 def image_udf(functions: BlobFunctions, embedder: Embedder) -> Callable[[pa.Array, pa.Array], pa.Array]:
-    """``(uris, sources) -> FLOAT[dim]`` reading each file whole through ``functions``."""
+    """``(uris, sources) -> FLOAT[dim]`` reading each distinct file whole through ``functions``."""
     def embed_images(uris: pa.Array, sources: pa.Array) -> pa.Array:
-        rows: list[np.ndarray | None] = []
-        for start in range(0, len(uris), CHUNK):
-            names = uris.slice(start, CHUNK).to_pylist()
-            read = functions.read_whole(uris.slice(start, CHUNK), sources.slice(start, CHUNK),
-                                        with_source=True)
-            rows += _embedded(embedder, functions, [r[1] if r else None for r in read],
-                              [(name, r[0] if r else "") for name, r in zip(names, read, strict=True)])
-        return vectors(rows, embedder.dim)
+        keys = list(zip(sources.to_pylist(), uris.to_pylist(), strict=True))
+
+        def compute(missing: list[tuple]) -> list[np.ndarray | None]:
+            out: list[np.ndarray | None] = []
+            for start in range(0, len(missing), CHUNK):
+                chunk = missing[start:start + CHUNK]
+                read = functions.read_whole(pa.array([u for _, u in chunk], pa.string()),
+                                            pa.array([s for s, _ in chunk], pa.string()),
+                                            with_source=True, max_bytes=MAX_IMAGE_BYTES)
+                labels = [(uri, r[0] if r else "") for (_, uri), r in zip(chunk, read, strict=True)]
+                out += _embedded(embedder, functions, [r[1] if r else None for r in read], labels)
+            return out
+
+        return vectors(_deduplicated(embedder, functions, keys, compute), embedder.dim)
 
     return embed_images
 
 
 def text_udf(functions: BlobFunctions, embedder: Embedder) -> Callable[[pa.Array], pa.Array]:
-    """``texts -> FLOAT[dim]``; NULL or blank text gives NULL."""
+    """``texts -> FLOAT[dim]``; NULL or blank text gives NULL. Calls are serialised, so
+    parallel batches of one constant text embed it once (text models parallelise inside)."""
+    lock = threading.Lock()
+
     def embed_texts(texts: pa.Array) -> pa.Array:
-        values = [t if isinstance(t, str) and t.strip() else None for t in texts.to_pylist()]
-        labels = [(str(t)[:60], f"embedder {embedder.name}") for t in values]
-        return vectors(_embedded(embedder, functions, values, labels), embedder.dim)
+        keys = [t if isinstance(t, str) and t.strip() else None for t in texts.to_pylist()]
+
+        def compute(missing: list[str]) -> list[np.ndarray | None]:
+            labels = [(t[:60], f"embedder {embedder.name}") for t in missing]
+            return _embedded(embedder, functions, missing, labels)
+
+        with lock:
+            return vectors(_deduplicated(embedder, functions, keys, compute), embedder.dim)
 
     return embed_texts
+
+
+def _deduplicated(embedder: Embedder, functions: BlobFunctions, keys: list[Hashable | None],
+                  compute: Callable[[list], list[np.ndarray | None]]) -> list[np.ndarray | None]:
+    """A vector per key: None keys give None, cached keys their vector, the other distinct
+    keys one call of ``compute``."""
+    cache = functions.vectors
+    found: dict[Hashable, np.ndarray | None] = {}
+    missing = []
+    for key in dict.fromkeys(k for k in keys if k is not None and not _is_null_image(k)):
+        hit, vector = cache.get((embedder.serial, key))
+        if hit:
+            found[key] = vector
+        else:
+            missing.append(key)
+    for key, vector in zip(missing, compute(missing) if missing else [], strict=True):
+        found[key] = vector
+        cache.put((embedder.serial, key), vector)
+    return [found.get(k) if k is not None else None for k in keys]
+
+
+def _is_null_image(key: Hashable) -> bool:
+    return isinstance(key, tuple) and key[1] is None
 
 
 def _embedded(embedder: Embedder, functions: BlobFunctions, inputs: list,

@@ -101,6 +101,12 @@ class Registry:
             self._embedders[name] = embedder
             if default or kind not in self._defaults:
                 self._defaults[kind] = name
+            for other, default_name in list(self._defaults.items()):
+                if self._embedders[default_name].kind != other:  # the name changed kind
+                    del self._defaults[other]
+                    first = next((n for n, e in self._embedders.items() if e.kind == other), None)
+                    if first is not None:
+                        self._defaults[other] = first
             self.generation += 1
         return embedder
 
@@ -115,7 +121,8 @@ class Registry:
             raise PlanError(f"{function}: no {kind} embedder is registered; add one with "
                             "fedquery.register_embedder(name, fn, dim, kind=...)")
         if embedder is None:
-            hint = difflib.get_close_matches(name, names, n=1)
+            lowered = {n.lower(): n for n in names}
+            hint = [lowered[h] for h in difflib.get_close_matches(name.lower(), lowered, n=1)]
             did = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise PlanError(f"{function}: unknown model {name!r}{did}; registered {kind} embedders: "
                             f"{', '.join(names) or 'none'}")

@@ -33,8 +33,15 @@ class BlobFunctions:
     def __init__(self, blobs: Blobs, *, strict: bool = False) -> None:
         self.blobs, self.strict = blobs, strict
         self.failures: list[FedQueryError] = []
+        self.vectors = embed_udfs.VectorCache()
         self._embedders: set[str] = set()
         self._lock = threading.Lock()
+
+    def new_query(self) -> None:
+        """Forget what the last query read, embedded or failed with."""
+        self.blobs.new_query()
+        self.vectors.clear()
+        self.failures.clear()
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Create the functions on ``con`` (they are seen by all its cursors): ``__fq_<name>``
@@ -55,8 +62,7 @@ class BlobFunctions:
 
     def add_embedder(self, con: duckdb.DuckDBPyConnection, embedder: Embedder) -> None:
         """Create ``embedder.function_name`` on ``con`` once: ``(uri, source)`` for images,
-        ``(text)`` for texts, returning ``FLOAT[dim]``. Text embedders are deterministic, so
-        DuckDB may fold a call on a constant (a query vector) once."""
+        ``(text)`` for texts, returning ``FLOAT[dim]``."""
         with self._lock:
             if embedder.function_name in self._embedders:
                 return
@@ -64,9 +70,9 @@ class BlobFunctions:
                 function, parameters = embed_udfs.image_udf(self, embedder), ["VARCHAR", "VARCHAR"]
             else:
                 function, parameters = embed_udfs.text_udf(self, embedder), ["VARCHAR"]
+            # side effects: DuckDB must not call a model while it binds (or folds) a query
             con.create_function(embedder.function_name, function, parameters, embedder.sql_type,
-                                type="arrow", null_handling="special",
-                                side_effects=embedder.kind == "image")
+                                type="arrow", null_handling="special", side_effects=True)
             self._embedders.add(embedder.function_name)
 
     # ---------------------------------------------------------------- the functions
@@ -85,11 +91,12 @@ class BlobFunctions:
     def read_blob(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
         return pa.array(self.read_whole(uris, sources), pa.binary())
 
-    def read_whole(self, uris: pa.Array, sources: pa.Array, *, with_source: bool = False) -> list:
+    def read_whole(self, uris: pa.Array, sources: pa.Array, *, with_source: bool = False,
+                   max_bytes: int | None = None) -> list:
         """Every file's bytes (with its files source: ``(source, bytes)``), None where the file
-        cannot be read (or ``SourceError`` when strict)."""
+        cannot be read or is larger than ``max_bytes`` (``SourceError`` when strict)."""
         def whole(blob: Blob) -> Any:
-            data = self._read(blob)[0]
+            data = self.blobs.read(blob, max_bytes=max_bytes)[0]
             return (blob.root.source, data) if with_source else data
 
         return self._each(uris, sources, whole, scalar=True)
@@ -177,9 +184,9 @@ class BlobFunctions:
     def _read(self, blob: Blob, length: int | None = None) -> tuple[bytes, int]:
         return self.blobs.read(blob, length)
 
-    def take_failure(self) -> FedQueryError | None:
-        """The first fedquery error a function raised since the last call."""
-        failure = self.failures[0] if self.failures else None
+    def take_failure(self, message: str) -> FedQueryError | None:
+        """The fedquery error a function raised whose text DuckDB's ``message`` passes on."""
+        failure = next((f for f in self.failures if str(f) in message), None)
         self.failures.clear()
         return failure
 

@@ -39,10 +39,10 @@ def blob_source(argument: exp.Expr, catalog: RuleCatalog, depth: int = 8) -> str
         found = {blob_source(c, catalog, depth) for c in argument.find_all(exp.Column)}
         found.discard(None)
         return found.pop() if len(found) == 1 else None
-    if not argument.table or depth == 0:
-        return None
     select = argument.find_ancestor(exp.Select)
-    relation = _relation(select, argument.table) if select else None
+    if depth == 0 or select is None:
+        return None
+    relation = _relation(select, argument.table) if argument.table else _only_relation(select)
     if isinstance(relation, exp.Table) and source_of(relation):
         return catalog.blob_source(relation, argument.name)
     query = relation.this if isinstance(relation, exp.Subquery | exp.CTE) else None
@@ -50,7 +50,39 @@ def blob_source(argument: exp.Expr, catalog: RuleCatalog, depth: int = 8) -> str
         for projection in query.expressions:
             if projection.alias_or_name == argument.name:
                 return blob_source(projection.unalias(), catalog, depth - 1)
+    if isinstance(query, exp.SetOperation):
+        return _set_operation_source(query, argument.name, catalog, depth)
     return None
+
+
+def _set_operation_source(query: exp.SetOperation, name: str, catalog: RuleCatalog,
+                          depth: int) -> str | None:
+    """A UNION's column is a blob column when every branch's column at its position (named by
+    the first branch) holds URIs into the same files source."""
+    branches = [b for b in _branches(query) if isinstance(b, exp.Select)]
+    if not branches:
+        return None
+    names = [p.alias_or_name for p in branches[0].expressions]
+    if name not in names:
+        return None
+    position = names.index(name)
+    found = {blob_source(b.expressions[position].unalias(), catalog, depth - 1)
+             if position < len(b.expressions) else None for b in branches}
+    return found.pop() if len(found) == 1 else None
+
+
+def _branches(query: exp.Expr) -> list[exp.Expr]:
+    if isinstance(query, exp.SetOperation):
+        return _branches(query.this) + _branches(query.expression)
+    return [query.this if isinstance(query, exp.Subquery) else query]
+
+
+def _only_relation(select: exp.Select) -> exp.Expr | None:
+    """The one relation of a SELECT without joins (an unqualified column is its column)."""
+    from_ = select.args.get("from_")
+    if from_ is None or select.args.get("joins"):
+        return None
+    return _relation(select, from_.this.alias_or_name)
 
 
 def _relation(select: exp.Select, alias: str) -> exp.Expr | None:
