@@ -43,6 +43,10 @@ def scan_sql(source: str, request: ScanRequest, table: TableRef) -> str:
     select = exp.select(*(request.columns or ("*",))).from_(relation(source, table))
     if request.filter:
         select = select.where(request.filter, dialect="duckdb")
+    if request.with_ties and request.order_by and request.limit is not None:
+        order = ", ".join(request.order_by)
+        return select.qualify(f"rank() OVER (ORDER BY {order}) <= {int(request.limit)}",
+                              dialect="duckdb").sql("duckdb")
     if request.order_by:
         select = select.order_by(*request.order_by, dialect="duckdb")
     if request.limit is not None:

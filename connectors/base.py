@@ -42,7 +42,8 @@ class ScanRequest:
     """A one-table fragment: which columns, which rows (DuckDB SQL predicate), how many.
 
     ``table`` is ``source.schema.table``. ``order_by`` holds DuckDB SQL sort keys (``ts DESC``);
-    it matters only with ``limit``: the first ``limit`` rows in that order (a top-N).
+    it matters only with ``limit``: the first ``limit`` rows in that order (a top-N), and with
+    ``with_ties`` also every row tied with the last of them.
     ``params`` are the values of the ``$name`` placeholders in ``filter``: the plan holds the
     request without them, the executor adds them for one run.
     """
@@ -52,6 +53,7 @@ class ScanRequest:
     filter: str | None = None
     limit: int | None = None
     order_by: tuple[str, ...] = ()
+    with_ties: bool = False
     params: Mapping[str, Any] | None = field(default=None, compare=False)
 
 

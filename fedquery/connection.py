@@ -79,7 +79,8 @@ class Connection:
             if isinstance(tree, exp.Show | exp.Describe):
                 return self._catalog_statement(tree, params)
         plan = self._planner.cached_plan(query, params)
-        return Result(self._session, plan, select_params(plan.parameters, params))
+        return Result(self._session, plan,
+                      select_params(plan.parameters, params, plan.vector_parameters))
 
     def explain(self, query: str, analyze: bool = False, params: Mapping[str, Any] | None = None) -> str:
         """The plan: each fragment, exactly what its source receives, and the residual SQL."""
@@ -88,7 +89,7 @@ class Connection:
             plan = self._planner.cached_plan(query, params)
             execution = None
             if analyze:
-                values = select_params(plan.parameters, params)
+                values = select_params(plan.parameters, params, plan.vector_parameters)
                 execution = self._session.run(plan, values, analyze=True)
                 execution.table()
             return render(plan, self._session, execution)

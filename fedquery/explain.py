@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
+from connectors._native import scan_sql, table_ref
 from connectors.base import TableRef
 from fedquery.parse import DIALECT, parse
 
@@ -19,18 +20,24 @@ def render(plan: Plan, session: Session, execution: Execution | None = None) -> 
     """The fragments, one block each, then the residual SQL run in DuckDB; with an
     ``execution`` (``explain(analyze=True)``), what each fragment and the residual moved."""
     stats = {s.name: s for s in execution.stats} if execution else {}
-    lines = [f"Plan: {len(plan.fragments)} fragment(s), residual in DuckDB"]
-    for fragment in plan.fragments:
-        lines.extend(_fragment_lines(fragment, session))
-        if fragment.name in stats:
-            lines.append(f"  analyze: {_measured(stats[fragment.name])}")
-    lines.append("residual (DuckDB):")
-    lines.append(f"  {plan.residual}")
+    lines = render_plan_lines(plan, session, stats)
     if execution is not None:
         lines.append(f"  analyze: {execution.residual_rows:,} rows, "
                      f"{execution.seconds * 1000:.1f} ms (every fragment fetched and counted)")
     lines.extend(f"note: {note}" for note in plan.notes)
     return session.secrets.redact("\n".join(lines))
+
+
+def render_plan_lines(plan: Plan, session: Session, stats: dict | None = None) -> list[str]:
+    """The fragments, one block each, then the residual SQL (with what each moved, if known)."""
+    lines = [f"Plan: {len(plan.fragments)} fragment(s), residual in DuckDB"]
+    for fragment in plan.fragments:
+        lines.extend(_fragment_lines(fragment, session))
+        if stats and fragment.name in stats:
+            lines.append(f"  analyze: {_measured(stats[fragment.name])}")
+    lines.append("residual (DuckDB):")
+    lines.append(f"  {plan.residual}")
+    return lines
 
 
 def _measured(stat: FragmentStats) -> str:
@@ -59,7 +66,14 @@ def _fragment_lines(fragment: Fragment, session: Session) -> list[str]:
         if request.order_by:
             lines.append(f"  order:   {', '.join(request.order_by)}")
         if request.limit is not None:
-            lines.append(f"  limit:   {request.limit}")
+            ties = " (and rows tied with the last)" if request.with_ties else ""
+            lines.append(f"  limit:   {request.limit}{ties}")
+    if fragment.vector_keys is not None:
+        keys = fragment.vector_keys
+        lines.append(f"  top-k:   nearest {fragment.request.limit} among rows whose "
+                     f"{keys.column} is IN the keys of the rest of the join, run first:")
+        for fragment_line in render_plan_lines(keys.plan, session):
+            lines.append(f"    {fragment_line}")
     if fragment.key_filter is not None:
         lines.append(f"  keys:    {_key_filter(fragment.key_filter)}")
     for key in fragment.tables:
@@ -71,6 +85,9 @@ def _fragment_lines(fragment: Fragment, session: Session) -> list[str]:
     shown = getattr(connector, "source_sql", None)
     if shown is not None:  # the source renders exactly what it will receive
         text = shown(fragment.request if fragment.kind == "scan" else fragment.sql)
+    elif fragment.request is not None and fragment.request.with_ties:
+        request = fragment.request
+        text = source_sql(scan_sql(fragment.source, request, table_ref(request.table)), DIALECT)
     else:
         text = source_sql(fragment.sql, caps.dialect or DIALECT)
     lines.append(f"  sql:     {text}")

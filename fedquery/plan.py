@@ -15,6 +15,7 @@ from connectors.base import ScanRequest
 from fedquery.parse import DIALECT
 from fedquery.rules._shape import ROW_MARKER, RuleCatalog, scan_table, source_of, subtree_source
 from fedquery.rules.dynamic_filters import DYNAMIC_FILTER, IN_LIST_MAX, MATERIALIZE
+from fedquery.rules.pushdown_vector_topk import VECTOR_TOPK
 
 FRAGMENT_PREFIX = "__f"
 
@@ -37,11 +38,22 @@ class Fragment:
     parameters: tuple[str, ...] = ()
     key_filter: DynamicFilter | None = None
     materialize: bool = False
+    vector_keys: VectorKeys | None = None
 
     @property
     def inline(self) -> bool:
         """Run inside the residual by DuckDB, rather than fetched first and registered."""
-        return self.native and not self.materialize and self.key_filter is None
+        return (self.native and not self.materialize and self.key_filter is None
+                and self.vector_keys is None)
+
+
+@dataclass(frozen=True)
+class VectorKeys:
+    """The prefilter of a top-k vector scan: ``column IN`` the keys ``plan`` returns (its one
+    column), run first; an exact set, whatever its size."""
+
+    column: str
+    plan: Plan
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class Plan:
     local_parameters: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
     blob_columns: tuple[tuple[str, str], ...] = ()  # (output column, files source) of URI columns
+    vector_parameters: tuple[tuple[str, str], ...] = ()  # ($name, FLOAT[n]) of query vectors
 
 
 @dataclass(frozen=True)
@@ -108,7 +121,8 @@ def placeholders(node: exp.Expr) -> tuple[str, ...]:
 
 def _has_streamed(expression: exp.Expr, is_native) -> bool:
     """Whether some fragment will be fetched first rather than run inline by DuckDB."""
-    if any(MATERIALIZE in s.meta for s in expression.find_all(exp.Subquery)):
+    if any(MATERIALIZE in s.meta or getattr(s.meta.get(VECTOR_TOPK), "keys", None) is not None
+           for s in expression.find_all(exp.Subquery)):
         return True
     return any(not is_native(source_of(t)) for t in expression.find_all(exp.Table)
                if source_of(t) is not None)
@@ -140,8 +154,15 @@ def _fragment_of(node: exp.Expr, catalog, index: int, is_native) -> Fragment | N
     table = scan_table(node)
     if table is not None:
         source = source_of(table)
+        request, topk = _request(node.this, table), node.meta.get(VECTOR_TOPK)
+        vector_keys = None
+        if topk is not None:
+            request = replace(request, with_ties=topk.with_ties)
+            if topk.keys is not None:
+                vector_keys = VectorKeys(topk.column, catalog.subplan(topk.keys))
         return Fragment(name, source, "scan", node.this.sql(DIALECT), (_key(table),),
-                        is_native(source), _request(node.this, table), placeholders(node), **marks)
+                        is_native(source), request, placeholders(node), **marks,
+                        vector_keys=vector_keys)
     query = _whole_query(node)
     source = subtree_source(query, catalog) if query is not None else None
     if source is not None:

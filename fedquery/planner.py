@@ -10,6 +10,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
+import pyarrow as pa
 from sqlglot import exp
 from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
@@ -28,6 +29,7 @@ from fedquery.rules import RULES, apply_rules, bind_blob_sources, bind_embedders
 from fedquery.rules.bind_blob_sources import blob_source
 from fedquery.rules.bind_embedders import describe_sql
 from fedquery.sandbox import check_sandbox, check_statement_keyword
+from fedquery.vectors import array_type, typed_vectors, vector_parameters
 
 logger = logging.getLogger("fedquery")
 CACHE_SIZE = 256
@@ -42,7 +44,7 @@ class Planner:
         session.add_names({name: relation_name(bound)
                            for name, bound in self.index.catalog_names.items()
                            if self.capabilities(bound.source).native})
-        self._columns: dict[str, list[str]] = {}
+        self._schemas: dict[str, pa.Schema] = {}
         self._cache: OrderedDict[tuple, Plan] = OrderedDict()
 
     # RuleCatalog protocol
@@ -50,14 +52,18 @@ class Planner:
         return self.session.connectors[source].capabilities
 
     def columns(self, table: exp.Table) -> list[str]:
+        return self.table_schema(table).names
+
+    def table_schema(self, table: exp.Table) -> pa.Schema:
+        """A bound table's Arrow schema (asked of its source once per connection)."""
         key = ".".join(p.name for p in table.parts)
-        if key not in self._columns:
+        if key not in self._schemas:
             bound = BoundTable(table.catalog, TableRef(table.db, table.name))
             schema = self.session.schema(bound.source, bound.ref)
             if not self.capabilities(bound.source).native:
                 self._shadow(bound, schema)
-            self._columns[key] = schema.names
-        return self._columns[key]
+            self._schemas[key] = schema
+        return self._schemas[key]
 
     def estimate_rows(self, table: exp.Table) -> int | None:
         """The source's own estimate of a table's row count, if it has one."""
@@ -81,6 +87,14 @@ class Planner:
         """The source planner's own row estimate for a fragment, if the source offers one."""
         estimate = getattr(self.session.connectors[source], "estimate_sql_rows", None)
         return estimate(sql) if estimate else None
+
+    def subplan(self, tree: exp.Expr) -> Plan:
+        """A rewritten query that the executor runs first, as a plan of its own (the keys of a
+        vector top-k's prefilter)."""
+        cut = extract_fragments(tree, catalog=self, is_native=lambda s: self.capabilities(s).native)
+        names = tuple(p.alias_or_name for p in tree.expressions) if isinstance(tree, exp.Select) else ()
+        return Plan(tuple(cut.fragments), cut.residual, cut.local_sql, names, ("",) * len(names),
+                    plan_placeholders(tree), cut.residual_parameters, cut.local_parameters)
 
     def _shadow(self, bound: BoundTable, schema) -> None:
         """Let DuckDB describe queries over a table it cannot scan: an empty stand-in, named as
@@ -111,7 +125,8 @@ class Planner:
         native = {".".join(p.name for p in t.parts) for t in bound
                   if self.capabilities(t.meta[SOURCE]).native}
         placeholders = plan_placeholders(tree)
-        values = select_params(placeholders, params)
+        vectors = vector_parameters(tree, self._array_column_types(bound))
+        values = select_params(placeholders, params, vectors)
         described, macros, embedders = describe_sql(sql, tree)
         for embedder in embedders:
             self.session.add_embedder(embedder)
@@ -124,7 +139,23 @@ class Planner:
         return Plan(tuple(cut.fragments), cut.residual, cut.local_sql,
                     tuple(n for n, _ in outputs), tuple(t for _, t in outputs), placeholders,
                     cut.residual_parameters, cut.local_parameters, tuple(notes),
-                    blob_columns)
+                    blob_columns, vectors)
+
+    def _array_column_types(self, tables: list[exp.Table]):
+        """``column -> FLOAT[n]`` for the array columns of a query's tables: by table alias,
+        else (a CTE's or derived table's column) by a name only one table's array column has."""
+        by_alias: dict[str, dict[str, str]] = {}
+        for table in tables:
+            types = {f.name: array_type(f.type) for f in self.table_schema(table)}
+            by_alias[table.alias_or_name] = {n: t for n, t in types.items() if t}
+
+        def column_type(column: exp.Column) -> str | None:
+            if column.table in by_alias:
+                return by_alias[column.table].get(column.name)
+            found = {types[column.name] for types in by_alias.values() if column.name in types}
+            return found.pop() if len(found) == 1 else None
+
+        return column_type
 
     def parse_checked(self, sql: str) -> exp.Expr:
         """Parse and run the sandbox check."""
@@ -236,8 +267,9 @@ def _param_key(params: Any) -> Any:
     return len(params)
 
 
-def select_params(names: tuple[str, ...], params: Any) -> Any:
-    """The parameter values a query uses; PlanError names a missing one."""
+def select_params(names: tuple[str, ...], params: Any, vectors: tuple[tuple[str, str], ...] = ()) -> Any:
+    """The parameter values a query uses, query vectors typed as their columns (``vectors``);
+    PlanError names a missing one."""
     if not names:
         return None
     if params is None:
@@ -248,7 +280,8 @@ def select_params(names: tuple[str, ...], params: Any) -> Any:
         if missing:
             raise PlanError(f"no value for parameter ${missing[0]}; given: "
                             f"{', '.join(sorted(params)) or 'none'}")
-        return {k: _plain(v) for k, v in params.items() if k in names}
+        values = {k: _plain(v) for k, v in params.items() if k in names}
+        return typed_vectors(values, vectors) if vectors else values
     return [_plain(v) for v in params]
 
 

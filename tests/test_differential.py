@@ -20,6 +20,7 @@ import pytest
 
 import fedquery
 from fedquery.fetch import subset
+from fedquery.planner import select_params
 
 
 class Case(NamedTuple):
@@ -513,13 +514,25 @@ def run_plan_as_data(con: fedquery.Connection, sql: str, params: dict | None) ->
     The plan must be self-contained data: what a fragment returns is only what its request says.
     """
     plan = con._planner.cached_plan(sql, params)
+    return _execute(con, plan, select_params(plan.parameters, params, plan.vector_parameters))
+
+
+def _execute(con: fedquery.Connection, plan, params) -> pa.Table:
+    """One plan: fragments (a top-k scan after the keys plan it names), then the residual."""
     engine = duckdb.connect()
     try:
         for fragment in plan.fragments:
             connector = con._session.connectors[fragment.source]
             values = subset(params, fragment.parameters)
             if fragment.kind == "scan":
-                reader = connector.scan(dataclasses.replace(fragment.request, params=values))
+                request = dataclasses.replace(fragment.request, params=values)
+                if fragment.vector_keys is not None:  # required: the top-k is over these keys
+                    keys = _execute(con, fragment.vector_keys.plan, params).column(0).to_pylist()
+                    listed = ", ".join(map(repr, sorted(set(keys) - {None}))) or "NULL"
+                    condition = f"{fragment.vector_keys.column} IN ({listed})"
+                    request = dataclasses.replace(request, filter=" AND ".join(
+                        f"({c})" for c in (request.filter, condition) if c))
+                reader = connector.scan(request)
             else:
                 reader = connector.run_sql(fragment.sql, values)
             engine.register(fragment.name, reader.read_all())

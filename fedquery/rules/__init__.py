@@ -19,6 +19,7 @@ from fedquery.rules.pushdown_joins import pushdown_joins
 from fedquery.rules.pushdown_limit import pushdown_limit
 from fedquery.rules.pushdown_predicates import pushdown_predicates
 from fedquery.rules.pushdown_projections import pushdown_projections
+from fedquery.rules.pushdown_vector_topk import pushdown_vector_topk
 
 Rule = Callable[..., exp.Expr]
 RULES: tuple[Rule, ...] = (
@@ -28,13 +29,15 @@ RULES: tuple[Rule, ...] = (
     pushdown_predicates,
     pushdown_projections,
     pushdown_joins,
+    pushdown_vector_topk,
     pushdown_limit,
     dynamic_filters,
 )
 
 __all__ = ["RULES", "RuleCatalog", "apply_rules", "bind_blob_sources", "bind_embedders", "dynamic_filters",
            "isolate_tables",
-           "pushdown_joins", "pushdown_limit", "pushdown_predicates", "pushdown_projections"]
+           "pushdown_joins", "pushdown_limit", "pushdown_predicates", "pushdown_projections",
+           "pushdown_vector_topk"]
 
 
 def apply_rules(expression: exp.Expr, *, catalog: RuleCatalog, rules=RULES) -> exp.Expr:

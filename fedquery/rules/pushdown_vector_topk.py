@@ -1,0 +1,202 @@
+"""Turn ``ORDER BY <distance>(v.embedding, <query vector>) LIMIT k`` into a top-k search of the
+vector table whose prefilter is the set of keys that pass every other filter.
+
+For a SELECT of inner joins whose first ORDER BY key is ``array_cosine_distance``,
+``array_distance`` or ``array_negative_inner_product`` of an array column of one scan (``v``)
+and a constant (a parameter, a literal, an embedding of a literal), with an integer LIMIT:
+
+- ``v`` alone: its scan gets the ORDER BY and ``LIMIT k + offset``;
+- joined by one column ``v.key = x.col``: the keys query ``SELECT DISTINCT x.col FROM <every
+  other table> WHERE <every condition not on v>`` runs first, and ``v``'s scan gets
+  ``v.key IN (keys)`` with the ORDER BY and limit. A row of ``v`` passes exactly when it has a
+  partner in the rest of the join, so the k nearest of those are the k nearest of the answer;
+  when other ORDER BY keys break ties the scan keeps every row tied with the k-th.
+
+Not applied (the query computes every distance, still exactly) when a condition ties ``v`` to
+another table other than by its key, ``v`` joins by two columns, a join is outer, or the SELECT
+groups, aggregates, deduplicates or windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from fedquery.rules._shape import RuleCatalog, conjuncts, referenced_tables, scan_table, source_of
+
+VECTOR_TOPK = "vector_topk"  # meta on the vector scan: the planned TopK
+NEAREST_FIRST = {"array_cosine_distance", "array_distance", "array_negative_inner_product"}
+MAX_K = 100_000
+
+
+@dataclass(frozen=True)
+class TopK:
+    """A planned top-k: ``keys`` (a query over the other tables, or None) yields the values
+    ``column`` of the vector scan must take."""
+
+    column: str | None
+    keys: exp.Select | None
+    k: int
+    with_ties: bool
+
+
+def pushdown_vector_topk(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
+    """Plan a prefiltered top-k for each nearest-neighbour SELECT."""
+    for select in list(expression.find_all(exp.Select)):
+        _plan_select(select, catalog)
+    return expression
+
+
+def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
+    k = _row_count(select)
+    order = select.args.get("order")
+    if k is None or order is None or not _keeps_rows(select):
+        return
+    sides = _sides(select)
+    if sides is None:
+        return
+    first = order.expressions[0]
+    distance = _distance(first, select)
+    if distance is None or first.args.get("desc"):
+        return
+    column, query = distance
+    vector = sides.get(column.table)
+    if vector is None or query.find(exp.Column, exp.Query) is not None:
+        return
+    if not catalog.capabilities(source_of(scan_table(vector))).native:
+        return  # the distance functions are DuckDB's
+    conditions = _conditions(select)
+    key = _join_key(conditions, column.table)
+    if key is False:
+        return
+    extra = [_resolved(o, select) for o in order.expressions[1:]]
+    vector_only = all(referenced_tables(o.this) == {column.table} for o in extra)
+    scan = vector.this
+    nearest = _resolved(first, select)
+    scan.set("order", exp.Order(expressions=[nearest] + (extra if vector_only else [])))
+    scan.set("limit", exp.Limit(expression=exp.Literal.number(k)))
+    keys = None if key is None else _keys_query(select, column.table, key, conditions)
+    vector.meta[VECTOR_TOPK] = TopK(key[0].name if key else None, keys, k,
+                                    with_ties=bool(extra) and not vector_only)
+
+
+def _row_count(select: exp.Select) -> int | None:
+    limit, offset = select.args.get("limit"), select.args.get("offset")
+    total = 0
+    for clause in (limit, offset):
+        if clause is None:
+            continue
+        value = clause.expression
+        if not (isinstance(value, exp.Literal) and value.is_int):
+            return None
+        total += int(value.this)
+    return total if limit is not None and 0 < total <= MAX_K else None
+
+
+def _keeps_rows(select: exp.Select) -> bool:
+    """No grouping, DISTINCT, QUALIFY, window or aggregate between the joins and the LIMIT."""
+    if any(select.args.get(k) for k in ("group", "having", "distinct", "qualify")):
+        return False
+    nodes = list(select.expressions) + list(select.args["order"].expressions)
+    return not any(n.find(exp.AggFunc, exp.Window, exp.Unnest, exp.UDTF) for n in nodes)
+
+
+def _sides(select: exp.Select) -> dict[str, exp.Subquery] | None:
+    """The scans a SELECT joins, by alias; None when anything else is joined or a join is not
+    an inner one."""
+    sides = {}
+    for item in [select.args.get("from_")] + list(select.args.get("joins") or []):
+        if item is None:
+            return None
+        if isinstance(item, exp.Join) and (item.side or item.kind not in ("", "INNER", "CROSS")
+                                           or item.method or item.args.get("using")):
+            return None
+        node = item.this
+        if scan_table(node) is None or not node.alias:
+            return None
+        sides[node.alias] = node
+    return sides
+
+
+def _distance(ordered: exp.Ordered, select: exp.Select) -> tuple[exp.Column, exp.Expr] | None:
+    """The vector column and the query vector of a nearest-first distance ORDER BY key."""
+    key = ordered.this
+    if isinstance(key, exp.Column) and not key.table:
+        outputs = {p.alias_or_name: p.unalias() for p in select.expressions}
+        key = outputs.get(key.name, key)
+    if not (isinstance(key, exp.Anonymous) and key.name.lower() in NEAREST_FIRST
+            and len(key.expressions) == 2):
+        return None
+    left, right = key.expressions
+    if isinstance(left, exp.Column) and left.table:
+        return left, right
+    if isinstance(right, exp.Column) and right.table:
+        return right, left
+    return None
+
+
+def _conditions(select: exp.Select) -> list[exp.Expr]:
+    where = select.args.get("where")
+    found = conjuncts(where.this if where else None)
+    for join in select.args.get("joins") or []:
+        found += conjuncts(join.args.get("on"))
+    return found
+
+
+def _join_key(conditions: list[exp.Expr], alias: str):
+    """``(v.key, other side)`` of the one column that joins ``v``; None when nothing joins it;
+    False when ``v`` is tied otherwise (two columns, or a condition not an equality)."""
+    keys = []
+    for condition in conditions:
+        tables = referenced_tables(condition)
+        if tables is None and alias in {c.table for c in condition.find_all(exp.Column)}:
+            return False
+        if tables is None or alias not in tables:
+            continue
+        if tables == {alias}:
+            return False  # a condition on v alone left above its scan: not safe to cut v
+        pair = _equality(condition, alias)
+        if pair is None:
+            return False
+        keys.append(pair)
+    if not keys:
+        return None
+    if len({key.name for key, _ in keys}) != 1:
+        return False
+    return keys[0]
+
+
+def _equality(condition: exp.Expr, alias: str) -> tuple[exp.Column, exp.Expr] | None:
+    if not isinstance(condition, exp.EQ):
+        return None
+    left, right = condition.this, condition.expression
+    for mine, other in ((left, right), (right, left)):
+        if isinstance(mine, exp.Column) and mine.table == alias and alias not in {
+                c.table for c in other.find_all(exp.Column)}:
+            return mine, other
+    return None
+
+
+def _keys_query(select: exp.Select, alias: str, key: tuple[exp.Column, exp.Expr],
+                conditions: list[exp.Expr]) -> exp.Select:
+    """``SELECT DISTINCT <other side> AS key FROM <the other scans> WHERE <the rest>``."""
+    others = [item.this for item in [select.args["from_"]] + list(select.args.get("joins") or [])
+              if item.this.alias != alias]
+    query = exp.select(exp.alias_(key[1].copy(), "key")).distinct()
+    query = query.from_(others[0].copy())
+    for other in others[1:]:
+        query = query.join(other.copy(), join_type="cross")
+    rest = [c.copy() for c in conditions if alias not in (referenced_tables(c) or set())]
+    return query.where(exp.and_(*rest)) if rest else query
+
+
+def _resolved(ordered: exp.Ordered, select: exp.Select) -> exp.Ordered:
+    """An ORDER BY key with an output name replaced by the expression it names."""
+    ordered = ordered.copy()
+    key = ordered.this
+    if isinstance(key, exp.Column) and not key.table:
+        outputs = {p.alias_or_name: p.unalias() for p in select.expressions}
+        if key.name in outputs:
+            ordered.set("this", outputs[key.name].copy())
+    return ordered

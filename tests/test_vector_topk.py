@@ -1,0 +1,135 @@
+"""Similarity joined to metadata: the top-k rewrite answers exactly as the exhaustive query.
+
+Every query runs through fedquery and through plain DuckDB over the same files (``conftest``'s
+reference connection), which computes every distance. Where the rewrite applies, ``explain``
+shows the top-k and ``explain(analyze=True)`` shows that the vector table gave at most k rows
+(plus rows tied with the k-th).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import fedquery
+from fedquery.vectors import typed_vectors
+from tests.conftest import VEC_DIM
+
+QUERY = np.random.default_rng(7).standard_normal(VEC_DIM).astype(np.float32)
+
+CASES = {
+    "alone": (True, 5, """
+        SELECT v.product_id, v.model, array_cosine_distance(v.vec, $q) AS d
+        FROM product_vectors v ORDER BY d LIMIT 5"""),
+    "alone-own-filter": (True, 7, """
+        SELECT v.product_id, array_distance(v.vec, $q) AS d FROM product_vectors v
+        WHERE v.model = 'm2' ORDER BY array_distance(v.vec, $q) LIMIT 7"""),
+    "metadata-filter": (True, 6, """
+        SELECT p.product_id, p.title, v.model, array_cosine_distance(v.vec, $q) AS d
+        FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+        WHERE p.category = 'toys' AND p.price > 100 ORDER BY d LIMIT 6"""),
+    "metadata-filter-where-join": (True, 4, """
+        SELECT p.title, array_negative_inner_product(v.vec, $q) AS d
+        FROM product_vectors v, products p
+        WHERE p.product_id = v.product_id AND p.category IN ('garden', 'books') AND v.model = 'm1'
+        ORDER BY d LIMIT 4"""),
+    "three-sources-one-to-many": (True, 10, """
+        SELECT o.order_id, c.country, p.title, array_cosine_distance(v.vec, $q) AS d
+        FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+        JOIN orders o ON o.product_id = p.product_id JOIN clients c ON c.customer_id = o.customer_id
+        WHERE c.country = 'DE' AND o.region = 'east'
+        ORDER BY d, o.order_id LIMIT 10"""),
+    "vector-table-joined-last": (True, 8, """
+        SELECT o.order_id, array_cosine_distance(v.vec, $q) AS d
+        FROM orders o JOIN product_vectors v ON v.product_id = o.product_id
+        WHERE o.qty >= 3 ORDER BY d, o.order_id LIMIT 8"""),
+    "fewer-than-k-qualify": (True, 50, """
+        SELECT p.product_id, array_cosine_distance(v.vec, $q) AS d
+        FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+        WHERE p.title = 'Tiny Rake' ORDER BY d LIMIT 50"""),
+    "none-qualify": (True, 5, """
+        SELECT p.product_id, array_cosine_distance(v.vec, $q) AS d
+        FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+        WHERE p.category = 'no such category' ORDER BY d LIMIT 5"""),
+    "offset": (True, 9, """
+        SELECT v.product_id, v.model, array_cosine_distance(v.vec, $q) AS d
+        FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+        WHERE p.category = 'kitchen' ORDER BY d, v.model LIMIT 4 OFFSET 5"""),
+    "left-join-not-rewritten": (False, 0, """
+        SELECT v.product_id, p.title, array_cosine_distance(v.vec, $q) AS d
+        FROM product_vectors v LEFT JOIN products p ON p.product_id = v.product_id
+        AND p.category = 'toys' ORDER BY d, v.model LIMIT 6"""),
+    "cross-table-condition-not-rewritten": (False, 0, """
+        SELECT v.product_id, array_cosine_distance(v.vec, $q) AS d
+        FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+        WHERE v.product_id + p.product_id > 100 ORDER BY d, v.model LIMIT 6"""),
+    "grouped-not-rewritten": (False, 0, """
+        SELECT p.category, min(array_cosine_distance(v.vec, $q)) AS d
+        FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+        GROUP BY p.category ORDER BY d LIMIT 3"""),
+}
+
+
+def _reference(ref, sql: str) -> list[tuple]:
+    types = (("q", f"FLOAT[{VEC_DIM}]"),)
+    return ref.execute(sql, typed_vectors({"q": QUERY.tolist()}, types)).fetchall()
+
+
+def _same(rows: list[tuple], expected: list[tuple]) -> None:
+    assert len(rows) == len(expected)
+    for row, want in zip(rows, expected, strict=True):
+        assert row[:-1] == want[:-1]
+        assert row[-1] == pytest.approx(want[-1], rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_same_answer_as_exhaustive_duckdb(name: str, fq: fedquery.Connection, unseen) -> None:
+    rewritten, _, sql = CASES[name]
+    _, ref = unseen
+    _same(fq.sql(sql, params={"q": QUERY}).fetchall(), _reference(ref, sql))
+    assert ("top-k:" in fq.explain(sql, params={"q": QUERY}) or "order:" in fq.explain(
+        sql, params={"q": QUERY})) == rewritten
+
+
+@pytest.mark.parametrize("name", [n for n, (rewritten, _, _) in CASES.items() if rewritten])
+def test_vector_table_gives_at_most_k_rows(name: str, fq: fedquery.Connection) -> None:
+    _, k, sql = CASES[name]
+    analyzed = fq.explain(sql, params={"q": QUERY}, analyze=True)
+    moved = _rows_of(analyzed, "vec")
+    assert moved <= k, (moved, analyzed)
+
+
+def _rows_of(analyzed: str, source: str) -> int:
+    """Rows the fragment of ``source`` gave, from explain(analyze=True)."""
+    blocks = re.split(r"\n(?=\[__f\d+\] )", analyzed)
+    for block in blocks:
+        if block.startswith("[__f") and f"] {source} (" in block.splitlines()[0]:
+            found = re.findall(r"analyze: ([\d,]+) rows", block)
+            return int(found[-1].replace(",", ""))
+    raise AssertionError(f"no fragment of {source}: {analyzed}")
+
+
+@pytest.mark.parametrize("vector", [QUERY, QUERY.tolist(), tuple(QUERY.tolist()),
+                                    QUERY.astype(np.float64)])
+def test_query_vector_as_list_or_array(fq: fedquery.Connection, unseen, vector) -> None:
+    _, _, sql = CASES["metadata-filter"]
+    _same(fq.sql(sql, params={"q": vector}).fetchall(), _reference(unseen[1], sql))
+
+
+@pytest.mark.parametrize(("vector", "message"), [
+    ([1.0, 2.0], f"has 2 values; the column it is compared with is FLOAT[{VEC_DIM}]"),
+    ("abc", "must be a list or 1-D array"),
+    ([1.0] * (VEC_DIM - 1) + ["x"], "must hold numbers only"),
+])
+def test_bad_query_vector_is_a_plan_error(fq: fedquery.Connection, vector, message) -> None:
+    with pytest.raises(fedquery.PlanError, match=re.escape(message)):
+        fq.sql(CASES["alone"][2], params={"q": vector}).fetchall()
+
+
+def test_literal_query_vector(fq: fedquery.Connection, unseen) -> None:
+    literal = "[" + ", ".join(repr(float(x)) for x in QUERY) + f"]::FLOAT[{VEC_DIM}]"
+    sql = CASES["metadata-filter"][2].replace("$q", literal)
+    assert "top-k:" in fq.explain(sql)
+    _same(fq.sql(sql).fetchall(), unseen[1].execute(sql).fetchall())
