@@ -36,6 +36,9 @@ def parse_statements(sql: str) -> list[exp.Expr]:
     except SqlglotParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         description = first.get("description") or str(exc)
+        if "VectorSearch" in description:  # sqlglot's own name for it, and its argument names
+            description = ("vector_search takes ('table', query_vector, k [, metric := 'cosine'] "
+                           "[, column := 'name'])")
         raise ParseError(f"syntax error: {description}", sql=sql, line=first.get("line"),
                          col=first.get("col")) from None
     except TokenError as exc:

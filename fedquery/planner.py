@@ -29,6 +29,7 @@ from fedquery.rules import RULES, apply_rules, bind_blob_sources, bind_embedders
 from fedquery.rules.bind_blob_sources import blob_source
 from fedquery.rules.bind_embedders import describe_sql
 from fedquery.sandbox import check_sandbox, check_statement_keyword
+from fedquery.vector_search import expand_vector_search
 from fedquery.vectors import array_type, typed_vectors, vector_parameters
 
 logger = logging.getLogger("fedquery")
@@ -118,6 +119,8 @@ class Planner:
     def plan(self, sql: str, params: Any = None) -> Plan:
         """Plan one SELECT (no cache)."""
         tree = self.parse_checked(sql)
+        if expand_vector_search(tree, self._schema_named):
+            sql = tree.sql(DIALECT)  # DuckDB describes the expansion (it has no vector_search)
         bind_tables(tree, self.index)
         bound = [t for t in tree.find_all(exp.Table) if SOURCE in t.meta]
         for table in bound:
@@ -140,6 +143,12 @@ class Planner:
                     tuple(n for n, _ in outputs), tuple(t for _, t in outputs), placeholders,
                     cut.residual_parameters, cut.local_parameters, tuple(notes),
                     blob_columns, vectors)
+
+    def _schema_named(self, name: str) -> pa.Schema:
+        """The schema of a table as a query names it (catalog name or source.table)."""
+        table = bind_tables(exp.select("*").from_(exp.to_table(name, dialect=DIALECT)),
+                            self.index).find(exp.Table)
+        return self.table_schema(table)
 
     def _array_column_types(self, tables: list[exp.Table]):
         """``column -> FLOAT[n]`` for the array columns of a query's tables: by table alias,

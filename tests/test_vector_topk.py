@@ -133,3 +133,38 @@ def test_literal_query_vector(fq: fedquery.Connection, unseen) -> None:
     sql = CASES["metadata-filter"][2].replace("$q", literal)
     assert "top-k:" in fq.explain(sql)
     _same(fq.sql(sql).fetchall(), unseen[1].execute(sql).fetchall())
+
+
+def test_vector_search_table_function(fq: fedquery.Connection, unseen) -> None:
+    sql = ("SELECT s.product_id, s.model, s._distance FROM vector_search('product_vectors', $q, 6) s "
+           "ORDER BY s._distance, s.model")
+    rows = fq.sql(sql, params={"q": QUERY}).fetchall()
+    expected = _reference(unseen[1], """
+        SELECT product_id, model, array_cosine_distance(vec, $q) AS d FROM product_vectors
+        ORDER BY d, model LIMIT 6""")
+    _same(rows, expected)
+    assert "limit:   6" in fq.explain(sql, params={"q": QUERY})
+    table = fq.sql("SELECT * FROM vector_search('product_vectors', $q, 3, metric := 'l2')",
+                   params={"q": QUERY}).arrow()
+    assert table.column_names == ["product_id", "model", "vec", "_distance"]
+    expected = _reference(unseen[1], "SELECT product_id, array_distance(vec, $q) AS d "
+                                     "FROM product_vectors ORDER BY d LIMIT 3")
+    assert table.column("product_id").to_pylist() == [r[0] for r in expected]
+
+
+@pytest.mark.parametrize(("sql", "error", "message"), [
+    ("SELECT * FROM vector_search('product_vectors', $q)", fedquery.ParseError,
+     "vector_search takes ('table', query_vector, k"),
+    ("SELECT * FROM vector_search('product_vector', $q, 3)", fedquery.PlanError,
+     "unknown table 'product_vector' (did you mean 'product_vectors'?)"),
+    ("SELECT * FROM vector_search('product_vectors', $q, 3, metric := 'hamming')", fedquery.PlanError,
+     "unknown metric 'hamming'"),
+    ("SELECT * FROM vector_search('products', $q, 3)", fedquery.PlanError, "has no vector columns"),
+    ("SELECT * FROM vector_search('product_vectors', $q, 0)", fedquery.PlanError,
+     "k must be a positive integer"),
+    ("SELECT * FROM vector_search('product_vectors', $q, 3, colum := 'vec')", fedquery.PlanError,
+     "unknown option 'colum'"),
+])
+def test_vector_search_errors(fq: fedquery.Connection, sql: str, error, message: str) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        fq.sql(sql, params={"q": QUERY})

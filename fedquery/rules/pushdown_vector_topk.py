@@ -56,6 +56,8 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
     sides = _sides(select)
     if sides is None:
         return
+    order.set("expressions", [o if isinstance(o, exp.Ordered) else exp.Ordered(this=o)
+                              for o in order.expressions])
     first = order.expressions[0]
     distance = _distance(first, select)
     if distance is None or first.args.get("desc"):
