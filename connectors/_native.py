@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 BATCH_ROWS = 64 * 1024
+IN_LITERALS_MAX = 2_000  # keys written into a scan as literals; more are joined as a table
+KEYS_TABLE = "__fq_keys"
 
 def quote(name: str) -> str:
     """A DuckDB identifier, quoted."""
@@ -39,10 +42,21 @@ def relation(source: str, table: TableRef) -> str:
 
 
 def scan_sql(source: str, request: ScanRequest, table: TableRef) -> str:
-    """The DuckDB SELECT that answers a scan request over a bound native table."""
+    """The DuckDB SELECT that answers a scan request over a bound native table. Keys
+    (``request.keys``) are an IN list of literals up to ``IN_LITERALS_MAX`` (DuckDB pushes it
+    into the table's scan), else a semi-join with the table ``KEYS_TABLE`` the reader registers."""
     select = exp.select(*(request.columns or ("*",))).from_(relation(source, table))
     if request.filter:
         select = select.where(request.filter, dialect="duckdb")
+    if request.keys is not None:
+        column = exp.column(request.keys.column, quoted=True)
+        if len(request.keys) <= IN_LITERALS_MAX:
+            values = request.keys.values.to_pylist()
+            condition = column.isin(*(exp.convert(str(v) if isinstance(v, uuid.UUID) else v)
+                                      for v in values)) if values else exp.false()
+        else:
+            condition = column.isin(query=exp.select("key").from_(KEYS_TABLE))
+        select = select.where(condition)
     if request.with_ties and request.order_by and request.limit is not None:
         order = ", ".join(request.order_by)
         return select.qualify(f"rank() OVER (ORDER BY {order}) <= {int(request.limit)}",
@@ -58,6 +72,10 @@ def scan_reader(cursor: duckdb.DuckDBPyConnection, source: str, request: ScanReq
                 table: TableRef) -> pa.RecordBatchReader:
     """Run a scan request on a cursor of the executor's DuckDB, binding its parameters."""
     sql = scan_sql(source, request, table)
+    if request.keys is not None and len(request.keys) > IN_LITERALS_MAX:
+        import pyarrow as pa
+
+        cursor.register(KEYS_TABLE, pa.table({"key": request.keys.values}))
     return cursor.sql(sql, params=used_params(sql, request.params)).to_arrow_reader(BATCH_ROWS)
 
 

@@ -38,12 +38,25 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class KeySet:
+    """Rows whose ``column`` is one of ``values`` (an Arrow array, without NULLs): the exact
+    prefilter of a top-k scan, kept out of the SQL text because it may hold many keys."""
+
+    column: str
+    values: pa.Array
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
 class ScanRequest:
     """A one-table fragment: which columns, which rows (DuckDB SQL predicate), how many.
 
     ``table`` is ``source.schema.table``. ``order_by`` holds DuckDB SQL sort keys (``ts DESC``);
     it matters only with ``limit``: the first ``limit`` rows in that order (a top-N), and with
     ``with_ties`` also every row tied with the last of them.
+    ``keys`` (native sources only) keeps the rows whose column is one of a set of keys.
     ``params`` are the values of the ``$name`` placeholders in ``filter``: the plan holds the
     request without them, the executor adds them for one run.
     """
@@ -54,6 +67,7 @@ class ScanRequest:
     limit: int | None = None
     order_by: tuple[str, ...] = ()
     with_ties: bool = False
+    keys: KeySet | None = field(default=None, compare=False)
     params: Mapping[str, Any] | None = field(default=None, compare=False)
 
 

@@ -19,10 +19,11 @@ import pyarrow.compute as pc
 import sqlglot
 from sqlglot import exp
 
+from connectors.base import KeySet
 from fedquery.errors import FedQueryError, SourceError
 from fedquery.parse import DIALECT
 
-VECTOR_KEYS_MAX = 100_000  # keys a top-k prefilter takes as an IN list
+VECTOR_KEYS_MAX = 10_000_000  # keys a top-k prefilter takes; more: every row instead
 
 if TYPE_CHECKING:
     import duckdb
@@ -60,9 +61,8 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
         predicate = key_predicate(fragment, built)
         stat.key_filter = describe_predicate(predicate, fragment)
         if fragment.vector_keys is not None:
-            fragment, keys = _with_vector_keys(session, fragment, params)
-            predicate = keys if predicate is None or keys is None else exp.and_(predicate, keys)
-            stat.key_filter = _describe_keys(keys, fragment)
+            fragment = _with_vector_keys(session, fragment, params)
+            stat.key_filter = _describe_keys(fragment)
         connector = session.connectors[fragment.source]
         before, started = getattr(connector, "bytes_read", None), time.perf_counter()
         opened = _open(session, fragment, params, predicate)  # where a SQL source runs it
@@ -112,28 +112,25 @@ def key_predicate(fragment: Fragment, built: dict[str, pa.Table]) -> exp.Expr | 
     return exp.Between(this=column, low=low, high=high)
 
 
-def _with_vector_keys(session: Session, fragment: Fragment, params: Any
-                      ) -> tuple[Fragment, exp.Expr | None]:
-    """Run a top-k scan's keys plan: the fragment with ``column IN (keys)``; past
+def _with_vector_keys(session: Session, fragment: Fragment, params: Any) -> Fragment:
+    """Run a top-k scan's keys plan: the fragment whose request keeps those keys; past
     ``VECTOR_KEYS_MAX`` keys, the fragment without its top-k (every row, exactly as if
     unplanned: the residual still orders and limits)."""
     planned = fragment.vector_keys
     table = session.run(planned.plan, subset(params, planned.plan.parameters)).table()
     keys = pc.unique(table.column(0)).drop_null()
-    if len(keys) == 0:
-        return fragment, exp.false()
     if len(keys) > VECTOR_KEYS_MAX:
         whole = replace(fragment.request, order_by=(), limit=None, with_ties=False)
-        return replace(fragment, request=whole), None
-    return fragment, exp.column(planned.column).isin(*(_literal(v) for v in keys.to_pylist()))
+        return replace(fragment, request=whole)
+    return replace(fragment, request=replace(fragment.request, keys=KeySet(planned.column, keys)))
 
 
-def _describe_keys(predicate: exp.Expr | None, fragment: Fragment) -> str:
-    if predicate is None:
+def _describe_keys(fragment: Fragment) -> str:
+    request = fragment.request
+    if request.keys is None:
         return f"top-k dropped: more than {VECTOR_KEYS_MAX:,} keys pass the rest of the join"
-    count = len(predicate.expressions) if isinstance(predicate, exp.In) else 0
-    return (f"{fragment.vector_keys.column} IN ({count} keys from the rest of the join), "
-            f"top {fragment.request.limit}")
+    return (f"{request.keys.column} IN ({len(request.keys):,} keys from the rest of the join), "
+            f"top {request.limit}")
 
 
 def _literal(value: Any) -> exp.Expr:

@@ -168,3 +168,20 @@ def test_vector_search_table_function(fq: fedquery.Connection, unseen) -> None:
 def test_vector_search_errors(fq: fedquery.Connection, sql: str, error, message: str) -> None:
     with pytest.raises(error, match=re.escape(message)):
         fq.sql(sql, params={"q": QUERY})
+
+
+@pytest.mark.parametrize("name", ["metadata-filter", "three-sources-one-to-many", "offset"])
+def test_many_keys_join_as_a_table_and_too_many_drop_the_top_k(
+        name: str, fq: fedquery.Connection, unseen, monkeypatch) -> None:
+    """Past the literal limit the keys are a registered table (a semi-join); past the key
+    limit the scan returns every row. Both answer as the exhaustive query."""
+    import connectors._native as native
+    import fedquery.fetch as fetch
+
+    _, _, sql = CASES[name]
+    expected = _reference(unseen[1], sql)
+    monkeypatch.setattr(native, "IN_LITERALS_MAX", 2)
+    _same(fq.sql(sql, params={"q": QUERY}).fetchall(), expected)
+    monkeypatch.setattr(fetch, "VECTOR_KEYS_MAX", 2)
+    _same(fq.sql(sql, params={"q": QUERY}).fetchall(), expected)
+    assert "top-k dropped" in fq.explain(sql, params={"q": QUERY}, analyze=True)
