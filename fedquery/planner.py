@@ -25,7 +25,14 @@ from fedquery.functions.embedding import REGISTRY
 from fedquery.parse import DIALECT, parse, parse_statements
 from fedquery.plan import Plan, extract_fragments
 from fedquery.plan import placeholders as plan_placeholders
-from fedquery.rules import RULES, apply_rules, bind_blob_sources, bind_embedders, isolate_tables
+from fedquery.rules import (
+    RULES,
+    apply_rules,
+    bind_blob_sources,
+    bind_embedders,
+    dynamic_filters,
+    isolate_tables,
+)
 from fedquery.rules.bind_blob_sources import blob_source
 from fedquery.rules.bind_embedders import describe_sql
 from fedquery.sandbox import check_sandbox, check_statement_keyword
@@ -91,7 +98,8 @@ class Planner:
 
     def subplan(self, tree: exp.Expr) -> Plan:
         """A rewritten query that the executor runs first, as a plan of its own (the keys of a
-        vector top-k's prefilter)."""
+        vector top-k's prefilter), with dynamic filters planned among its joins."""
+        tree = dynamic_filters(tree, catalog=self)
         cut = extract_fragments(tree, catalog=self, is_native=lambda s: self.capabilities(s).native)
         names = tuple(p.alias_or_name for p in tree.expressions) if isinstance(tree, exp.Select) else ()
         return Plan(tuple(cut.fragments), cut.residual, cut.local_sql, names, ("",) * len(names),

@@ -185,3 +185,36 @@ def test_many_keys_join_as_a_table_and_too_many_drop_the_top_k(
     monkeypatch.setattr(fetch, "VECTOR_KEYS_MAX", 2)
     _same(fq.sql(sql, params={"q": QUERY}).fetchall(), expected)
     assert "top-k dropped" in fq.explain(sql, params={"q": QUERY}, analyze=True)
+
+
+@pytest.fixture(scope="module")
+def federated(postgres_database, unseen, unseen_root, s3_endpoint, s3_credentials):
+    """The shop's warehouse in PostgreSQL, its lake on S3, its vectors in LanceDB."""
+    from tests.services.postgres import load_shop, shop_catalog_in_postgres
+    from tests.services.s3 import upload_tree
+
+    catalog, ref = unseen
+    load_shop(postgres_database, unseen_root)
+    upload_tree(unseen_root / "lake", "vectors-topk", "lake", endpoint=s3_endpoint)
+    lake = {"kind": "parquet", "root": "s3://vectors-topk/lake/",
+            "options": {"endpoint_url": s3_endpoint, "key": s3_credentials["AWS_ACCESS_KEY_ID"],
+                        "secret": s3_credentials["AWS_SECRET_ACCESS_KEY"]}}
+    federated = shop_catalog_in_postgres(catalog, postgres_database.dsn, lake)
+    federated["sources"]["vec"] = catalog["sources"]["vec"]
+    federated["tables"]["product_vectors"] = catalog["tables"]["product_vectors"]
+    with fedquery.connect(federated) as con:
+        yield con, ref
+
+
+@pytest.mark.parametrize("name", ["metadata-filter", "three-sources-one-to-many",
+                                  "vector-table-joined-last", "none-qualify"])
+def test_postgres_and_s3_metadata(name: str, federated) -> None:
+    """Exact across PostgreSQL, S3 and LanceDB; the vector table gives at most k rows and a
+    PostgreSQL table joined on the key sends only the rows of the k found."""
+    con, ref = federated
+    _, k, sql = CASES[name]
+    _same(con.sql(sql, params={"q": QUERY}).fetchall(), _reference(ref, sql))
+    analyzed = con.explain(sql, params={"q": QUERY}, analyze=True)
+    assert _rows_of(analyzed, "vec") <= k, analyzed
+    if "JOIN products p ON p.product_id = v.product_id" in sql:
+        assert _rows_of(analyzed, "pg") <= k, analyzed

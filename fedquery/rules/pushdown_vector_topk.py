@@ -10,7 +10,8 @@ and a constant (a parameter, a literal, an embedding of a literal), with an inte
   other table> WHERE <every condition not on v>`` runs first, and ``v``'s scan gets
   ``v.key IN (keys)`` with the ORDER BY and limit. A row of ``v`` passes exactly when it has a
   partner in the rest of the join, so the k nearest of those are the k nearest of the answer;
-  when other ORDER BY keys break ties the scan keeps every row tied with the k-th.
+  when other ORDER BY keys break ties the scan keeps every row tied with the k-th. A remote
+  partner joined on the key then takes the keys of the rows found (a dynamic filter).
 
 Not applied (the query computes every distance, still exactly) when a condition ties ``v`` to
 another table other than by its key, ``v`` joins by two columns, a join is outer, or the SELECT
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from fedquery.rules._shape import RuleCatalog, conjuncts, referenced_tables, scan_table, source_of
+from fedquery.rules.dynamic_filters import DYNAMIC_FILTER, ESTIMATE, MATERIALIZE, KeyFilter
 
 VECTOR_TOPK = "vector_topk"  # meta on the vector scan: the planned TopK
 NEAREST_FIRST = {"array_cosine_distance", "array_distance", "array_negative_inner_product"}
@@ -81,6 +83,21 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
     keys = None if key is None else _keys_query(select, column.table, key, conditions)
     vector.meta[VECTOR_TOPK] = TopK(key[0].name if key else None, keys, k,
                                     with_ties=bool(extra) and not vector_only)
+    if key is not None:
+        _send_top_keys(vector, key, sides, k, catalog)
+
+
+def _send_top_keys(vector: exp.Subquery, key: tuple[exp.Column, exp.Expr],
+                   sides: dict[str, exp.Subquery], k: int, catalog: RuleCatalog) -> None:
+    """A remote partner joined on the key takes the keys of the k rows found (a dynamic
+    filter whose build is the vector scan), so it sends only the rows of those."""
+    mine, other = key
+    partner = sides.get(other.table) if isinstance(other, exp.Column) else None
+    if partner is None or not catalog.capabilities(source_of(scan_table(partner))).remote:
+        return
+    partner.meta[DYNAMIC_FILTER] = KeyFilter(other.name, vector, mine.name, k, None)
+    partner.meta[ESTIMATE] = k  # so keys flow on from it along the join (dynamic_filters)
+    vector.meta[MATERIALIZE] = True
 
 
 def _row_count(select: exp.Select) -> int | None:
