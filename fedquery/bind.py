@@ -73,13 +73,22 @@ def bind_tables(expression: exp.Expr, index: TableIndex) -> exp.Expr:
         if isinstance(table.this, exp.Func) or not table.name:
             continue
         name = ".".join(p.name for p in table.parts)
-        if not table.db and name.lower() in ctes:
+        if not table.db and name.lower() in ctes and not _in_own_cte(table, name):
             continue
         bound = index.lookup(name)
         if bound is None:
             raise _unknown(name, index, single_part=len(table.parts) == 1)
         _rewrite(table, bound)
     return expression
+
+
+def _in_own_cte(table: exp.Table, name: str) -> bool:
+    """A name read inside the body of the (non-recursive) CTE of that name: the table it
+    shadows (``WITH frames AS (SELECT * FROM frames WHERE ...)``)."""
+    cte = table.find_ancestor(exp.CTE)
+    with_ = cte.parent if cte is not None else None
+    return (cte is not None and cte.alias_or_name.lower() == name.lower()
+            and not (isinstance(with_, exp.With) and with_.args.get("recursive")))
 
 
 def _rewrite(table: exp.Table, bound: BoundTable) -> None:

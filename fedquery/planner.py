@@ -100,10 +100,11 @@ class Planner:
         """A rewritten query that the executor runs first, as a plan of its own (the keys of a
         vector top-k's prefilter), with dynamic filters planned among its joins."""
         tree = dynamic_filters(tree, catalog=self)
-        cut = extract_fragments(tree, catalog=self, is_native=lambda s: self.capabilities(s).native)
+        parameters = plan_placeholders(tree)  # before the cut takes the fragments out
         names = tuple(p.alias_or_name for p in tree.expressions) if isinstance(tree, exp.Select) else ()
+        cut = extract_fragments(tree, catalog=self, is_native=lambda s: self.capabilities(s).native)
         return Plan(tuple(cut.fragments), cut.residual, cut.local_sql, names, ("",) * len(names),
-                    plan_placeholders(tree), cut.residual_parameters, cut.local_parameters)
+                    parameters, cut.residual_parameters, cut.local_parameters)
 
     def _shadow(self, bound: BoundTable, schema) -> None:
         """Let DuckDB describe queries over a table it cannot scan: an empty stand-in, named as

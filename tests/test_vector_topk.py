@@ -57,6 +57,21 @@ CASES = {
         SELECT v.product_id, v.model, array_cosine_distance(v.vec, $q) AS d
         FROM product_vectors v JOIN products p ON p.product_id = v.product_id
         WHERE p.category = 'kitchen' ORDER BY d, v.model LIMIT 4 OFFSET 5"""),
+    "key-equals-two-tables": (True, 5, """
+        SELECT v.product_id, v.model, array_cosine_distance(v.vec, $q) AS dist
+        FROM product_vectors v JOIN orders o ON o.product_id = v.product_id
+        JOIN products p ON p.product_id = v.product_id
+        WHERE p.category = 'toys' AND o.region = 'west' AND o.qty = 5
+        ORDER BY dist, v.model LIMIT 5"""),
+    "key-equals-two-columns-of-one-table": (True, 5, """
+        SELECT v.product_id, o.order_id, array_cosine_distance(v.vec, $q) AS dist
+        FROM product_vectors v JOIN orders o
+        ON v.product_id = o.product_id AND v.product_id = o.customer_id
+        ORDER BY dist, o.order_id LIMIT 5"""),
+    "limit-percent-not-rewritten": (False, 0, """
+        SELECT v.product_id, array_cosine_distance(v.vec, $q) AS dist
+        FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+        ORDER BY dist, v.model LIMIT 10%"""),
     "left-join-not-rewritten": (False, 0, """
         SELECT v.product_id, p.title, array_cosine_distance(v.vec, $q) AS d
         FROM product_vectors v LEFT JOIN products p ON p.product_id = v.product_id
@@ -218,3 +233,34 @@ def test_postgres_and_s3_metadata(name: str, federated) -> None:
     assert _rows_of(analyzed, "vec") <= k, analyzed
     if "JOIN products p ON p.product_id = v.product_id" in sql:
         assert _rows_of(analyzed, "pg") <= k, analyzed
+
+
+def test_parameters_of_the_keys_plan(fq: fedquery.Connection, unseen) -> None:
+    sql = """SELECT o.order_id, array_cosine_distance(v.vec, $q) AS dist
+             FROM product_vectors v JOIN orders o ON o.product_id = v.product_id
+             WHERE o.qty = $n AND o.region = $r ORDER BY dist, o.order_id LIMIT 7"""
+    values = {"q": QUERY, "n": 5, "r": "east"}
+    assert "top-k:" in fq.explain(sql, params=values)
+    typed = typed_vectors({"q": QUERY.tolist(), "n": 5, "r": "east"}, (("q", f"FLOAT[{VEC_DIM}]"),))
+    _same(fq.sql(sql, params=values).fetchall(), unseen[1].execute(sql, typed).fetchall())
+
+
+def test_correlated_top_k_is_answered_exhaustively(fq: fedquery.Connection, unseen) -> None:
+    sql = """SELECT c.customer_id, (SELECT v.product_id FROM product_vectors v
+                 JOIN orders o ON o.product_id = v.product_id WHERE o.customer_id = c.customer_id
+                 ORDER BY array_cosine_distance(v.vec, $q), v.product_id, v.model LIMIT 1) AS best
+             FROM clients c WHERE c.customer_id <= 20 ORDER BY c.customer_id"""
+    assert fq.sql(sql, params={"q": QUERY}).fetchall() == _reference(unseen[1], sql)
+
+
+def test_cte_named_as_the_vector_table_reads_the_table(fq: fedquery.Connection, unseen) -> None:
+    sql = """WITH product_vectors AS (SELECT * FROM product_vectors WHERE model = 'm2')
+             SELECT v.product_id, array_cosine_distance(v.vec, $q) AS d FROM product_vectors v
+             ORDER BY d LIMIT 3"""
+    _same(fq.sql(sql, params={"q": QUERY}).fetchall(), _reference(unseen[1], sql))
+
+
+@pytest.mark.parametrize("sql", ["SELECT order_id FROM orders ORDER BY order_id LIMIT 1%",
+                                 "SELECT order_id FROM orders LIMIT 10 PERCENT"])
+def test_limit_percent_is_not_a_row_count(fq: fedquery.Connection, unseen, sql: str) -> None:
+    assert len(fq.sql(sql).fetchall()) == len(unseen[1].execute(sql).fetchall())

@@ -120,6 +120,21 @@ def is_deterministic(node: exp.Expr) -> bool:
     return True
 
 
+def row_count(select: exp.Select) -> int | None:
+    """limit + offset of a SELECT when both are integer literals and the LIMIT is a plain row
+    count (not ``LIMIT 10%`` nor ``WITH TIES``); else None."""
+    limit, offset = select.args.get("limit"), select.args.get("offset")
+    if limit is None or (isinstance(limit, exp.Limit) and limit.args.get("limit_options")):
+        return None
+    total = 0
+    for clause in (limit, offset):
+        value = clause.expression if clause is not None else exp.Literal.number(0)
+        if not (isinstance(value, exp.Literal) and value.is_int):
+            return None
+        total += int(value.this)
+    return total
+
+
 def conjuncts(condition: exp.Expr | None) -> list[exp.Expr]:
     """The AND-ed parts of a condition (none for None)."""
     if condition is None:

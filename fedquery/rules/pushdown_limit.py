@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from fedquery.rules._shape import RuleCatalog, scan_table
+from fedquery.rules._shape import RuleCatalog, row_count, scan_table
 
 
 def pushdown_limit(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
     """Copy row limits of single-scan SELECTs into their scans."""
     for select in list(expression.find_all(exp.Select)):
-        count = _row_count(select)
+        count = row_count(select)
         scan = select.args.get("from_") and select.args["from_"].this
         if count is None or scan_table(scan) is None or scan.this.args.get("limit"):
             continue
@@ -30,18 +30,6 @@ def pushdown_limit(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
             scan.this.set("order", order)
         scan.this.limit(count, copy=False)
     return expression
-
-
-def _row_count(select: exp.Select) -> int | None:
-    """limit + offset when both are integer literals."""
-    limit, offset = select.args.get("limit"), select.args.get("offset")
-    values = []
-    for clause in (limit, offset):
-        value = clause.expression if clause is not None else exp.Literal.number(0)
-        if not (isinstance(value, exp.Literal) and value.is_int):
-            return None
-        values.append(int(value.this))
-    return sum(values) if limit is not None else None
 
 
 def _preserves_rows(select: exp.Select) -> bool:

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from fedquery.rules._shape import RuleCatalog, conjuncts, referenced_tables, scan_table, source_of
+from fedquery.rules._shape import (
+    RuleCatalog,
+    conjuncts,
+    is_correlated,
+    referenced_tables,
+    row_count,
+    scan_table,
+    source_of,
+)
 from fedquery.rules.dynamic_filters import DYNAMIC_FILTER, ESTIMATE, MATERIALIZE, KeyFilter
 
 VECTOR_TOPK = "vector_topk"  # meta on the vector scan: the planned TopK
@@ -51,10 +59,12 @@ def pushdown_vector_topk(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.E
 
 
 def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
-    k = _row_count(select)
+    k = row_count(select)
     order = select.args.get("order")
-    if k is None or order is None or not _keeps_rows(select):
+    if k is None or not 0 < k <= MAX_K or order is None or not _keeps_rows(select):
         return
+    if is_correlated(select):
+        return  # the keys query could not run on its own
     sides = _sides(select)
     if sides is None:
         return
@@ -83,8 +93,8 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
     keys = None if key is None else _keys_query(select, column.table, key, conditions)
     vector.meta[VECTOR_TOPK] = TopK(key[0].name if key else None, keys, k,
                                     with_ties=bool(extra) and not vector_only)
-    if key is not None:
-        _send_top_keys(vector, key, sides, k, catalog)
+    if key is not None and len(key[1]) == 1:
+        _send_top_keys(vector, (key[0], key[1][0]), sides, k, catalog)
 
 
 def _send_top_keys(vector: exp.Subquery, key: tuple[exp.Column, exp.Expr],
@@ -98,19 +108,6 @@ def _send_top_keys(vector: exp.Subquery, key: tuple[exp.Column, exp.Expr],
     partner.meta[DYNAMIC_FILTER] = KeyFilter(other.name, vector, mine.name, k, None)
     partner.meta[ESTIMATE] = k  # so keys flow on from it along the join (dynamic_filters)
     vector.meta[MATERIALIZE] = True
-
-
-def _row_count(select: exp.Select) -> int | None:
-    limit, offset = select.args.get("limit"), select.args.get("offset")
-    total = 0
-    for clause in (limit, offset):
-        if clause is None:
-            continue
-        value = clause.expression
-        if not (isinstance(value, exp.Literal) and value.is_int):
-            return None
-        total += int(value.this)
-    return total if limit is not None and 0 < total <= MAX_K else None
 
 
 def _keeps_rows(select: exp.Select) -> bool:
@@ -164,8 +161,9 @@ def _conditions(select: exp.Select) -> list[exp.Expr]:
 
 
 def _join_key(conditions: list[exp.Expr], alias: str):
-    """``(v.key, other side)`` of the one column that joins ``v``; None when nothing joins it;
-    False when ``v`` is tied otherwise (two columns, or a condition not an equality)."""
+    """``(v.key, [other sides])`` of the one column that joins ``v`` (``v.key = a.x AND
+    v.key = b.y``: both); None when nothing joins it; False when ``v`` is tied otherwise (two
+    of its columns, or a condition not an equality)."""
     keys = []
     for condition in conditions:
         tables = referenced_tables(condition)
@@ -183,7 +181,7 @@ def _join_key(conditions: list[exp.Expr], alias: str):
         return None
     if len({key.name for key, _ in keys}) != 1:
         return False
-    return keys[0]
+    return keys[0][0], [other for _, other in keys]
 
 
 def _equality(condition: exp.Expr, alias: str) -> tuple[exp.Column, exp.Expr] | None:
@@ -197,16 +195,19 @@ def _equality(condition: exp.Expr, alias: str) -> tuple[exp.Column, exp.Expr] | 
     return None
 
 
-def _keys_query(select: exp.Select, alias: str, key: tuple[exp.Column, exp.Expr],
+def _keys_query(select: exp.Select, alias: str, key: tuple[exp.Column, list[exp.Expr]],
                 conditions: list[exp.Expr]) -> exp.Select:
-    """``SELECT DISTINCT <other side> AS key FROM <the other scans> WHERE <the rest>``."""
+    """``SELECT DISTINCT <other side> AS key FROM <the other scans> WHERE <the rest>``; when
+    ``v.key`` equals several other sides, they equal each other there."""
     others = [item.this for item in [select.args["from_"]] + list(select.args.get("joins") or [])
               if item.this.alias != alias]
-    query = exp.select(exp.alias_(key[1].copy(), "key")).distinct()
+    first, *more = key[1]
+    query = exp.select(exp.alias_(first.copy(), "key")).distinct()
     query = query.from_(others[0].copy())
     for other in others[1:]:
         query = query.join(other.copy(), join_type="cross")
     rest = [c.copy() for c in conditions if alias not in (referenced_tables(c) or set())]
+    rest += [exp.EQ(this=first.copy(), expression=other.copy()) for other in more]
     return query.where(exp.and_(*rest)) if rest else query
 
 
