@@ -173,5 +173,16 @@ def planner(sample: Path):
 @pytest.mark.parametrize(("stem", "sql", "expected", "header"), fixture_pairs("plan.sql"))
 def test_plan(stem: str, sql: str, expected: list[str], header: dict[str, str], planner) -> None:
     plan = planner.plan(sql)
-    fragments = [f"{f.name} {f.source} {f.kind}: {f.sql}" for f in plan.fragments]
-    assert [plan.residual, *fragments] == expected
+    assert [plan.residual, *_fragment_lines(plan)] == expected
+
+
+def _fragment_lines(plan, prefix: str = "") -> list[str]:
+    """``__f0 lake scan: SELECT ...`` a fragment; a top-k scan's keys plan below it."""
+    lines = []
+    for f in plan.fragments:
+        lines.append(f"{prefix}{f.name} {f.source} {f.kind}: {f.sql}")
+        if f.vector_keys is not None:
+            keys = f.vector_keys.plan
+            lines.append(f"{prefix}{f.name} keys {f.vector_keys.column}: {keys.residual}")
+            lines += _fragment_lines(keys, prefix + f"{f.name} keys ")
+    return lines
