@@ -264,3 +264,30 @@ def test_cte_named_as_the_vector_table_reads_the_table(fq: fedquery.Connection, 
                                  "SELECT order_id FROM orders LIMIT 10 PERCENT"])
 def test_limit_percent_is_not_a_row_count(fq: fedquery.Connection, unseen, sql: str) -> None:
     assert len(fq.sql(sql).fetchall()) == len(unseen[1].execute(sql).fetchall())
+
+
+def test_query_vector_from_embed_text(fq: fedquery.Connection, unseen) -> None:
+    """A text embedded in the query is a constant: the top-k applies, embedded once."""
+    from fedquery.functions.embedding import REGISTRY
+
+    calls: list[int] = []
+
+    def hashed(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return np.array([np.random.default_rng(len(t)).standard_normal(VEC_DIM) for t in texts])
+
+    saved = dict(REGISTRY._embedders), dict(REGISTRY._defaults)
+    try:
+        fedquery.register_embedder("len-seeded", hashed, VEC_DIM, kind="text")
+        sql = CASES["metadata-filter"][2].replace("$q", "embed_text('red lamp', 'len-seeded')")
+        assert "top-k:" in fq.explain(sql)
+        vector = hashed(["red lamp"])[0].astype(np.float32)
+        calls.clear()
+        rows = fq.sql(sql).fetchall()
+        assert calls == [1]
+        expected = unseen[1].execute(CASES["metadata-filter"][2], typed_vectors(
+            {"q": vector.tolist()}, (("q", f"FLOAT[{VEC_DIM}]"),))).fetchall()
+        _same(rows, expected)
+    finally:
+        REGISTRY._embedders, REGISTRY._defaults = saved
+        REGISTRY.generation += 1
