@@ -72,7 +72,20 @@ CASES = {
         SELECT v.product_id, array_cosine_distance(v.vec, $q) AS dist
         FROM product_vectors v JOIN products p ON p.product_id = v.product_id
         ORDER BY dist, v.model LIMIT 10%"""),
-    "left-join-not-rewritten": (False, 0, """
+    "inner-then-left-join": (True, 8, """
+        SELECT v.product_id, o.order_id, array_cosine_distance(v.vec, $q) AS d
+        FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+        LEFT JOIN orders o ON o.product_id = v.product_id AND o.qty > 8
+        WHERE p.category = 'garden' ORDER BY d, o.order_id LIMIT 8"""),
+    "where-on-a-left-joined-table-not-rewritten": (False, 0, """
+        SELECT v.product_id, array_cosine_distance(v.vec, $q) AS d
+        FROM product_vectors v LEFT JOIN products p ON p.product_id = v.product_id
+        AND p.category = 'toys' WHERE p.title IS NULL ORDER BY d, v.model LIMIT 6"""),
+    "vector-table-left-joined-not-rewritten": (False, 0, """
+        SELECT p.product_id, array_cosine_distance(v.vec, $q) AS d
+        FROM products p LEFT JOIN product_vectors v ON p.product_id = v.product_id
+        ORDER BY d, p.product_id, v.model LIMIT 6"""),
+    "left-join-keeps-every-vector-row": (True, 6, """
         SELECT v.product_id, p.title, array_cosine_distance(v.vec, $q) AS d
         FROM product_vectors v LEFT JOIN products p ON p.product_id = v.product_id
         AND p.category = 'toys' ORDER BY d, v.model LIMIT 6"""),

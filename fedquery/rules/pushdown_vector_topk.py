@@ -65,9 +65,10 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
         return
     if is_correlated(select):
         return  # the keys query could not run on its own
-    sides = _sides(select)
-    if sides is None:
+    shape = _sides(select)
+    if shape is None:
         return
+    sides, nullable = shape
     order.set("expressions", [o if isinstance(o, exp.Ordered) else exp.Ordered(this=o)
                               for o in order.expressions])
     first = order.expressions[0]
@@ -76,11 +77,13 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
         return
     column, query = distance
     vector = sides.get(column.table)
-    if vector is None or query.find(exp.Column, exp.Query) is not None:
+    if vector is None or column.table in nullable or query.find(exp.Column, exp.Query) is not None:
         return
     if not catalog.capabilities(source_of(scan_table(vector))).native:
         return  # the distance functions are DuckDB's
     conditions = _conditions(select)
+    if any(_reads(c, nullable) for c in conditions):
+        return  # a condition on an outer-joined table removes rows after all
     key = _join_key(conditions, column.table)
     if key is False:
         return
@@ -90,7 +93,7 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
     nearest = _resolved(first, select)
     scan.set("order", exp.Order(expressions=[nearest] + (extra if vector_only else [])))
     scan.set("limit", exp.Limit(expression=exp.Literal.number(k)))
-    keys = None if key is None else _keys_query(select, column.table, key, conditions)
+    keys = None if key is None else _keys_query(select, {column.table} | nullable, key, conditions)
     vector.meta[VECTOR_TOPK] = TopK(key[0].name if key else None, keys, k,
                                     with_ties=bool(extra) and not vector_only)
     if key is not None and len(key[1]) == 1:
@@ -118,21 +121,30 @@ def _keeps_rows(select: exp.Select) -> bool:
     return not any(n.find(exp.AggFunc, exp.Window, exp.Unnest, exp.UDTF) for n in nodes)
 
 
-def _sides(select: exp.Select) -> dict[str, exp.Subquery] | None:
-    """The scans a SELECT joins, by alias; None when anything else is joined or a join is not
-    an inner one."""
-    sides = {}
+def _sides(select: exp.Select) -> tuple[dict[str, exp.Subquery], set[str]] | None:
+    """The scans a SELECT joins, by alias, and the aliases LEFT JOINed (they never remove a
+    row of what they are joined to); None when anything else is joined or a join is neither
+    inner nor LEFT."""
+    sides, nullable = {}, set()
     for item in [select.args.get("from_")] + list(select.args.get("joins") or []):
         if item is None:
             return None
-        if isinstance(item, exp.Join) and (item.side or item.kind not in ("", "INNER", "CROSS")
-                                           or item.method or item.args.get("using")):
-            return None
+        if isinstance(item, exp.Join):
+            left = item.side == "LEFT" and item.kind in ("", "OUTER")
+            inner = not item.side and item.kind in ("", "INNER", "CROSS")
+            if not (left or inner) or item.method or item.args.get("using"):
+                return None
+            if left:
+                nullable.add(item.this.alias)
         node = item.this
         if scan_table(node) is None or not node.alias:
             return None
         sides[node.alias] = node
-    return sides
+    return sides, nullable
+
+
+def _reads(condition: exp.Expr, aliases: set[str]) -> bool:
+    return any(c.table in aliases for c in condition.find_all(exp.Column))
 
 
 def _distance(ordered: exp.Ordered, select: exp.Select) -> tuple[exp.Column, exp.Expr] | None:
@@ -153,10 +165,12 @@ def _distance(ordered: exp.Ordered, select: exp.Select) -> tuple[exp.Column, exp
 
 
 def _conditions(select: exp.Select) -> list[exp.Expr]:
+    """WHERE and inner-join ON conjuncts: what decides whether a row is in the answer."""
     where = select.args.get("where")
     found = conjuncts(where.this if where else None)
     for join in select.args.get("joins") or []:
-        found += conjuncts(join.args.get("on"))
+        if join.side != "LEFT":
+            found += conjuncts(join.args.get("on"))
     return found
 
 
@@ -195,12 +209,13 @@ def _equality(condition: exp.Expr, alias: str) -> tuple[exp.Column, exp.Expr] | 
     return None
 
 
-def _keys_query(select: exp.Select, alias: str, key: tuple[exp.Column, list[exp.Expr]],
+def _keys_query(select: exp.Select, left_out: set[str], key: tuple[exp.Column, list[exp.Expr]],
                 conditions: list[exp.Expr]) -> exp.Select:
-    """``SELECT DISTINCT <other side> AS key FROM <the other scans> WHERE <the rest>``; when
-    ``v.key`` equals several other sides, they equal each other there."""
+    """``SELECT DISTINCT <other side> AS key FROM <the other inner-joined scans> WHERE <the
+    rest>``; when ``v.key`` equals several other sides, they equal each other there."""
+    alias = key[0].table
     others = [item.this for item in [select.args["from_"]] + list(select.args.get("joins") or [])
-              if item.this.alias != alias]
+              if item.this.alias not in left_out]
     first, *more = key[1]
     query = exp.select(exp.alias_(first.copy(), "key")).distinct()
     query = query.from_(others[0].copy())
