@@ -244,6 +244,8 @@ class _Loader:
         out = {}
         for name, spec in self.mapping(raw, "entities").items():
             keypath = f"entities.{name}"
+            if name.lower() in {t.lower() for t in tables}:
+                raise self.fail(keypath, "an entity needs a name no table has (FROM <name> reads it)")
             spec = self.mapping(spec, keypath)
             table = self.choice(spec.get("table"), tables, f"{keypath}.table", "table")
             key = spec.get("key")

@@ -19,6 +19,7 @@ from sqlglot.schema import MappingSchema
 from connectors.base import Capabilities, TableRef
 from fedquery.bind import SOURCE, BoundTable, TableIndex, bind_tables
 from fedquery.catalog import Catalog
+from fedquery.entities import expand_entities
 from fedquery.errors import PlanError
 from fedquery.execute import Session
 from fedquery.functions.embedding import REGISTRY
@@ -128,8 +129,10 @@ class Planner:
     def plan(self, sql: str, params: Any = None) -> Plan:
         """Plan one SELECT (no cache)."""
         tree = self.parse_checked(sql)
-        if expand_vector_search(tree, self._schema_named):
-            sql = tree.sql(DIALECT)  # DuckDB describes the expansion (it has no vector_search)
+        expanded = expand_entities(tree, self.catalog.entities, set(self.index.catalog_names),
+                                   self._schema_named)
+        if expand_vector_search(tree, self._schema_named) or expanded:
+            sql = tree.sql(DIALECT)  # DuckDB describes the expansion (it has no such tables)
         bind_tables(tree, self.index)
         bound = [t for t in tree.find_all(exp.Table) if SOURCE in t.meta]
         for table in bound:

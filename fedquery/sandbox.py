@@ -55,7 +55,7 @@ def check_sandbox(expression: exp.Expr) -> None:
                                  "through tables declared in the catalog")
         if isinstance(node, exp.Table) and isinstance(node.this, exp.Func):
             _check_table_function(node.this)
-        elif isinstance(node, exp.Anonymous):
+        elif isinstance(node, exp.Anonymous) and not isinstance(node.parent, exp.Table):
             _check_function(node.name.lower())
 
 
