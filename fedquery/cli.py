@@ -1,4 +1,4 @@
-"""The ``fedquery`` command: sql, explain, tables, demo."""
+"""The ``fedquery`` command: sql, explain, tables, profile, demo."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     tables = commands.add_parser("tables", help="list the tables SQL sees")
     tables.add_argument("catalog")
     tables.set_defaults(run=_tables)
+    profile = commands.add_parser("profile", help="measure the files of a files source or blob column")
+    profile.add_argument("catalog")
+    profile.add_argument("source", help="a files source, or a table with a blob column")
+    profile.add_argument("--column", help="the table's column of URIs (default: its blob column)")
+    profile.add_argument("--by", help="group the files by this column of the table")
+    profile.add_argument("--sample", type=_number_or_text, help="measure N files (or a fraction)")
+    profile.add_argument("--html", help="also write the profile as an HTML page")
+    profile.set_defaults(run=_profile)
     demo = commands.add_parser("demo", help="build the sample drive data set and run a showcase")
     demo.add_argument("--dir", help="where to build the sample data (default: a cache folder)")
     demo.set_defaults(run=_demo)
@@ -91,6 +99,22 @@ def _tables(args: argparse.Namespace) -> int:
 
     with fedquery.connect(args.catalog) as con:
         print("\n".join(con.tables()))
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    import json
+
+    import fedquery
+
+    with fedquery.connect(args.catalog) as con:
+        profile = con.profile(args.source, column=args.column, by=args.by, sample=args.sample)
+    print(profile)
+    print(json.dumps(profile.summary, indent=2, default=str))
+    if profile.groups is not None:
+        print(format_table(profile.groups))
+    if args.html:
+        profile.save_html(args.html)
     return 0
 
 

@@ -110,6 +110,20 @@ class Connection:
         with self.catalog.secrets.scrubbing():
             return self._session.schema(bound.source, bound.ref)
 
+    def profile(self, source: str, column: str | None = None, by: str | None = None,
+                sample: int | float | None = None):
+        """Measure a set of files: a ``files`` source's, or those a table's blob ``column``
+        points at, grouped by the table's column ``by``; ``sample``: a count or a fraction.
+
+        >>> con.profile("frames", by="camera").summary["corrupt"]        # doctest: +SKIP
+        0
+        """
+        from fedquery.profile import build_profile
+
+        self._check_open()
+        with self.catalog.secrets.scrubbing():
+            return build_profile(self, source, column, by, sample)
+
     def close(self) -> None:
         """Release every source; the connection cannot be used afterwards."""
         if not self._closed:

@@ -101,6 +101,11 @@ class BlobFunctions:
 
         return self._each(uris, sources, whole, scalar=True)
 
+    def file_size(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
+        """``STRUCT(bytes, error)``: each file's size, nothing of it read."""
+        rows = self._each(uris, sources, lambda blob: {"bytes": self._read(blob, 0)[1]})
+        return pa.array(rows, pa.struct([("bytes", pa.int64()), ("error", pa.string())]))
+
     def pointcloud_info(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
         rows = self._each(uris, sources, self._pointcloud_info_one)
         return pointclouds.pointcloud_info_array(rows)

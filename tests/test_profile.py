@@ -1,0 +1,127 @@
+"""``con.profile``: files measured by their headers, linked to the table that points at them."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import fedquery
+from fedquery.cli import main
+
+
+def test_profile_of_a_blob_column_equals_the_files(fleet) -> None:
+    con, root = fleet
+    uris = [u for (u,) in con.sql("SELECT image_uri FROM frames").fetchall()]
+    profile = con.profile("frames")
+    assert profile.column == "image_uri" and profile.summary["total"] == len(uris)
+    paths = [root / "blobs" / "camera" / u for u in uris]
+    formats = Counter()
+    for path in paths:
+        with Image.open(path) as image:
+            formats[image.format] += 1
+    assert profile.summary["formats"] == dict(formats)
+    assert profile.summary["bytes"]["total"] == sum(p.stat().st_size for p in paths)
+    assert profile.summary["ok"] == len(uris) and profile.summary["corrupt"] == 0
+    files = profile.to_arrow()
+    assert files.num_rows == len(uris) and set(files.column("status").to_pylist()) == {"ok"}
+
+
+def test_grouped_by_a_column_of_the_table(fleet) -> None:
+    con, _ = fleet
+    profile = con.profile("frames", by="camera")
+    expected = dict(con.sql("SELECT camera, count(*) FROM frames GROUP BY ALL").fetchall())
+    groups = profile.groups.to_pylist()
+    assert {g["camera"]: g["files"] for g in groups} == expected
+    assert sum(g["bytes"] for g in groups) == profile.summary["bytes"]["total"]
+
+
+def test_point_clouds_are_counted(fleet) -> None:
+    con, root = fleet
+    profile = con.profile("lidar_sweeps", by="drive_id")
+    files = profile.to_arrow().to_pylist()
+    kitti = [f for f in files if f["uri"].endswith(".bin")]
+    assert kitti and profile.summary["pointclouds"]["count"] == len(files)
+    for f in kitti[:10]:
+        points = np.fromfile(root / "blobs" / "lidar" / f["uri"], np.float32).reshape(-1, 4)
+        assert f["points"] == len(points) and f["bytes"] == points.nbytes
+    assert profile.summary["pointclouds"]["points"]["total"] == sum(f["points"] for f in files)
+
+
+@pytest.fixture()
+def shelf(tmp_path: Path) -> dict:
+    """Good, corrupt, empty and missing files behind a blob column, grouped by a label."""
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    good = io.BytesIO()
+    Image.new("RGB", (20, 10), "blue").save(good, "PNG")
+    (blobs / "good.png").write_bytes(good.getvalue())
+    (blobs / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (blobs / "empty.png").write_bytes(b"")
+    (blobs / "notes.txt").write_text("hello")
+    (tmp_path / "lake").mkdir()
+    uris = ["good.png", "corrupt.jpg", "empty.png", "missing.png", None, "notes.txt"]
+    labels = ["a", "a", "b", "b", "<b>x</b>", "a"]
+    pq.write_table(pa.table({"uri": uris, "label": labels}), tmp_path / "lake" / "s.parquet")
+    return {"sources": {"lake": {"kind": "parquet", "root": str(tmp_path / "lake")},
+                        "pics": {"kind": "files", "root": str(blobs)}},
+            "tables": {"shots": {"source": "lake", "path": "s.parquet"}},
+            "blobs": {"shots.uri": "pics"}}
+
+
+def test_missing_and_corrupt_files_are_counted_not_fatal(shelf) -> None:
+    with fedquery.connect(shelf) as con:
+        profile = con.profile("shots", by="label")
+    statuses = dict(zip(profile.to_arrow().column("uri").to_pylist(),
+                        profile.to_arrow().column("status").to_pylist(), strict=True))
+    assert statuses == {"good.png": "ok", "corrupt.jpg": "corrupt", "empty.png": "corrupt",
+                        "missing.png": "missing", None: "missing", "notes.txt": "ok"}
+    summary = profile.summary
+    assert (summary["total"], summary["ok"], summary["missing"], summary["corrupt"]) == (6, 2, 2, 2)
+    assert summary["formats"] == {"PNG": 1} and summary["kinds"]["other"] == 1
+    html = profile._repr_html_()
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+def test_files_source_and_sample(shelf) -> None:
+    with fedquery.connect(shelf) as con:
+        whole = con.profile("pics")
+        assert whole.summary["total"] == 4
+        first, again = con.profile("pics", sample=2), con.profile("pics", sample=2)
+        assert first.to_arrow().num_rows == 2
+        assert first.to_arrow().column("uri") == again.to_arrow().column("uri")
+        assert con.profile("pics", sample=0.5).summary["total"] == 2
+        grouped = con.profile("pics", by="extension")
+        assert {g["extension"]: g["files"] for g in grouped.groups.to_pylist()} == {
+            "jpg": 1, "png": 2, "txt": 1}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("shot",), "unknown table 'shot' (did you mean 'shots'?)"),
+    (("shots", "nope"), "table 'shots' has no column 'nope'"),
+    (("shots", None, "nope"), "table 'shots' has no column 'nope'"),
+    (("pics", None, "nope"), "the listing of 'pics' has no column 'nope'"),
+    (("shots", None, None, 0), "sample must be a positive count or a fraction"),
+])
+def test_profile_errors(shelf, args, message: str) -> None:
+    with fedquery.connect(shelf) as con, pytest.raises(fedquery.PlanError, match=message.replace(
+            "(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        con.profile(*args)
+
+
+def test_cli_profile_writes_html(shelf, tmp_path: Path, capsys) -> None:
+    import yaml
+
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(shelf))
+    page = tmp_path / "profile.html"
+    assert main(["profile", str(catalog), "shots", "--by", "label", "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "6 files, 2 ok, 2 missing, 2 corrupt" in out and '"PNG": 1' in out
+    assert page.read_text().startswith("<!doctype html>") and "by label" in page.read_text()
