@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from fedquery.catalog import EntitySpec, MemberSpec
 from fedquery.errors import PlanError
-from fedquery.rules._shape import conjuncts
+from fedquery.rules._shape import conjuncts, null_supplying
 
 TIMELINE_USAGE = ("timeline('entity', 'base member' [, members := ['member', ...]] "
                   "[, tolerance := INTERVAL '...'])")
@@ -46,8 +46,11 @@ def expand_entities(tree: exp.Expr, entities: dict[str, EntitySpec], tables: set
               and table.name.lower() in by_name and table.name.lower() not in ctes
               and table.name.lower() not in tables):
             entity = by_name[table.name.lower()]
-            expanded = _entity(table, entity, _read_members(table, entity), schema_of)
-            _copy_root_filters(table, expanded, schema_of(entity.table).names)
+            root_columns = schema_of(entity.table).names
+            members = _read_members(table, entity)
+            _check_member_names(entity, members, root_columns)
+            expanded = _entity(table, entity, members, schema_of)
+            _copy_root_filters(table, expanded, root_columns)
             table.replace(expanded)
             found = True
     return found
@@ -69,12 +72,25 @@ def _read_members(table: exp.Table, entity: EntitySpec) -> list[MemberSpec]:
             owner = node.parent.table if isinstance(node.parent, exp.Column) else ""
             if owner in ("", alias):
                 return list(entity.members.values())
+        if isinstance(node, exp.Columns) or (  # COLUMNS(...), or the row itself (to_json(d))
+                isinstance(node, exp.Column) and not node.table and node.name.lower() == alias):
+            return list(entity.members.values())
         if isinstance(node, exp.Column) and node.name.lower() in names:
             if node.table.lower() in ("", alias):
                 read.add(names[node.name.lower()])
             elif isinstance(node.this, exp.Star) and node.table.lower() == alias:
                 return list(entity.members.values())
     return [entity.members[m] for m in entity.members if m in read]
+
+
+def _check_member_names(entity: EntitySpec, members: list[MemberSpec], root_columns: list[str]) -> None:
+    """A member read under the name of a root column would be ambiguous: refuse it."""
+    roots = {c.lower() for c in root_columns}
+    for member in members:
+        if member.name.lower() in roots:
+            raise PlanError(f"entity {entity.name!r}: member {member.name!r} has the name of a column "
+                            f"of {entity.table!r}, so {member.name!r} is ambiguous; rename the "
+                            "member in the catalog")
 
 
 def _entity(table: exp.Table, entity: EntitySpec, members: list[MemberSpec],
@@ -106,17 +122,23 @@ def _own_filters(table: exp.Table, columns: set[str]) -> list[exp.Expr]:
     """The enclosing WHERE's conjuncts that read only ``columns`` of ``table`` (lower-case
     names), when ``table`` is not the NULL-extended side of a join."""
     select = table.find_ancestor(exp.Select)
-    join = table.parent if isinstance(table.parent, exp.Join) else None
-    if select is None or (join is not None and join.side) or not select.args.get("where"):
+    if select is None or not select.args.get("where") or not select.args.get("from_"):
         return []
     alias = table.alias_or_name
+    if alias in null_supplying(select):
+        return []
     found = []
     for condition in conjuncts(select.args["where"].this):
         read = list(condition.find_all(exp.Column))
-        if read and condition.find(exp.Query) is None and all(
+        if read and condition.find(exp.Query) is None and not _has_positional(condition) and all(
                 c.table == alias and c.name.lower() in columns for c in read):
             found.append(condition)
     return found
+
+
+def _has_positional(node: exp.Expr) -> bool:
+    """A ``?`` parameter: copied, it would stand for the next value as well."""
+    return any(p.this is None for p in node.find_all(exp.Placeholder))
 
 
 def _renamed(condition: exp.Expr, alias: str, names: dict[str, str] | None = None) -> exp.Expr:
@@ -170,10 +192,16 @@ def _timeline(table: exp.Table, entities: dict[str, EntitySpec],
     if entity.key not in root_schema.names or base.root_key not in root_schema.names:
         raise PlanError(f"entity {entity.name!r}: table {entity.table!r} has no column "
                         f"{base.root_key!r}")
-    root_names = set(root_schema.names)
+    if base.root_key != entity.key:
+        raise PlanError(f"timeline: base member {base.name!r} links to {entity.table!r} by "
+                        f"{base.root_key!r}, not by its key {entity.key!r}, so a row of it may "
+                        "have several roots")
+    if tolerance is not None and _has_positional(tolerance):
+        raise PlanError("timeline: give the tolerance as a literal or a $name parameter, not ?")
+    base_names = _base_output_names(base, base_schema, root_schema)
     query = exp.select(*(exp.column(n, table="__root", quoted=True) for n in root_schema.names))
-    query = query.select(*(exp.column(n, table="__base", quoted=True) for n in base_schema.names
-                           if n not in root_names), copy=False)
+    query = query.select(*(exp.alias_(exp.column(n, table="__base", quoted=True), out, quoted=True)
+                           for n, out in base_names.items()), copy=False)
     query = query.from_(_table(base.table, "__base"))
     query = query.join(_table(entity.table, "__root"),
                        on=exp.column(base.key, table="__base", quoted=True).eq(
@@ -186,10 +214,22 @@ def _timeline(table: exp.Table, entities: dict[str, EntitySpec],
     expanded = exp.Subquery(this=query, alias=alias.copy())
     expanded.meta["timeline"] = {
         "root": {n.lower(): n for n in root_schema.names},
-        "base": {n.lower(): n for n in base_schema.names if n not in root_names},
-        "time": base.time, "tolerance": tolerance,
+        "base": {out.lower(): n for n, out in base_names.items()},
+        "time": base_names[base.time], "tolerance": tolerance,
         "members": [(f"__m{i}", m.time) for i, m in enumerate(members)]}
     return expanded
+
+
+def _base_output_names(base: MemberSpec, schema: pa.Schema, root: pa.Schema) -> dict[str, str]:
+    """The base member's columns and their output names: as they are, but the link key is left
+    out (the root has it) and a name the root also has becomes ``<member>_<name>``."""
+    roots = {n.lower() for n in root.names}
+    names = {}
+    for name in schema.names:
+        if name == base.key and base.key.lower() == base.root_key.lower():
+            continue
+        names[name] = f"{base.name}_{name}" if name.lower() in roots else name
+    return names
 
 
 def _copy_timeline_filters(table: exp.Table, expanded: exp.Subquery) -> None:
@@ -222,6 +262,8 @@ def _member_bound(condition: exp.Expr, alias: str, time: str, tolerance: exp.Exp
     column = exp.column(time, table=alias, quoted=True)
     if isinstance(condition, exp.Between):
         low, high = condition.args["low"], condition.args["high"]
+        if any(isinstance(b, exp.Literal) and b.is_string for b in (low, high)):
+            return None
         upper = column.copy() <= high.copy()
         lower = None if tolerance is None else column.copy() >= (low.copy() - tolerance.copy())
         return upper if lower is None else exp.and_(lower, upper)
@@ -234,6 +276,8 @@ def _member_bound(condition: exp.Expr, alias: str, time: str, tolerance: exp.Exp
         left, right = right, left
     if not isinstance(left, exp.Column) or right.find(exp.Column) is not None:
         return None
+    if isinstance(right, exp.Literal) and right.is_string:
+        return None  # a text bound is cast by DuckDB against the base column only
     if isinstance(condition, exp.LT | exp.LTE):
         return type(condition)(this=column, expression=right.copy())
     if tolerance is None:

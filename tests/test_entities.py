@@ -133,3 +133,83 @@ def test_entity_name_must_not_be_a_table_name(tmp_path) -> None:
                "entities": {"Drives": {"table": "drives", "key": "drive_id"}}}
     with pytest.raises(fedquery.CatalogError, match="entities.Drives: an entity needs a name"):
         fedquery.connect(catalog)
+
+
+def test_filters_stay_outside_when_the_entity_is_null_extended(pair) -> None:
+    con, ref = pair
+    ref.execute("CREATE OR REPLACE VIEW vehicles AS SELECT * FROM warehouse.vehicles")
+    sql = ("SELECT v.vehicle_id, d.drive_id FROM drive d RIGHT JOIN vehicles v "
+           "ON d.vehicle_id = v.vehicle_id AND d.city = 'Austin' WHERE d.city IS NULL ORDER BY 1")
+    reference = sql.replace("FROM drive d", "FROM drives d")
+    assert con.sql(sql).fetchall() == ref.execute(reference).fetchall()
+
+
+def test_positional_parameters_and_text_time_bounds(pair) -> None:
+    con, ref = pair
+    rows = con.sql("SELECT drive_id, len(d.frames) FROM drive d WHERE d.city = ? AND d.weather = ? "
+                   "ORDER BY 1", params=["Austin", "rain"]).fetchall()
+    assert rows == ref.execute(
+        "SELECT d.drive_id, count(*) FROM drives d JOIN frames f USING (drive_id) "
+        "WHERE d.city = 'Austin' AND d.weather = 'rain' GROUP BY 1 ORDER BY 1").fetchall()
+    text = con.sql("SELECT count(*) FROM timeline('drive', 'frames', tolerance := INTERVAL '1 second') t "
+                   "WHERE t.ts >= '2024-03-05' AND t.ts < '2024-03-07'").fetchall()
+    assert text == ref.execute("SELECT count(*) FROM frames WHERE ts >= '2024-03-05' "
+                               "AND ts < '2024-03-07'").fetchall()
+
+
+def test_the_whole_row_and_columns_patterns_read_every_member(pair) -> None:
+    con, _ = pair
+    (row,) = con.sql("SELECT to_json(d) FROM drive d WHERE d.drive_id = 2").fetchall()[0:1]
+    assert all(f'"{m}":' in row[0] for m in ("frames", "lidar", "imu"))
+    columns = con.sql("SELECT COLUMNS('frames|lidar') FROM drive LIMIT 1").arrow().column_names
+    assert columns == ["frames", "lidar"]
+
+
+@pytest.fixture()
+def trips(tmp_path):
+    """Root trips(trip_id, city, weather, ts); base rd(trip_id, rid, ts) whose time column has
+    the root's name ts; member wx linked by city; member weather named like a root column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lake = tmp_path / "lake"
+    for name in ("trips", "rd", "wx"):
+        (lake / name).mkdir(parents=True)
+    base = dt.datetime(2024, 1, 1)
+    pq.write_table(pa.table({"trip_id": [1, 2], "city": ["a", "b"], "weather": ["rain", "sun"],
+                             "ts": [base, base]}), lake / "trips" / "p.parquet")
+    pq.write_table(pa.table({"trip_id": [1, 1, 1, 2], "rid": [10, 11, 12, 20],
+                             "ts": [base + dt.timedelta(hours=h) for h in (1, 5, 9, 3)]}),
+                   lake / "rd" / "p.parquet")
+    pq.write_table(pa.table({"city": ["a", "a", "a", "b"], "obs_id": [1, 2, 3, 4],
+                             "observed_at": [base + dt.timedelta(hours=h) for h in (0, 4, 8, 2)]}),
+                   lake / "wx" / "p.parquet")
+    catalog = {"sources": {"lake": {"kind": "parquet", "root": str(lake)}},
+               "tables": {t: {"source": "lake", "path": f"{t}/"} for t in ("trips", "rd", "wx")},
+               "entities": {"trip": {"table": "trips", "key": "trip_id", "members": {
+                   "rd": {"table": "rd", "time": "ts"},
+                   "wx": {"table": "wx", "key": "city", "root_key": "city", "time": "observed_at"},
+                   "weather": {"table": "wx", "key": "city", "root_key": "city"}}}}}
+    with fedquery.connect(catalog) as con:
+        yield con
+
+
+def test_base_column_named_like_a_root_column_is_prefixed(trips) -> None:
+    rows = trips.sql("SELECT x.rid, x.ts, x.rd_ts, x.wx_obs_id "
+                     "FROM timeline('trip', 'rd', members := ['wx']) x "
+                     "WHERE x.rd_ts <= TIMESTAMP '2024-01-01 06:00' ORDER BY x.rid").fetchall()
+    start = dt.datetime(2024, 1, 1)
+    assert rows == [(10, start, start + dt.timedelta(hours=1), 1),
+                    (11, start, start + dt.timedelta(hours=5), 2),
+                    (20, start, start + dt.timedelta(hours=3), 4)]
+
+
+def test_member_named_like_a_root_column_is_refused_when_read(trips) -> None:
+    assert trips.sql("SELECT t.trip_id, len(t.wx) FROM trip t ORDER BY 1").fetchall() == [(1, 3), (2, 1)]
+    with pytest.raises(fedquery.PlanError, match="member 'weather' has the name of a column"):
+        trips.sql("SELECT * FROM trip")
+
+
+def test_timeline_base_must_link_by_the_root_key(trips) -> None:
+    with pytest.raises(fedquery.PlanError, match="links to 'trips' by 'city', not by its key"):
+        trips.sql("SELECT * FROM timeline('trip', 'wx')")

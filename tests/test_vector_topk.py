@@ -304,3 +304,9 @@ def test_query_vector_from_embed_text(fq: fedquery.Connection, unseen) -> None:
     finally:
         REGISTRY._embedders, REGISTRY._defaults = saved
         REGISTRY.generation += 1
+
+
+def test_positional_parameters_are_answered_exhaustively(fq: fedquery.Connection, unseen) -> None:
+    sql = CASES["metadata-filter"][2].replace("'toys'", "?").replace("$q", f"CAST(? AS FLOAT[{VEC_DIM}])")
+    values = [QUERY.tolist(), "toys"]
+    assert fq.sql(sql, params=values).fetchall() == unseen[1].execute(sql, values).fetchall()

@@ -65,6 +65,8 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
         return
     if is_correlated(select):
         return  # the keys query could not run on its own
+    if any(p.this is None for p in select.root().find_all(exp.Placeholder)):
+        return  # ? parameters are numbered by position: a keys query cannot take a subset
     shape = _sides(select)
     if shape is None:
         return
