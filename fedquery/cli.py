@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument("source", help="a files source, or a table with a blob column")
     profile.add_argument("--column", help="the table's column of URIs (default: its blob column)")
     profile.add_argument("--by", help="group the files by this column of the table")
-    profile.add_argument("--sample", type=_number_or_text, help="measure N files (or a fraction)")
+    profile.add_argument("--sample", type=_sample_size, help="measure N files, or a fraction in (0, 1]")
     profile.add_argument("--html", help="also write the profile as an HTML page")
     profile.set_defaults(run=_profile)
     demo = commands.add_parser("demo", help="build the sample drive data set and run a showcase")
@@ -102,6 +102,17 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_size(text: str) -> int | float:
+    """``--sample``: a count (``100``) or a fraction (``0.1``)."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a count or a fraction: {text!r}") from None
+
+
 def _profile(args: argparse.Namespace) -> int:
     import json
 
@@ -114,7 +125,11 @@ def _profile(args: argparse.Namespace) -> int:
     if profile.groups is not None:
         print(format_table(profile.groups))
     if args.html:
-        profile.save_html(args.html)
+        try:
+            profile.save_html(args.html)
+        except OSError as exc:
+            print(f"error: cannot write {args.html}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -15,6 +15,7 @@ import html
 import json
 import posixpath
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,15 +23,16 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from fedquery.errors import PlanError
+from fedquery.errors import ForbiddenError, PlanError
+from fedquery.functions.udfs import BlobFunctions
 
 if TYPE_CHECKING:
     from fedquery.connection import Connection
-    from fedquery.functions.udfs import BlobFunctions
 
 IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"}
 POINTCLOUD_EXTENSIONS = {"las", "laz", "bin", "npy", "pcd"}
 BATCH = 512
+GROUP_ROWS_SHOWN = 200
 SAMPLE_SEED = 0
 FIELDS = pa.schema([
     ("uri", pa.string()), ("kind", pa.string()), ("status", pa.string()),
@@ -61,8 +63,9 @@ class Profile:
     def __repr__(self) -> str:
         s = self.summary
         what = f"{self.source}.{self.column}" if self.column else self.source
+        forbidden = f", {s['forbidden']} forbidden" if s["forbidden"] else ""
         return (f"<Profile {what}: {s['total']} files, {s['ok']} ok, {s['missing']} missing, "
-                f"{s['corrupt']} corrupt>")
+                f"{s['corrupt']} corrupt{forbidden}>")
 
     def _repr_html_(self) -> str:
         return render_html(self)
@@ -76,23 +79,36 @@ class Profile:
 
 def build_profile(con: Connection, source: str, column: str | None = None, by: str | None = None,
                   sample: int | float | None = None) -> Profile:
-    """Measure the files of a files source, or of a table's blob column (see module doc)."""
+    """Measure the files of a files source, or of a table's blob column (see module doc).
+
+    Each distinct URI is measured once (``to_arrow()`` has a row per file, or per file and
+    ``by`` value); ``summary["rows"]`` counts the rows that point at them."""
     spec = con.catalog.sources.get(source)
     if spec is not None and spec.kind == "files":
         uris, groups, files_source = _listed(con, source, column, by)
     else:
         uris, groups, files_source, column = _referenced(con, source, column, by)
-    picked = _sample(len(uris), sample)
-    uris = [uris[i] for i in picked]
-    groups = [groups[i] for i in picked] if groups is not None else None
-    functions = con._session.functions
-    files = measure(functions, uris, files_source)
-    if groups is not None:
-        files = files.add_column(1, by, pa.array(groups))
-    errors = [con.catalog.secrets.redact(e) if e else e for e in files.column("error").to_pylist()]
-    files = files.set_column(files.schema.get_field_index("error"), "error", pa.array(errors, pa.string()))
-    return Profile(source, column, by, files, summarize(files),
-                   group_counts(files, by) if by else None)
+    distinct = list(dict.fromkeys(uris))
+    chosen = {distinct[i] for i in _sample(len(distinct), sample)}
+    distinct = [u for u in distinct if u in chosen]
+    functions = BlobFunctions(con._session.functions.blobs, strict=False)  # counted, not fatal
+    measured = measure(functions, distinct, files_source)
+    errors = [con.catalog.secrets.redact(e) if e else e for e in measured.column("error").to_pylist()]
+    measured = measured.set_column(FIELDS.get_field_index("error"), "error", pa.array(errors, pa.string()))
+    rows = sum(1 for u in uris if u in chosen)
+    if groups is None:
+        return Profile(source, column, by, measured, summarize(measured, rows))
+    pairs = list(dict.fromkeys((u, g) for u, g in zip(uris, groups, strict=True) if u in chosen))
+    name = by if by not in FIELDS.names else f"by_{by}"
+    files = _with_groups(measured, pairs, name)
+    return Profile(source, column, by, files, summarize(measured, rows), group_counts(files, name))
+
+
+def _with_groups(measured: pa.Table, pairs: list[tuple], name: str) -> pa.Table:
+    """A row per (file, ``by`` value): the file's measures with the value as column 2."""
+    index = {uri: i for i, uri in enumerate(measured.column("uri").to_pylist())}
+    table = measured.take(pa.array([index[u] for u, _ in pairs], pa.int64()))
+    return table.add_column(1, name, pa.array([g for _, g in pairs]))
 
 
 def _listed(con: Connection, source: str, column: str | None, by: str | None):
@@ -134,12 +150,19 @@ def _quoted(name: str) -> str:
 
 
 def _sample(n: int, sample: int | float | None) -> list[int]:
-    """Indices of a seeded random sample (all of them without one), in order."""
+    """Indices of a seeded random sample (all of them without one), in order: ``sample`` is a
+    count (an int) or a fraction (a float in (0, 1])."""
     if sample is None:
         return list(range(n))
-    if isinstance(sample, bool) or not isinstance(sample, int | float) or sample <= 0:
-        raise PlanError(f"profile: sample must be a positive count or a fraction, not {sample!r}")
-    count = int(sample) if isinstance(sample, int) or sample >= 1 else max(1, round(n * sample))
+    if isinstance(sample, bool) or not isinstance(sample, int | float):
+        raise PlanError(f"profile: sample must be a count or a fraction, not {sample!r}")
+    if isinstance(sample, int) and sample > 0:
+        count = sample
+    elif isinstance(sample, float) and 0 < sample <= 1:
+        count = max(1, round(n * sample))
+    else:
+        raise PlanError(f"profile: sample must be a positive count or a fraction in (0, 1], "
+                        f"not {sample!r}")
     if count >= n:
         return list(range(n))
     return sorted(random.Random(SAMPLE_SEED).sample(range(n), count))
@@ -155,11 +178,19 @@ def kind_of(uri: str | None) -> str:
 
 
 def measure(functions: BlobFunctions, uris: list[str | None], source: str | None) -> pa.Table:
-    """A row per URI (``FIELDS``), measured a batch at a time in the blob I/O pool."""
+    """A row per URI (``FIELDS``), measured a batch at a time in the blob I/O pool. A URI that
+    leaves every root is not read: its status is ``forbidden``."""
     rows: list[dict[str, Any]] = []
     for start in range(0, len(uris), BATCH):
         chunk = uris[start:start + BATCH]
         measured: dict[int, dict[str, Any]] = {}
+        for i, uri in enumerate(chunk):
+            if uri is not None:
+                try:
+                    functions.blobs.resolve(uri, source)
+                except ForbiddenError as exc:
+                    measured[i] = {"error": str(exc), "status": "forbidden"}
+        chunk = [None if i in measured else u for i, u in enumerate(chunk)]
         for kind, reader in (("image", functions.image_info),
                              ("pointcloud", functions.pointcloud_info),
                              ("other", functions.file_size)):
@@ -172,10 +203,11 @@ def measure(functions: BlobFunctions, uris: list[str | None], source: str | None
                     for value, size in zip(values, functions.file_size(*args).to_pylist(), strict=True):
                         value["bytes"] = size["bytes"]
                 measured.update(zip(picked, values, strict=True))
-        for i, uri in enumerate(chunk):
+        for i, uri in enumerate(uris[start:start + BATCH]):
             value = measured.get(i) or {"error": "no URI"}
             error = value.get("error")
-            status = "ok" if not error else ("missing" if _is_missing(error) else "corrupt")
+            status = value.get("status") or (
+                "ok" if not error else ("missing" if _is_missing(error) else "corrupt"))
             rows.append({**{f.name: value.get(f.name) for f in FIELDS}, "uri": uri,
                          "kind": kind_of(uri) if uri is not None else None, "status": status})
     return pa.Table.from_pylist(rows, schema=FIELDS)
@@ -185,36 +217,48 @@ def _is_missing(error: str) -> bool:
     return error == "no URI" or error.startswith("file not found")
 
 
-def summarize(files: pa.Table) -> dict[str, Any]:
-    """Counts, formats and ranges over the per-file table."""
+def summarize(files: pa.Table, rows: int | None = None) -> dict[str, Any]:
+    """Counts, formats and ranges over the per-file table: counts over every file, sizes and
+    ranges over the files read without error (a truncated file's partial values are left out),
+    formats over every file whose format was recognised."""
     con = duckdb.connect()
     con.register("files", files)
-    one = con.sql("""
-        SELECT count(*), count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'missing'),
-               count(*) FILTER (status = 'corrupt'), sum(bytes)::BIGINT, min(bytes), max(bytes),
-               avg(bytes),
-               count(*) FILTER (kind = 'image' AND status = 'ok'), min(width), max(width), avg(width),
-               min(height), max(height), avg(height),
-               count(*) FILTER (kind = 'pointcloud' AND status = 'ok'), sum(points)::BIGINT, min(points),
-               max(points), avg(points)
+    ok = "status = 'ok'"
+    one = con.sql(f"""
+        SELECT count(*), count(*) FILTER ({ok}), count(*) FILTER (status = 'missing'),
+               count(*) FILTER (status = 'corrupt'), count(*) FILTER (status = 'forbidden'),
+               sum(bytes) FILTER ({ok})::BIGINT, min(bytes) FILTER ({ok}), max(bytes) FILTER ({ok}),
+               avg(bytes) FILTER ({ok}),
+               count(*) FILTER (kind = 'image' AND {ok}), min(width) FILTER ({ok}),
+               max(width) FILTER ({ok}), avg(width) FILTER ({ok}), min(height) FILTER ({ok}),
+               max(height) FILTER ({ok}), avg(height) FILTER ({ok}),
+               count(*) FILTER (kind = 'pointcloud' AND {ok}), sum(points) FILTER ({ok})::BIGINT,
+               min(points) FILTER ({ok}), max(points) FILTER ({ok}), avg(points) FILTER ({ok})
         FROM files""").fetchall()[0]
     counts = lambda sql: dict(con.sql(sql).fetchall())  # noqa: E731
     summary = {
-        "total": one[0], "ok": one[1], "missing": one[2], "corrupt": one[3],
+        "total": one[0], "rows": one[0] if rows is None else rows, "ok": one[1],
+        "missing": one[2], "corrupt": one[3], "forbidden": one[4],
         "formats": counts("SELECT format, count(*) FROM files WHERE format IS NOT NULL "
                           "GROUP BY ALL ORDER BY 2 DESC, 1"),
         "kinds": counts("SELECT kind, count(*) FROM files WHERE kind IS NOT NULL "
                         "GROUP BY ALL ORDER BY 2 DESC, 1"),
-        "bytes": _range(one[4:8], total=True),
-        "images": {"count": one[8], "width": _range(one[9:12]), "height": _range(one[12:15]),
-                   "modes": counts("SELECT mode, count(*) FROM files WHERE mode IS NOT NULL "
+        "bytes": _range(one[5:9], total=True),
+        "images": {"count": one[9], "width": _range(one[10:13]), "height": _range(one[13:16]),
+                   "modes": counts(f"SELECT mode, count(*) FROM files WHERE mode IS NOT NULL AND {ok} "
                                    "GROUP BY ALL ORDER BY 2 DESC, 1")},
-        "pointclouds": {"count": one[15], "points": _range(one[16:20], total=True)},
-        "errors": counts("SELECT regexp_replace(error, ':.*', ''), count(*) FROM files "
-                         "WHERE error IS NOT NULL GROUP BY ALL ORDER BY 2 DESC, 1 LIMIT 10"),
+        "pointclouds": {"count": one[16], "points": _range(one[17:21], total=True)},
+        "errors": dict(Counter(_error_kind(e, u) for e, u in zip(
+            files.column("error").to_pylist(), files.column("uri").to_pylist(), strict=True)
+            if e).most_common(10)),
     }
     con.close()
     return summary
+
+
+def _error_kind(error: str, uri: str | None) -> str:
+    """An error without the URI it names: what went wrong, to count alike errors together."""
+    return error.replace(f": {uri}", "").replace(repr(uri), "").strip() if uri else error
 
 
 def _range(values: tuple, *, total: bool = False) -> dict[str, Any]:
@@ -223,25 +267,32 @@ def _range(values: tuple, *, total: bool = False) -> dict[str, Any]:
 
 
 def group_counts(files: pa.Table, by: str) -> pa.Table:
-    """A row per ``by`` value: files, ok, missing, corrupt, bytes, mean width/height, points."""
+    """A row per ``by`` value: files, ok, missing, corrupt, forbidden, bytes, mean width and
+    height, points (sizes over the files read without error)."""
     con = duckdb.connect()
     con.register("files", files.rename_columns(["__by" if n == by else n for n in files.column_names]))
-    table = con.sql("""
-        SELECT __by, count(*) AS files, count(*) FILTER (status = 'ok') AS ok,
+    ok = "status = 'ok'"
+    table = con.sql(f"""
+        SELECT __by, count(*) AS files, count(*) FILTER ({ok}) AS ok,
                count(*) FILTER (status = 'missing') AS missing,
-               count(*) FILTER (status = 'corrupt') AS corrupt, sum(bytes)::BIGINT AS bytes,
-               round(avg(width), 1) AS mean_width, round(avg(height), 1) AS mean_height,
-               sum(points)::BIGINT AS points
+               count(*) FILTER (status = 'corrupt') AS corrupt,
+               count(*) FILTER (status = 'forbidden') AS forbidden,
+               sum(bytes) FILTER ({ok})::BIGINT AS bytes,
+               round(avg(width) FILTER ({ok}), 1) AS mean_width,
+               round(avg(height) FILTER ({ok}), 1) AS mean_height,
+               sum(points) FILTER ({ok})::BIGINT AS points
         FROM files GROUP BY __by ORDER BY __by NULLS LAST""").to_arrow_table()
     con.close()
-    return table.rename_columns([by, *table.column_names[1:]])
+    name = by if by not in table.column_names[1:] else f"by_{by}"
+    return table.rename_columns([name, *table.column_names[1:]])
 
 
 def render_html(profile: Profile) -> str:
     """The summary and the groups as HTML, every value escaped."""
     s = profile.summary
-    rows = [("files", s["total"]), ("ok", s["ok"]), ("missing", s["missing"]),
-            ("corrupt", s["corrupt"]), ("formats", _inline(s["formats"])),
+    rows = [("files", s["total"]), ("rows", s["rows"]), ("ok", s["ok"]),
+            ("missing", s["missing"]), ("corrupt", s["corrupt"]), ("forbidden", s["forbidden"]),
+            ("formats", _inline(s["formats"])),
             ("bytes", _inline(s["bytes"])), ("images", s["images"]["count"]),
             ("width", _inline(s["images"]["width"])), ("height", _inline(s["images"]["height"])),
             ("point clouds", s["pointclouds"]["count"]),
@@ -254,10 +305,13 @@ def render_html(profile: Profile) -> str:
         groups = profile.groups
         parts.append(f"<h4>by {html.escape(str(profile.by))}</h4><table><tr>"
                      + "".join(f"<th>{html.escape(n)}</th>" for n in groups.column_names) + "</tr>")
-        for row in groups.to_pylist()[:200]:
+        for row in groups.slice(0, GROUP_ROWS_SHOWN).to_pylist():
             parts.append("<tr>" + "".join(f"<td>{html.escape(_plain(v))}</td>" for v in row.values())
                          + "</tr>")
         parts.append("</table>")
+        if groups.num_rows > GROUP_ROWS_SHOWN:
+            parts.append(f"<p>first {GROUP_ROWS_SHOWN} of {groups.num_rows:,} groups "
+                         "(all of them in <code>Profile.groups</code>)</p>")
     return "".join(parts)
 
 

@@ -125,3 +125,50 @@ def test_cli_profile_writes_html(shelf, tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "6 files, 2 ok, 2 missing, 2 corrupt" in out and '"PNG": 1' in out
     assert page.read_text().startswith("<!doctype html>") and "by label" in page.read_text()
+
+
+@pytest.fixture()
+def crowd(tmp_path: Path) -> dict:
+    """Many rows over a few files, one of them outside the root and one truncated."""
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    data = io.BytesIO()
+    Image.new("RGB", (40, 30), "green").save(data, "PNG")
+    (blobs / "a.png").write_bytes(data.getvalue())
+    (blobs / "half.png").write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
+    (tmp_path / "outside.png").write_bytes(data.getvalue())
+    (tmp_path / "lake").mkdir()
+    uris = ["a.png", "half.png", "../outside.png"] * 500
+    statuses = ["new", "old"] * 750
+    pq.write_table(pa.table({"uri": uris, "status": statuses}), tmp_path / "lake" / "s.parquet")
+    return {"sources": {"lake": {"kind": "parquet", "root": str(tmp_path / "lake")},
+                        "pics": {"kind": "files", "root": str(blobs)}},
+            "tables": {"shots": {"source": "lake", "path": "s.parquet"}},
+            "blobs": {"shots.uri": "pics"}}
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_each_file_once_and_refused_uris_counted(crowd, strict: bool) -> None:
+    with fedquery.connect(crowd, strict=strict) as con:
+        profile = con.profile("shots", by="status")
+    s = profile.summary
+    assert (s["total"], s["rows"], s["ok"], s["corrupt"], s["forbidden"]) == (3, 1500, 1, 1, 1)
+    assert s["bytes"]["total"] == (Path(crowd["sources"]["pics"]["root"]) / "a.png").stat().st_size
+    assert s["images"]["width"] == {"min": 40, "max": 40, "mean": 40.0}  # the truncated one is left out
+    files = profile.to_arrow()
+    assert files.column_names[:2] == ["uri", "by_status"] and files.num_rows == 6
+    assert {g["by_status"]: g["files"] for g in profile.groups.to_pylist()} == {"new": 3, "old": 3}
+    refused = [f for f in files.to_pylist() if f["status"] == "forbidden"]
+    assert refused and all("outside" in f["error"] and f["bytes"] is None for f in refused)
+
+
+@pytest.mark.parametrize(("sample", "count"), [(1.0, 3), (0.34, 1), (2, 2), (10, 3)])
+def test_sample_is_a_count_or_a_fraction(crowd, sample, count: int) -> None:
+    with fedquery.connect(crowd) as con:
+        assert con.profile("shots", sample=sample).summary["total"] == count
+
+
+@pytest.mark.parametrize("sample", [2.5, float("nan"), float("inf"), -1, "3"])
+def test_bad_sample_is_a_plan_error(crowd, sample) -> None:
+    with fedquery.connect(crowd) as con, pytest.raises(fedquery.PlanError, match="sample must be"):
+        con.profile("shots", sample=sample)
