@@ -16,6 +16,7 @@ from fedquery.errors import (
     SourceError,
 )
 from fedquery.functions.embedding import register_embedder
+from fedquery.profile import Profile
 from fedquery.result import Result
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "ForbiddenError",
     "ParseError",
     "PlanError",
+    "Profile",
     "Result",
     "SourceError",
     "connect",
