@@ -49,8 +49,8 @@ def expand_entities(tree: exp.Expr, entities: dict[str, EntitySpec], tables: set
             root_columns = schema_of(entity.table).names
             members = _read_members(table, entity)
             _check_member_names(entity, members, root_columns)
-            expanded = _entity(table, entity, members, schema_of)
-            _copy_root_filters(table, expanded, root_columns)
+            filters = _own_filters(table, {c.lower() for c in root_columns})
+            expanded = _entity(table, entity, members, schema_of, filters)
             table.replace(expanded)
             found = True
     return found
@@ -94,28 +94,43 @@ def _check_member_names(entity: EntitySpec, members: list[MemberSpec], root_colu
 
 
 def _entity(table: exp.Table, entity: EntitySpec, members: list[MemberSpec],
-            schema_of: Callable[[str], pa.Schema]) -> exp.Subquery:
+            schema_of: Callable[[str], pa.Schema], filters: list[exp.Expr]) -> exp.Subquery:
+    """The root LEFT JOIN each member's lists. ``filters`` (conditions of the enclosing WHERE
+    on root columns alone) are also applied on the root, and each member's rows are joined to
+    the filtered roots before they are listed, so a member's source can be asked for the rows
+    of those roots only (by dynamic filtering, or DuckDB's join filters)."""
     root = _table(entity.table, "__root")
     query = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("__root"))).from_(root)
+    if filters:
+        query = query.where(exp.and_(*(_renamed(c, "__root") for c in filters)), copy=False)
     for i, member in enumerate(members):
         alias = f"__m{i}"
         rows = exp.Coalesce(this=exp.column(member.name, table=alias, quoted=True),
                             expressions=[exp.Array(expressions=[])])
         query = query.select(exp.alias_(rows, member.name, quoted=True), copy=False)
         on = exp.column("__key", table=alias).eq(exp.column(member.root_key, table="__root"))
-        query = query.join(_member_lists(member, schema_of(member.table)).subquery(alias),
-                           on=on, join_type="left", copy=False)
+        lists = _member_lists(member, schema_of(member.table))
+        if filters:
+            lists = _of_roots(lists, entity, member, filters)
+        query = query.join(lists.subquery(alias), on=on, join_type="left", copy=False)
     alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(entity.name))
     return exp.Subquery(this=query, alias=alias.copy())
 
 
-def _copy_root_filters(table: exp.Table, expanded: exp.Subquery, root_columns: list[str]) -> None:
-    """Conditions of the enclosing WHERE on the entity's root columns only, also inside the
-    expansion on the root table, so the root's source filters its rows (and only those roots'
-    members are listed). Only where the entity is not the NULL-extended side of a join."""
-    copied = [_renamed(c, "__root") for c in _own_filters(table, {c.lower() for c in root_columns})]
-    if copied:
-        expanded.this.where(exp.and_(*copied), copy=False)
+def _of_roots(lists: exp.Select, entity: EntitySpec, member: MemberSpec,
+              filters: list[exp.Expr]) -> exp.Select:
+    """The member's lists over its rows whose key is a filtered root's: a join with the root
+    (its key is unique) or with the root's distinct values of the linking column."""
+    condition = exp.and_(*(_renamed(c, "__r") for c in filters))
+    link = exp.column(member.root_key, table="__r", quoted=True)
+    if member.root_key == entity.key:
+        roots: exp.Expr = _table(entity.table, "__r")
+        lists = lists.where(condition, copy=False)
+    else:
+        roots = (exp.select(link.copy()).distinct().from_(_table(entity.table, "__r"))
+                 .where(condition).subquery("__r"))
+    on = exp.column(member.key, table="__m", quoted=True).eq(link)
+    return lists.join(roots, on=on, copy=False)
 
 
 def _own_filters(table: exp.Table, columns: set[str]) -> list[exp.Expr]:

@@ -213,3 +213,36 @@ def test_member_named_like_a_root_column_is_refused_when_read(trips) -> None:
 def test_timeline_base_must_link_by_the_root_key(trips) -> None:
     with pytest.raises(fedquery.PlanError, match="links to 'trips' by 'city', not by its key"):
         trips.sql("SELECT * FROM timeline('trip', 'wx')")
+
+
+@pytest.fixture(scope="module")
+def remote_client(postgres_database, unseen, unseen_root, s3_endpoint, s3_credentials):
+    """The shop's clients in PostgreSQL, its orders on S3, and an entity tying them."""
+    from tests.services.postgres import load_shop, shop_catalog_in_postgres
+    from tests.services.s3 import upload_tree
+
+    catalog, ref = unseen
+    load_shop(postgres_database, unseen_root)
+    upload_tree(unseen_root / "lake", "entities", "lake", endpoint=s3_endpoint)
+    lake = {"kind": "parquet", "root": "s3://entities/lake/",
+            "options": {"endpoint_url": s3_endpoint, "key": s3_credentials["AWS_ACCESS_KEY_ID"],
+                        "secret": s3_credentials["AWS_SECRET_ACCESS_KEY"]}}
+    remote = shop_catalog_in_postgres(catalog, postgres_database.dsn, lake)
+    remote["entities"] = {"client": {"table": "clients", "key": "customer_id", "members": {
+        "orders": {"table": "orders", "time": "ordered_at"}}}}
+    with fedquery.connect(remote) as con:
+        yield con, ref
+
+
+def test_members_on_s3_are_read_for_the_filtered_roots_only(remote_client) -> None:
+    con, ref = remote_client
+    sql = "SELECT c.customer_id, len(c.orders) AS n FROM client c WHERE c.country = 'JP' ORDER BY 1"
+    expected = ref.execute("SELECT c.customer_id, count(o.order_id) FROM clients c LEFT JOIN orders o "
+                           "USING (customer_id) WHERE c.country = 'JP' GROUP BY 1 ORDER BY 1").fetchall()
+    assert con.sql(sql).fetchall() == expected
+    analyzed = con.explain(sql, analyze=True)
+    lake = next(b for b in re.split(r"\n(?=\[__f)", analyzed) if "] lake (" in b.splitlines()[0])
+    moved = int(re.search(r"analyze: ([\d,]+) rows", lake).group(1).replace(",", ""))
+    assert moved == sum(n for _, n in expected), lake
+    total = ref.execute("SELECT count(*) FROM orders").fetchall()[0][0]
+    assert moved * 5 < total and "keys sent: customer_id IN" in lake
