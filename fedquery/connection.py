@@ -102,8 +102,11 @@ class Connection:
         return names + extra
 
     def schema(self, name: str) -> pa.Schema:
-        """The Arrow schema of a table as SQL sees it."""
+        """The Arrow schema of a table (or an entity) as SQL sees it."""
         self._check_open()
+        if name.lower() in {e.lower() for e in self.catalog.entities}:
+            quoted = exp.to_identifier(name, quoted=True).sql("duckdb")
+            return self.sql(f"SELECT * FROM {quoted} LIMIT 0").arrow().schema
         bound = self._planner.index.lookup(name)
         if bound is None:
             raise PlanError(f"unknown table {name!r}{self._planner.index.suggest(name)}")
@@ -152,7 +155,8 @@ class Connection:
             table = pa.table({"name": self.tables()})
         elif isinstance(tree.this, exp.Table) and not isinstance(tree.this.this, exp.Func):
             name = ".".join(p.name for p in tree.this.parts)
-            self.schema(name)  # unknown names fail here with a suggestion
+            if name.lower() not in {e.lower() for e in self.catalog.entities}:
+                self.schema(name)  # unknown names fail here with a suggestion
             plan = self._planner.cached_plan(f"SELECT * FROM {tree.this.sql('duckdb')}")
             table = pa.table({"column_name": list(plan.columns), "column_type": list(plan.types)})
         else:

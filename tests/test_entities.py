@@ -246,3 +246,18 @@ def test_members_on_s3_are_read_for_the_filtered_roots_only(remote_client) -> No
     assert moved == sum(n for _, n in expected), lake
     total = ref.execute("SELECT count(*) FROM orders").fetchall()[0][0]
     assert moved * 5 < total and "keys sent: customer_id IN" in lake
+
+
+def test_schema_and_describe_of_an_entity(pair) -> None:
+    con, _ = pair
+    schema = con.schema("drive")
+    assert schema.names[-3:] == ["frames", "lidar", "imu"]
+    assert pa_list_of_struct(schema.field("frames").type)
+    described = dict(con.sql("DESCRIBE drive").fetchall())
+    assert described["drive_id"] == "INTEGER" and described["lidar"].startswith("STRUCT(")
+
+
+def pa_list_of_struct(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(arrow_type) and pa.types.is_struct(arrow_type.value_type)
