@@ -32,7 +32,8 @@ SHOWCASE = [
                round(array_cosine_distance(e.embedding,
                      (SELECT embed_image(image_uri) FROM probe))::DOUBLE, 4) AS distance
         FROM frame_embeddings e JOIN frames f USING (frame_id) JOIN drives d ON d.drive_id = f.drive_id
-        ORDER BY distance, f.frame_id LIMIT 5"""),
+        ORDER BY array_cosine_distance(e.embedding, (SELECT embed_image(image_uri) FROM probe)),
+                 f.frame_id LIMIT 5"""),
     ("Camera frames of rainy drives, read from their image headers (lake x warehouse x blobs)",
      """SELECT f.frame_id, d.city, image_info(f.image_uri).format AS format,
                image_info(f.image_uri).width AS width, image_info(f.image_uri).bytes AS bytes

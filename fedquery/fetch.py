@@ -60,6 +60,8 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
         stat = FragmentStats(fragment.name, fragment.source)
         predicate = key_predicate(fragment, built)
         stat.key_filter = describe_predicate(predicate, fragment)
+        if fragment.query_vector is not None:
+            params = _with_query_vector(session, fragment, params)
         if fragment.vector_keys is not None:
             fragment = _with_vector_keys(session, fragment, params)
             stat.key_filter = _describe_keys(fragment)
@@ -123,6 +125,20 @@ def _with_vector_keys(session: Session, fragment: Fragment, params: Any) -> Frag
         whole = replace(fragment.request, order_by=(), limit=None, with_ties=False)
         return replace(fragment, request=whole)
     return replace(fragment, request=replace(fragment.request, keys=KeySet(planned.column, keys)))
+
+
+def _with_query_vector(session: Session, fragment: Fragment, params: Any) -> dict[str, Any]:
+    """Run a top-k scan's query-vector plan: ``params`` with its one value, typed as the vector
+    column (no row: NULL, as the scalar subquery gives)."""
+    planned = fragment.query_vector
+    table = session.run(planned.plan, subset(params, planned.plan.parameters)).table()
+    value = table.column(0)[0].as_py() if table.num_rows else None
+    values = {**(params or {}), planned.parameter: value}
+    if planned.sql_type and value is not None:
+        from fedquery.vectors import typed_vectors
+
+        values = typed_vectors(values, ((planned.parameter, planned.sql_type),))
+    return values
 
 
 def _describe_keys(fragment: Fragment) -> str:

@@ -16,6 +16,7 @@ from fedquery.parse import DIALECT
 from fedquery.rules._shape import ROW_MARKER, RuleCatalog, scan_table, source_of, subtree_source
 from fedquery.rules.dynamic_filters import DYNAMIC_FILTER, IN_LIST_MAX, MATERIALIZE
 from fedquery.rules.pushdown_vector_topk import VECTOR_TOPK
+from fedquery.vectors import array_type
 
 FRAGMENT_PREFIX = "__f"
 
@@ -39,12 +40,23 @@ class Fragment:
     key_filter: DynamicFilter | None = None
     materialize: bool = False
     vector_keys: VectorKeys | None = None
+    query_vector: QueryVector | None = None
 
     @property
     def inline(self) -> bool:
         """Run inside the residual by DuckDB, rather than fetched first and registered."""
         return (self.native and not self.materialize and self.key_filter is None
-                and self.vector_keys is None)
+                and self.vector_keys is None and self.query_vector is None)
+
+
+@dataclass(frozen=True)
+class QueryVector:
+    """A top-k scan's query vector computed by a query (a scalar subquery): ``plan`` runs
+    first and its one value, typed ``sql_type``, is the scan's parameter ``parameter``."""
+
+    parameter: str
+    plan: Plan
+    sql_type: str
 
 
 @dataclass(frozen=True)
@@ -121,9 +133,10 @@ def placeholders(node: exp.Expr) -> tuple[str, ...]:
 
 def _has_streamed(expression: exp.Expr, is_native) -> bool:
     """Whether some fragment will be fetched first rather than run inline by DuckDB."""
-    if any(MATERIALIZE in s.meta or getattr(s.meta.get(VECTOR_TOPK), "keys", None) is not None
-           for s in expression.find_all(exp.Subquery)):
-        return True
+    for node in expression.find_all(exp.Subquery):
+        topk = node.meta.get(VECTOR_TOPK)
+        if MATERIALIZE in node.meta or (topk and (topk.keys or topk.query_vector)):
+            return True
     return any(not is_native(source_of(t)) for t in expression.find_all(exp.Table)
                if source_of(t) is not None)
 
@@ -155,14 +168,19 @@ def _fragment_of(node: exp.Expr, catalog, index: int, is_native) -> Fragment | N
     if table is not None:
         source = source_of(table)
         request, topk = _request(node.this, table), node.meta.get(VECTOR_TOPK)
-        vector_keys = None
+        vector_keys = query_vector = None
         if topk is not None:
             request = replace(request, with_ties=topk.with_ties)
             if topk.keys is not None:
                 vector_keys = VectorKeys(topk.column, catalog.subplan(topk.keys))
+            if topk.query_vector is not None:
+                parameter, query = topk.query_vector
+                field = catalog.table_schema(table).field(topk.vector_column)
+                query_vector = QueryVector(parameter, catalog.subplan(query),
+                                           array_type(field.type) or "")
         return Fragment(name, source, "scan", node.this.sql(DIALECT), (_key(table),),
                         is_native(source), request, placeholders(node), **marks,
-                        vector_keys=vector_keys)
+                        vector_keys=vector_keys, query_vector=query_vector)
     query = _whole_query(node)
     source = subtree_source(query, catalog) if query is not None else None
     if source is not None:

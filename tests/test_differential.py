@@ -21,6 +21,7 @@ import pytest
 import fedquery
 from fedquery.fetch import subset
 from fedquery.planner import select_params
+from fedquery.vectors import typed_vectors
 
 
 class Case(NamedTuple):
@@ -525,6 +526,11 @@ def _execute(con: fedquery.Connection, plan, params) -> pa.Table:
             connector = con._session.connectors[fragment.source]
             values = subset(params, fragment.parameters)
             if fragment.kind == "scan":
+                if fragment.query_vector is not None:  # required: the scan's query vector
+                    vector = fragment.query_vector
+                    value = _execute(con, vector.plan, params).column(0)[0].as_py()
+                    values = typed_vectors({**(values or {}), vector.parameter: value},
+                                           ((vector.parameter, vector.sql_type),))
                 request = dataclasses.replace(fragment.request, params=values)
                 if fragment.vector_keys is not None:  # required: the top-k is over these keys
                     keys = _execute(con, fragment.vector_keys.plan, params).column(0).to_pylist()

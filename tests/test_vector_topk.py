@@ -310,3 +310,23 @@ def test_positional_parameters_are_answered_exhaustively(fq: fedquery.Connection
     sql = CASES["metadata-filter"][2].replace("'toys'", "?").replace("$q", f"CAST(? AS FLOAT[{VEC_DIM}])")
     values = [QUERY.tolist(), "toys"]
     assert fq.sql(sql, params=values).fetchall() == unseen[1].execute(sql, values).fetchall()
+
+
+@pytest.mark.parametrize("sql", [
+    """SELECT p.product_id, v.model, array_cosine_distance(v.vec, (SELECT w.vec FROM product_vectors w
+              WHERE w.product_id = 1 AND w.model = 'm1')) AS d
+       FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+       WHERE p.category = 'toys' ORDER BY d, v.model LIMIT 6""",
+    """WITH probe AS (SELECT w.vec FROM product_vectors w JOIN products p ON p.product_id = w.product_id
+                      WHERE p.category = 'books' ORDER BY w.product_id, w.model LIMIT 1),
+            other AS (SELECT 1 AS unused)
+       SELECT o.order_id, array_distance(v.vec, (SELECT vec FROM probe)) AS d
+       FROM product_vectors v JOIN orders o ON o.product_id = v.product_id
+       WHERE o.region = 'north' ORDER BY array_distance(v.vec, (SELECT vec FROM probe)), o.order_id
+       LIMIT 7""",
+])
+def test_query_vector_from_a_scalar_subquery(fq: fedquery.Connection, unseen, sql: str) -> None:
+    """The subquery (with the CTEs it reads) runs first; its value is the scan's query vector."""
+    analyzed = fq.explain(sql, analyze=True)
+    assert "top-k:" in analyzed and _rows_of(analyzed, "vec") <= 7
+    _same(fq.sql(sql).fetchall(), unseen[1].execute(sql).fetchall())

@@ -20,6 +20,7 @@ groups, aggregates, deduplicates or windows.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -38,6 +39,7 @@ from fedquery.rules.dynamic_filters import DYNAMIC_FILTER, ESTIMATE, MATERIALIZE
 VECTOR_TOPK = "vector_topk"  # meta on the vector scan: the planned TopK
 NEAREST_FIRST = {"array_cosine_distance", "array_distance", "array_negative_inner_product"}
 MAX_K = 100_000
+_vectors = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class TopK:
     keys: exp.Select | None
     k: int
     with_ties: bool
+    query_vector: tuple[str, exp.Select] | None = None  # ($name in the scan, query run first)
+    vector_column: str | None = None
 
 
 def pushdown_vector_topk(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
@@ -79,7 +83,14 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
         return
     column, query = distance
     vector = sides.get(column.table)
-    if vector is None or column.table in nullable or query.find(exp.Column, exp.Query) is not None:
+    if vector is None or column.table in nullable:
+        return
+    query_vector = None
+    if query.find(exp.Query) is not None:
+        query_vector = _query_vector(query, select)
+        if query_vector is None:
+            return
+    elif query.find(exp.Column) is not None:
         return
     if not catalog.capabilities(source_of(scan_table(vector))).native:
         return  # the distance functions are DuckDB's
@@ -93,13 +104,67 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
     vector_only = all(referenced_tables(o.this) == {column.table} for o in extra)
     scan = vector.this
     nearest = _resolved(first, select)
+    if query_vector is not None:  # the scan takes the vector's value as a parameter
+        call = nearest.this
+        for arg in call.expressions:
+            if not (isinstance(arg, exp.Column) and arg.table == column.table):
+                arg.replace(exp.Placeholder(this=query_vector[0]))
     scan.set("order", exp.Order(expressions=[nearest] + (extra if vector_only else [])))
     scan.set("limit", exp.Limit(expression=exp.Literal.number(k)))
     keys = None if key is None else _keys_query(select, {column.table} | nullable, key, conditions)
     vector.meta[VECTOR_TOPK] = TopK(key[0].name if key else None, keys, k,
-                                    with_ties=bool(extra) and not vector_only)
+                                    with_ties=bool(extra) and not vector_only,
+                                    query_vector=query_vector, vector_column=column.name)
     if key is not None and len(key[1]) == 1:
         _send_top_keys(vector, (key[0], key[1][0]), sides, k, catalog)
+
+
+def _query_vector(query: exp.Expr, select: exp.Select) -> tuple[str, exp.Select] | None:
+    """A query vector that reads tables only through uncorrelated scalar subqueries
+    (``(SELECT embedding FROM ...)``, ``embed_image((SELECT image_uri FROM probe))``): a
+    parameter name for the scan, and ``SELECT <the vector>`` with the CTEs it reads, to run
+    first. None when a column outside the subqueries, or a correlated one, is read."""
+    subqueries = [s for s in query.find_all(exp.Subquery)]
+    if not subqueries or any(not isinstance(s.this, exp.Select) or is_correlated(s.this)
+                             for s in subqueries):
+        return None
+    if any(not any(_within(c, s) for s in subqueries) for c in query.find_all(exp.Column)):
+        return None
+    # an Alias node: alias_() on a Subquery would rename the subquery, which is a scan
+    standalone = exp.select(exp.Alias(this=query.copy(), alias=exp.to_identifier("query_vector")))
+    ctes = _ctes_read(query, select)
+    if ctes:
+        standalone.set("with_", exp.With(expressions=[c.copy() for c in ctes]))
+    return f"__fq_query_vector_{next(_vectors)}", standalone
+
+
+def _within(node: exp.Expr, ancestor: exp.Expr) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent is ancestor:
+            return True
+        parent = parent.parent
+    return False
+
+
+def _ctes_read(body: exp.Expr, select: exp.Select) -> list[exp.CTE]:
+    """The CTEs in scope that ``body`` reads, directly or through each other, in order."""
+    scope: dict[str, exp.CTE] = {}
+    node: exp.Expr | None = select
+    while node is not None:
+        with_ = node.args.get("with_") if isinstance(node, exp.Query) else None
+        for cte in with_.expressions if with_ else []:
+            scope.setdefault(cte.alias, cte)
+        node = node.parent
+    wanted: list[str] = []
+    pending = [body]
+    while pending:
+        for table in pending.pop().find_all(exp.Table):
+            if not table.db and table.name in scope and table.name not in wanted:
+                wanted.append(table.name)
+                pending.append(scope[table.name].this)
+    order = list(scope)
+    return [scope[n] for n in sorted(wanted, key=order.index)]
 
 
 def _send_top_keys(vector: exp.Subquery, key: tuple[exp.Column, exp.Expr],
