@@ -330,3 +330,12 @@ def test_query_vector_from_a_scalar_subquery(fq: fedquery.Connection, unseen, sq
     analyzed = fq.explain(sql, analyze=True)
     assert "top-k:" in analyzed and _rows_of(analyzed, "vec") <= 7
     _same(fq.sql(sql).fetchall(), unseen[1].execute(sql).fetchall())
+
+
+def test_aggregate_inside_the_query_vector_subquery(fq: fedquery.Connection, unseen) -> None:
+    sql = """SELECT v.product_id, v.model, array_distance(v.vec, (SELECT w.vec FROM product_vectors w
+                 WHERE w.product_id = (SELECT min(product_id) FROM products) AND w.model = 'm1')) AS d
+             FROM product_vectors v JOIN products p ON p.product_id = v.product_id
+             WHERE p.category = 'kitchen' ORDER BY d, v.model LIMIT 4"""
+    assert "top-k:" in fq.explain(sql)
+    _same(fq.sql(sql).fetchall(), unseen[1].execute(sql).fetchall())

@@ -185,7 +185,28 @@ def _keeps_rows(select: exp.Select) -> bool:
     if any(select.args.get(k) for k in ("group", "having", "distinct", "qualify")):
         return False
     nodes = list(select.expressions) + list(select.args["order"].expressions)
-    return not any(n.find(exp.AggFunc, exp.Window, exp.Unnest, exp.UDTF) for n in nodes)
+    return not any(_owned_by_this(found, n) for n in nodes
+                   for found in n.find_all(exp.AggFunc, exp.Window, exp.Unnest, exp.UDTF))
+
+
+def _owned_by_this(found: exp.Expr, item: exp.Expr) -> bool:
+    """Whether an aggregate found in ``item`` belongs to the SELECT of ``item`` (not to a
+    subquery nested inside it)."""
+    nearest = found.find_ancestor(exp.Subquery)
+    return nearest is None or any(nearest is s for s in _enclosing(item))
+
+
+def _enclosing(node: exp.Expr) -> tuple[exp.Expr, ...]:
+    """Subqueries enclosing ``node`` (a select-list or ORDER BY item): an aggregate nested in
+    a scalar subquery inside the item is that subquery's own, not this SELECT's."""
+    return tuple(a for a in _ancestors(node) if isinstance(a, exp.Subquery))
+
+
+def _ancestors(node: exp.Expr):
+    parent = node.parent
+    while parent is not None:
+        yield parent
+        parent = parent.parent
 
 
 def _sides(select: exp.Select) -> tuple[dict[str, exp.Subquery], set[str]] | None:
