@@ -115,20 +115,18 @@ class ParquetConnector(DuckDBBound):
     def relations(self, tables: list[str] | None = None) -> dict[str, Any]:
         """Fresh datasets of a remote lake, one listing per table: what one query sees.
 
-        ``tables`` limits the listing to the tables a query reads (default: every table). A
-        table whose listing fails gets a dataset that raises the reason when scanned, so a
-        query that does not read it is unaffected.
+        ``tables`` limits the listing to the tables a query reads (default: every table), so a
+        table whose listing fails (``SourceError``, in words) fails only the queries reading it.
         """
         if not self._remote:
             return {}
         names = [n for n in (tables if tables is not None else self._specs)
                  if n in self._specs and n not in self._broken]
         if len(names) <= 1:
-            datasets = [self._remote.fresh_dataset(self._specs[n]) for n in names]
+            datasets = [self._remote.dataset(self._specs[n]) for n in names]
         else:
             with ThreadPoolExecutor(min(8, len(names))) as pool:
-                datasets = list(pool.map(self._remote.fresh_dataset,
-                                         [self._specs[n] for n in names]))
+                datasets = list(pool.map(self._remote.dataset, [self._specs[n] for n in names]))
         return {self.relation_name(n): d for n, d in zip(names, datasets, strict=True)}
 
     def tables(self) -> list[TableRef]:
@@ -272,13 +270,6 @@ class _RemoteLake:
             self.dataset(spec)
         return self._schemas[spec.name]
 
-    def fresh_dataset(self, spec: TableSpec) -> ds.Dataset:
-        """A dataset listed now; a failure becomes a dataset that raises it when scanned."""
-        try:
-            return self.dataset(spec)
-        except SourceError as exc:
-            return _failing_dataset(self._schemas[spec.name], self.source, _reason(exc))
-
     def close(self) -> None:
         self._schemas.clear()
         self._fragment_cache.clear()
@@ -341,17 +332,6 @@ def _partition_type(values: set[str]) -> pa.DataType:
     if values and all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) for v in values):
         return pa.date32()
     return pa.string()
-
-
-def _failing_dataset(schema: pa.Schema, source: str, reason: str) -> ds.Dataset:
-    """A dataset with the table's schema whose scan raises ``reason`` (a listing that failed)."""
-    import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
-
-    from connectors.remote_fs import FailingHandler
-
-    return ds.dataset(["unavailable.parquet"], schema=schema, format=_format(),
-                      filesystem=pafs.PyFileSystem(FailingHandler(source, reason)))
 
 
 def _reason(exc: SourceError) -> str:

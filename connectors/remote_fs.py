@@ -189,28 +189,6 @@ class CountingHandler(pafs.FileSystemHandler):
     delete_file = move = copy_file = open_output_stream = open_append_stream = _read_only
 
 
-class FailingHandler(CountingHandler):
-    """A filesystem whose every open raises one reason: a table whose listing failed."""
-
-    def __init__(self, source: str, reason: str) -> None:
-        super().__init__(pafs.LocalFileSystem(), scheme="s3", source=source)
-        self.message = f"source {source!r}: {reason}"
-
-    def __eq__(self, other: object) -> bool:
-        return other is self
-
-    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        raise OSError(self.message)
-
-    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
-        raise OSError(self.message)
-
-    def open_input_file(self, path: str) -> pa.PythonFile:
-        raise OSError(self.message)
-
-    open_input_stream = open_input_file
-
-
 def open_filesystem(root: str, options: Mapping[str, Any] | None, *, source: str,
                     secrets: Secrets) -> tuple[pafs.PyFileSystem, str]:
     """The filesystem a root lives in and the root's path inside it (``bucket/prefix``).
