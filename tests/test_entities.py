@@ -218,18 +218,13 @@ def test_timeline_base_must_link_by_the_root_key(trips) -> None:
 @pytest.fixture(scope="module")
 def remote_client(postgres_database, unseen, unseen_root, s3_endpoint, s3_credentials):
     """The shop's clients in PostgreSQL, its orders on S3, and an entity tying them."""
-    from tests.services.postgres import load_shop, shop_catalog_in_postgres
-    from tests.services.s3 import upload_tree
+    from tests.services.postgres import shop_on_postgres_and_s3
 
-    catalog, ref = unseen
-    load_shop(postgres_database, unseen_root)
-    upload_tree(unseen_root / "lake", "entities", "lake", endpoint=s3_endpoint)
-    lake = {"kind": "parquet", "root": "s3://entities/lake/",
-            "options": {"endpoint_url": s3_endpoint, "key": s3_credentials["AWS_ACCESS_KEY_ID"],
-                        "secret": s3_credentials["AWS_SECRET_ACCESS_KEY"]}}
-    remote = shop_catalog_in_postgres(catalog, postgres_database.dsn, lake)
+    remote = shop_on_postgres_and_s3(postgres_database, unseen, unseen_root, s3_endpoint,
+                                     s3_credentials, "entities")
     remote["entities"] = {"client": {"table": "clients", "key": "customer_id", "members": {
         "orders": {"table": "orders", "time": "ordered_at"}}}}
+    ref = unseen[1]
     with fedquery.connect(remote) as con:
         yield con, ref
 

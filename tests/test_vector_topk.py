@@ -218,18 +218,11 @@ def test_many_keys_join_as_a_table_and_too_many_drop_the_top_k(
 @pytest.fixture(scope="module")
 def federated(postgres_database, unseen, unseen_root, s3_endpoint, s3_credentials):
     """The shop's warehouse in PostgreSQL, its lake on S3, its vectors in LanceDB."""
-    from tests.services.postgres import load_shop, shop_catalog_in_postgres
-    from tests.services.s3 import upload_tree
+    from tests.services.postgres import shop_on_postgres_and_s3
 
-    catalog, ref = unseen
-    load_shop(postgres_database, unseen_root)
-    upload_tree(unseen_root / "lake", "vectors-topk", "lake", endpoint=s3_endpoint)
-    lake = {"kind": "parquet", "root": "s3://vectors-topk/lake/",
-            "options": {"endpoint_url": s3_endpoint, "key": s3_credentials["AWS_ACCESS_KEY_ID"],
-                        "secret": s3_credentials["AWS_SECRET_ACCESS_KEY"]}}
-    federated = shop_catalog_in_postgres(catalog, postgres_database.dsn, lake)
-    federated["sources"]["vec"] = catalog["sources"]["vec"]
-    federated["tables"]["product_vectors"] = catalog["tables"]["product_vectors"]
+    federated = shop_on_postgres_and_s3(postgres_database, unseen, unseen_root, s3_endpoint,
+                                        s3_credentials, "vectors-topk")
+    ref = unseen[1]
     with fedquery.connect(federated) as con:
         yield con, ref
 

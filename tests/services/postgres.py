@@ -139,3 +139,21 @@ def shop_catalog_in_postgres(unseen_catalog: dict, dsn: str, lake: dict | None =
                    "targets": {"source": "pg", "table": "sales.targets"},
                    "orders": unseen_catalog["tables"]["orders"],
                    "returns": unseen_catalog["tables"]["returns"]}}
+
+
+def shop_on_postgres_and_s3(db: PgDatabase, unseen: tuple, unseen_root: Path, s3_endpoint: str,
+                            s3_credentials: dict, bucket: str) -> dict:
+    """The shop catalog with its warehouse in PostgreSQL and its lake uploaded to ``bucket`` on
+    the S3 server (its vectors stay in the local LanceDB)."""
+    from tests.services.s3 import upload_tree
+
+    catalog, _ = unseen
+    load_shop(db, unseen_root)
+    upload_tree(unseen_root / "lake", bucket, "lake", endpoint=s3_endpoint)
+    lake = {"kind": "parquet", "root": f"s3://{bucket}/lake/",
+            "options": {"endpoint_url": s3_endpoint, "key": s3_credentials["AWS_ACCESS_KEY_ID"],
+                        "secret": s3_credentials["AWS_SECRET_ACCESS_KEY"]}}
+    federated = shop_catalog_in_postgres(catalog, db.dsn, lake)
+    federated["sources"]["vec"] = catalog["sources"]["vec"]
+    federated["tables"]["product_vectors"] = catalog["tables"]["product_vectors"]
+    return federated
