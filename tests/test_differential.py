@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import re
 from typing import Any, NamedTuple
 
 import duckdb
@@ -22,6 +21,7 @@ import fedquery
 from fedquery.fetch import subset
 from fedquery.planner import select_params
 from fedquery.vectors import typed_vectors
+from tests.explain_text import fragment, fragments, line
 
 
 class Case(NamedTuple):
@@ -657,50 +657,33 @@ def test_streamed_batches_equal_arrow(fq: fedquery.Connection, unseen) -> None:
 # --------------------------------------------------------------------- pushdown, seen by explain
 
 
-def _fragments(text: str) -> list[str]:
-    """The blocks of an explain text, one per fragment."""
-    return re.split(r"\n(?=\[__f\d+\])", text.split("\nresidual (DuckDB):")[0])[1:]
-
-
-def _fragment(text: str, table: str) -> str:
-    found = [f for f in _fragments(text) if re.search(rf"^\s+table:\s+\S*\b{table}$", f, re.M)]
-    assert len(found) == 1, f"expected one scan of {table} in:\n{text}"
-    return found[0]
-
-
-def _line(block: str, key: str) -> str:
-    match = re.search(rf"^\s+{key}:\s+(.*)$", block, re.M)
-    assert match, f"no {key}: line in\n{block}"
-    return match.group(1)
-
-
 def test_explain_lake_filter_and_columns(fq: fedquery.Connection) -> None:
     text = fq.explain("""
         SELECT c.name, o.qty FROM orders o JOIN clients c ON c.customer_id = o.customer_id
         WHERE o.note = 'gift' AND o.region = 'east' AND c.country = 'US'""")
-    orders = _fragment(text, "orders")
-    assert "note = 'gift'" in _line(orders, "filter")
-    assert "region = 'east'" in _line(orders, "filter")
-    assert sorted(_line(orders, "columns").split(", ")) == ["customer_id", "qty"]
-    clients = _fragment(text, "customers")
-    assert _line(clients, "filter") == "country = 'US'"
-    assert sorted(_line(clients, "columns").split(", ")) == ["customer_id", "name"]
+    orders = fragment(text, "orders")
+    assert "note = 'gift'" in line(orders, "filter")
+    assert "region = 'east'" in line(orders, "filter")
+    assert sorted(line(orders, "columns").split(", ")) == ["customer_id", "qty"]
+    clients = fragment(text, "customers")
+    assert line(clients, "filter") == "country = 'US'"
+    assert sorted(line(clients, "columns").split(", ")) == ["customer_id", "name"]
 
 
 def test_explain_count_star_requests_no_columns(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT count(*) FROM orders o JOIN returns r USING (order_id) "
                       "WHERE r.reason = 'late'")
-    returns = _fragment(text, "returns")
-    assert _line(returns, "columns") == "order_id"
-    assert _line(returns, "filter") == "reason = 'late'"
-    assert _line(_fragment(text, "orders"), "columns") == "order_id"
+    returns = fragment(text, "returns")
+    assert line(returns, "columns") == "order_id"
+    assert line(returns, "filter") == "reason = 'late'"
+    assert line(fragment(text, "orders"), "columns") == "order_id"
 
 
 def test_explain_outer_join_keeps_null_side_filter_above(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT o.order_id FROM orders o LEFT JOIN clients c "
                       "ON o.customer_id = c.customer_id WHERE c.customer_id IS NULL AND o.qty > 2")
-    assert _line(_fragment(text, "customers"), "filter") == "(none)"
-    assert _line(_fragment(text, "orders"), "filter") == "qty > 2"
+    assert line(fragment(text, "customers"), "filter") == "(none)"
+    assert line(fragment(text, "orders"), "filter") == "qty > 2"
     residual = text.split("residual (DuckDB):\n", 1)[1]
     assert "IS NULL" in residual
 
@@ -708,68 +691,68 @@ def test_explain_outer_join_keeps_null_side_filter_above(fq: fedquery.Connection
 def test_explain_left_join_on_right_filter_pushed(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT o.order_id, r.reason FROM orders o LEFT JOIN returns r "
                       "ON r.order_id = o.order_id AND r.reason = 'damaged'")
-    assert _line(_fragment(text, "returns"), "filter") == "reason = 'damaged'"
-    assert _line(_fragment(text, "orders"), "filter") == "(none)"
+    assert line(fragment(text, "returns"), "filter") == "reason = 'damaged'"
+    assert line(fragment(text, "orders"), "filter") == "(none)"
 
 
 def test_explain_limit_pushed_into_single_scan(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT order_id FROM orders WHERE qty > 5 ORDER BY order_id LIMIT 3 OFFSET 2")
-    orders = _fragment(text, "orders")
-    assert _line(orders, "limit") == "5"
-    assert _line(orders, "filter") == "qty > 5"
+    orders = fragment(text, "orders")
+    assert line(orders, "limit") == "5"
+    assert line(orders, "filter") == "qty > 5"
 
 
 def test_explain_limit_not_pushed_below_join(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT o.order_id FROM orders o JOIN returns r USING (order_id) LIMIT 3")
-    for block in _fragments(text):
+    for block in fragments(text):
         assert "limit:" not in block
 
 
 def test_explain_warehouse_query_is_one_fragment(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT c.country, count(*) FROM clients c JOIN shop.sales.targets t "
                       "ON t.country = c.country GROUP BY c.country")
-    blocks = _fragments(text)
+    blocks = fragments(text)
     assert len(blocks) == 1 and ": sql" in blocks[0].splitlines()[0]
-    assert "GROUP BY" in _line(blocks[0], "sql")
+    assert "GROUP BY" in line(blocks[0], "sql")
 
 
 def test_explain_params_are_not_spliced(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT order_id FROM orders WHERE region = $region", params={"region": "west"})
-    assert "$region" in _line(_fragment(text, "orders"), "filter")
+    assert "$region" in line(fragment(text, "orders"), "filter")
     assert "'west'" not in text
 
 
 def test_explain_partition_filter_pushed(fq: fedquery.Connection) -> None:
-    orders = _fragment(fq.explain("SELECT count(*) FROM orders WHERE region IN ('north', 'south')"), "orders")
-    assert _line(orders, "filter") == "region IN ('north', 'south')"
-    assert _line(orders, "columns").startswith("(none")
+    orders = fragment(fq.explain("SELECT count(*) FROM orders WHERE region IN ('north', 'south')"), "orders")
+    assert line(orders, "filter") == "region IN ('north', 'south')"
+    assert line(orders, "columns").startswith("(none")
 
 
 def test_explain_vector_column_read_only_when_used(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT p.title FROM products p JOIN product_vectors v USING (product_id) "
                       "WHERE v.model = 'm1'")
-    vectors = _fragment(text, "product_vectors")
-    assert _line(vectors, "columns") == "product_id"
-    assert _line(vectors, "filter") == "model = 'm1'"
+    vectors = fragment(text, "product_vectors")
+    assert line(vectors, "columns") == "product_id"
+    assert line(vectors, "filter") == "model = 'm1'"
 
 
 def test_explain_anti_join_keeps_left_condition(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT o.order_id FROM orders o ANTI JOIN clients c "
                       "ON c.customer_id = o.customer_id AND o.qty > 5 AND c.country = 'DE'")
-    assert "qty" not in _line(_fragment(text, "orders"), "filter")
-    assert _line(_fragment(text, "customers"), "filter") == "country = 'DE'"
+    assert "qty" not in line(fragment(text, "orders"), "filter")
+    assert line(fragment(text, "customers"), "filter") == "country = 'DE'"
 
 
 def test_explain_asof_right_filter_stays_above(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT o.order_id, c.country FROM orders o ASOF JOIN clients c "
                       "ON o.customer_id >= c.customer_id WHERE c.country = 'DE' AND o.region = 'east'")
-    assert _line(_fragment(text, "customers"), "filter") == "(none)"
-    assert _line(_fragment(text, "orders"), "filter") == "region = 'east'"
+    assert line(fragment(text, "customers"), "filter") == "(none)"
+    assert line(fragment(text, "orders"), "filter") == "region = 'east'"
 
 
 def test_explain_filter_not_pushed_below_a_limit(fq: fedquery.Connection) -> None:
     text = fq.explain("SELECT * FROM (SELECT o.order_id FROM orders o ORDER BY o.order_id LIMIT 10) o "
                       "WHERE o.order_id % 2 = 0")
-    orders = _fragment(text, "orders")
-    assert _line(orders, "filter") == "(none)"
-    assert _line(orders, "limit") == "10"
+    orders = fragment(text, "orders")
+    assert line(orders, "filter") == "(none)"
+    assert line(orders, "limit") == "10"

@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 import fedquery
+from tests.explain_text import fragment, line, rows, source_fragment
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +98,8 @@ def test_timeline_aligns_each_member_as_of_the_base_time(pair) -> None:
 def test_timeline_filters_reach_every_member(pair) -> None:
     con, _ = pair
     plan = con.explain(TIMELINE)
-    blocks = {b.split("\n", 1)[0]: b for b in re.split(r"\n(?=\[__f)", plan)}
     for table in ("lidar_sweeps", "imu", "frames"):
-        block = next(b for b in blocks.values() if f"table:   {table}" in b)
-        assert "2024-03-07" in block.split("filter:", 1)[1].splitlines()[0], block
+        assert "2024-03-07" in line(fragment(plan, table), "filter"), plan
     assert re.search(r"filter:  .*city.* = 'Austin'", plan)
 
 
@@ -236,8 +235,8 @@ def test_members_on_s3_are_read_for_the_filtered_roots_only(remote_client) -> No
                            "USING (customer_id) WHERE c.country = 'JP' GROUP BY 1 ORDER BY 1").fetchall()
     assert con.sql(sql).fetchall() == expected
     analyzed = con.explain(sql, analyze=True)
-    lake = next(b for b in re.split(r"\n(?=\[__f)", analyzed) if "] lake (" in b.splitlines()[0])
-    moved = int(re.search(r"analyze: ([\d,]+) rows", lake).group(1).replace(",", ""))
+    lake = source_fragment(analyzed, "lake")
+    moved = rows(lake)
     assert moved == sum(n for _, n in expected), lake
     total = ref.execute("SELECT count(*) FROM orders").fetchall()[0][0]
     assert moved * 5 < total and "keys sent: customer_id IN" in lake

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import fedquery
+from tests.explain_text import source_fragment
 from tests.services.postgres import load_shop, shop_catalog_in_postgres
 from tests.services.s3 import upload_tree
 
@@ -75,7 +76,7 @@ def test_same_answer_as_duckdb_on_local_copies(federation, sql: str, params) -> 
 def test_postgres_receives_the_filter(federation) -> None:
     con, _ = federation
     text = con.explain(QUERIES["one_customer"][0], params=QUERIES["one_customer"][1])
-    block = _fragment_block(text, "pg")
+    block = source_fragment(text, "pg")
     assert re.search(r'"customer_id" = \$id', block), block
 
 
@@ -87,7 +88,7 @@ def test_one_customer_moves_only_its_rows_from_the_lake(federation) -> None:
     matching = ref.sql(sql, params=params).to_arrow_table().num_rows
     assert matching > 0
     text = con.explain(sql, analyze=True, params=params)
-    lake = _fragment_block(text, "lake")
+    lake = source_fragment(text, "lake")
     assert "keys sent: customer_id IN (1 keys)" in lake, lake
     rows = int(re.search(r"analyze: ([\d,]+) rows", lake).group(1).replace(",", ""))
     assert rows <= 2 * matching, text
@@ -97,8 +98,8 @@ def test_one_customer_moves_only_its_rows_from_the_lake(federation) -> None:
 def test_key_filter_is_chosen_by_estimates(federation) -> None:
     con, _ = federation
     text = con.explain(QUERIES["one_customer"][0], params=QUERIES["one_customer"][1])
-    assert "fetched first, whole" in _fragment_block(text, "pg")
-    assert "takes the keys of" in _fragment_block(text, "lake")
+    assert "fetched first, whole" in source_fragment(text, "pg")
+    assert "takes the keys of" in source_fragment(text, "lake")
 
 
 def test_password_never_shows(postgres_dsn: str, federation) -> None:
@@ -126,12 +127,6 @@ def test_source_error_while_streaming_names_the_source(federation) -> None:
     assert "division by zero" in str(info.value)
 
 
-def _fragment_block(text: str, source: str) -> str:
-    """The explain lines of the first fragment of ``source``."""
-    blocks = re.split(r"\n(?=\[__f\d+\]|residual)", text)
-    return next(b for b in blocks if re.match(rf"\[__f\d+\] {source} ", b))
-
-
 def test_duckdb_only_functions_stay_in_duckdb(federation) -> None:
     """``bar()`` exists in DuckDB only: the query is answered, the function never reaches
     PostgreSQL, and the filters it can run still do."""
@@ -140,5 +135,5 @@ def test_duckdb_only_functions_stay_in_duckdb(federation) -> None:
            "WHERE c.country = 'DE' AND bar(c.customer_id, 0, 600, 10) <> '' "
            "ORDER BY c.customer_id LIMIT 5")
     assert con.sql(sql).fetchall() == ref.sql(sql).fetchall()
-    block = _fragment_block(con.explain(sql), "pg")
+    block = source_fragment(con.explain(sql), "pg")
     assert "bar" not in block.lower() and "\"country\" = 'DE'" in block

@@ -16,6 +16,7 @@ import pytest
 import fedquery
 from fedquery.vectors import typed_vectors
 from tests.conftest import VEC_DIM
+from tests.explain_text import rows, source_fragment
 
 QUERY = np.random.default_rng(7).standard_normal(VEC_DIM).astype(np.float32)
 
@@ -125,18 +126,8 @@ def test_same_answer_as_exhaustive_duckdb(name: str, fq: fedquery.Connection, un
 def test_vector_table_gives_at_most_k_rows(name: str, fq: fedquery.Connection) -> None:
     _, k, sql = CASES[name]
     analyzed = fq.explain(sql, params={"q": QUERY}, analyze=True)
-    moved = _rows_of(analyzed, "vec")
+    moved = rows(source_fragment(analyzed, "vec"))
     assert moved <= k, (moved, analyzed)
-
-
-def _rows_of(analyzed: str, source: str) -> int:
-    """Rows the fragment of ``source`` gave, from explain(analyze=True)."""
-    blocks = re.split(r"\n(?=\[__f\d+\] )", analyzed)
-    for block in blocks:
-        if block.startswith("[__f") and f"] {source} (" in block.splitlines()[0]:
-            found = re.findall(r"analyze: ([\d,]+) rows", block)
-            return int(found[-1].replace(",", ""))
-    raise AssertionError(f"no fragment of {source}: {analyzed}")
 
 
 @pytest.mark.parametrize("vector", [QUERY, QUERY.tolist(), tuple(QUERY.tolist()),
@@ -236,9 +227,9 @@ def test_postgres_and_s3_metadata(name: str, federated) -> None:
     _, k, sql = CASES[name]
     _same(con.sql(sql, params={"q": QUERY}).fetchall(), _reference(ref, sql))
     analyzed = con.explain(sql, params={"q": QUERY}, analyze=True)
-    assert _rows_of(analyzed, "vec") <= k, analyzed
+    assert rows(source_fragment(analyzed, "vec")) <= k, analyzed
     if "JOIN products p ON p.product_id = v.product_id" in sql:
-        assert _rows_of(analyzed, "pg") <= k, analyzed
+        assert rows(source_fragment(analyzed, "pg")) <= k, analyzed
 
 
 def test_parameters_of_the_keys_plan(fq: fedquery.Connection, unseen) -> None:
@@ -321,7 +312,7 @@ def test_positional_parameters_are_answered_exhaustively(fq: fedquery.Connection
 def test_query_vector_from_a_scalar_subquery(fq: fedquery.Connection, unseen, sql: str) -> None:
     """The subquery (with the CTEs it reads) runs first; its value is the scan's query vector."""
     analyzed = fq.explain(sql, analyze=True)
-    assert "top-k:" in analyzed and _rows_of(analyzed, "vec") <= 7
+    assert "top-k:" in analyzed and rows(source_fragment(analyzed, "vec")) <= 7
     _same(fq.sql(sql).fetchall(), unseen[1].execute(sql).fetchall())
 
 
