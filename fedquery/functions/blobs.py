@@ -5,7 +5,8 @@ options as a lake). A URI resolves relative to its blob column's source, or as a
 absolute path inside one of the roots; ``..`` that climbs out, a symlink that leads out, an
 absolute path elsewhere or another scheme is refused with ``ForbiddenError`` and nothing of the
 file is read. Reads go through the source's counting filesystem, a bounded thread pool and a
-small cache shared by the calls of a query, so a file is not fetched twice.
+small cache shared by the calls of a query (the longest prefix read of each file, and its
+size), so a file is not fetched twice.
 """
 
 from __future__ import annotations
@@ -111,16 +112,19 @@ class Blobs:
 
     def read(self, blob: Blob, length: int | None = None, *,
              max_bytes: int | None = None) -> tuple[bytes, int]:
-        """The first ``length`` bytes (all when None) and the file's size, through the cache.
-        A whole read of a file over ``max_bytes`` raises ``ValueError`` before reading."""
-        key = (blob.root.source, blob.path, length)
-        whole = (blob.root.source, blob.path, None)
+        """The first ``length`` bytes (all when None) and the file's size, through the cache:
+        the longest prefix read of each file in this query, from which shorter reads (and the
+        size) are served. A whole read of a file over ``max_bytes`` raises ``ValueError``
+        before reading."""
+        key = (blob.root.source, blob.path)
         with self._lock:
-            for cached in (key, whole):  # a prefix is also served from the whole file
-                if cached in self._cache:
-                    self._cache.move_to_end(cached)
-                    data, size = self._cache[cached]
+            if key in self._cache:
+                data, size = self._cache[key]
+                if len(data) == size or (length is not None and length <= len(data)):
+                    self._cache.move_to_end(key)
                     return (data if length is None else data[:length]), size
+                if length is None and max_bytes is not None and size > max_bytes:
+                    raise ValueError(f"file of {size:,} bytes is over the {max_bytes:,} read whole here")
         with blob.root.filesystem.open_input_file(blob.path) as handle:
             size = handle.size()
             if length is None and max_bytes is not None and size > max_bytes:
@@ -141,7 +145,13 @@ class Blobs:
 
     def _remember(self, key: tuple, value: tuple[bytes, int]) -> None:
         with self._lock:
+            old = self._cache.get(key)
+            if old is not None:
+                if len(old[0]) >= len(value[0]):
+                    return  # another thread read as much meanwhile
+                self._cached_bytes -= len(old[0])
             self._cache[key] = value
+            self._cache.move_to_end(key)
             self._cached_bytes += len(value[0])
             while self._cache and (len(self._cache) > CACHE_ENTRIES
                                    or self._cached_bytes > CACHE_BYTES):

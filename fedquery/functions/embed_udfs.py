@@ -56,7 +56,8 @@ class VectorCache:
 def image_udf(functions: BlobFunctions, embedder: Embedder) -> Callable[[pa.Array, pa.Array], pa.Array]:
     """``(uris, sources) -> FLOAT[dim]`` reading each distinct file whole through ``functions``."""
     def embed_images(uris: pa.Array, sources: pa.Array) -> pa.Array:
-        keys = list(zip(sources.to_pylist(), uris.to_pylist(), strict=True))
+        keys = [(s, u) if u is not None else None
+                for s, u in zip(sources.to_pylist(), uris.to_pylist(), strict=True)]
 
         def compute(missing: list[tuple]) -> list[np.ndarray | None]:
             out: list[np.ndarray | None] = []
@@ -99,7 +100,7 @@ def _deduplicated(embedder: Embedder, functions: BlobFunctions, keys: list[Hasha
     cache = functions.vectors
     found: dict[Hashable, np.ndarray | None] = {}
     missing = []
-    for key in dict.fromkeys(k for k in keys if k is not None and not _is_null_image(k)):
+    for key in dict.fromkeys(k for k in keys if k is not None):
         hit, vector = cache.get((embedder.serial, key))
         if hit:
             found[key] = vector
@@ -108,11 +109,7 @@ def _deduplicated(embedder: Embedder, functions: BlobFunctions, keys: list[Hasha
     for key, vector in zip(missing, compute(missing) if missing else [], strict=True):
         found[key] = vector
         cache.put((embedder.serial, key), vector)
-    return [found.get(k) if k is not None else None for k in keys]
-
-
-def _is_null_image(key: Hashable) -> bool:
-    return isinstance(key, tuple) and key[1] is None
+    return [found.get(k) for k in keys]
 
 
 def _embedded(embedder: Embedder, functions: BlobFunctions, inputs: list,
