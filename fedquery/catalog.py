@@ -91,6 +91,10 @@ class Catalog:
     entities: dict[str, EntitySpec]
     secrets: Secrets = field(repr=False)
 
+    def entity(self, name: str) -> EntitySpec | None:
+        """The entity SQL names ``name`` (case-insensitive), if any."""
+        return next((e for n, e in self.entities.items() if n.lower() == name.lower()), None)
+
     def __repr__(self) -> str:
         return f"Catalog({self.origin!r}, sources={list(self.sources)}, tables={list(self.tables)})"
 

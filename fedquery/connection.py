@@ -104,7 +104,7 @@ class Connection:
     def schema(self, name: str) -> pa.Schema:
         """The Arrow schema of a table (or an entity) as SQL sees it."""
         self._check_open()
-        if name.lower() in {e.lower() for e in self.catalog.entities}:
+        if self.catalog.entity(name) is not None:
             quoted = exp.to_identifier(name, quoted=True).sql("duckdb")
             return self.sql(f"SELECT * FROM {quoted} LIMIT 0").arrow().schema
         bound = self._planner.index.lookup(name)
@@ -155,7 +155,7 @@ class Connection:
             table = pa.table({"name": self.tables()})
         elif isinstance(tree.this, exp.Table) and not isinstance(tree.this.this, exp.Func):
             name = ".".join(p.name for p in tree.this.parts)
-            if name.lower() not in {e.lower() for e in self.catalog.entities}:
+            if self.catalog.entity(name) is None:
                 self.schema(name)  # unknown names fail here with a suggestion
             plan = self._planner.cached_plan(f"SELECT * FROM {tree.this.sql('duckdb')}")
             table = pa.table({"column_name": list(plan.columns), "column_type": list(plan.types)})

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import pyarrow as pa
 from sqlglot import exp
 
-from fedquery.catalog import EntitySpec, MemberSpec
+from fedquery.catalog import Catalog, EntitySpec, MemberSpec
 from fedquery.errors import PlanError
 from fedquery.rules._shape import conjuncts, null_supplying
 
@@ -30,28 +30,25 @@ TIMELINE_USAGE = ("timeline('entity', 'base member' [, members := ['member', ...
                   "[, tolerance := INTERVAL '...'])")
 
 
-def expand_entities(tree: exp.Expr, entities: dict[str, EntitySpec], tables: set[str],
-                    schema_of: Callable[[str], pa.Schema]) -> bool:
-    """Replace ``FROM <entity>`` and ``FROM timeline(...)`` by their subqueries; True if any."""
+def expand_entities(tree: exp.Expr, catalog: Catalog, schema_of: Callable[[str], pa.Schema]) -> bool:
+    """Replace ``FROM <entity>`` and ``FROM timeline(...)`` by their subqueries; True if any.
+    (An entity's name is no table's: the catalog refuses that.)"""
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    by_name = {name.lower(): spec for name, spec in entities.items()}
     found = False
     for table in list(tree.find_all(exp.Table)):
         if isinstance(table.this, exp.Anonymous) and table.this.name.lower() == "timeline":
-            expanded = _timeline(table, by_name, schema_of)
+            expanded = _timeline(table, catalog, schema_of)
             _copy_timeline_filters(table, expanded)
             table.replace(expanded)
             found = True
-        elif (isinstance(table.this, exp.Identifier) and not table.db
-              and table.name.lower() in by_name and table.name.lower() not in ctes
-              and table.name.lower() not in tables):
-            entity = by_name[table.name.lower()]
+            continue
+        entity = catalog.entity(table.name) if isinstance(table.this, exp.Identifier) else None
+        if entity is not None and not table.db and table.name.lower() not in ctes:
             root_columns = schema_of(entity.table).names
             members = _read_members(table, entity)
             _check_member_names(entity, members, root_columns)
             filters = _own_filters(table, {c.lower() for c in root_columns})
-            expanded = _entity(table, entity, members, schema_of, filters)
-            table.replace(expanded)
+            table.replace(_entity(table, entity, members, schema_of, filters))
             found = True
     return found
 
@@ -199,9 +196,9 @@ def _check_columns(member: MemberSpec, schema: pa.Schema) -> None:
 # ------------------------------------------------------------------ FROM timeline(...)
 
 
-def _timeline(table: exp.Table, entities: dict[str, EntitySpec],
+def _timeline(table: exp.Table, catalog: Catalog,
               schema_of: Callable[[str], pa.Schema]) -> exp.Subquery:
-    entity, base, members, tolerance = _timeline_arguments(table.this, entities)
+    entity, base, members, tolerance = _timeline_arguments(table.this, catalog)
     root_schema, base_schema = schema_of(entity.table), schema_of(base.table)
     _check_columns(base, base_schema)
     if entity.key not in root_schema.names or base.root_key not in root_schema.names:
@@ -320,17 +317,17 @@ def _asof_member(query: exp.Select, member: MemberSpec, schema: pa.Schema, alias
     return query
 
 
-def _timeline_arguments(func: exp.Anonymous, entities: dict[str, EntitySpec]):
+def _timeline_arguments(func: exp.Anonymous, catalog: Catalog):
     positional = [a for a in func.expressions if not isinstance(a, exp.PropertyEQ | exp.Kwarg)]
     named = {a.this.name.lower(): a.expression for a in func.expressions
              if isinstance(a, exp.PropertyEQ | exp.Kwarg)}
     if len(positional) != 2 or not all(isinstance(a, exp.Literal) and a.is_string for a in positional):
         raise PlanError(f"timeline takes two names and options: {TIMELINE_USAGE}")
     name, base_name = (a.name for a in positional)
-    entity = entities.get(name.lower())
+    entity = catalog.entity(name)
     if entity is None:
         raise PlanError(f"timeline: unknown entity {name!r}; entities: "
-                        f"{', '.join(sorted(entities)) or 'none'}")
+                        f"{', '.join(sorted(catalog.entities)) or 'none'}")
     base = _member(entity, base_name)
     if base.time is None:
         raise PlanError(f"timeline: member {base.name!r} of {entity.name!r} has no time column")

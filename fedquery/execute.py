@@ -39,7 +39,7 @@ class Session:
     """The executor's DuckDB database and the connectors bound into it."""
 
     def __init__(self, connectors: dict[str, Connector], secrets: Secrets,
-                 functions: BlobFunctions | None = None) -> None:
+                 functions: BlobFunctions) -> None:
         self.connectors, self.secrets, self.functions = connectors, secrets, functions
         self._tmp = tempfile.TemporaryDirectory(prefix="fedquery-")
         self.con = duckdb.connect(":memory:", config={
@@ -53,8 +53,7 @@ class Session:
         for connector in connectors.values():
             if connector.capabilities.native:
                 allowed.extend(connector.bind(self.con))
-        if functions is not None:
-            functions.register(self.con)
+        functions.register(self.con)
         self._lock_down(allowed)
 
     def _lock_down(self, allowed: list[str]) -> None:
@@ -110,8 +109,6 @@ class Session:
 
     def add_embedder(self, embedder: Embedder) -> None:
         """Create the executor function of an embedder, if not yet there."""
-        if self.functions is None:
-            raise PlanError("embedding functions are not available on this connection")
         with self._lock:  # the connection object takes one call at a time
             self.functions.add_embedder(self.con, embedder)
 
@@ -140,8 +137,7 @@ class Session:
         With ``analyze`` every fragment is fetched through its connector, none runs inline, so
         each one's rows, time and bytes are counted; the residual is then ``plan.residual``.
         """
-        if self.functions is not None:
-            self.functions.new_query()
+        self.functions.new_query()
         inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
         cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
@@ -161,7 +157,7 @@ class Session:
                   stats: list[FragmentStats] = ()) -> FedQueryError:
         """A DuckDB error as fedquery's: a fragment's own error when a stream failed, a file
         that failed names its source."""
-        failed = self.functions.take_failure(str(exc)) if self.functions is not None else None
+        failed = self.functions.take_failure(str(exc))
         failed = failed or next((s.error for s in stats if s.error is not None), None)
         if isinstance(failed, FedQueryError):
             return failed
@@ -187,8 +183,7 @@ class Session:
         return None
 
     def close(self) -> None:
-        if self.functions is not None:
-            self.functions.blobs.close()
+        self.functions.blobs.close()
         self.con.close()
         self._tmp.cleanup()
 

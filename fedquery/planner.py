@@ -129,8 +129,7 @@ class Planner:
     def plan(self, sql: str, params: Any = None) -> Plan:
         """Plan one SELECT (no cache)."""
         tree = self.parse_checked(sql)
-        expanded = expand_entities(tree, self.catalog.entities, set(self.index.catalog_names),
-                                   self._schema_named)
+        expanded = expand_entities(tree, self.catalog, self._schema_named)
         if expand_vector_search(tree, self._schema_named) or expanded:
             sql = tree.sql(DIALECT)  # DuckDB describes the expansion (it has no such tables)
         bind_tables(tree, self.index)
