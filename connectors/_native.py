@@ -79,10 +79,13 @@ def scan_reader(cursor: duckdb.DuckDBPyConnection, source: str, request: ScanReq
     return cursor.sql(sql, params=used_params(sql, request.params)).to_arrow_reader(BATCH_ROWS)
 
 
-def used_params(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The parameter values a statement names, as DuckDB refuses unused ones."""
+def used_params(sql: str, params: Mapping[str, Any] | list | None) -> Any:
+    """The parameter values a statement names, as DuckDB refuses unused ones (positional
+    values pass as they are)."""
     if not params:
         return None
+    if not isinstance(params, Mapping):
+        return params
     names = {p.name for p in sqlglot.parse_one(sql, dialect="duckdb").find_all(exp.Placeholder)}
     return {k: v for k, v in params.items() if k in names} or None
 

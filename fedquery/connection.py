@@ -14,6 +14,7 @@ from fedquery.catalog import Catalog, load_catalog
 from fedquery.errors import FedQueryError, PlanError
 from fedquery.execute import Session
 from fedquery.explain import render
+from fedquery.parse import first_keyword
 from fedquery.planner import Planner, select_params
 from fedquery.result import Result
 
@@ -73,8 +74,7 @@ class Connection:
             return self._sql(query, params)
 
     def _sql(self, query: str, params: Any) -> Result:
-        words = query.split(None, 1)
-        if words and words[0].upper() in CATALOG_STATEMENTS:
+        if first_keyword(query) in CATALOG_STATEMENTS:
             tree = self._planner.parse_checked(query)
             if isinstance(tree, exp.Show | exp.Describe):
                 return self._catalog_statement(tree, params)

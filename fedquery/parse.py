@@ -15,6 +15,21 @@ DIALECT = "duckdb"
 logging.getLogger("sqlglot").setLevel(logging.ERROR)  # refusals are ours to report
 
 
+def first_keyword(sql: str) -> str:
+    """The statement's first word, upper-case, after whitespace, ``(``, ``;`` and comments."""
+    text = sql
+    while True:
+        text = text.lstrip(" \t\r\n(;")
+        if text.startswith("--"):
+            text = text.partition("\n")[2]
+        elif text.startswith("/*"):
+            text = text.partition("*/")[2]
+        else:
+            break
+    words = text.split(None, 1)
+    return words[0].upper() if words else ""
+
+
 def parse(sql: str) -> exp.Expr:
     """Parse exactly one statement; errors carry the line, column and a caret.
 

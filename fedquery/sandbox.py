@@ -13,6 +13,7 @@ import functools
 from sqlglot import exp
 
 from fedquery.errors import ForbiddenError
+from fedquery.parse import first_keyword
 
 ALLOWED_ROOTS = (exp.Select, exp.SetOperation, exp.Values, exp.Describe, exp.Show, exp.Subquery)
 FORBIDDEN_NODES = (exp.DML, exp.DDL, exp.Command, exp.Pragma, exp.Set, exp.Into, exp.Copy,
@@ -36,9 +37,9 @@ FORBIDDEN_KEYWORDS = {"ATTACH", "CALL", "CHECKPOINT", "COPY", "CREATE", "DELETE"
 
 def check_statement_keyword(sql: str) -> None:
     """Refuse a statement by its first keyword, before it is even parsed."""
-    words = sql.lstrip(" \t\r\n(;").split(None, 1)
-    if words and words[0].upper() in FORBIDDEN_KEYWORDS:
-        raise ForbiddenError(f"{words[0].upper()} is not allowed: fedquery is read-only "
+    keyword = first_keyword(sql)
+    if keyword in FORBIDDEN_KEYWORDS:
+        raise ForbiddenError(f"{keyword} is not allowed: fedquery is read-only "
                              "(SELECT, WITH, VALUES, DESCRIBE, SHOW TABLES)")
 
 

@@ -21,7 +21,7 @@ import fedquery
 from fedquery.fetch import subset
 from fedquery.planner import select_params
 from fedquery.vectors import typed_vectors
-from tests.explain_text import fragment, fragments, line
+from tests.explain_text import fragment, fragments, line, rows
 
 
 class Case(NamedTuple):
@@ -756,3 +756,10 @@ def test_explain_filter_not_pushed_below_a_limit(fq: fedquery.Connection) -> Non
     orders = fragment(text, "orders")
     assert line(orders, "filter") == "(none)"
     assert line(orders, "limit") == "10"
+
+
+def test_explain_analyze_with_positional_parameters(fq: fedquery.Connection, unseen) -> None:
+    _, ref = unseen
+    text = fq.explain("SELECT count(*) FROM orders WHERE order_id > ?", analyze=True, params=[5])
+    expected = ref.execute("SELECT count(*) FROM orders WHERE order_id > 5").fetchall()[0][0]
+    assert rows(fragment(text, "orders")) == expected
