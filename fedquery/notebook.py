@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedquery.errors import FedQueryError
+from fedquery.functions.blobs import kind_of
 
 if TYPE_CHECKING:
     from fedquery.functions.blobs import Blobs
@@ -30,8 +30,6 @@ MAX_HTML_BYTES = 2 << 20
 MAX_FILE_BYTES = 64 << 20  # a file larger than this is not read for a preview
 MAX_PLOT_POINTS = 20_000
 TEXT_LIMIT = 200
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
-POINTCLOUD_EXTENSIONS = {".las", ".laz", ".bin", ".npy", ".pcd"}
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def _previews(rows: Sequence[tuple], sources: list[str | None],
             if isinstance(value, bytes | bytearray | memoryview):
                 if _is_image_bytes(bytes(value)):
                     jobs.append(((r, c), bytes(value), None))
-            elif isinstance(value, str) and sources[c] is not None and _kind_of(value):
+            elif isinstance(value, str) and sources[c] is not None and kind_of(value):
                 jobs.append(((r, c), value, sources[c]))
     if not jobs:
         return {}
@@ -105,15 +103,6 @@ def _previews(rows: Sequence[tuple], sources: list[str | None],
     return {job[0]: preview for job, preview in zip(jobs, made, strict=True)}
 
 
-def _kind_of(uri: str) -> str | None:
-    extension = posixpath.splitext(uri.split("?", 1)[0])[1].lower()
-    if extension in IMAGE_EXTENSIONS:
-        return "image"
-    if extension in POINTCLOUD_EXTENSIONS:
-        return "pointcloud"
-    return None
-
-
 def _uri_preview(uri: str, source: str | None, blobs: Blobs) -> Preview:
     try:
         blob = blobs.resolve(uri, source)
@@ -125,7 +114,7 @@ def _uri_preview(uri: str, source: str | None, blobs: Blobs) -> Preview:
         return Preview(error="file not found" if missing else _short(str(exc), 120))
     if len(data) > MAX_FILE_BYTES:
         return Preview(error=f"file too large to preview ({size} bytes)")
-    if _kind_of(uri) == "image":
+    if kind_of(uri) == "image":
         return _image_preview(data)
     return _pointcloud_preview(data, blob.path)
 

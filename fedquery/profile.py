@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import json
-import posixpath
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,13 +23,12 @@ import duckdb
 import pyarrow as pa
 
 from fedquery.errors import ForbiddenError, PlanError
+from fedquery.functions.blobs import kind_of as blob_kind
 from fedquery.functions.udfs import BlobFunctions
 
 if TYPE_CHECKING:
     from fedquery.connection import Connection
 
-IMAGE_EXTENSIONS = {"jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"}
-POINTCLOUD_EXTENSIONS = {"las", "laz", "bin", "npy", "pcd"}
 BATCH = 512
 GROUP_ROWS_SHOWN = 200
 SAMPLE_SEED = 0
@@ -169,12 +167,8 @@ def _sample(n: int, sample: int | float | None) -> list[int]:
 
 
 def kind_of(uri: str | None) -> str:
-    extension = posixpath.splitext(uri or "")[1].lstrip(".").lower()
-    if extension in IMAGE_EXTENSIONS:
-        return "image"
-    if extension in POINTCLOUD_EXTENSIONS:
-        return "pointcloud"
-    return "other"
+    """``image``, ``pointcloud`` or ``other``, by the URI's extension."""
+    return blob_kind(uri or "") or "other"
 
 
 def measure(functions: BlobFunctions, uris: list[str | None], source: str | None) -> pa.Table:

@@ -26,9 +26,20 @@ if TYPE_CHECKING:
 
     from fedquery.catalog import Catalog
 
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 IO_THREADS = 16
 CACHE_ENTRIES = 512
 CACHE_BYTES = 64 << 20
+
+
+def kind_of(uri: str) -> str | None:
+    """``image`` or ``pointcloud`` by a URI's extension (query string ignored), else None."""
+    from fedquery.functions.pointclouds import FORMATS
+
+    extension = posixpath.splitext(uri.split("?", 1)[0])[1].lower()
+    if extension in IMAGE_EXTENSIONS:
+        return "image"
+    return "pointcloud" if extension in FORMATS else None
 
 
 @dataclass(frozen=True)
