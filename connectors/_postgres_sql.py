@@ -38,16 +38,12 @@ def scan_tree(request: ScanRequest, table: TableRef, types: Mapping[str, pa.Data
                   else [exp.alias_(exp.true(), ROW_MARKER, quoted=True)])
     select = exp.select(*projection).from_(exp.table_(table.name, db=table.schema, quoted=True))
     if request.filter:
-        select = select.where(parse_condition(request.filter))
+        select = select.where(parse(request.filter))
     if request.order_by:
         select = select.order_by(*request.order_by, dialect="duckdb")
     if request.limit is not None:
         select = select.limit(request.limit)
     return localize(select, types)
-
-
-def parse_condition(condition: str) -> exp.Expr:
-    return sqlglot.parse_one(condition, dialect="duckdb")
 
 
 def fragment_tree(sql: str, source: str, resolve: Callable[[str, str], TableRef]) -> tuple[

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import DuckDBBound, attach_memory, quote, relation, scan_reader
+from connectors._native import DuckDBBound, attach_memory, quote, relation, scan_reader, table_ref
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
@@ -65,7 +65,7 @@ class LanceDBConnector(DuckDBBound):
         return [TableRef("main", name) for name in self._datasets]
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
-        table = TableRef("main", request.table.rsplit(".", 1)[-1])
+        table = table_ref(request.table)
         cursor = self._bound().cursor()
         for name, dataset in self.relations([table.name]).items():
             cursor.register(name, dataset)

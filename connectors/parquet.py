@@ -18,7 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import DuckDBBound, attach_memory, literal, quote, relation, scan_reader, schema_of
+from connectors._native import (
+    DuckDBBound,
+    attach_memory,
+    literal,
+    quote,
+    relation,
+    scan_reader,
+    schema_of,
+    table_ref,
+)
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
@@ -145,7 +154,7 @@ class ParquetConnector(DuckDBBound):
             raise SourceError(f"table {table.name!r}: {self._broken[table.name]}", source=self.name)
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
-        table = TableRef("main", request.table.rsplit(".", 1)[-1])
+        table = table_ref(request.table)
         self.check(table)
         cursor = self._bound().cursor()
         for name, dataset in self.relations([table.name]).items():
@@ -184,7 +193,7 @@ class _RemoteLake:
     def __init__(self, source: str, root: str, options: dict[str, Any], catalog: Catalog) -> None:
         from connectors.remote_fs import describe_options, open_filesystem
 
-        self.source, self.root, self.secrets = source, root, catalog.secrets
+        self.source, self.root = source, root
         self.filesystem, self.base = open_filesystem(root, options, source=source,
                                                      secrets=catalog.secrets)
         self.handler = self.filesystem.handler

@@ -45,18 +45,16 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 
 
 class ReadStats:
-    """Bytes and read calls served by one filesystem, in total and per file; only ever grows."""
+    """Bytes served by one filesystem, in total and per file; only ever grows."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.bytes = 0
-        self.reads = 0
         self.files: dict[str, int] = {}
 
     def add(self, path: str, nbytes: int) -> None:
         with self._lock:
             self.bytes += nbytes
-            self.reads += 1
             self.files[path] = self.files.get(path, 0) + nbytes
 
     def snapshot(self) -> dict[str, int]:

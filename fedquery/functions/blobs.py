@@ -11,6 +11,7 @@ size), so a file is not fetched twice.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import threading
@@ -54,9 +55,14 @@ class Root:
     def contains(self, path: str) -> bool:
         """Whether ``path`` (normalised) lies inside this root, symlinks followed for local."""
         if self.scheme == "file":
-            real, root = os.path.realpath(path), os.path.realpath(self.path)
-            return real == root or real.startswith(root.rstrip("/") + "/")
+            real = os.path.realpath(path)
+            return real == self._real_path or real.startswith(self._real_path.rstrip("/") + "/")
         return path.startswith(self.path.rstrip("/") + "/")
+
+    @functools.cached_property
+    def _real_path(self) -> str:
+        """The local root with its symlinks resolved, once."""
+        return os.path.realpath(self.path)
 
 
 @dataclass(frozen=True)
