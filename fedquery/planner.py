@@ -42,6 +42,8 @@ from fedquery.vectors import array_type, typed_vectors, vector_parameters
 
 logger = logging.getLogger("fedquery")
 CACHE_SIZE = 256
+ESTIMATES_KEPT = 4096
+_UNKNOWN = object()
 
 
 class Planner:
@@ -54,6 +56,7 @@ class Planner:
                            for name, bound in self.index.catalog_names.items()
                            if self.capabilities(bound.source).native})
         self._schemas: dict[str, pa.Schema] = {}
+        self._estimates: dict[tuple, int | None] = {}
         self._cache: OrderedDict[tuple, Plan] = OrderedDict()
 
     # RuleCatalog protocol
@@ -75,10 +78,19 @@ class Planner:
         return self._schemas[key]
 
     def estimate_rows(self, table: exp.Table) -> int | None:
-        """The source's own estimate of a table's row count, if it has one."""
-        connector = self.session.connectors[table.catalog]
-        estimate = getattr(connector, "estimate_rows", None)
-        return estimate(TableRef(table.db, table.name)) if estimate else None
+        """The source's own estimate of a table's row count, if it has one (asked once per
+        connection: on PostgreSQL each is a round trip, and a plan asks per join side)."""
+        key = ("rows", table.catalog, table.db, table.name)
+        if (known := self._estimates.get(key, _UNKNOWN)) is not _UNKNOWN:
+            return known
+        estimate = getattr(self.session.connectors[table.catalog], "estimate_rows", None)
+        return self._remember_estimate(key, estimate(TableRef(table.db, table.name)) if estimate else None)
+
+    def _remember_estimate(self, key: tuple, value: int | None) -> int | None:
+        if len(self._estimates) >= ESTIMATES_KEPT:
+            self._estimates.clear()
+        self._estimates[key] = value
+        return value
 
     def blob_source(self, table: exp.Table, column: str) -> str | None:
         """The files source a column holds URIs into (``blobs:`` in the catalog)."""
@@ -93,9 +105,13 @@ class Planner:
         return None
 
     def estimate_query(self, source: str, sql: str) -> int | None:
-        """The source planner's own row estimate for a fragment, if the source offers one."""
+        """The source planner's own row estimate for a fragment, if the source offers one
+        (asked once per connection and fragment text)."""
+        key = ("sql", source, sql)
+        if (known := self._estimates.get(key, _UNKNOWN)) is not _UNKNOWN:
+            return known
         estimate = getattr(self.session.connectors[source], "estimate_sql_rows", None)
-        return estimate(sql) if estimate else None
+        return self._remember_estimate(key, estimate(sql) if estimate else None)
 
     def subplan(self, tree: exp.Expr) -> Plan:
         """A rewritten query that the executor runs first, as a plan of its own (the keys of a

@@ -229,7 +229,7 @@ def thumbnail_png(data: bytes, max_px: int) -> bytes | None:
     JPEGs are decoded at a reduced scale (`draft`: libjpeg's DCT scaling by 1/2, 1/4 or 1/8) so
     a large photo is never decoded at full size. Raises ValueError for `max_px` outside 1..4096.
     """
-    _check_max_px(max_px)
+    check_max_px(max_px)
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.draft(None, (max_px, max_px))  # JPEG: DCT-scaled decode, still >= max_px a side
@@ -243,7 +243,7 @@ def thumbnail_png(data: bytes, max_px: int) -> bytes | None:
     return out.getvalue()
 
 
-def _check_max_px(max_px: int) -> None:
+def check_max_px(max_px: int) -> None:
     """Refuse sizes that are not a pixel count in 1..MAX_THUMBNAIL_PX."""
     if isinstance(max_px, bool) or not isinstance(max_px, int | np.integer):
         raise ValueError(f"thumbnail max_px must be an integer, got {max_px!r}")

@@ -128,6 +128,7 @@ class BlobFunctions:
     def _thumbnail_one(self, uri: str | None, max_px: int | None, source: str | None) -> Any:
         if uri is None or max_px is None:
             return None
+        images.check_max_px(max_px)  # before anything is read
         blob = self._resolve(uri, source)
         data = self._guarded(lambda: self._read(blob)[0], blob, uri, scalar=True)
         return images.thumbnail_png(data, max_px) if data is not None else None
