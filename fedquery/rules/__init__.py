@@ -20,9 +20,11 @@ from fedquery.rules.pushdown_limit import pushdown_limit
 from fedquery.rules.pushdown_predicates import pushdown_predicates
 from fedquery.rules.pushdown_projections import pushdown_projections
 from fedquery.rules.pushdown_vector_topk import pushdown_vector_topk
+from fedquery.rules.unique_aliases import unique_aliases
 
 Rule = Callable[..., exp.Expr]
 RULES: tuple[Rule, ...] = (
+    unique_aliases,
     bind_blob_sources,
     bind_embedders,
     isolate_tables,
@@ -37,7 +39,7 @@ RULES: tuple[Rule, ...] = (
 __all__ = ["RULES", "RuleCatalog", "apply_rules", "bind_blob_sources", "bind_embedders", "dynamic_filters",
            "isolate_tables",
            "pushdown_joins", "pushdown_limit", "pushdown_predicates", "pushdown_projections",
-           "pushdown_vector_topk"]
+           "pushdown_vector_topk", "unique_aliases"]
 
 
 def apply_rules(expression: exp.Expr, *, catalog: RuleCatalog, rules=RULES) -> exp.Expr:

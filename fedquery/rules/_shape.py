@@ -55,13 +55,16 @@ def scan_table(node: exp.Expr) -> exp.Table | None:
 
 
 def _is_plain_select(select: exp.Select) -> bool:
-    """No join, grouping, DISTINCT, QUALIFY, CTE or OFFSET; an integer LIMIT; plain columns."""
+    """No join, grouping, DISTINCT, QUALIFY, CTE, OFFSET or subquery; an integer LIMIT; plain
+    columns."""
     if any(select.args.get(k) for k in ("joins", "group", "having", "distinct", "qualify", "with_",
                                         "offset")):
         return False
     limit = select.args.get("limit")
     if limit is not None and not (isinstance(limit.expression, exp.Literal) and limit.expression.is_int):
         return False
+    if any(node.find(exp.Query) for node in (select.args.get("where"), select.args.get("order")) if node):
+        return False  # a subquery has sources of its own: a source cannot take it as a scan filter
     return all(_is_plain_projection(p) for p in select.expressions)
 
 
