@@ -97,13 +97,44 @@ def subtree_source(query: exp.Expr, catalog: RuleCatalog) -> str | None:
 
 
 def portable(node: exp.Expr, capabilities: Capabilities) -> bool:
-    """Whether a source can evaluate ``node``: fedquery's own functions only in the executor's
-    DuckDB (native sources); DuckDB runs what DuckDB runs; another SQL dialect only what sqlglot
-    can translate (no function sqlglot does not know)."""
+    """Whether a source can evaluate ``node`` with DuckDB's meaning: fedquery's own functions
+    only in the executor's DuckDB (native sources); DuckDB runs what DuckDB runs; another SQL
+    dialect only what sqlglot can translate (no function sqlglot does not know) and joins whose
+    ON conditions read their own FROM item only (DuckDB lets ``FROM a, b JOIN c ON a.x = c.x``
+    read ``a`` laterally; PostgreSQL refuses it)."""
     functions = list(node.find_all(exp.Anonymous))
     if not capabilities.native and any(_is_unknown_to_sources(f) for f in functions):
         return False
-    return capabilities.dialect in (None, "duckdb") or not functions
+    if capabilities.dialect in (None, "duckdb"):
+        return True
+    return not functions and all(_joins_read_own_item(s) for s in node.find_all(exp.Select))
+
+
+def _joins_read_own_item(select: exp.Select) -> bool:
+    """Every explicit join's ON condition reads only tables of the comma-separated FROM item it
+    belongs to (or tables outside this SELECT)."""
+    from_ = select.args.get("from_")
+    if from_ is None:
+        return True
+    everything = {from_.this.alias_or_name}
+    item = {from_.this.alias_or_name}
+    for join in select.args.get("joins") or []:
+        alias = join.this.alias_or_name
+        everything.add(alias)
+        if _is_comma(join):
+            item = {alias}
+            continue
+        item.add(alias)
+        condition = join.args.get("on")
+        read = {c.table for c in condition.find_all(exp.Column)} if condition else set()
+        if (read & everything) - item:
+            return False
+    return True
+
+
+def _is_comma(join: exp.Join) -> bool:
+    return not (join.side or join.kind or join.args.get("on") or join.args.get("using")
+                or join.method)
 
 
 def is_correlated(query: exp.Expr) -> bool:
