@@ -20,6 +20,47 @@ BATCH_ROWS = 64 * 1024
 IN_LITERALS_MAX = 2_000  # keys written into a scan as literals; more are joined as a table
 KEYS_TABLE = "__fq_keys"
 
+class SharedConnection:
+    """The executor's DuckDB connection as native connectors share it between threads.
+
+    A DuckDB connection object takes one call at a time ("connection is busy" otherwise), so
+    every call goes through one lock: ``cursor()`` hands out a connection of the caller's own,
+    ``execute`` runs a statement and fetches its rows under the lock, ``sql`` returns a relation
+    on a private cursor.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, lock) -> None:
+        self._con, self._lock = con, lock
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            return self._con.cursor()
+
+    def execute(self, sql: str, params: Any = None) -> Fetched:
+        """Run one statement on the shared connection; its rows are fetched before returning."""
+        with self._lock:
+            self._con.execute(sql, params)
+            rows = self._con.fetchall() if self._con.description else []
+        return Fetched(rows)
+
+    def sql(self, sql: str) -> duckdb.DuckDBPyRelation:
+        return self.cursor().sql(sql)
+
+    def register(self, name: str, obj: Any) -> None:
+        with self._lock:
+            self._con.register(name, obj)
+
+
+class Fetched:
+    """The rows of a statement run on a ``SharedConnection``."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self._rows = rows
+
+    def fetchall(self) -> list[tuple]:
+        return self._rows
+
+
 def quote(name: str) -> str:
     """A DuckDB identifier, quoted."""
     return exp.to_identifier(name, quoted=True).sql("duckdb")
@@ -116,7 +157,7 @@ class DuckDBBound:
     """What native connectors share: the executor connection they were bound to."""
 
     name: str
-    _con: duckdb.DuckDBPyConnection | None = None
+    _con: SharedConnection | None = None
 
     def relations(self, tables: list[str] | None = None) -> dict[str, Any]:
         """Python objects each executor cursor must register (none by default)."""
@@ -128,7 +169,7 @@ class DuckDBBound:
     def close(self) -> None:
         self._con = None
 
-    def _bound(self) -> duckdb.DuckDBPyConnection:
+    def _bound(self) -> SharedConnection:
         if self._con is None:
             raise SourceError("not bound to an executor yet", source=self.name)
         return self._con

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from connectors._native import BATCH_ROWS, quote
+from connectors._native import BATCH_ROWS, SharedConnection, quote
 from connectors.base import Connector, TableRef
 from fedquery.errors import FedQueryError, PlanError, SourceError
 from fedquery.fetch import FragmentStats, fetch_fragments, subset
@@ -47,12 +47,13 @@ class Session:
             "autoload_known_extensions": False,
             "temp_directory": self._tmp.name,
         })
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._shadow_catalogs: set[str] = set()
         allowed = [self._tmp.name]
+        shared = SharedConnection(self.con, self._lock)
         for connector in connectors.values():
             if connector.capabilities.native:
-                allowed.extend(connector.bind(self.con))
+                allowed.extend(connector.bind(shared))
         functions.register(self.con)
         self._lock_down(allowed)
 

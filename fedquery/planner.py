@@ -7,6 +7,7 @@ so it stays valid while the sources change.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -58,6 +59,7 @@ class Planner:
         self._schemas: dict[str, pa.Schema] = {}
         self._estimates: dict[tuple, int | None] = {}
         self._cache: OrderedDict[tuple, Plan] = OrderedDict()
+        self._lock = threading.RLock()  # the caches above; a table's first description
 
     # RuleCatalog protocol
     def capabilities(self, source: str) -> Capabilities:
@@ -69,13 +71,14 @@ class Planner:
     def table_schema(self, table: exp.Table) -> pa.Schema:
         """A bound table's Arrow schema (asked of its source once per connection)."""
         key = ".".join(p.name for p in table.parts)
-        if key not in self._schemas:
-            bound = BoundTable(table.catalog, TableRef(table.db, table.name))
-            schema = self.session.schema(bound.source, bound.ref)
-            if not self.capabilities(bound.source).native:
-                self._shadow(bound, schema)
-            self._schemas[key] = schema
-        return self._schemas[key]
+        with self._lock:  # one thread describes (and shadows) a table; the others wait for it
+            if key not in self._schemas:
+                bound = BoundTable(table.catalog, TableRef(table.db, table.name))
+                schema = self.session.schema(bound.source, bound.ref)
+                if not self.capabilities(bound.source).native:
+                    self._shadow(bound, schema)
+                self._schemas[key] = schema
+            return self._schemas[key]
 
     def estimate_rows(self, table: exp.Table) -> int | None:
         """The source's own estimate of a table's row count, if it has one (asked once per
@@ -87,9 +90,10 @@ class Planner:
         return self._remember_estimate(key, estimate(TableRef(table.db, table.name)) if estimate else None)
 
     def _remember_estimate(self, key: tuple, value: int | None) -> int | None:
-        if len(self._estimates) >= ESTIMATES_KEPT:
-            self._estimates.clear()
-        self._estimates[key] = value
+        with self._lock:
+            if len(self._estimates) >= ESTIMATES_KEPT:
+                self._estimates.clear()
+            self._estimates[key] = value
         return value
 
     def blob_source(self, table: exp.Table, column: str) -> str | None:
@@ -134,12 +138,16 @@ class Planner:
     def cached_plan(self, sql: str, params: Any = None) -> Plan:
         """``plan`` through an LRU cache keyed by SQL text and parameter names."""
         key = (sql, _param_key(params), REGISTRY.generation)
-        plan = self._cache.get(key)
-        if plan is None:
-            plan = self._cache[key] = self.plan(sql, params)
+        with self._lock:
+            plan = self._cache.get(key)
+            if plan is not None:
+                self._cache.move_to_end(key)
+                return plan
+        plan = self.plan(sql, params)  # outside the lock: threads plan different queries at once
+        with self._lock:
+            self._cache[key] = plan
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
-        self._cache.move_to_end(key)
         return plan
 
     def plan(self, sql: str, params: Any = None) -> Plan:

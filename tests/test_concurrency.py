@@ -21,3 +21,39 @@ def test_first_queries_from_many_threads_on_a_fresh_connection(sample) -> None:
             answers = list(pool.map(lambda q: con.sql(q).fetchall(), queries))
         for query, answer in zip(queries, answers, strict=True):
             assert answer == con.sql(query).fetchall(), query
+
+
+QUERIES = [
+    "SELECT count(*) FROM orders o JOIN clients c USING (customer_id) WHERE c.country = 'DE'",
+    "SELECT segment, count(*) FROM clients GROUP BY 1 ORDER BY 1",
+    "SELECT r.reason, count(*) FROM returns r JOIN orders o USING (order_id) GROUP BY 1 ORDER BY 1",
+    "SELECT p.category, sum(o.qty) FROM orders o JOIN products p USING (product_id) GROUP BY 1 "
+    "ORDER BY 1",
+    "SELECT t.quarter, sum(t.target) FROM targets t GROUP BY 1 ORDER BY 1",
+    "SELECT count(*) FROM frame",  # must fail with PlanError, whatever the others do
+]
+
+
+def test_fresh_postgres_connection_from_many_threads(unseen, unseen_root, postgres_database) -> None:
+    """The first plans over PostgreSQL tables describe them and make DuckDB stand-ins for them;
+    sixteen threads doing that at once get every answer right and every error as PlanError
+    (they met "connection is busy" and "Table ... does not exist" before)."""
+    from tests.services.postgres import load_shop, shop_catalog_in_postgres
+
+    catalog, ref = unseen
+    load_shop(postgres_database, unseen_root)
+    want = {q: ref.sql(q).fetchall() for q in QUERIES[:-1]}
+    for _ in range(3):
+        catalog_in_pg = shop_catalog_in_postgres(catalog, postgres_database.dsn)
+        with fedquery.connect(catalog_in_pg) as con, ThreadPoolExecutor(16) as pool:
+            outcomes = list(pool.map(lambda i: _outcome(con, QUERIES[i % len(QUERIES)]), range(32)))
+        for i, outcome in enumerate(outcomes):
+            query = QUERIES[i % len(QUERIES)]
+            assert outcome == want.get(query, "PlanError"), query
+
+
+def _outcome(con: fedquery.Connection, query: str):
+    try:
+        return con.sql(query).fetchall()
+    except fedquery.FedQueryError as exc:
+        return type(exc).__name__
