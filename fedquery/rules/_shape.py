@@ -16,6 +16,9 @@ from sqlglot import exp
 from connectors.base import Capabilities
 from fedquery.bind import SOURCE
 
+# Operators whose meaning in another SQL dialect is not DuckDB's: ``a // b`` divides DECIMALs
+# and DOUBLEs exactly in DuckDB, PostgreSQL's DIV truncates them.
+DUCKDB_ONLY = (exp.IntDiv,)
 ROW_MARKER = "__row"  # the constant a scan keeps when only its row count is read
 NONDETERMINISTIC = {"random", "uuid", "gen_random_uuid", "setseed", "nextval", "now",
                     "current_timestamp", "get_current_timestamp"}
@@ -107,7 +110,9 @@ def portable(node: exp.Expr, capabilities: Capabilities) -> bool:
         return False
     if capabilities.dialect in (None, "duckdb"):
         return True
-    return not functions and all(_joins_read_own_item(s) for s in node.find_all(exp.Select))
+    if functions or node.find(*DUCKDB_ONLY) is not None:
+        return False
+    return all(_joins_read_own_item(s) for s in node.find_all(exp.Select))
 
 
 def _joins_read_own_item(select: exp.Select) -> bool:
