@@ -218,7 +218,16 @@ def _rewrite(table: exp.Table, bound: BoundTable) -> None:
 
 def _unknown(parts: list[str], index: TableIndex) -> Exception:
     name = ".".join(parts)
-    if (len(parts) == 1 and _LOOKS_LIKE_FILE.search(name)) or any(_PATH.search(p) for p in parts):
-        return ForbiddenError(f"direct file access {name!r} is not allowed: declare the files as "
-                              "a table in the catalog")
+    if (len(parts) == 1 and _LOOKS_LIKE_FILE.search(name)) or is_path(parts):
+        return file_access(name)
     return PlanError(f"unknown table {name!r}{index.suggest(name)}")
+
+
+def is_path(parts: list[str]) -> bool:
+    """A table name with a path separator or a URL scheme in it: never a catalog name."""
+    return any(_PATH.search(p) for p in parts)
+
+
+def file_access(name: str) -> ForbiddenError:
+    return ForbiddenError(f"direct file access {name!r} is not allowed: declare the files as a "
+                          "table in the catalog")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from fedquery.bind import file_access, is_path
 from fedquery.errors import ForbiddenError
 from fedquery.parse import DIALECT, first_keyword, parse_statements
 from fedquery.sandbox_duckdb import check_duckdb_reading
@@ -23,6 +24,7 @@ from fedquery.sandbox_functions import (
     FEDQUERY_FUNCTIONS,
     check_function,
     check_table_function,
+    is_denied,
     table_function_name,
 )
 
@@ -75,6 +77,12 @@ def _check_root(expression: exp.Expr) -> None:
         raise ForbiddenError(f"{_statement_name(expression)} is not allowed: {READ_ONLY}")
     if isinstance(expression, exp.Show) and str(expression.name).upper() not in SHOW_TABLES:
         raise ForbiddenError(f"SHOW {expression.name} is not allowed: only SHOW TABLES")
+    described = expression.this if isinstance(expression, exp.Describe) else None
+    if isinstance(described, exp.Schema):  # sqlglot's reading of DESCRIBE name(...)
+        raise ForbiddenError(f"DESCRIBE {described.sql(DIALECT)} is not allowed: only DESCRIBE "
+                             "of a table or a query")
+    if isinstance(described, exp.Table) and is_path([p.name for p in described.parts]):
+        raise file_access(".".join(p.name for p in described.parts))
 
 
 def _check_node(node: exp.Expr, root: exp.Expr) -> None:
@@ -90,6 +98,9 @@ def _check_node(node: exp.Expr, root: exp.Expr) -> None:
         check_table_function(table_function_name(node), qualified=bool(node.parent.args.get("db")))
     elif isinstance(node, exp.Anonymous):
         check_function(node.name)
+    elif isinstance(node, exp.Func) and is_denied(node.sql_name()):  # sqlglot's typed functions
+        raise ForbiddenError(f"function {node.sql_name().lower()}() is not allowed in fedquery "
+                             "queries")
 
 
 def _statement_name(node: exp.Expr) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import fedquery
-from fedquery import ForbiddenError
+from fedquery import ForbiddenError, ParseError, PlanError
 from tests.sandbox_world import MARKER, build_world, leaked
 
 
@@ -168,3 +168,143 @@ def test_marker_is_really_there(world) -> None:
     assert ref.execute(f"SELECT secret FROM '{root}/lake/hidden.csv'").fetchall() == [(MARKER,)]
     ref.close()
 
+
+# DuckDB's system catalogs, schemas and views, the executor's internal names, fedquery's internal
+# functions, and functions reached through a qualifier.
+SYSTEM_AND_INTERNAL = {
+    "pg_catalog_qualified": "SELECT * FROM pg_catalog.pg_settings",
+    "information_schema_tables": "SELECT * FROM information_schema.tables",
+    "information_schema_columns": "SELECT column_name FROM information_schema.columns",
+    "system_table_function": "SELECT * FROM system.main.duckdb_settings()",
+    "system_view_three_parts": "SELECT * FROM system.main.duckdb_views",
+    "system_view_two_parts": "SELECT * FROM system.duckdb_databases",
+    "main_system_view": "SELECT * FROM main.duckdb_databases",
+    "memory_catalog": "SELECT * FROM memory.main.frames",
+    "temp_catalog": "SELECT * FROM temp.main.x",
+    "temp_two_parts": "SELECT * FROM temp.x",
+    "sqlite_master": "SELECT * FROM sqlite_master",
+    "pragma_database_list_view": "SELECT * FROM pragma_database_list",
+    "pg_settings_unqualified": "SELECT name, setting FROM pg_settings",
+    "duckdb_views_in_subquery": "SELECT * FROM t WHERE x IN (SELECT length(sql) FROM duckdb_views)",
+    "executor_fragment": "SELECT * FROM __f0",
+    "executor_fragment_quoted_upper": 'SELECT * FROM "__F0"',
+    "executor_keys": "SELECT * FROM __fq_keys",
+    "executor_empty": "SELECT * FROM __fq_empty",
+    "remote_lake_dataset": "SELECT * FROM __parquet_lake_t",
+    "internal_blob_function": "SELECT __fq_read_blob('a.txt', 'pics') AS b",
+    "internal_function_upper_case": "SELECT __FQ_IMAGE_INFO('a.txt', 'pics') AS i",
+    "duckdb_internal_function": "SELECT __internal_barrier(1) AS b",
+    "qualified_denied_function": "SELECT system.main.current_setting('allowed_directories') AS s",
+    "function_qualified_by_source": "SELECT w.main.abs(-1) AS a",
+    "method_call_of_denied_function": "SELECT 'allowed_directories'.current_setting() AS s",
+    "method_call_on_column": "SELECT x.current_setting() FROM (SELECT 'allowed_directories' AS x)",
+    "pg_catalog_function": "SELECT pg_catalog.pg_get_viewdef(1) AS v",
+    "current_setting": "SELECT current_setting('allowed_directories') AS s",
+    "current_setting_in_lambda": "SELECT list_transform(['allowed_directories'], "
+                                 "x -> current_setting(x)) AS s",
+    "getvariable_in_columns": "SELECT COLUMNS(c -> getvariable(c) IS NULL) FROM t",
+    "star_replace": "SELECT * REPLACE (current_setting('allowed_directories') AS x) FROM t",
+    "view_definitions": "SELECT pg_get_viewdef(0) AS v",
+    "catalog_functions": "SELECT current_database(), current_schemas(true)",
+    "current_query": "SELECT current_query() AS q",
+    "json_serialize_plan": "SELECT json_serialize_plan('SELECT * FROM pg_settings') AS p",
+    "sequences": "SELECT nextval('s') AS n",
+    "sleep": "SELECT pg_sleep(3600) AS s",
+    "write_log": "SELECT write_log('x') AS w",
+}
+
+
+@pytest.mark.parametrize("template", SYSTEM_AND_INTERNAL.values(), ids=SYSTEM_AND_INTERNAL.keys())
+def test_system_and_internal_names_are_refused(world, template: str) -> None:
+    _run(world, template, ForbiddenError)
+
+
+# Files named as tables, every way DuckDB would read them.
+FILES_AS_TABLES = {
+    "string_literal": f"SELECT * FROM '{H}.csv'",
+    "relative_string": "SELECT * FROM 'x.csv'",
+    "quoted_identifier": f'SELECT * FROM "{H}.parquet"',
+    "two_part_name": f'SELECT * FROM "{H}".csv',
+    "glob_string": "SELECT * FROM '{lake}/*.csv'",
+    "gzip": f"SELECT * FROM '{H}.csv.gz'",
+    "tsv": f"SELECT * FROM '{H}.tsv'",
+    "json": f"SELECT * FROM '{H}.json'",
+    "file_in_declared_folder": "SELECT * FROM '{lake}/t/stray.csv'",
+    "url": "SELECT * FROM 's3://bucket/x.parquet'",
+    "from_first": f"FROM '{H}.csv' SELECT *",
+    "table_statement": f'TABLE "{H}.csv"',
+    "in_join": f'SELECT * FROM frames f JOIN "{H}.parquet" h ON true',
+    "in_derived_table": f"SELECT * FROM t, (SELECT * FROM '{H}.csv') h",
+    "in_cte": f"WITH h AS (SELECT * FROM '{H}.json') SELECT * FROM h",
+    "in_materialized_cte": f"WITH h AS MATERIALIZED (SELECT * FROM '{H}.csv') SELECT * FROM h",
+    "describe_path": f"DESCRIBE '{H}.csv'",
+    "describe_query": f"DESCRIBE SELECT * FROM '{H}.csv'",
+}
+
+
+@pytest.mark.parametrize("template", FILES_AS_TABLES.values(), ids=FILES_AS_TABLES.keys())
+def test_files_named_as_tables_are_refused(world, template: str) -> None:
+    _run(world, template, ForbiddenError)
+
+
+# Statements DuckDB has beyond a query, and one statement hidden behind another.
+STATEMENTS = {
+    "table_of_system_view": "TABLE pg_settings",
+    "from_first_system_view": "FROM pg_settings SELECT name",
+    "summarize": "SUMMARIZE frames",
+    "summarize_in_subquery": "SELECT * FROM (SUMMARIZE frames)",
+    "summarize_system_view": "SELECT * FROM (SUMMARIZE pg_settings)",
+    "pivot_statement": "PIVOT pg_settings ON name USING count(*)",
+    "pivot_of_file_in_subquery": f"SELECT * FROM (PIVOT '{H}.csv' ON secret USING count(*))",
+    "describe_in_subquery": "SELECT * FROM (DESCRIBE frames)",
+    "describe_system_view": "DESCRIBE pg_settings",
+    "desc_system_view": "DESC duckdb_databases",
+    "describe_table_function": "DESCRIBE duckdb_settings()",
+    "describe_select_of_view": "DESCRIBE SELECT * FROM duckdb_views",
+    "show_databases": "SHOW databases",
+    "show_system_view": "SHOW pg_settings",
+    "explain": "EXPLAIN SELECT * FROM pg_settings",
+    "explain_analyze": "EXPLAIN ANALYZE SELECT 1",
+    "explain_after_comment": "/* plan */ explain SELECT 1",
+    "second_statement": "SELECT 1; SELECT * FROM pg_settings",
+    "second_statement_after_dollar_string": "SELECT $$;$$; SELECT name FROM pg_settings",
+    "second_statement_after_comment": "SELECT 1 /* ; */; FROM duckdb_databases",
+    "attach_after_newline_comment": "SELECT 1;\n-- note\nATTACH '{root}/w.duckdb' AS x",
+    "set_after_select": "SELECT 1; SET enable_external_access = true",
+    "load_after_select": "SELECT 1; LOAD httpfs",
+    "call_pragma": "CALL pragma_version()",
+    "pragma_after_select": "SELECT 1; PRAGMA database_list",
+}
+
+
+@pytest.mark.parametrize("template", STATEMENTS.values(), ids=STATEMENTS.keys())
+def test_other_statements_are_refused(world, template: str) -> None:
+    _run(world, template, ForbiddenError)
+
+
+# Look-alike characters: either another name that does not exist, or a parse error.
+LOOKALIKES = {
+    "cyrillic_s_in_view_name": ("SELECT * FROM pg_\u0455ettings", PlanError),
+    "zero_width_space": ('SELECT * FROM "pg_settings\u200b"', PlanError),
+    "cyrillic_e_in_reader": (f"SELECT * FROM r\u0435ad_csv('{H}.csv')", ForbiddenError),
+    "fullwidth_keyword": ("\uff33\uff25\uff2c\uff25\uff23\uff34 1", ParseError),
+    "fullwidth_table_name": ("SELECT * FROM \uff50g_settings", PlanError),
+    "kelvin_sign_table_name": ("SELECT * FROM \"duc\u212adb_databases\"", PlanError),
+    "no_break_spaces": ("SELECT\u00a0*\u00a0FROM\u00a0pg_settings", ForbiddenError),
+}
+
+
+@pytest.mark.parametrize("template, error", LOOKALIKES.values(), ids=LOOKALIKES.keys())
+def test_lookalike_characters(world, template: str, error: type[Exception]) -> None:
+    _run(world, template, error)
+
+
+def test_harmless_texts_that_look_like_attacks(world) -> None:
+    """A statement in a comment or a string is just that."""
+    con, _ = world
+    assert con.sql("SELECT 1 AS a -- ; SELECT * FROM pg_settings").fetchall() == [(1,)]
+    assert con.sql("SELECT 'a'';SELECT * FROM pg_settings;--' AS s").fetchall() == [
+        ("a';SELECT * FROM pg_settings;--",)]
+    assert con.sql("SELECT 1 AS a /* ; ATTACH 'x' */").fetchall() == [(1,)]
+    assert con.sql("SHOW ALL TABLES").fetchall() == [("frames",), ("t",), ("w.frames",),
+                                                      ("w.main.frames",)]
