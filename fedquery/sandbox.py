@@ -12,6 +12,8 @@ and checked against the catalog by the binder (``bind``).
 
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 
 from fedquery.bind import file_access, is_path
@@ -22,6 +24,7 @@ from fedquery.sandbox_functions import (
     ALLOWED_TABLE_FUNCTIONS,
     DENIED_FUNCTIONS,
     FEDQUERY_FUNCTIONS,
+    check_bare_name,
     check_function,
     check_table_function,
     is_denied,
@@ -42,6 +45,7 @@ SHOW_TABLES = {"TABLES", "ALL TABLES"}
 FORBIDDEN_KEYWORDS = {"ATTACH", "CALL", "CHECKPOINT", "COPY", "CREATE", "DELETE", "DETACH", "DROP",
                       "EXPORT", "IMPORT", "INSERT", "INSTALL", "LOAD", "PRAGMA", "RESET", "SET",
                       "UPDATE", "USE", "VACUUM", "ALTER", "TRUNCATE", "MERGE", "BEGIN", "COMMIT"}
+_CALLED = re.compile(r"\s*([A-Za-z_]\w*)\s*\(")
 READ_ONLY = "fedquery is read-only (SELECT, WITH, VALUES, DESCRIBE, SHOW TABLES)"
 
 
@@ -98,9 +102,19 @@ def _check_node(node: exp.Expr, root: exp.Expr) -> None:
         check_table_function(table_function_name(node), qualified=bool(node.parent.args.get("db")))
     elif isinstance(node, exp.Anonymous):
         check_function(node.name)
-    elif isinstance(node, exp.Func) and is_denied(node.sql_name()):  # sqlglot's typed functions
-        raise ForbiddenError(f"function {node.sql_name().lower()}() is not allowed in fedquery "
-                             "queries")
+    elif isinstance(node, exp.Column) and not node.table:
+        check_bare_name(node.name)
+    elif isinstance(node, exp.Func):
+        _check_typed_function(node)
+
+
+def _check_typed_function(func: exp.Func) -> None:
+    """A function sqlglot reads into a class of its own (``version()`` is CurrentVersion): its
+    class name and the name DuckDB is handed (``VERSION(...)``) must not be denied."""
+    head = _CALLED.match(func.sql(DIALECT))
+    for name in (func.sql_name(), head.group(1) if head else ""):
+        if name and is_denied(name):
+            raise ForbiddenError(f"function {name.lower()}() is not allowed in fedquery queries")
 
 
 def _statement_name(node: exp.Expr) -> str:

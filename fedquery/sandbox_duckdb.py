@@ -17,7 +17,13 @@ from sqlglot import exp
 
 from fedquery.bind import cte_for, reserved_name
 from fedquery.errors import ForbiddenError
-from fedquery.sandbox_functions import check_function, check_table_function, fold, parse_with_duckdb
+from fedquery.sandbox_functions import (
+    check_bare_name,
+    check_function,
+    check_table_function,
+    fold,
+    parse_with_duckdb,
+)
 
 # DuckDB's TableReferenceType names, and the ones a query may hold.
 TABLE_REF_TYPES = {"INVALID", "BASE_TABLE", "SUBQUERY", "JOIN", "TABLE_FUNCTION", "EXPRESSION_LIST",
@@ -97,6 +103,8 @@ class _Reader:
             return
         if node.get("class") == "FUNCTION":
             check_function(node["function_name"])
+        elif node.get("class") == "COLUMN_REF" and len(node.get("column_names", [])) == 1:
+            check_bare_name(node["column_names"][0])
         if "from_table" in node:
             self.table_ref(node["from_table"], ctes)
         self._rest(node, ctes, "cte_map", "from_table")

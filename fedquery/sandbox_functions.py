@@ -38,8 +38,14 @@ DENIED_FUNCTIONS = frozenset({
     "json_execute_serialized_sql", "json_serialize_plan",
     # state a query would change for the next one, logs, sleeping
     "nextval", "currval", "setval", "setseed", "write_log", "sleep_ms", "pg_sleep",
+    # the session's identity: pushed into a PostgreSQL source they name its role and server
+    "current_user", "current_role", "session_user", "user", "version",
 })
 DENIED_PREFIXES = ("__", "duckdb_", "pragma_", "parquet_", "read_", "sniff_", "json_execute")
+# Denied functions DuckDB also calls when written as a bare name (``SELECT current_schema``),
+# where no column of that name is in scope; PostgreSQL does the same.
+BARE_FUNCTIONS = frozenset({"current_catalog", "current_schema", "current_role", "current_user",
+                            "session_user"})
 # Names DuckDB's parser gives syntax that duckdb_functions() does not list as scalar.
 SYNTAX_FUNCTIONS = frozenset({"unnest", "grouping", "grouping_id"})
 SYSTEM_CATALOGS = frozenset({"system", "temp", "memory"})
@@ -55,9 +61,12 @@ def fold(name: str) -> str:
 
 
 def is_denied(name: str) -> bool:
-    """A function name on the reviewed deny-list or in a denied family."""
+    """A function name on the reviewed deny-list, in a denied family, or one of DuckDB's
+    PostgreSQL look-alikes (``pg_catalog``): their PostgreSQL namesakes read the server's
+    catalog, privileges and addresses, and a fragment may carry them into a source."""
     name = fold(name)
-    return name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES)
+    return (name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES)
+            or name in _pg_catalog_functions())
 
 
 def is_internal(name: str) -> bool:
@@ -85,6 +94,13 @@ def check_table_function(name: str, *, qualified: bool = False) -> None:
     if fold(name) not in ALLOWED_TABLE_FUNCTIONS:
         raise ForbiddenError(f"table function {name}() is not allowed: only "
                              f"{', '.join(sorted(ALLOWED_TABLE_FUNCTIONS))} and catalog tables")
+
+
+def check_bare_name(name: str) -> None:
+    """Refuse an unqualified column name that DuckDB (and PostgreSQL) would call as a function."""
+    if fold(name) in BARE_FUNCTIONS:
+        raise ForbiddenError(f"{name} is not allowed in fedquery queries (it names the session; "
+                             f"a column of that name is read with its table: t.{name})")
 
 
 def check_function(name: str) -> None:
@@ -140,6 +156,13 @@ def _body_reads(body: str) -> set[str] | None:
 
 
 @functools.cache
+def _pg_catalog_functions() -> frozenset[str]:
+    rows = _query("SELECT DISTINCT function_name FROM duckdb_functions() "
+                  "WHERE schema_name = 'pg_catalog'")
+    return frozenset(fold(r[0]) for r in rows)
+
+
+@functools.cache
 def system_views() -> frozenset[str]:
     """Names DuckDB resolves to its own views and tables without a schema (``pg_settings``,
     ``duckdb_tables``, ``sqlite_master``), folded. ``information_schema``'s are reached only
@@ -150,8 +173,10 @@ def system_views() -> frozenset[str]:
     return frozenset(fold(r[0]) for r in rows)
 
 
+@functools.lru_cache(maxsize=512)
 def parse_with_duckdb(sql: str) -> dict[str, Any]:
-    """DuckDB's own parse tree of ``sql`` (``json_serialize_sql``): nothing is bound or run."""
+    """DuckDB's own parse tree of ``sql`` (``json_serialize_sql``): nothing is bound or run.
+    Cached by text (the planner checks a statement twice); callers must not change it."""
     return json.loads(_query("SELECT json_serialize_sql($sql)", {"sql": sql})[0][0])
 
 
@@ -180,7 +205,8 @@ def _query(sql: str, params: dict | None = None) -> list[tuple]:
 
             con = duckdb.connect(":memory:", config={"enable_external_access": False,
                                                      "autoinstall_known_extensions": False,
-                                                     "autoload_known_extensions": False})
+                                                     "autoload_known_extensions": False,
+                                                     "threads": 1})
             con.execute("SET lock_configuration = true")
             _connection.append(con)
         cursor = _connection[0].cursor()

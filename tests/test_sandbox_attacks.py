@@ -308,3 +308,30 @@ def test_harmless_texts_that_look_like_attacks(world) -> None:
     assert con.sql("SELECT 1 AS a /* ; ATTACH 'x' */").fetchall() == [(1,)]
     assert con.sql("SHOW ALL TABLES").fetchall() == [("frames",), ("t",), ("w.frames",),
                                                       ("w.main.frames",)]
+
+
+# The session's identity and catalog, as functions and as the bare names DuckDB (and PostgreSQL,
+# where a fragment may carry them) call as functions.
+SESSION = {
+    "current_user": "SELECT current_user AS u, id FROM frames",
+    "current_user_call": "SELECT CURRENT_USER() AS u FROM frames",
+    "session_user": "SELECT session_user AS u, count(*) FROM frames GROUP BY 1",
+    "current_role": "SELECT current_role AS u FROM frames",
+    "current_schema_bare": "SELECT current_schema AS s, id FROM frames",
+    "current_schema_quoted": 'SELECT "current_schema" AS s FROM frames',
+    "current_catalog_bare": "SELECT current_catalog AS c FROM frames",
+    "version": "SELECT version() AS v, id FROM frames",
+    "privileges": "SELECT id FROM frames WHERE has_table_privilege('frames', 'SELECT')",
+    "server_address": "SELECT inet_server_addr() AS a FROM frames",
+}
+
+
+@pytest.mark.parametrize("template", SESSION.values(), ids=SESSION.keys())
+def test_session_identity_is_refused(world, template: str) -> None:
+    _run(world, template, ForbiddenError)
+
+
+def test_columns_named_like_session_functions_are_read_with_their_table(world) -> None:
+    con, _ = world
+    sql = "SELECT s.current_schema, s.user FROM (SELECT 'a' AS current_schema, 'b' AS user) s"
+    assert con.sql(sql).fetchall() == [("a", "b")]

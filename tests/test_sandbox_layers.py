@@ -18,7 +18,7 @@ from tests import test_sandbox_attacks as attacks
 from tests.sandbox_world import build_world
 
 ATTACKS = {**attacks.CTE_SCOPE, **attacks.TABLE_POSITIONS, **attacks.SYSTEM_AND_INTERNAL,
-           **attacks.FILES_AS_TABLES, **attacks.STATEMENTS}
+           **attacks.FILES_AS_TABLES, **attacks.STATEMENTS, **attacks.SESSION}
 # What only fedquery's reading refuses: a function qualified by a source (DuckDB's parser cannot
 # tell it from a method call on a column).
 ONLY_FEDQUERY = {"function_qualified_by_source"}
