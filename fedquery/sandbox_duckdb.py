@@ -153,5 +153,5 @@ class _Reader:
             raise ForbiddenError(reserved)
         if ".".join(fold(p) for p in parts) not in self.catalog_names:
             raise ForbiddenError(f"DuckDB would read {'.'.join(parts)!r} as a table where "
-                                 "fedquery sees none: write the query without tricks of syntax")
+                                 "fedquery reads none (the two parsers disagree on this text)")
 
