@@ -335,3 +335,44 @@ def test_columns_named_like_session_functions_are_read_with_their_table(world) -
     con, _ = world
     sql = "SELECT s.current_schema, s.user FROM (SELECT 'a' AS current_schema, 'b' AS user) s"
     assert con.sql(sql).fetchall() == [("a", "b")]
+
+
+# fedquery's own table functions, pointed at what they must not reach.
+FEDQUERY_TABLE_FUNCTIONS = {
+    "vector_search_system_view": ("SELECT * FROM vector_search('pg_settings', [1.0, 2.0], 3)",
+                                  ForbiddenError),
+    "vector_search_file": (f"SELECT * FROM vector_search('{H}.csv', [1.0], 3)", ForbiddenError),
+    "vector_search_two_part_file": (f"SELECT * FROM vector_search('\"{H}\".csv', [1.0], 3)",
+                                    ForbiddenError),
+    "vector_search_internal": ("SELECT * FROM vector_search('__f0', [1.0], 3)", ForbiddenError),
+    "timeline_of_system_view": ("SELECT * FROM timeline('pg_settings', 'frames')", PlanError),
+}
+
+
+@pytest.mark.parametrize("template, error", FEDQUERY_TABLE_FUNCTIONS.values(),
+                         ids=FEDQUERY_TABLE_FUNCTIONS.keys())
+def test_fedquery_table_functions_reach_only_the_catalog(world, template: str,
+                                                         error: type[Exception]) -> None:
+    _run(world, template, error)
+
+
+def test_refusals_hold_under_threads(world) -> None:
+    """Eight threads on one connection, each attack many times: every one refused with its
+    own error class, none answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    con, root = world
+    cases = [(t.format(lake=root / "lake", root=root), ForbiddenError)
+             for t in (*CTE_SCOPE.values(), *TABLE_POSITIONS.values(), *SESSION.values())]
+
+    def attempt(case: tuple[str, type]) -> str | None:
+        sql, error = case
+        try:
+            con.sql(sql).fetchall()
+        except fedquery.FedQueryError as exc:
+            return None if type(exc) is error else f"{type(exc).__name__}: {sql}"
+        return f"answered: {sql}"
+
+    with ThreadPoolExecutor(8) as pool:
+        wrong = [w for w in pool.map(attempt, cases * 4) if w]
+    assert not wrong, wrong[:5]
