@@ -45,6 +45,8 @@ class Session:
         self.con = duckdb.connect(":memory:", config={
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
+            # an unknown table name must never resolve to a Python variable of the caller's frame
+            "python_enable_replacements": False,
             "temp_directory": self._tmp.name,
         })
         self._lock = threading.RLock()
