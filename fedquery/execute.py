@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from connectors._native import BATCH_ROWS, SharedConnection, quote
 from connectors.base import Connector, TableRef
+from fedquery.conform import ArrowTypes, conform, expected
 from fedquery.errors import FedQueryError, PlanError, SourceError
 from fedquery.fetch import FragmentStats, fetch_fragments, subset
 from fedquery.plan import Plan
@@ -51,6 +52,7 @@ class Session:
         })
         self._lock = threading.RLock()
         self._shadow_catalogs: set[str] = set()
+        self.arrow_types = ArrowTypes()
         allowed = [self._tmp.name]
         shared = SharedConnection(self.con, self._lock)
         for connector in connectors.values():
@@ -187,6 +189,7 @@ class Session:
 
     def close(self) -> None:
         self.functions.blobs.close()
+        self.arrow_types.close()
         self.con.close()
         self._tmp.cleanup()
 
@@ -200,12 +203,13 @@ class Execution:
         self.stats = stats
         self.residual_rows: int | None = None
         self.seconds = 0.0
+        self._wanted = expected(plan.types, session.arrow_types)
 
     def table(self) -> pa.Table:
         """Every row, materialised by DuckDB in parallel."""
         started = time.perf_counter()
         try:
-            table = self._relation.to_arrow_table()
+            table = conform(self._relation.to_arrow_table(), self._wanted)
             self.residual_rows, self.seconds = table.num_rows, time.perf_counter() - started
             return table
         except duckdb.Error as exc:
@@ -220,11 +224,13 @@ class Execution:
         except duckdb.Error as exc:
             self._cursor.close()
             raise self._session.translate(exc, self._plan, self.stats) from exc
-        return pa.RecordBatchReader.from_batches(source.schema, self._batches(source))
+        schema = conform(source.schema.empty_table(), self._wanted).schema
+        return pa.RecordBatchReader.from_batches(schema, self._batches(source))
 
     def _batches(self, source: pa.RecordBatchReader):
         try:
-            yield from source
+            for batch in source:
+                yield conform(batch, self._wanted)
         except duckdb.Error as exc:
             raise self._session.translate(exc, self._plan, self.stats) from exc
         finally:

@@ -121,7 +121,7 @@ def test_source_error_while_streaming_names_the_source(federation) -> None:
     source's own, named, not DuckDB's text about a broken stream."""
     con, _ = federation
     with pytest.raises(fedquery.SourceError) as info:
-        con.sql("SELECT c.segment, sum(c.customer_id // (c.customer_id - 42)) AS x "
+        con.sql("SELECT c.segment, sum(c.customer_id / (c.customer_id - 42)) AS x "
                 "FROM clients c GROUP BY c.segment").arrow()
     assert info.value.source == "pg"
     assert "division by zero" in str(info.value)
