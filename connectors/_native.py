@@ -72,9 +72,12 @@ def literal(value: str) -> str:
 
 
 def table_ref(key: str) -> TableRef:
-    """The table a scan request names: ``source.schema.table`` (``schema.table``, ``table``)."""
-    parts = key.split(".")
-    return TableRef(parts[-2] if len(parts) > 1 else "main", parts[-1])
+    """The table a scan request names: ``source.schema.table`` (``schema.table``, ``table``);
+    the table name itself may hold dots (``lake.main.a.b`` is the table ``a.b``)."""
+    parts = key.split(".", 2)
+    if len(parts) == 3:
+        return TableRef(parts[1], parts[2])
+    return TableRef(parts[0], parts[1]) if len(parts) == 2 else TableRef("main", key)
 
 
 def relation(source: str, table: TableRef) -> str:

@@ -21,9 +21,9 @@ from connectors.base import Capabilities, TableRef
 from fedquery.bind import SOURCE, BoundTable, TableIndex, bind_tables
 from fedquery.catalog import Catalog
 from fedquery.entities import expand_entities
-from fedquery.errors import PlanError
 from fedquery.execute import Session
 from fedquery.functions.embedding import REGISTRY
+from fedquery.parameters import name_positional, param_key, select_params
 from fedquery.parse import DIALECT, parse, parse_statements
 from fedquery.plan import Plan, extract_fragments
 from fedquery.plan import placeholders as plan_placeholders
@@ -39,8 +39,9 @@ from fedquery.rules.bind_blob_sources import blob_source
 from fedquery.rules.bind_embedders import describe_sql
 from fedquery.sandbox import check_sandbox, check_statement_keyword
 from fedquery.vector_search import expand_vector_search
-from fedquery.vectors import array_type, typed_vectors, vector_parameters
+from fedquery.vectors import array_type, vector_parameters
 
+__all__ = ["Planner", "build_index", "relation_name", "select_params"]
 logger = logging.getLogger("fedquery")
 CACHE_SIZE = 256
 ESTIMATES_KEPT = 4096
@@ -137,7 +138,7 @@ class Planner:
 
     def cached_plan(self, sql: str, params: Any = None) -> Plan:
         """``plan`` through an LRU cache keyed by SQL text and parameter names."""
-        key = (sql, _param_key(params), REGISTRY.generation)
+        key = (sql, param_key(params), REGISTRY.generation)
         with self._lock:
             plan = self._cache.get(key)
             if plan is not None:
@@ -152,6 +153,7 @@ class Planner:
 
     def plan(self, sql: str, params: Any = None) -> Plan:
         """Plan one SELECT (no cache)."""
+        sql = name_positional(sql)
         tree = self.parse_checked(sql)
         expanded = expand_entities(tree, self.catalog, self._schema_named)
         if expand_vector_search(tree, self._schema_named) or expanded:
@@ -252,8 +254,7 @@ def build_index(catalog: Catalog, session: Session) -> TableIndex:
             continue
         default = connector.capabilities.default_schema
         if spec.table and connector.capabilities.dialect:
-            schema, _, table = spec.table.rpartition(".")
-            ref = TableRef(schema or default, table)
+            ref = _table_in_source(spec.table, default)
         else:
             ref = TableRef(default, name)
         index.add_catalog_table(name, BoundTable(spec.source, ref))
@@ -262,6 +263,18 @@ def build_index(catalog: Catalog, session: Session) -> TableIndex:
             for ref in connector.tables():
                 index.add_source_table(BoundTable(source, ref), connector.capabilities.default_schema)
     return index
+
+
+def _table_in_source(name: str, default_schema: str) -> TableRef:
+    """A catalog's ``table:`` setting (``schema.table``, quoted parts allowed: ``"a.b"``)."""
+    try:
+        table = exp.to_table(name, dialect=DIALECT)
+    except SqlglotError:
+        table = None
+    if table is None or not table.name:
+        schema, _, plain = name.rpartition(".")
+        return TableRef(schema or default_schema, plain)
+    return TableRef(table.db or default_schema, table.name)
 
 
 def relation_name(bound: BoundTable) -> str:
@@ -301,35 +314,3 @@ def _blob_outputs(tree: exp.Expr, catalog: Planner) -> tuple[tuple[str, str], ..
         if source:
             found.append((projection.alias_or_name, source))
     return tuple(found)
-
-
-def _param_key(params: Any) -> Any:
-    if params is None:
-        return None
-    if isinstance(params, dict):
-        return tuple(sorted(params))
-    return len(params)
-
-
-def select_params(names: tuple[str, ...], params: Any, vectors: tuple[tuple[str, str], ...] = ()) -> Any:
-    """The parameter values a query uses, query vectors typed as their columns (``vectors``);
-    PlanError names a missing one."""
-    if not names:
-        return None
-    if params is None:
-        raise PlanError(f"the query uses parameters ({', '.join('$' + p for p in names)}) "
-                        "but params= was not given")
-    if isinstance(params, dict):
-        missing = [p for p in names if p not in params]
-        if missing:
-            raise PlanError(f"no value for parameter ${missing[0]}; given: "
-                            f"{', '.join(sorted(params)) or 'none'}")
-        values = {k: _plain(v) for k, v in params.items() if k in names}
-        return typed_vectors(values, vectors) if vectors else values
-    return [_plain(v) for v in params]
-
-
-def _plain(value: Any) -> Any:
-    """numpy arrays and scalars as Python values DuckDB binds."""
-    tolist = getattr(value, "tolist", None)
-    return tolist() if callable(tolist) else value

@@ -15,8 +15,11 @@ Run a campaign from the shell (the same checks as ``tests/test_fuzz_differential
 
 from __future__ import annotations
 
+import decimal
 import random
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 INT, BIGINT, TEXT, DEC, TS = "int", "bigint", "text", "decimal", "timestamp"
 NUMERIC = (INT, BIGINT, DEC)
@@ -72,9 +75,11 @@ class Scope:
 class QueryGenerator:
     """Draws one random, deterministic SELECT at a time from a seed."""
 
-    def __init__(self, seed: int, *, max_depth: int = 2) -> None:
+    def __init__(self, seed: int, *, max_depth: int = 2, parameters: bool = False) -> None:
         self.rng = random.Random(seed)
         self.max_depth = max_depth
+        self.parameters = parameters
+        self.params: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ top level
 
@@ -220,6 +225,10 @@ class QueryGenerator:
         where = self._where(inner, depth)
         if where:
             sql += f" WHERE {where}"
+        if self.rng.random() < 0.2:  # a top-N the source may run: ordered by every column
+            order = ", ".join(f"{alias}.{c} {self.rng.choice(['ASC', 'DESC'])} NULLS "
+                              f"{self.rng.choice(['FIRST', 'LAST'])}" for c in columns)
+            sql += f" ORDER BY {order} LIMIT {self.rng.randint(1, 40)}"
         return sql, columns
 
     # ------------------------------------------------------------------ WHERE
@@ -366,16 +375,40 @@ class QueryGenerator:
 
     def _literal(self, column: str, kind: str) -> str:
         if kind == TEXT:
-            value = self.rng.choice(VALUES.get(column, ["a", "it's"]))
-            return "'" + value.replace("'", "''") + "'"
-        if kind == DEC:
-            return f"{self.rng.randint(0, 500)}.{self.rng.randint(0, 99):02d}"
-        return str(self.rng.choice([0, 1, 3, 7, 42, 150, 300, 600, 2000, -1]))
+            value: Any = self.rng.choice(VALUES.get(column, ["a", "it's"]))
+            text = "'" + value.replace("'", "''") + "'"
+        elif kind == DEC:
+            value = decimal.Decimal(f"{self.rng.randint(0, 500)}.{self.rng.randint(0, 99):02d}")
+            text = str(value)
+        else:
+            value = self.rng.choice([0, 1, 3, 7, 42, 150, 300, 600, 2000, -1])
+            text = str(value)
+        if self.parameters and self.rng.random() < 0.4:
+            name = f"p{len(self.params)}"
+            self.params[name] = value
+            return f"${name}"
+        return text
 
 
 def generate(seed: int, count: int) -> list[str]:
     """``count`` queries from ``seed`` (the same list every time)."""
     return [QueryGenerator(seed * 100_003 + i).query() for i in range(count)]
+
+
+def generate_with_parameters(seed: int, count: int) -> list[tuple[str, Any]]:
+    """``count`` (query, params) pairs: literals replaced by ``$p0``... (values in a dict) or,
+    for one query in three, by ``?`` (values in a list, in the order they appear)."""
+    pairs = []
+    for i in range(count):
+        generator = QueryGenerator(seed * 100_003 + i, parameters=True)
+        sql, params = generator.query(), generator.params
+        if params and generator.rng.random() < 0.33:
+            order = [m.group(1) for m in re.finditer(r"\$(p\d+)\b", sql)]
+            sql = re.sub(r"\$p\d+\b", "?", sql)
+            pairs.append((sql, [params[name] for name in order]))
+        else:
+            pairs.append((sql, {k: v for k, v in params.items() if f"${k}" in sql} or None))
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import pytest
 import fedquery
 from tests.fuzz_check import check
 from tests.services.postgres import shop_catalog_in_postgres, shop_on_postgres_and_s3
-from tests.sqlfuzz import generate
+from tests.sqlfuzz import generate, generate_with_parameters
 
 PER_LAYOUT = 300
 
@@ -41,3 +41,15 @@ def test_random_queries_answer_as_duckdb(layouts, unseen, layout: str) -> None:
     seed = {"local": 11, "postgres": 12, "postgres+s3": 13}[layout]
     outcomes = [check(layouts[layout], ref, sql) for sql in generate(seed, PER_LAYOUT)]
     assert outcomes.count("ok") >= PER_LAYOUT * 0.9, outcomes  # the generator makes valid SQL
+
+
+@pytest.mark.parametrize("layout", ["local", "postgres"])
+def test_random_queries_with_parameters_answer_as_duckdb(layouts, unseen, layout: str) -> None:
+    """Literals become ``$p0`` (a dict of values) or ``?`` (a list): each fragment binds the
+    values it names, whichever source runs it (``?`` failed whenever PostgreSQL was involved)."""
+    _, ref = unseen
+    seed = {"local": 21, "postgres": 22}[layout]
+    pairs = generate_with_parameters(seed, PER_LAYOUT // 2)
+    assert sum(isinstance(p, list) for _, p in pairs) >= 10  # both kinds are drawn
+    outcomes = [check(layouts[layout], ref, sql, params) for sql, params in pairs]
+    assert outcomes.count("ok") >= len(pairs) * 0.9, outcomes

@@ -1,0 +1,100 @@
+"""Query parameters: ``$name`` values from a dict, ``?`` and ``$1`` values from a list.
+
+Positional parameters are named before planning (the first ``?`` becomes ``$__p1``, ``$2``
+becomes ``$__p2``), so that every fragment, whatever part of the query it holds, binds exactly
+the values it names; a list of values is turned into the matching dict for each run.
+
+>>> name_positional("SELECT * FROM t WHERE a = ? AND b = '?' AND c = ?")
+"SELECT * FROM t WHERE a = $__p1 AND b = '?' AND c = $__p2"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
+
+from fedquery.errors import PlanError
+from fedquery.vectors import typed_vectors
+
+POSITIONAL = "__p"
+
+
+def name_positional(sql: str) -> str:
+    """``sql`` with each ``?`` and ``$<n>`` spelled ``$__p<n>`` (strings and comments untouched)."""
+    try:
+        tokens = Dialect.get_or_raise("duckdb").tokenize(sql)
+    except SqlglotError:
+        return sql  # the parser reports the error, with its position
+    edits, count = [], 0
+    for token, following in zip(tokens, [*tokens[1:], None], strict=True):
+        if token.token_type == TokenType.PLACEHOLDER and token.text == "?":
+            count += 1
+            edits.append((token.start, token.end, f"${POSITIONAL}{count}"))
+        elif (token.token_type == TokenType.PARAMETER and following is not None
+              and following.token_type == TokenType.NUMBER and following.start == token.end + 1
+              and following.text.isdigit()):
+            edits.append((token.start, following.end, f"${POSITIONAL}{int(following.text)}"))
+    for start, end, text in reversed(edits):
+        sql = sql[:start] + text + sql[end + 1:]
+    return sql
+
+
+def param_key(params: Any) -> Any:
+    """What of the values a plan depends on: the names given, or how many."""
+    if params is None:
+        return None
+    if isinstance(params, Mapping):
+        return tuple(sorted(map(str, params)))
+    if isinstance(params, list | tuple):
+        return len(params)
+    return type(params).__name__
+
+
+def select_params(names: tuple[str, ...], params: Any,
+                  vectors: tuple[tuple[str, str], ...] = ()) -> dict[str, Any] | None:
+    """The values of the parameters a query uses, by name (query vectors typed as their
+    columns); PlanError says what is missing or of the wrong kind."""
+    if not names:
+        return None
+    positional = all(n.startswith(POSITIONAL) for n in names)
+    shown = ", ".join(display(n) for n in names)
+    if params is None:
+        raise PlanError(f"the query uses parameters ({shown}) but params= was not given")
+    if isinstance(params, list | tuple) and positional:
+        params = _by_position(names, params)
+    elif isinstance(params, Mapping) and positional:
+        raise PlanError(f"the query uses positional parameters ({shown}): pass params as a list")
+    elif isinstance(params, list | tuple):
+        raise PlanError(f"the query uses named parameters ({shown}): pass params as a dict")
+    elif not isinstance(params, Mapping):
+        raise PlanError(f"params must be a dict (for $name) or a list (for ? and $1), not "
+                        f"{type(params).__name__}")
+    missing = [p for p in names if p not in params]
+    if missing:
+        given = ", ".join(sorted(str(k) for k in params)) or "none"
+        raise PlanError(f"no value for parameter {display(missing[0])}; given: {given}")
+    values = {k: _plain(params[k]) for k in names}
+    return typed_vectors(values, vectors) if vectors else values
+
+
+def display(name: str) -> str:
+    """A parameter as the user wrote it (``$city``; a positional one as ``?3``)."""
+    return f"?{name[len(POSITIONAL):]}" if name.startswith(POSITIONAL) else f"${name}"
+
+
+def _by_position(names: tuple[str, ...], values: Sequence[Any]) -> dict[str, Any]:
+    needed = max(int(n[len(POSITIONAL):]) for n in names)
+    if len(values) < needed:
+        raise PlanError(f"the query uses {needed} positional parameters but params has "
+                        f"{len(values)} value(s)")
+    return {f"{POSITIONAL}{i + 1}": value for i, value in enumerate(values)}
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars as Python values DuckDB binds."""
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else value
