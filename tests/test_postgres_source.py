@@ -388,12 +388,21 @@ def test_batches_are_bounded_and_streamed(pg) -> None:
 
 
 def test_a_stream_dropped_early_returns_its_session(pg) -> None:
-    idle = len(pg._pool._idle)
+    idle = pg._pool.idle
     reader = pg.run_sql("SELECT g FROM generate_series(1, 2000000) AS g")
     reader.read_next_batch()
-    del reader
-    assert len(pg._pool._idle) >= max(idle, 1)
+    del reader  # the session is cancelled and released on its own thread
+    assert wait_for(lambda: pg._pool.idle >= max(idle, 1))
     assert pg.run_sql("SELECT 42 AS x").read_all()["x"].to_pylist() == [42]
+
+
+def wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def test_concurrent_scans(pg) -> None:
