@@ -271,7 +271,7 @@ def test_scan_sql_snapshot(pg) -> None:
          order_by=("id DESC",), limit=5)
     assert pg.sent[-1] == (
         'SELECT "id", "words" FROM "public"."typed" WHERE CARDINALITY("words") = 2 '
-        """AND "t" LIKE 'O%' ORDER BY "id" DESC NULLS LAST LIMIT 5""")
+        """AND "t" LIKE 'O%' ESCAPE '' ORDER BY "id" DESC NULLS LAST LIMIT 5""")
 
 
 def test_run_sql_snapshot_and_source_sql(pg) -> None:
@@ -548,3 +548,13 @@ def test_run_sql_decimal_types_survive_a_wrapping_query(pg) -> None:
     assert plain.schema.field("total").type == pa.decimal128(38, 3)
     assert wrapped.schema == plain.schema
     assert with_cte.schema.field("total").type == pa.decimal128(38, 3)
+
+
+def test_a_bare_question_mark_is_refused_not_guessed(pg) -> None:
+    """A ``?`` reaching the source has lost its place in the user's query: never guess it."""
+    with pytest.raises(SourceError, match=r"positional \? parameter"):
+        pg.run_sql("SELECT t.id FROM pg.public.typed AS t WHERE t.id = ?", [1])
+    assert pg.source_sql("SELECT t.id FROM pg.public.typed AS t WHERE t.id = ?").endswith("= ?")
+    got = pg.run_sql("SELECT t.id FROM pg.public.typed AS t WHERE t.id = $2 OR t.id = $1",
+                     {"1": 1, "2": 3}).read_all()
+    assert sorted(got["id"].to_pylist()) == [1, 3]
