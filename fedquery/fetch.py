@@ -219,4 +219,4 @@ def subset(params: Any, names: tuple[str, ...]) -> Any:
         return None
     if isinstance(params, dict):
         return {k: v for k, v in params.items() if k in names}
-    return params
+    return {n: params[int(n) - 1] for n in names if n.isdigit() and 0 < int(n) <= len(params)}

@@ -8,6 +8,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, TokenError
 from sqlglot.errors import ParseError as SqlglotParseError
+from sqlglot.tokens import TokenType
 
 from fedquery.errors import ParseError
 
@@ -45,6 +46,27 @@ def parse(sql: str) -> exp.Expr:
 
 def parse_statements(sql: str) -> list[exp.Expr]:
     """Parse one or more statements (at least one)."""
+    statements = _parse_statements(sql)
+    numbered = number_placeholders(sql)
+    return statements if numbered == sql else _parse_statements(numbered)
+
+
+def number_placeholders(sql: str) -> str:
+    """``?`` parameters written as ``$1``, ``$2``, ... in the order DuckDB numbers them (their
+    order in the text), so each keeps its value wherever the planner moves it."""
+    try:
+        tokens = sqlglot.tokenize(sql, read=DIALECT)
+    except TokenError:
+        return sql
+    marks = [t for t in tokens if t.token_type == TokenType.PLACEHOLDER and t.text == "?"]
+    parts, last = [], 0
+    for number, token in enumerate(marks, 1):
+        parts += [sql[last:token.start], f"${number}"]
+        last = token.end + 1
+    return "".join(parts) + sql[last:]
+
+
+def _parse_statements(sql: str) -> list[exp.Expr]:
     try:
         statements = [s for s in sqlglot.parse(sql, dialect=DIALECT,
                                                error_level=ErrorLevel.RAISE) if s is not None]

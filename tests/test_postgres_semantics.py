@@ -158,3 +158,8 @@ def test_dates_and_literals_read_in_iso(con, ref) -> None:
     same(con, ref, "SELECT id FROM words WHERE day + INTERVAL 3 DAY > $d",
          {"d": dt.date(2024, 11, 1)})
 
+
+def test_positional_parameters(con, ref) -> None:
+    same(con, ref, "SELECT id FROM words WHERE word = ? OR word = ?", ["a\\", "it's"])
+    same(con, ref, "SELECT id FROM words WHERE word = $2 OR day = $1",
+         [dt.date(2024, 2, 2), "\\'"])

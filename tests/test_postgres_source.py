@@ -516,6 +516,16 @@ SHOP_QUERIES = {
                      None, ()),
     "one_customer": ("SELECT o.order_id, o.qty, p.title FROM orders o JOIN products p "
                      "ON o.product_id = p.product_id WHERE o.customer_id = $id", {"id": 42}, ()),
+    "positional_cross_source": (
+        "SELECT c.segment, sum(o.qty) AS qty FROM orders o JOIN clients c "
+        "ON o.customer_id = c.customer_id WHERE o.qty > ? AND c.country = ? GROUP BY c.segment",
+        [3, "DE"], ()),
+    "numbered_cross_source": (
+        "SELECT c.segment, count(*) AS n FROM orders o JOIN clients c "
+        "ON o.customer_id = c.customer_id WHERE c.country = $2 AND o.qty > $1 GROUP BY c.segment",
+        [3, "DE"], ()),
+    "positional_in_pg": ("SELECT count(*) AS n FROM clients WHERE segment = ? AND country <> ?",
+                         ["corporate", "US"], ()),
     "pg_subquery_in_cross_source": (
         "SELECT r.reason, count(*) AS n FROM returns r JOIN orders o ON o.order_id = r.order_id "
         "WHERE o.customer_id IN (SELECT customer_id FROM clients WHERE segment = $s) "
