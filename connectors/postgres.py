@@ -3,7 +3,10 @@
 Fragments arrive in DuckDB's dialect (a one-table ``ScanRequest`` or a whole single-source
 query) and are rewritten by sqlglot into the SQL PostgreSQL receives (``source_sql`` shows it,
 ``sent`` remembers the last 100 texts run). Sessions are read-only, in UTC, with the catalog's
-statement timeout; they come from a small pool, and a fragment holds one while its rows stream.
+statement timeout and the settings the generated SQL relies on; they come from a small pool, a
+fragment holds one while its rows stream, and no wait for the server outlasts ``read_timeout``
+(see ``_postgres_session``). A session found dead is replaced, and a statement that had handed
+out no rows yet is run once more on the new one.
 
 >>> con = fedquery.connect({"sources": {"pg": {"kind": "postgres", "dsn": "${PG_DSN}",
 ...                                            "connect_timeout": 5, "statement_timeout": "30s"}},
@@ -13,8 +16,9 @@ statement timeout; they come from a small pool, and a fragment holds one while i
 Settings: ``dsn`` (a libpq URI or ``key=value`` string; secret), ``connect_timeout`` (seconds,
 default 10: libpq's own, so an unreachable server fails ``fedquery.connect`` in that time),
 ``statement_timeout`` (seconds, or a PostgreSQL interval such as ``"2min"``; default none),
-``batch_rows`` (largest record batch returned; default: the driver's) and ``pool_size`` (idle
-sessions kept, default 4). Type mapping: see ``connectors/_postgres_types.py``.
+``read_timeout`` (seconds any one wait for the server may last; default statement_timeout + 5 s,
+else 300 s), ``batch_rows`` (largest record batch returned; default: the driver's) and
+``pool_size`` (idle sessions kept, default 4). Type mapping: see ``connectors/_postgres_types.py``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ import pyarrow as pa
 import pytest
 
 import fedquery
+from connectors._postgres_settings import Settings
 from connectors.base import ScanRequest, TableRef
+from fedquery.catalog import SourceSpec
 from fedquery.errors import CatalogError, SourceError
 from tests.services.postgres import load_shop, shop_catalog_in_postgres
 
@@ -468,11 +470,44 @@ def test_password_never_shown(con, pg, secret) -> None:
     ({"batch_rows": 0}, "batch_rows"),
     ({"pool_size": 1.5}, "pool_size"),
     ({"password": "x"}, "password"),
-], ids=["timeout_text", "timeout_negative", "batch_rows", "pool_size", "unknown"])
+    ({"read_timeout": "soon"}, "read_timeout"),
+    ({"read_timeout": 0}, "read_timeout"),
+    ({"read_timeout": float("inf")}, "read_timeout"),
+], ids=["timeout_text", "timeout_negative", "batch_rows", "pool_size", "unknown", "read_text",
+        "read_zero", "read_infinite"])
 def test_settings_are_checked(settings: dict, key: str, monkeypatch) -> None:
     monkeypatch.setenv("FQ_ANY_DSN", "postgresql://nobody@127.0.0.1:1/db")
     with pytest.raises(CatalogError, match=rf"sources\.pg\.{key}"):
         fedquery.connect(catalog("FQ_ANY_DSN", **settings))
+
+
+def settings_of(**raw) -> Settings:
+    return Settings(SourceSpec("pg", "postgres", raw, Path(".")), "<dict>")
+
+
+@pytest.mark.parametrize("raw, seconds", [
+    ({}, 300), ({"statement_timeout": 2}, 7), ({"statement_timeout": "2min"}, 125),
+    ({"statement_timeout": "1500ms"}, 6.5), ({"statement_timeout": "forever"}, 300),
+    ({"statement_timeout": 2, "read_timeout": 1.5}, 1.5),
+], ids=["none", "seconds", "interval", "milliseconds", "unreadable", "explicit"])
+def test_read_timeout_follows_statement_timeout(raw: dict, seconds: float) -> None:
+    assert settings_of(dsn="host=h", **raw).read_timeout == seconds
+
+
+def test_dsn_gets_keepalives_unless_it_has_its_own() -> None:
+    uri = settings_of(dsn="postgresql://u@h/db?keepalives_idle=60", read_timeout=4).effective_dsn()
+    assert "keepalives=1" in uri and "keepalives_idle=60" in uri and "keepalives_idle=10" not in uri
+    assert "tcp_user_timeout=4000" in uri and uri.endswith("client_encoding=UTF8")
+    plain = settings_of(dsn="host=h dbname=d", read_timeout=100).effective_dsn()
+    assert "keepalives_idle=10" in plain and "tcp_user_timeout=30000" in plain
+
+
+def test_sessions_get_the_settings_the_sql_relies_on(pg) -> None:
+    got = pg.run_sql("SELECT current_setting('standard_conforming_strings') AS scs, "
+                     "current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, "
+                     "current_setting('transaction_read_only') AS ro, "
+                     "current_setting('client_encoding') AS enc").read_all().to_pylist()
+    assert got == [{"scs": "on", "tz": "UTC", "ds": "ISO, MDY", "ro": "on", "enc": "UTF8"}]
 
 
 # ---------------------------------------------------------------------- whole queries
