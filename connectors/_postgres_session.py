@@ -64,7 +64,7 @@ class Session:
             session.conn = connect()
 
         try:
-            session.call(make, timeout)
+            session.call(make, timeout, "connect_timeout + read_timeout")
         except BaseException:
             session.close()
             raise

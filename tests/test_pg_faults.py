@@ -228,11 +228,13 @@ def test_a_stream_cut_after_rows_were_read_is_a_source_error(fq, pg_proxy) -> No
     assert within_deadline(lambda: read_batches(pg)) == N_EVENTS
 
 
-def test_a_session_lost_before_its_first_batch_is_replaced(fq, pg_proxy) -> None:
+@pytest.mark.parametrize("after_bytes", [100, 50_000], ids=["while_starting", "first_batch"])
+def test_a_session_lost_before_its_first_batch_is_replaced(fq, pg_proxy, after_bytes: int) -> None:
     pg = connector(fq)
     within_deadline(lambda: pg.run_sql("SELECT 1 AS one").read_all())
-    pg_proxy.cut(after_bytes=100, live_only=True)  # the pooled session dies mid-answer
+    pg_proxy.cut(after_bytes=after_bytes, live_only=True)  # the pooled session dies mid-answer
     assert within_deadline(lambda: read_batches(pg)) == N_EVENTS
+    assert pg_proxy.accepted >= 2  # the statement ran again on a new connection
 
 
 def test_a_refused_connection_is_a_source_error_then_recovers(fq, pg_proxy) -> None:
@@ -273,6 +275,14 @@ def test_a_real_restart_with_idle_sessions(restartable_postgres, data) -> None:
             restartable_postgres.restart(mode)
             for _ in range(6):
                 assert rows(within_deadline(lambda: con.sql(sql).arrow())) == want
+        big = "SELECT a.id, g FROM pg.public.accounts AS a, generate_series(1, 100) AS g"
+        reader = connector(con).run_sql(big)
+        reader.read_next_batch()
+        restartable_postgres.restart("fast")  # a query under way: its rows were handed out
+        with pytest.raises(SourceError, match="connection to the server was lost") as caught:
+            within_deadline(reader.read_all)
+        assert caught.value.source == "pg"
+        assert rows(within_deadline(lambda: con.sql(sql).arrow())) == want
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
