@@ -73,11 +73,17 @@ class Session:
     def call(self, fn: Callable[[Any], Any], timeout: float, setting: str = "read_timeout") -> Any:
         """``fn(connection)`` on the session's thread; its result, or its exception re-raised.
 
-        Past ``timeout`` seconds the session is abandoned and ``SessionTimeout`` raised.
+        Past ``timeout`` seconds the session is abandoned and ``SessionTimeout`` raised; so it
+        is when the wait itself is interrupted (Ctrl-C): the statement is cancelled.
         """
         work = _Call(fn)
         self._calls.put(work)
-        if not work.done.wait(timeout):
+        try:
+            done = work.done.wait(timeout)
+        except BaseException:
+            self.abandon()
+            raise
+        if not done:
             self.abandon()
             raise SessionTimeout(timeout, setting)
         if work.error is not None:

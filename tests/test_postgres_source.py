@@ -4,6 +4,8 @@ receives, timeouts, redaction, read-only sessions, and whole queries compared wi
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import socket
 import threading
 import time
@@ -381,6 +383,30 @@ def test_bad_statement_timeout_fails_at_connect(db, monkeypatch) -> None:
     monkeypatch.setenv("FQ_PG_DSN2", db.dsn)
     with pytest.raises(SourceError, match="statement_timeout"):
         fedquery.connect(catalog("FQ_PG_DSN2", statement_timeout="forever"))
+
+
+def test_ctrl_c_cancels_the_statement(db, monkeypatch) -> None:
+    """Ctrl-C while a read waits: KeyboardInterrupt at once, and the server stops the
+    statement (the session's cancel is sent from another thread)."""
+    monkeypatch.setenv("FQ_PG_DSN2", db.dsn)
+    marker = f"fq_ctrl_c_{uuid.uuid4().hex[:8]}"
+
+    def running() -> bool:
+        with db.connect() as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                           "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+                           parameters=(marker,))
+            return cursor.fetchall()[0][0] > 0
+
+    with fedquery.connect(catalog("FQ_PG_DSN2")) as con:
+        pg = con._session.connectors["pg"]
+        interrupt = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+        interrupt.start()
+        with pytest.raises(KeyboardInterrupt):
+            pg.run_sql(f"SELECT pg_sleep(60) AS {marker}").read_all()
+        interrupt.join()
+        assert wait_for(lambda: not running())
+        assert pg.run_sql("SELECT 1 AS one").read_all().num_rows == 1
 
 
 def test_batches_are_bounded_and_streamed(pg) -> None:
