@@ -7,8 +7,10 @@ them. sqlglot transpiles syntax; these rewrites keep what the same syntax means:
   DuckDB as an ordinary one, so a pattern without ``ESCAPE`` gets ``ESCAPE ''``.
 - Text order: DuckDB orders strings by their bytes; PostgreSQL by the collation of the column
   or the database (an ICU or ``en_US`` collation puts ``'a'`` before ``'B'``). Where text is
-  ordered (``ORDER BY`` keys, ``<``, ``<=``, ``>``, ``>=``, ``BETWEEN``, ``min``, ``max``,
-  ``greatest``, ``least``) the text side gets ``COLLATE "C"``, byte order.
+  ordered (``ORDER BY`` keys, also of windows and aggregates, ``<``, ``<=``, ``>``, ``>=``,
+  ``BETWEEN``, ``min``, ``max``, ``greatest``, ``least``) the text side gets
+  ``COLLATE "C"``, byte order. A DISTINCT query or a set operation may only order by its
+  output columns, so its ORDER BY/LIMIT moves to a query around it.
 - ``round`` of a double: PostgreSQL rounds halves to even, DuckDB away from zero; the value
   is rounded as ``numeric`` (away from zero) and cast back.
 """
@@ -29,25 +31,26 @@ _ORDERING = (exp.GT, exp.GTE, exp.LT, exp.LTE)
 
 
 def keep_duckdb_semantics(tree: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
-    """Rewrite ``tree`` (in place) so PostgreSQL gives DuckDB's answer; ``types`` are the
-    Arrow types of the columns it reads, by name."""
+    """Rewrite ``tree`` so PostgreSQL gives DuckDB's answer; ``types`` are the Arrow types of
+    the columns it reads, by name. Returns the tree (a new root when the outermost query's
+    ORDER BY had to move out, see ``_sort_outside``)."""
     for like in list(tree.find_all(exp.Like, exp.ILike)):
         if not isinstance(like.parent, exp.Escape):
             like.replace(exp.Escape(this=like.copy(), expression=exp.Literal.string("")))
-    for node in list(tree.find_all(exp.Ordered, *_ORDERING, exp.Between, exp.Min, exp.Max,
-                                   exp.Greatest, exp.Least)):
+    for node in list(tree.find_all(*_ORDERING, exp.Between, exp.Min, exp.Max, exp.Greatest,
+                                   exp.Least)):
         _collate(node, types)
     for node in list(tree.find_all(exp.Round)):
         _round_half_away(node, types)
+    for order in reversed(list(tree.find_all(exp.Order))):  # inner queries first
+        tree = _collate_order(order, types, tree)
     return tree
 
 
 def _collate(node: exp.Expr, types: Mapping[str, pa.DataType]) -> None:
-    """Byte order for the text that ``node`` orders."""
-    if isinstance(node, exp.Ordered):
-        if _orders_by_text_column(node, types):
-            _wrap(node.this)
-    elif isinstance(node, _ORDERING):
+    """Byte order for the text that a comparison, ``min``/``max`` or ``greatest``/``least``
+    orders."""
+    if isinstance(node, _ORDERING):
         side = next((s for s in (node.this, node.expression) if is_text(s, types)), None)
         if side is not None:
             _wrap(side)
@@ -60,26 +63,93 @@ def _collate(node: exp.Expr, types: Mapping[str, pa.DataType]) -> None:
             _wrap(first)
 
 
-def _orders_by_text_column(ordered: exp.Ordered, types: Mapping[str, pa.DataType]) -> bool:
-    """A sort key that is text and may carry a collation: not in a set operation's or a
-    DISTINCT query's ORDER BY (those must name output columns), not an output alias."""
-    if not is_text(ordered.this, types):
-        return False
-    order = ordered.parent
-    query = order.parent if isinstance(order, exp.Order) else None
-    if isinstance(query, exp.SetOperation):
-        return False
-    if isinstance(query, exp.Select):
-        if query.args.get("distinct"):
-            return False
-        key = ordered.this
-        if isinstance(key, exp.Column) and not key.table:
-            for projection in query.expressions:
-                if (isinstance(projection, exp.Alias) and projection.alias.lower() == key.name.lower()
-                        and not (isinstance(projection.this, exp.Column)
-                                 and projection.this.name == key.name)):
-                    return False
-    return True
+def _collate_order(order: exp.Order, types: Mapping[str, pa.DataType], root: exp.Expr) -> exp.Expr:
+    """Byte order for the text keys of one ORDER BY; the (possibly new) root."""
+    query = order.parent
+    if not isinstance(query, exp.Select | exp.SetOperation | exp.Subquery):
+        for ordered in order.expressions:  # a window's or an aggregate's: keys over input rows
+            if is_text(ordered.this, types):
+                _wrap(ordered.this)
+        return root
+    outputs = _outputs(query)
+    if isinstance(query, exp.Select) and not query.args.get("distinct"):
+        for ordered in order.expressions:
+            key = _output_expression(ordered.this, outputs)
+            if key is not None and is_text(key, types):
+                ordered.set("this", _collated(key.copy()))
+            elif key is None and is_text(ordered.this, types):
+                _wrap(ordered.this)
+        return root
+    # DISTINCT and set operations order by output columns only: sort outside them
+    keys = [_output_name(ordered.this, outputs) for ordered in order.expressions]
+    texts = [name is not None and is_text(outputs[name], types) for name in keys]
+    if not any(texts) or None in keys or len(set(outputs)) < len(outputs):
+        return root
+    sorted_query = _sort_outside(query, order, keys, texts)
+    if query is root:
+        return sorted_query
+    query.replace(sorted_query)
+    return root
+
+
+def _outputs(query: exp.Expr) -> dict[str, exp.Expr]:
+    """Output name -> expression, from the query's (first branch's) SELECT list."""
+    select = query
+    while isinstance(select, exp.SetOperation | exp.Subquery):
+        select = select.this
+    if not isinstance(select, exp.Select):
+        return {}
+    return {p.alias_or_name: p.unalias() for p in select.expressions
+            if not isinstance(p.unalias(), exp.Star)}
+
+
+def _output_name(key: exp.Expr, outputs: dict[str, exp.Expr]) -> str | None:
+    """The output a sort key names: by name, by position, or as the same expression."""
+    names = list(outputs)
+    if isinstance(key, exp.Literal) and key.is_int and 0 < int(key.name) <= len(names):
+        return names[int(key.name) - 1]
+    if isinstance(key, exp.Column) and not key.table and key.name in outputs:
+        return key.name
+    return next((name for name, expr in outputs.items() if expr == key), None)
+
+
+def _output_expression(key: exp.Expr, outputs: dict[str, exp.Expr]) -> exp.Expr | None:
+    """The SELECT-list expression a plain query's sort key names by alias or position (a key
+    that is an input column of the same name is that column)."""
+    name = _output_name(key, outputs)
+    if name is None or (isinstance(key, exp.Column) and outputs[name] == key):
+        return None
+    if isinstance(key, exp.Column | exp.Literal):
+        return outputs[name]
+    return None
+
+
+def _sort_outside(query: exp.Expr, order: exp.Order, keys: list[str], texts: list[bool]) -> exp.Expr:
+    """``SELECT * FROM (query without its ORDER BY/LIMIT/OFFSET) ORDER BY <outputs, text ones
+    COLLATE "C"> LIMIT/OFFSET``: the same rows in DuckDB's order."""
+    inner = query.copy()
+    limit, offset = inner.args.get("limit"), inner.args.get("offset")
+    for arg in ("order", "limit", "offset"):
+        inner.set(arg, None)
+    alias = "__fq_sorted"
+    ordered = []
+    for original, name, text in zip(order.expressions, keys, texts, strict=True):
+        column = exp.column(name, table=alias, quoted=True)
+        ordered.append(_with_key(original, _collated(column) if text else column))
+    outer = exp.select("*").from_(exp.Subquery(this=inner, alias=exp.TableAlias(
+        this=exp.to_identifier(alias, quoted=True))))
+    outer.set("order", exp.Order(expressions=ordered))
+    if limit is not None:
+        outer.set("limit", limit)
+    if offset is not None:
+        outer.set("offset", offset)
+    return outer
+
+
+def _with_key(ordered: exp.Ordered, key: exp.Expr) -> exp.Ordered:
+    copy = ordered.copy()
+    copy.set("this", key)
+    return copy
 
 
 def is_text(node: exp.Expr, types: Mapping[str, pa.DataType]) -> bool:
@@ -93,13 +163,23 @@ def is_text(node: exp.Expr, types: Mapping[str, pa.DataType]) -> bool:
                                      or pa.types.is_string_view(kind))
     if isinstance(node, exp.Cast):
         return node.to.is_type(*_TEXT_TYPES)
-    return isinstance(node, _TEXT_FUNCTIONS)
+    if isinstance(node, exp.Min | exp.Max):
+        return is_text(node.this, types)
+    if isinstance(node, exp.Coalesce):
+        return any(is_text(arg, types) for arg in [node.this, *node.expressions])
+    return isinstance(node, (*_TEXT_FUNCTIONS, exp.Collate))
 
 
 def _wrap(node: exp.Expr) -> None:
     if isinstance(node, exp.Collate) or isinstance(node.parent, exp.Collate):
         return
-    node.replace(exp.Collate(this=node.copy(), expression=exp.to_identifier("C", quoted=True)))
+    node.replace(_collated(node.copy()))
+
+
+def _collated(node: exp.Expr) -> exp.Expr:
+    if isinstance(node, exp.Collate):
+        return node
+    return exp.Collate(this=node, expression=exp.to_identifier("C", quoted=True))
 
 
 def _round_half_away(node: exp.Round, types: Mapping[str, pa.DataType]) -> None:

@@ -144,6 +144,20 @@ def test_text_is_ordered_by_its_bytes(con, ref) -> None:
     same(con, ref, "SELECT greatest(word, 'b') AS g FROM words WHERE id < 12")
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT DISTINCT word FROM words WHERE word <> '' ORDER BY word LIMIT 6",
+    "SELECT word FROM words WHERE id < 10 UNION SELECT word FROM words WHERE id > 12 "
+    "ORDER BY 1 DESC LIMIT 6",
+    "SELECT upper(word) AS w, id FROM words ORDER BY w, 2 LIMIT 6",
+    "SELECT word, row_number() OVER (ORDER BY word, id) AS rn FROM words",
+    "SELECT string_agg(word, '|' ORDER BY word) AS s FROM words",
+    "SELECT max(word) AS m, price > 1 AS big FROM words GROUP BY price > 1 ORDER BY m LIMIT 1",
+], ids=["distinct", "union", "alias_and_position", "window", "string_agg", "aggregate_alias"])
+def test_text_order_in_whole_queries(con, ref, sql: str) -> None:
+    same(con, ref, sql, ordered=True)
+    assert 'COLLATE "C"' in sent(con)
+
+
 def test_halves_are_rounded_away_from_zero(con, ref) -> None:
     same(con, ref, "SELECT id, round(price) AS r, round(price, 1) AS r1, round(price / 2, 2) AS r2 "
                    "FROM words")
