@@ -160,6 +160,45 @@ def rows(table: pa.Table) -> list[tuple]:
     return sorted((tuple(r.values()) for r in table.to_pylist()), key=repr)
 
 
+# ---------------------------------------------------------------------- the proxy itself
+
+
+def test_the_proxy_holds_bytes_past_the_allowance_and_refuses() -> None:
+    import socket
+
+    from tests.services.tcp_proxy import FaultProxy
+
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(payload)
+
+    threading.Thread(target=serve, daemon=True).start()
+    with FaultProxy(server.getsockname()[:2]) as proxy:
+        proxy.stall("down", after_bytes=100_000)
+        client = socket.create_connection((proxy.host, proxy.port), timeout=1)
+        got = bytearray()
+        with pytest.raises(TimeoutError):
+            while chunk := client.recv(65536):
+                got += chunk
+        assert len(got) == 100_000 and proxy.bytes_down == 100_000
+        proxy.pass_through()
+        client.settimeout(10)
+        while chunk := client.recv(65536):
+            got += chunk
+        assert bytes(got) == payload and proxy.bytes_down == len(payload)
+        client.close()
+        proxy.refuse()
+        with (pytest.raises(ConnectionResetError),  # at connect or at the first read
+              socket.create_connection((proxy.host, proxy.port), timeout=5) as refused):
+            refused.recv(1)
+        assert proxy.refused == 1
+    server.close()
+
+
 # ---------------------------------------------------------------------- one source, one fault
 
 

@@ -116,17 +116,6 @@ class FaultProxy:
         with self._cond:
             return len(self._links)
 
-    def wait_live(self, count: int, timeout: float = 10.0) -> bool:
-        """Wait until at most ``count`` connections are live (closing takes a moment)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._links) > count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
     def close(self) -> None:
         """Stop listening and close every connection."""
         self._closed = True
