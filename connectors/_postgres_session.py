@@ -1,234 +1,233 @@
-"""Sessions with one PostgreSQL server: the source's settings and DSN, a small pool, and the
-stream that holds a session while a fragment's rows are read."""
+"""Sessions with one PostgreSQL server: a connection that only its own thread touches, driver
+calls waited on with a deadline, and a small pool that drops every idle session once one is
+found dead.
+
+libpq reads block without a timeout: a server or network path that goes silent mid-result
+would block the caller forever. So each session has a worker thread that alone calls the
+driver; callers hand it work and wait at most a deadline. A call that misses it abandons the
+session: a cancel is sent (``PQcancel``, made to be called from another thread), the caller
+gets ``SessionTimeout``, and the connection is closed by its thread once the stuck call
+returns (TCP keepalives end it when the path is dead). An abandoned session is never reused.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import math
+import queue
 import re
 import threading
-from collections import deque
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import parse_qs, unquote, urlsplit
-
-import pyarrow as pa
-from sqlglot import exp
-
-from connectors._postgres_types import convert_batch
-from fedquery.errors import CatalogError
-
-if TYPE_CHECKING:
-    from fedquery.catalog import SourceSpec
-
-SETTINGS = {"dsn", "connect_timeout", "statement_timeout", "batch_rows", "pool_size"}
-DEFAULT_CONNECT_TIMEOUT = 10
+from collections.abc import Callable
+from typing import Any
 
 
-class Stream:
-    """The batches of one running query; its connection returns to the pool when they end or
-    the reader is dropped (a query stopped early is cancelled first)."""
+class SessionTimeout(TimeoutError):
+    """A driver call got no answer within its deadline; the session was abandoned."""
 
-    def __init__(self, pool: Pool, conn, cursor, raw: pa.RecordBatchReader, schema: pa.Schema,
-                 *, batch_rows: int | None, translate: Callable[[Exception], NoReturn]) -> None:
-        self._pool, self._conn, self._cursor, self._raw = pool, conn, cursor, raw
-        self._schema, self._batch_rows, self._translate = schema, batch_rows, translate
-        self._pending: deque[pa.RecordBatch] = deque()
+    def __init__(self, seconds: float, setting: str) -> None:
+        super().__init__(f"no answer from the server for {seconds:g} s (the source's {setting})")
+        self.seconds, self.setting = seconds, setting
+
+
+class _Call:
+    """One unit of work for a session's thread, and where its outcome lands."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn, self.done = fn, threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class Session:
+    """One PostgreSQL connection, driven by its own thread.
+
+    ``call(fn, timeout)`` runs ``fn(connection)`` there and waits at most ``timeout`` seconds;
+    ``submit(fn)`` queues work without waiting (it runs after every earlier call). The
+    connection is made by ``open`` on the same thread, under the same deadline.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.conn: Any = None
+        self.lost = False  # the connection failed, or a call was abandoned: never reuse
+        self.handles: list = []  # cursors and readers that outlive one call (thread-only)
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._done = False
+        self._closing = self._abandoned = False
+        self._thread = threading.Thread(target=self._serve, name=f"fedquery-pg-{name}", daemon=True)
+        self._thread.start()
 
-    def __iter__(self) -> Stream:
-        return self
+    @classmethod
+    def open(cls, name: str, connect: Callable[[], Any], timeout: float) -> Session:
+        """A new session whose connection ``connect()`` makes, within ``timeout`` seconds."""
+        session = cls(name)
 
-    def __next__(self) -> pa.RecordBatch:
-        if not self._pending:
-            self._pending.extend(self._split(self._read()))
-        return self._pending.popleft()
+        def make(_: Any) -> None:
+            session.conn = connect()
 
-    def _read(self) -> pa.RecordBatch:
-        if self._done:
-            raise StopIteration
         try:
-            return convert_batch(self._raw.read_next_batch(), self._schema)
-        except StopIteration:
-            self._finish(complete=True)
+            session.call(make, timeout, "connect_timeout + read_timeout")
+        except BaseException:
+            session.close()
             raise
-        except Exception as exc:
-            self._finish(complete=False, healthy=reusable(exc))
-            self._translate(exc)  # raises the source's error
-            raise
+        return session
 
-    def _split(self, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
-        size = self._batch_rows
-        if not size or batch.num_rows <= size:
-            return [batch]
-        return [batch.slice(i, size) for i in range(0, batch.num_rows, size)]
+    def call(self, fn: Callable[[Any], Any], timeout: float, setting: str = "read_timeout") -> Any:
+        """``fn(connection)`` on the session's thread; its result, or its exception re-raised.
+
+        Past ``timeout`` seconds the session is abandoned and ``SessionTimeout`` raised; so it
+        is when the wait itself is interrupted (Ctrl-C): the statement is cancelled.
+        """
+        work = _Call(fn)
+        self._calls.put(work)
+        try:
+            done = work.done.wait(timeout)
+        except BaseException:
+            self.abandon()
+            raise
+        if not done:
+            self.abandon()
+            raise SessionTimeout(timeout, setting)
+        if work.error is not None:
+            raise work.error
+        return work.result
+
+    def submit(self, fn: Callable[[Any], Any]) -> None:
+        """Run ``fn(connection)`` on the session's thread after the work queued before it."""
+        self._calls.put(_Call(fn))
+
+    def abandon(self) -> None:
+        """Give the session up while a call may still be blocked in the driver: cancel the
+        statement from another thread, then close the connection once the call returns."""
+        with self._lock:
+            if self._abandoned:
+                return
+            self._abandoned = self.lost = True
+        threading.Thread(target=self._cancel_then_close, name="fedquery-pg-cancel",
+                         daemon=True).start()
 
     def close(self) -> None:
-        self._finish(complete=False)
-
-    def __del__(self) -> None:
-        self._finish(complete=False)
-
-    def _finish(self, *, complete: bool, healthy: bool = True) -> None:
+        """Close the connection on its thread (after queued work) and end the thread."""
         with self._lock:
-            if self._done:
+            if self._closing:
                 return
-            self._done = True
-        if not complete:
+            self._closing = True
+        self._calls.put(None)
+
+    def _cancel_then_close(self) -> None:
+        # The close waits for the cancel: closing frees what PQcancel reads.
+        conn = self.conn
+        if conn is not None:
             with contextlib.suppress(Exception):
-                self._cursor.adbc_cancel()  # else the next query drains the rest of the rows
-        close_quietly(self._raw)
-        close_quietly(self._cursor)
-        self._pool.release(self._conn, healthy)
+                conn.adbc_cancel()
+        self.close()
+
+    def _serve(self) -> None:
+        while True:
+            work = self._calls.get()
+            if work is None:
+                break
+            try:
+                work.result = work.fn(self.conn)
+            except BaseException as exc:  # handed to the caller, who may be gone
+                work.error = exc
+            finally:
+                work.done.set()
+        for handle in reversed(self.handles):  # the driver closes no connection with open cursors
+            close_quietly(handle)
+        self.handles.clear()
+        if self.conn is not None:
+            close_quietly(self.conn)
+            self.conn = None
+
+    def forget(self, *handles) -> None:
+        """Close handles that outlived their call (on the session's thread only)."""
+        for handle in handles:
+            close_quietly(handle)
+        self.handles = [h for h in self.handles if not any(h is x for x in handles)]
 
 
 class Pool:
     """Idle sessions, at most ``size`` of them; more open when needed (a query may hold several
-    fragments' streams at once, so waiting for a free one could deadlock)."""
+    fragments' streams at once, so waiting for a free one could deadlock).
 
-    def __init__(self, open_one: Callable[[], Any], size: int) -> None:
+    Once a session is found dead every idle one is closed: they were opened before the
+    failure and most likely share its cause (a server restart, a network cut).
+    """
+
+    def __init__(self, open_one: Callable[[], Session], size: int) -> None:
         self._open, self._size = open_one, size
-        self._idle: list = []
+        self._idle: list[Session] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def acquire(self) -> tuple[Any, bool]:
-        """A session and whether it was used before."""
+    def acquire(self, fresh: bool = False) -> tuple[Session, bool]:
+        """A session and whether it was used before; ``fresh``: a new one."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the source is closed")
-            if self._idle:
+            if self._idle and not fresh:
                 return self._idle.pop(), True
         return self._open(), False
 
-    def release(self, conn, healthy: bool = True) -> None:
+    def release(self, session: Session, healthy: bool = True) -> None:
+        if not healthy:
+            session.lost = True
         with self._lock:
-            if healthy and not self._closed and len(self._idle) < self._size:
-                self._idle.append(conn)
+            if (not session.lost and not self._closed and len(self._idle) < self._size):
+                self._idle.append(session)
                 return
-        close_quietly(conn)
+        session.close()
+
+    def invalidate(self) -> None:
+        """Close every idle session (one was found dead)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for session in idle:
+            session.close()
+
+    @property
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
 
     def close(self) -> None:
         with self._lock:
-            idle, self._idle, self._closed = self._idle, [], True
-        for conn in idle:
-            close_quietly(conn)
+            self._closed = True
+        self.invalidate()
 
 
-class Settings:
-    """The source's settings, checked; errors name the catalog key.
-
-    ``connect_timeout`` is libpq's (whole seconds, at least 2: libpq reads 1 as 2) and goes
-    into the DSN; ``statement_timeout`` (seconds, or a PostgreSQL interval text) is set on
-    each session, as are ``default_transaction_read_only`` and ``TimeZone = UTC``.
-    """
-
-    def __init__(self, spec: SourceSpec, origin: str) -> None:
-        self.where = f"{origin}: sources.{spec.name}"
-        raw = spec.settings
-        unknown = sorted(set(raw) - SETTINGS)
-        if unknown:
-            raise CatalogError(f"{self.where}.{unknown[0]}: unknown setting for a postgres source; "
-                               f"expected: {', '.join(sorted(SETTINGS))}")
-        self.dsn = raw["dsn"]
-        if not isinstance(self.dsn, str):
-            raise CatalogError(f"{self.where}.dsn: expected a connection string")
-        self.explicit_timeout = "connect_timeout" in raw
-        self.connect_timeout = max(2, math.ceil(self._seconds(raw, "connect_timeout",
-                                                              DEFAULT_CONNECT_TIMEOUT)))
-        self.statement_timeout = self._statement_timeout(raw.get("statement_timeout"))
-        self.batch_rows = self._count(raw, "batch_rows", None)
-        self.pool_size = self._count(raw, "pool_size", 4)
-
-    def effective_dsn(self) -> str:
-        """The DSN with libpq's connect_timeout (the catalog's wins, else the DSN's, else 10 s)
-        and an application name; libpq keeps the last value of a repeated key."""
-        extra = {}
-        if self.explicit_timeout or not re.search(r"connect_timeout\s*=", self.dsn):
-            extra["connect_timeout"] = str(self.connect_timeout)
-        if not re.search(r"application_name\s*=", self.dsn):
-            extra["application_name"] = "fedquery"
-        if "://" in self.dsn:
-            joiner = "&" if "?" in self.dsn else "?"
-            return self.dsn + joiner + "&".join(f"{k}={v}" for k, v in extra.items())
-        return " ".join([self.dsn, *(f"{k}={v}" for k, v in extra.items())])
-
-    def session_sql(self) -> str:
-        """``set_config`` calls for a new session: read-only, UTC, the statement timeout."""
-        values = {"default_transaction_read_only": "on", "TimeZone": "UTC"}
-        if self.statement_timeout:
-            values["statement_timeout"] = self.statement_timeout
-        calls = [exp.func("set_config", exp.Literal.string(k), exp.Literal.string(v), exp.false())
-                 for k, v in values.items()]
-        return exp.select(*calls).sql("postgres")
-
-    def _seconds(self, raw: Mapping, key: str, default: float) -> float:
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise CatalogError(f"{self.where}.{key}: expected a number of seconds, got {value!r}")
-        return value
-
-    def _statement_timeout(self, value: Any) -> str | None:
-        if value is None:
-            return None
-        if isinstance(value, str) and value.strip():
-            return value.strip()  # a PostgreSQL interval ("30s", "2min"); checked at connect
-        return f"{round(self._seconds({'statement_timeout': value}, 'statement_timeout', 0) * 1000)}ms"
-
-    def _count(self, raw: Mapping, key: str, default: int | None) -> int | None:
-        value = raw.get(key, default)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise CatalogError(f"{self.where}.{key}: expected a positive integer, got {value!r}")
-        return value
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def location(dsn: str) -> dict[str, str | None]:
-    """Host, port and database named by a DSN (never the user or password)."""
-    if "://" in dsn:
-        parts = urlsplit(dsn)
-        query = parse_qs(parts.query)
-        host = parts.hostname or (query.get("host") or [None])[0]
-        port = str(parts.port) if _safe_port(parts) else (query.get("port") or [None])[0]
-        database = unquote(parts.path.lstrip("/")) or (query.get("dbname") or [None])[0]
-    else:
-        found = dict(re.findall(r"(\w+)\s*=\s*('[^']*'|\S+)", dsn))
-        host, port, database = (found.get(k, "").strip("'") or None
-                                for k in ("host", "port", "dbname"))
-    return {"host": host or "localhost", "port": port, "database": database}
-
-
-def _safe_port(parts) -> bool:
-    try:
-        return parts.port is not None
-    except ValueError:
-        return False
+# ---------------------------------------------------------------------- driver errors
 
 
 def driver_message(exc: BaseException) -> str:
     """The server's or libpq's words, without the driver's status prefix or the query echo."""
     text = str(exc).strip()
+    text = re.sub(r"\s*Query was:.*\Z", "", text, flags=re.S)
     text = re.sub(r"^[A-Z_]+: (\[libpq\] )?", "", text)
+    text = re.sub(r"^\[libpq\] ", "", text)
     if "ERROR:" in text:
         text = text.split("ERROR:", 1)[1]
     text = re.sub(r"\s*\.?\s*SQLSTATE: (\w+)", r" (SQLSTATE \1)", text)
-    return " ".join(text.split()) or type(exc).__name__
-
-
-def reusable(exc: BaseException | None) -> bool:
-    """Whether a session that raised ``exc`` can serve another query."""
-    return exc is None or not connection_lost(exc)
+    text = " ".join(text.split()).rstrip(":").strip()
+    return text or "the connection to the server was lost"
 
 
 def connection_lost(exc: BaseException) -> bool:
-    """A failure of the connection itself: no SQLSTATE from the server, or class 08."""
-    if not hasattr(exc, "status_code"):  # not a driver error (e.g. a conversion failed)
-        return False
+    """Whether ``exc`` means the session itself is gone, not just the statement.
+
+    A statement's error carries a SQLSTATE or the server's ``ERROR:`` words; the session
+    then still works (a statement timeout, a bad column). Anything else from the driver or
+    the network (libpq's "server closed the connection", an ``OSError``, a SQLSTATE of class
+    08 or 57P, a FATAL message, a missed deadline) loses the session.
+    """
+    if isinstance(exc, SessionTimeout):
+        return True
     state = getattr(exc, "sqlstate", None)
-    return not state or state.startswith("08") or state.startswith("57P")
+    if state:
+        return state.startswith("08") or state.startswith("57P")
+    text = str(exc)
+    if "ERROR:" in text and "FATAL:" not in text:
+        return False
+    return hasattr(exc, "status_code") or isinstance(exc, OSError | ConnectionError | EOFError)
 
 
 def close_quietly(handle) -> None:

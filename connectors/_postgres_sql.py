@@ -19,6 +19,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
+from connectors._postgres_semantics import keep_duckdb_semantics
 from connectors.base import ScanRequest, TableRef
 
 DIALECT = "postgres"
@@ -72,7 +73,8 @@ def fragment_tree(sql: str, source: str, resolve: Callable[[str, str], TableRef]
 def localize(tree: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
     """Column names spelled and quoted as the source's columns; DuckDB list lengths as
     PostgreSQL's ``cardinality`` (``length`` of an array is an error there, ``array_length``
-    is NULL for an empty one)."""
+    is NULL for an empty one); DuckDB's meaning kept where PostgreSQL's differs (see
+    ``_postgres_semantics``)."""
     exact = set(types)
     folded: dict[str, list[str]] = {}
     for name in types:
@@ -87,7 +89,8 @@ def localize(tree: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
         if match is not None:
             column.set("this", exp.to_identifier(match, quoted=True))
     _keep_output_names(tree)
-    return tree.transform(lambda node: _cardinality(node, types))
+    tree = tree.transform(lambda node: _cardinality(node, types))
+    return keep_duckdb_semantics(tree, types)
 
 
 def _keep_output_names(tree: exp.Expr) -> None:
@@ -129,28 +132,38 @@ def _cardinality(node: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
 def bind_values(tree: exp.Expr, params: Mapping[str, Any] | Sequence[Any] | None) -> exp.Expr:
     """Every ``$name`` placeholder replaced by a sqlglot literal of its value.
 
+    ``$1``, ``$2`` take their values from a list (or from a dict keyed ``"1"``, ``"2"``); a
+    bare ``?`` cannot be matched once the planner moved it, and is refused rather than guessed.
     With ``params`` None the placeholders stay, shown as ``$name`` (what ``explain`` prints
     before values are known). A missing value raises ``KeyError`` naming the parameter; a value
     PostgreSQL cannot receive raises ``TypeError``.
     """
-    order = iter(range(1, 1 << 30))
 
     def value_of(placeholder: exp.Placeholder) -> tuple[str, Any]:
-        key = placeholder.name or str(next(order))
+        key = placeholder.this
+        if not key:  # a bare ?: its place in the user's query is lost by now
+            if params is None:
+                return "?", None
+            raise KeyError("a positional ? parameter reached PostgreSQL without its number; "
+                           "write $1, $2, ... or $name instead")
         return key, (None if params is None else _value(params, key))
 
     def replace(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.In) and isinstance(node.args.get("field"), exp.Placeholder):
             subject = node.this.transform(replace)
             key, values = value_of(node.args["field"])
-            return (exp.In(this=subject, field=exp.var(f"${key}")) if params is None
+            return (exp.In(this=subject, field=_shown(key)) if params is None
                     else _in_list(subject, values))
         if not isinstance(node, exp.Placeholder):
             return node
         key, value = value_of(node)
-        return exp.var(f"${key}") if params is None else literal(value)
+        return _shown(key) if params is None else literal(value)
 
     return tree.transform(replace)
+
+
+def _shown(key: str) -> exp.Expr:
+    return exp.var("?" if key == "?" else f"${key}")
 
 
 def _in_list(subject: exp.Expr, values: Any) -> exp.Expr:

@@ -3,7 +3,10 @@
 Fragments arrive in DuckDB's dialect (a one-table ``ScanRequest`` or a whole single-source
 query) and are rewritten by sqlglot into the SQL PostgreSQL receives (``source_sql`` shows it,
 ``sent`` remembers the last 100 texts run). Sessions are read-only, in UTC, with the catalog's
-statement timeout; they come from a small pool, and a fragment holds one while its rows stream.
+statement timeout and the settings the generated SQL relies on; they come from a small pool, a
+fragment holds one while its rows stream, and no wait for the server outlasts ``read_timeout``
+(see ``_postgres_session``). A session found dead is replaced, and a statement that had handed
+out no rows yet is run once more on the new one.
 
 >>> con = fedquery.connect({"sources": {"pg": {"kind": "postgres", "dsn": "${PG_DSN}",
 ...                                            "connect_timeout": 5, "statement_timeout": "30s"}},
@@ -13,8 +16,9 @@ statement timeout; they come from a small pool, and a fragment holds one while i
 Settings: ``dsn`` (a libpq URI or ``key=value`` string; secret), ``connect_timeout`` (seconds,
 default 10: libpq's own, so an unreachable server fails ``fedquery.connect`` in that time),
 ``statement_timeout`` (seconds, or a PostgreSQL interval such as ``"2min"``; default none),
-``batch_rows`` (largest record batch returned; default: the driver's) and ``pool_size`` (idle
-sessions kept, default 4). Type mapping: see ``connectors/_postgres_types.py``.
+``read_timeout`` (seconds any one wait for the server may last; default statement_timeout + 5 s,
+else 300 s), ``batch_rows`` (largest record batch returned; default: the driver's) and
+``pool_size`` (idle sessions kept, default 4). Type mapping: see ``connectors/_postgres_types.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import json
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pyarrow as pa
 from adbc_driver_postgresql import StatementOptions
@@ -34,23 +38,23 @@ from sqlglot.errors import SqlglotError
 from connectors import _postgres_sql as pgsql
 from connectors._postgres_session import (
     Pool,
-    Settings,
-    Stream,
-    close_quietly,
+    Session,
+    SessionTimeout,
     connection_lost,
     cursor_of,
     driver_message,
-    location,
-    reusable,
 )
+from connectors._postgres_settings import BATCH_BYTES, Settings, location
+from connectors._postgres_stream import FragmentStream, Statement
 from connectors._postgres_types import numeric_type, target_schema
 from connectors.base import Capabilities, ScanRequest, TableRef
-from fedquery.errors import SourceError
+from fedquery.errors import FedQueryError, SourceError
 
 if TYPE_CHECKING:
     from fedquery.catalog import Catalog, SourceSpec
 
 SENT_KEPT = 100
+T = TypeVar("T")
 
 TABLES_SQL = """
 SELECT n.nspname, c.relname FROM pg_catalog.pg_class AS c
@@ -97,7 +101,7 @@ class PostgresConnector:
         self._secrets.add_setting(self._dsn)
         self._where = location(settings.dsn)
         self.sent: deque[str] = deque(maxlen=SENT_KEPT)
-        self._pool = Pool(self._connect, settings.pool_size)
+        self._pool = Pool(self._open_session, settings.pool_size)
         self._lock = threading.Lock()
         self._columns: dict[TableRef, pa.Schema] = {}
         self._listing: list[TableRef] | None = None
@@ -149,13 +153,17 @@ class PostgresConnector:
         if tree.find(exp.Placeholder) or any(v.name.startswith("$") for v in tree.find_all(exp.Var)):
             return None
         text = "EXPLAIN (FORMAT JSON) " + tree.sql(pgsql.DIALECT)
-        with self._session() as conn, cursor_of(conn) as cursor:
-            try:  # EXPLAIN cannot run inside the COPY the driver wraps queries in
+
+        def explain(conn):
+            with cursor_of(conn) as cursor:  # EXPLAIN cannot run inside the driver's COPY
                 cursor.adbc_statement.set_options(**{StatementOptions.USE_COPY.value: "false"})
                 cursor.execute(text)
-                plan = cursor.fetchall()[0][0]
-            except Exception:  # an estimate is optional: the planner falls back to its own
-                return None
+                return cursor.fetchall()[0][0]
+
+        try:
+            plan = self._run(explain, "estimate failed")
+        except SourceError:  # an estimate is optional: the planner falls back to its own
+            return None
         with contextlib.suppress(LookupError, TypeError, ValueError):
             return int((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
         return None
@@ -252,61 +260,70 @@ class PostgresConnector:
                    if typname in ("numeric", "_numeric")}
         probe = exp.select(*(exp.column(name, quoted=True) for name, _, _ in rows)).from_(
             exp.table_(table.name, db=table.schema, quoted=True)).limit(0).sql(pgsql.DIALECT)
-        with self._session() as conn, cursor_of(conn) as cursor:
-            try:
+
+        def describe(conn) -> pa.Schema:
+            with cursor_of(conn) as cursor:
                 cursor.execute(probe)
                 raw = cursor.fetch_record_batch()
                 schema = raw.schema
                 raw.close()
-            except Exception as exc:
-                self._fail(exc, f"cannot read the columns of {table}")
-        return target_schema(schema, numeric)
+                return schema
+
+        return target_schema(self._run(describe, f"cannot read the columns of {table}"), numeric)
 
     def _catalog_query(self, sql: str, args: tuple) -> list[tuple]:
-        with self._session() as conn, cursor_of(conn) as cursor:
-            try:
+        def query(conn) -> list[tuple]:
+            with cursor_of(conn) as cursor:
                 cursor.execute(sql, parameters=args or None)
                 return cursor.fetchall()
-            except Exception as exc:
-                self._fail(exc, "catalog query failed")
 
-    @contextlib.contextmanager
-    def _session(self):
-        """A pooled connection for a short, fully read query."""
-        conn, _ = self._pool.acquire()
-        healthy = False
-        try:
-            yield conn
-            healthy = True
-        except SourceError as exc:
-            healthy = reusable(exc.__cause__)
-            raise
-        finally:
-            self._pool.release(conn, healthy)
+        return self._run(query, "catalog query failed")
 
-    def _stream(self, sql: str, schema_of: Callable[[pa.Schema], pa.Schema]) -> pa.RecordBatchReader:
-        """Start a query and hand its batches out as a reader that owns a pooled connection."""
-        self.sent.append(sql)
+    def _run(self, work: Callable[[Any], T], what: str) -> T:
+        """``work(connection)`` on a pooled session, within the read timeout; a session lost
+        on the way is replaced and the work run once more (it reads its whole answer)."""
         for attempt in range(2):
-            conn, reused = self._pool.acquire()
-            cursor = conn.cursor()
+            session, _ = self._pool.acquire(fresh=attempt > 0)
             try:
-                cursor.execute(sql)
-                raw = cursor.fetch_record_batch()
-                schema = schema_of(raw.schema)
+                result = session.call(work, self._settings.read_timeout)
             except Exception as exc:
-                close_quietly(cursor)
-                self._pool.release(conn, reusable(exc))
-                if reused and attempt == 0 and connection_lost(exc):
-                    continue  # a pooled session the server dropped: once more on a fresh one
-                self._fail(exc, "query failed")
-            stream = Stream(self._pool, conn, cursor, raw, schema,
-                            batch_rows=self._settings.batch_rows,
-                            translate=lambda exc: self._fail(exc, "reading rows failed"))
-            return pa.RecordBatchReader.from_batches(schema, stream)
+                lost = connection_lost(exc)
+                self._pool.release(session, healthy=not lost)
+                if lost:
+                    self._pool.invalidate()
+                if lost and attempt == 0 and not isinstance(exc, SessionTimeout):
+                    continue
+                self._fail(exc, what)
+            self._pool.release(session)
+            return result
         raise AssertionError("unreachable")
 
+    def _stream(self, sql: str, schema_of: Callable[[pa.Schema], pa.Schema]) -> pa.RecordBatchReader:
+        """Start a query; its batches come out of a reader that owns a pooled session."""
+        self.sent.append(sql)
+        stream = FragmentStream(lambda fresh: self._start(sql, fresh), self._pool,
+                                schema_of=schema_of, read_timeout=self._settings.read_timeout,
+                                batch_rows=self._settings.batch_rows, translate=self._fail)
+        return stream.reader()
+
+    def _start(self, sql: str, fresh: bool) -> Statement:
+        session, _ = self._pool.acquire(fresh)
+        try:
+            return Statement.start(session, sql, self._settings.read_timeout, BATCH_BYTES)
+        except Exception as exc:
+            self._pool.release(session, healthy=not connection_lost(exc))
+            raise
+
+    def _open_session(self) -> Session:
+        """A new session: libpq's connect, then the session settings, within connect_timeout
+        plus read_timeout (the driver itself queries the server while connecting)."""
+        try:
+            return Session.open(self.name, self._connect, self._settings.open_timeout)
+        except SessionTimeout as exc:
+            self._fail(exc, "cannot connect")
+
     def _connect(self):
+        """Connect and set up the session (runs on the session's own thread)."""
         import adbc_driver_postgresql.dbapi as adbc
 
         try:
@@ -316,21 +333,40 @@ class PostgresConnector:
         try:
             with cursor_of(conn) as cursor:
                 cursor.execute(self._settings.session_sql())
-                cursor.fetchall()
+                applied = dict(zip(self._settings.session_values(), cursor.fetchall()[0],
+                                   strict=True))
         except Exception as exc:
-            close_quietly(conn)
+            conn.close()
             self._fail(exc, "cannot set up the session (check statement_timeout)")
+        if applied["standard_conforming_strings"] != "on" or \
+                applied["default_transaction_read_only"] != "on":
+            conn.close()
+            raise SourceError("the server refused standard_conforming_strings = on or read-only "
+                              "transactions; fedquery needs both", source=self.name)
         return conn
 
-    def _fail(self, exc: BaseException, what: str) -> NoReturn:
+    def _fail(self, exc: BaseException, what: str, note: str = "") -> NoReturn:
         """Raise a driver failure in words, every secret masked, chained to the driver's
-        exception unless that one's text shows a secret."""
+        exception unless that one's text shows a secret. Errors already in fedquery's words
+        pass through."""
+        if isinstance(exc, FedQueryError):
+            raise exc
         text = driver_message(exc)
         for words, hint in HINTS.items():
             if words in text:
                 text += f" ({hint.format(timeout=self._settings.statement_timeout)})"
-        if what == "cannot connect" and "timeout expired" in text:
-            text += f" (connect_timeout is {self._settings.connect_timeout} s)"
+        if isinstance(exc, SessionTimeout):
+            text += "; the session was dropped: check the network path to the server"
+            if exc.setting == "read_timeout":
+                text += ", or raise read_timeout for statements that wait long for rows"
+        elif connection_lost(exc) and what != "cannot connect":
+            text = f"the connection to the server was lost ({text})"
+        if what == "cannot connect":
+            text = text.removeprefix("Failed to connect: ")
+            if "timeout expired" in text:
+                text += f" (connect_timeout is {self._settings.connect_timeout} s)"
+        if note:
+            text += f"; {note}"
         error = SourceError(self._secrets.redact(f"{what}: {text}"), source=self.name)
         raise error from (exc if self._secrets.redact(str(exc)) == str(exc) else None)
 

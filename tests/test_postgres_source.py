@@ -4,6 +4,8 @@ receives, timeouts, redaction, read-only sessions, and whole queries compared wi
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import socket
 import threading
 import time
@@ -18,7 +20,9 @@ import pyarrow as pa
 import pytest
 
 import fedquery
+from connectors._postgres_settings import Settings
 from connectors.base import ScanRequest, TableRef
+from fedquery.catalog import SourceSpec
 from fedquery.errors import CatalogError, SourceError
 from tests.services.postgres import load_shop, shop_catalog_in_postgres
 
@@ -271,7 +275,7 @@ def test_scan_sql_snapshot(pg) -> None:
          order_by=("id DESC",), limit=5)
     assert pg.sent[-1] == (
         'SELECT "id", "words" FROM "public"."typed" WHERE CARDINALITY("words") = 2 '
-        """AND "t" LIKE 'O%' ORDER BY "id" DESC NULLS LAST LIMIT 5""")
+        """AND "t" LIKE 'O%' ESCAPE '' ORDER BY "id" DESC NULLS LAST LIMIT 5""")
 
 
 def test_run_sql_snapshot_and_source_sql(pg) -> None:
@@ -381,6 +385,30 @@ def test_bad_statement_timeout_fails_at_connect(db, monkeypatch) -> None:
         fedquery.connect(catalog("FQ_PG_DSN2", statement_timeout="forever"))
 
 
+def test_ctrl_c_cancels_the_statement(db, monkeypatch) -> None:
+    """Ctrl-C while a read waits: KeyboardInterrupt at once, and the server stops the
+    statement (the session's cancel is sent from another thread)."""
+    monkeypatch.setenv("FQ_PG_DSN2", db.dsn)
+    marker = f"fq_ctrl_c_{uuid.uuid4().hex[:8]}"
+
+    def running() -> bool:
+        with db.connect() as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                           "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+                           parameters=(marker,))
+            return cursor.fetchall()[0][0] > 0
+
+    with fedquery.connect(catalog("FQ_PG_DSN2")) as con:
+        pg = con._session.connectors["pg"]
+        interrupt = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+        interrupt.start()
+        with pytest.raises(KeyboardInterrupt):
+            pg.run_sql(f"SELECT pg_sleep(60) AS {marker}").read_all()
+        interrupt.join()
+        assert wait_for(lambda: not running())
+        assert pg.run_sql("SELECT 1 AS one").read_all().num_rows == 1
+
+
 def test_batches_are_bounded_and_streamed(pg) -> None:
     reader = pg.scan(ScanRequest(table="pg.lab.readings", columns=("id",)))
     sizes = [batch.num_rows for batch in reader]
@@ -388,12 +416,21 @@ def test_batches_are_bounded_and_streamed(pg) -> None:
 
 
 def test_a_stream_dropped_early_returns_its_session(pg) -> None:
-    idle = len(pg._pool._idle)
+    idle = pg._pool.idle
     reader = pg.run_sql("SELECT g FROM generate_series(1, 2000000) AS g")
     reader.read_next_batch()
-    del reader
-    assert len(pg._pool._idle) >= max(idle, 1)
+    del reader  # the session is cancelled and released on its own thread
+    assert wait_for(lambda: pg._pool.idle >= max(idle, 1))
     assert pg.run_sql("SELECT 42 AS x").read_all()["x"].to_pylist() == [42]
+
+
+def wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def test_concurrent_scans(pg) -> None:
@@ -459,11 +496,44 @@ def test_password_never_shown(con, pg, secret) -> None:
     ({"batch_rows": 0}, "batch_rows"),
     ({"pool_size": 1.5}, "pool_size"),
     ({"password": "x"}, "password"),
-], ids=["timeout_text", "timeout_negative", "batch_rows", "pool_size", "unknown"])
+    ({"read_timeout": "soon"}, "read_timeout"),
+    ({"read_timeout": 0}, "read_timeout"),
+    ({"read_timeout": float("inf")}, "read_timeout"),
+], ids=["timeout_text", "timeout_negative", "batch_rows", "pool_size", "unknown", "read_text",
+        "read_zero", "read_infinite"])
 def test_settings_are_checked(settings: dict, key: str, monkeypatch) -> None:
     monkeypatch.setenv("FQ_ANY_DSN", "postgresql://nobody@127.0.0.1:1/db")
     with pytest.raises(CatalogError, match=rf"sources\.pg\.{key}"):
         fedquery.connect(catalog("FQ_ANY_DSN", **settings))
+
+
+def settings_of(**raw) -> Settings:
+    return Settings(SourceSpec("pg", "postgres", raw, Path(".")), "<dict>")
+
+
+@pytest.mark.parametrize("raw, seconds", [
+    ({}, 300), ({"statement_timeout": 2}, 7), ({"statement_timeout": "2min"}, 125),
+    ({"statement_timeout": "1500ms"}, 6.5), ({"statement_timeout": "forever"}, 300),
+    ({"statement_timeout": 2, "read_timeout": 1.5}, 1.5),
+], ids=["none", "seconds", "interval", "milliseconds", "unreadable", "explicit"])
+def test_read_timeout_follows_statement_timeout(raw: dict, seconds: float) -> None:
+    assert settings_of(dsn="host=h", **raw).read_timeout == seconds
+
+
+def test_dsn_gets_keepalives_unless_it_has_its_own() -> None:
+    uri = settings_of(dsn="postgresql://u@h/db?keepalives_idle=60", read_timeout=4).effective_dsn()
+    assert "keepalives=1" in uri and "keepalives_idle=60" in uri and "keepalives_idle=10" not in uri
+    assert "tcp_user_timeout=4000" in uri and uri.endswith("client_encoding=UTF8")
+    plain = settings_of(dsn="host=h dbname=d", read_timeout=100).effective_dsn()
+    assert "keepalives_idle=10" in plain and "tcp_user_timeout=30000" in plain
+
+
+def test_sessions_get_the_settings_the_sql_relies_on(pg) -> None:
+    got = pg.run_sql("SELECT current_setting('standard_conforming_strings') AS scs, "
+                     "current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, "
+                     "current_setting('transaction_read_only') AS ro, "
+                     "current_setting('client_encoding') AS enc").read_all().to_pylist()
+    assert got == [{"scs": "on", "tz": "UTC", "ds": "ISO, MDY", "ro": "on", "enc": "UTF8"}]
 
 
 # ---------------------------------------------------------------------- whole queries
@@ -507,6 +577,16 @@ SHOP_QUERIES = {
                      None, ()),
     "one_customer": ("SELECT o.order_id, o.qty, p.title FROM orders o JOIN products p "
                      "ON o.product_id = p.product_id WHERE o.customer_id = $id", {"id": 42}, ()),
+    "positional_cross_source": (
+        "SELECT c.segment, sum(o.qty) AS qty FROM orders o JOIN clients c "
+        "ON o.customer_id = c.customer_id WHERE o.qty > ? AND c.country = ? GROUP BY c.segment",
+        [3, "DE"], ()),
+    "numbered_cross_source": (
+        "SELECT c.segment, count(*) AS n FROM orders o JOIN clients c "
+        "ON o.customer_id = c.customer_id WHERE c.country = $2 AND o.qty > $1 GROUP BY c.segment",
+        [3, "DE"], ()),
+    "positional_in_pg": ("SELECT count(*) AS n FROM clients WHERE segment = ? AND country <> ?",
+                         ["corporate", "US"], ()),
     "pg_subquery_in_cross_source": (
         "SELECT r.reason, count(*) AS n FROM returns r JOIN orders o ON o.order_id = r.order_id "
         "WHERE o.customer_id IN (SELECT customer_id FROM clients WHERE segment = $s) "
@@ -539,3 +619,13 @@ def test_run_sql_decimal_types_survive_a_wrapping_query(pg) -> None:
     assert plain.schema.field("total").type == pa.decimal128(38, 3)
     assert wrapped.schema == plain.schema
     assert with_cte.schema.field("total").type == pa.decimal128(38, 3)
+
+
+def test_a_bare_question_mark_is_refused_not_guessed(pg) -> None:
+    """A ``?`` reaching the source has lost its place in the user's query: never guess it."""
+    with pytest.raises(SourceError, match=r"positional \? parameter"):
+        pg.run_sql("SELECT t.id FROM pg.public.typed AS t WHERE t.id = ?", [1])
+    assert pg.source_sql("SELECT t.id FROM pg.public.typed AS t WHERE t.id = ?").endswith("= ?")
+    got = pg.run_sql("SELECT t.id FROM pg.public.typed AS t WHERE t.id = $2 OR t.id = $1",
+                     {"1": 1, "2": 3}).read_all()
+    assert sorted(got["id"].to_pylist()) == [1, 3]

@@ -157,3 +157,91 @@ def shop_on_postgres_and_s3(db: PgDatabase, unseen: tuple, unseen_root: Path, s3
     federated["sources"]["vec"] = catalog["sources"]["vec"]
     federated["tables"]["product_vectors"] = catalog["tables"]["product_vectors"]
     return federated
+
+
+# ---------------------------------------------------------------------- faults
+
+
+def proxied_dsn(dsn: str, port: int) -> str:
+    """The same role and database reached over TCP at 127.0.0.1:``port`` (a ``FaultProxy``),
+    without TLS (the proxy relays bytes it cannot read)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in dsn:
+        return f"{dsn} host=127.0.0.1 port={port} sslmode=disable"
+    parts = urlsplit(dsn)
+    query = "&".join(p for p in parts.query.split("&")
+                     if p and p.split("=", 1)[0] not in ("host", "port", "sslmode"))
+    user = parts.username or "postgres"
+    login = f"{user}:{parts.password}" if parts.password else user
+    query = "&".join(filter(None, [query, "sslmode=disable"]))
+    return urlunsplit((parts.scheme, f"{login}@127.0.0.1:{port}", parts.path, query, ""))
+
+
+def upstream_of(dsn: str) -> str | tuple[str, int]:
+    """Where a DSN's server listens: its unix socket path, or (host, port)."""
+    from urllib.parse import urlsplit
+
+    from tests.services.tcp_proxy import unix_socket_of
+
+    if "://" in dsn:
+        path = unix_socket_of(dsn)
+        if path:
+            return path
+        parts = urlsplit(dsn)
+        return parts.hostname or "127.0.0.1", parts.port or 5432
+    found = dict(re.findall(r"(\w+)\s*=\s*(\S+)", dsn))
+    host, port = found.get("host", "127.0.0.1"), int(found.get("port", 5432))
+    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+
+
+@pytest.fixture
+def pg_proxy(postgres_dsn: str):
+    """A ``FaultProxy`` in front of the test server, new for each test."""
+    from tests.services.tcp_proxy import FaultProxy
+
+    with FaultProxy(upstream_of(postgres_dsn)) as proxy:
+        yield proxy
+
+
+@dataclass
+class RestartablePostgres:
+    """A private PostgreSQL server (pgserver) that a test may restart."""
+
+    dsn: str
+    server: object
+
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m mode``: every session is ended, the server is back when this
+        returns (``fast`` rolls back and closes sessions; ``immediate`` is a crash)."""
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(["-w", "-m", mode, "restart"], pgdata=self.server.pgdata,
+               user=self.server.system_user, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def restartable_postgres() -> Iterator[RestartablePostgres]:
+    """A PostgreSQL server of the test module's own (pgserver), so restarting it disturbs no
+    other test; skipped when pgserver is not installed."""
+    import shutil
+    import tempfile
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pgserver
+    except ImportError:
+        unavailable("restarting a server needs pgserver")
+    folder = Path(tempfile.mkdtemp(prefix="fedquery-test-pg-restart-"))
+    try:
+        server = pgserver.get_server(folder / "data", cleanup_mode="delete")
+    except Exception as exc:  # pgserver raises whatever initdb or pg_ctl raised
+        shutil.rmtree(folder, ignore_errors=True)
+        unavailable(f"pgserver could not start PostgreSQL in {folder}: {exc}")
+    try:
+        yield RestartablePostgres(server.get_uri(), server)
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)

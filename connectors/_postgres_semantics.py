@@ -1,0 +1,211 @@
+"""DuckDB's meaning kept in the SQL PostgreSQL receives, where the two engines differ.
+
+Fragments are written in DuckDB's dialect and must give DuckDB's answer when PostgreSQL runs
+them. sqlglot transpiles syntax; these rewrites keep what the same syntax means:
+
+- ``LIKE``/``ILIKE``: PostgreSQL treats a backslash in the pattern as an escape character,
+  DuckDB as an ordinary one, so a pattern without ``ESCAPE`` gets ``ESCAPE ''``.
+- Text order: DuckDB orders strings by their bytes; PostgreSQL by the collation of the column
+  or the database (an ICU or ``en_US`` collation puts ``'a'`` before ``'B'``). Where text is
+  ordered (``ORDER BY`` keys, also of windows and aggregates, ``<``, ``<=``, ``>``, ``>=``,
+  ``BETWEEN``, ``min``, ``max``, ``greatest``, ``least``) the text side gets
+  ``COLLATE "C"``, byte order. A DISTINCT query or a set operation may only order by its
+  output columns, so its ORDER BY/LIMIT moves to a query around it.
+- ``round`` of a double: PostgreSQL rounds halves to even, DuckDB away from zero; the value
+  is rounded as ``numeric`` (away from zero) and cast back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+from sqlglot import exp
+
+_TEXT_FUNCTIONS = (exp.Lower, exp.Upper, exp.Substring, exp.Trim, exp.Concat, exp.ConcatWs,
+                   exp.DPipe, exp.Initcap, exp.Left, exp.Right, exp.Pad)
+_TEXT_TYPES = (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR, exp.DataType.Type.CHAR,
+               exp.DataType.Type.NVARCHAR, exp.DataType.Type.NCHAR)
+_DOUBLE_TYPES = {exp.DataType.Type.DOUBLE: "DOUBLE PRECISION", exp.DataType.Type.FLOAT: "REAL"}
+_ORDERING = (exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+
+def keep_duckdb_semantics(tree: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
+    """Rewrite ``tree`` so PostgreSQL gives DuckDB's answer; ``types`` are the Arrow types of
+    the columns it reads, by name. Returns the tree (a new root when the outermost query's
+    ORDER BY had to move out, see ``_sort_outside``)."""
+    for like in list(tree.find_all(exp.Like, exp.ILike)):
+        if not isinstance(like.parent, exp.Escape):
+            like.replace(exp.Escape(this=like.copy(), expression=exp.Literal.string("")))
+    for node in list(tree.find_all(*_ORDERING, exp.Between, exp.Min, exp.Max, exp.Greatest,
+                                   exp.Least)):
+        _collate(node, types)
+    for node in list(tree.find_all(exp.Round)):
+        _round_half_away(node, types)
+    for order in reversed(list(tree.find_all(exp.Order))):  # inner queries first
+        tree = _collate_order(order, types, tree)
+    return tree
+
+
+def _collate(node: exp.Expr, types: Mapping[str, pa.DataType]) -> None:
+    """Byte order for the text that a comparison, ``min``/``max`` or ``greatest``/``least``
+    orders."""
+    if isinstance(node, _ORDERING):
+        side = next((s for s in (node.this, node.expression) if is_text(s, types)), None)
+        if side is not None:
+            _wrap(side)
+    elif isinstance(node, exp.Between | exp.Min | exp.Max):
+        if is_text(node.this, types):
+            _wrap(node.this)
+    else:  # greatest, least
+        first = next((a for a in [node.this, *node.expressions] if is_text(a, types)), None)
+        if first is not None:
+            _wrap(first)
+
+
+def _collate_order(order: exp.Order, types: Mapping[str, pa.DataType], root: exp.Expr) -> exp.Expr:
+    """Byte order for the text keys of one ORDER BY; the (possibly new) root."""
+    query = order.parent
+    if not isinstance(query, exp.Select | exp.SetOperation | exp.Subquery):
+        for ordered in order.expressions:  # a window's or an aggregate's: keys over input rows
+            if is_text(ordered.this, types):
+                _wrap(ordered.this)
+        return root
+    outputs = _outputs(query)
+    if isinstance(query, exp.Select) and not query.args.get("distinct"):
+        for ordered in order.expressions:
+            key = _output_expression(ordered.this, outputs)
+            if key is not None and is_text(key, types):
+                ordered.set("this", _collated(key.copy()))
+            elif key is None and is_text(ordered.this, types):
+                _wrap(ordered.this)
+        return root
+    # DISTINCT and set operations order by output columns only: sort outside them
+    keys = [_output_name(ordered.this, outputs) for ordered in order.expressions]
+    texts = [name is not None and is_text(outputs[name], types) for name in keys]
+    if not any(texts) or None in keys or len(set(outputs)) < len(outputs):
+        return root
+    sorted_query = _sort_outside(query, order, keys, texts)
+    if query is root:
+        return sorted_query
+    query.replace(sorted_query)
+    return root
+
+
+def _outputs(query: exp.Expr) -> dict[str, exp.Expr]:
+    """Output name -> expression, from the query's (first branch's) SELECT list."""
+    select = query
+    while isinstance(select, exp.SetOperation | exp.Subquery):
+        select = select.this
+    if not isinstance(select, exp.Select):
+        return {}
+    return {p.alias_or_name: p.unalias() for p in select.expressions
+            if not isinstance(p.unalias(), exp.Star)}
+
+
+def _output_name(key: exp.Expr, outputs: dict[str, exp.Expr]) -> str | None:
+    """The output a sort key names: by name, by position, or as the same expression."""
+    names = list(outputs)
+    if isinstance(key, exp.Literal) and key.is_int and 0 < int(key.name) <= len(names):
+        return names[int(key.name) - 1]
+    if isinstance(key, exp.Column) and not key.table and key.name in outputs:
+        return key.name
+    return next((name for name, expr in outputs.items() if expr == key), None)
+
+
+def _output_expression(key: exp.Expr, outputs: dict[str, exp.Expr]) -> exp.Expr | None:
+    """The SELECT-list expression a plain query's sort key names by alias or position (a key
+    that is an input column of the same name is that column)."""
+    name = _output_name(key, outputs)
+    if name is None or (isinstance(key, exp.Column) and outputs[name] == key):
+        return None
+    if isinstance(key, exp.Column | exp.Literal):
+        return outputs[name]
+    return None
+
+
+def _sort_outside(query: exp.Expr, order: exp.Order, keys: list[str], texts: list[bool]) -> exp.Expr:
+    """``SELECT * FROM (query without its ORDER BY/LIMIT/OFFSET) ORDER BY <outputs, text ones
+    COLLATE "C"> LIMIT/OFFSET``: the same rows in DuckDB's order."""
+    inner = query.copy()
+    limit, offset = inner.args.get("limit"), inner.args.get("offset")
+    for arg in ("order", "limit", "offset"):
+        inner.set(arg, None)
+    alias = "__fq_sorted"
+    ordered = []
+    for original, name, text in zip(order.expressions, keys, texts, strict=True):
+        column = exp.column(name, table=alias, quoted=True)
+        ordered.append(_with_key(original, _collated(column) if text else column))
+    outer = exp.select("*").from_(exp.Subquery(this=inner, alias=exp.TableAlias(
+        this=exp.to_identifier(alias, quoted=True))))
+    outer.set("order", exp.Order(expressions=ordered))
+    if limit is not None:
+        outer.set("limit", limit)
+    if offset is not None:
+        outer.set("offset", offset)
+    return outer
+
+
+def _with_key(ordered: exp.Ordered, key: exp.Expr) -> exp.Ordered:
+    copy = ordered.copy()
+    copy.set("this", key)
+    return copy
+
+
+def is_text(node: exp.Expr, types: Mapping[str, pa.DataType]) -> bool:
+    """Whether ``node`` is known to be text: a text column, a text function, a cast to text.
+    String literals are not: PostgreSQL may read one as a date or a number."""
+    if isinstance(node, exp.Paren):
+        return is_text(node.this, types)
+    if isinstance(node, exp.Column):
+        kind = types.get(node.name)
+        return kind is not None and (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                                     or pa.types.is_string_view(kind))
+    if isinstance(node, exp.Cast):
+        return node.to.is_type(*_TEXT_TYPES)
+    if isinstance(node, exp.Min | exp.Max):
+        return is_text(node.this, types)
+    if isinstance(node, exp.Coalesce):
+        return any(is_text(arg, types) for arg in [node.this, *node.expressions])
+    return isinstance(node, (*_TEXT_FUNCTIONS, exp.Collate))
+
+
+def _wrap(node: exp.Expr) -> None:
+    if isinstance(node, exp.Collate) or isinstance(node.parent, exp.Collate):
+        return
+    node.replace(_collated(node.copy()))
+
+
+def _collated(node: exp.Expr) -> exp.Expr:
+    if isinstance(node, exp.Collate):
+        return node
+    return exp.Collate(this=node, expression=exp.to_identifier("C", quoted=True))
+
+
+def _round_half_away(node: exp.Round, types: Mapping[str, pa.DataType]) -> None:
+    kind = _float_type(node.this, types)
+    if kind is None:
+        return
+    rounded = exp.Round(this=exp.cast(node.this.copy(), "NUMERIC"),
+                        decimals=node.args["decimals"].copy() if node.args.get("decimals") else None)
+    node.replace(exp.cast(rounded, kind, dialect="postgres"))
+
+
+def _float_type(node: exp.Expr, types: Mapping[str, pa.DataType]) -> str | None:
+    """The PostgreSQL name of ``node``'s floating-point type, when it surely has one."""
+    if isinstance(node, exp.Paren):
+        return _float_type(node.this, types)
+    if isinstance(node, exp.Column):
+        kind = types.get(node.name)
+        if kind is not None and pa.types.is_floating(kind):
+            return "REAL" if kind == pa.float32() else "DOUBLE PRECISION"
+        return None
+    if isinstance(node, exp.Cast):
+        return next((name for t, name in _DOUBLE_TYPES.items() if node.to.is_type(t)), None)
+    if isinstance(node, exp.Div):  # DuckDB's / gives a double (sqlglot casts it so)
+        return "DOUBLE PRECISION"
+    if isinstance(node, exp.Min | exp.Max):
+        return _float_type(node.this, types)
+    if isinstance(node, exp.Sum | exp.Avg):  # a double in both engines, even over a real
+        return "DOUBLE PRECISION" if _float_type(node.this, types) else None
+    return None
