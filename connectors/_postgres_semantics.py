@@ -22,6 +22,29 @@ from collections.abc import Mapping
 import pyarrow as pa
 from sqlglot import exp
 
+# The sqlglot expressions PostgreSQL evaluates as DuckDB does, once translated by sqlglot and
+# by the rewrites of this module (the planner keeps every other one in DuckDB). Left out on
+# purpose: lower/upper/initcap (Unicode case rules depend on the server's locale), regular
+# expressions (another engine), // (DIV truncates DECIMALs), string functions with negative
+# positions, date formatting, and everything not listed.
+EXACT_EXPRESSIONS = frozenset({
+    # query structure
+    "Select", "From", "Join", "Where", "Group", "Having", "Order", "Ordered", "Limit", "Offset",
+    "Subquery", "Union", "Intersect", "Except", "With", "CTE", "TableAlias", "Table",
+    "Identifier", "Column", "Alias", "Star", "Tuple", "Paren", "Distinct", "Literal", "Boolean",
+    "Null", "Placeholder", "Var", "DataType", "Exists", "In", "Rollup", "Cube", "GroupingSets",
+    "Grouping",
+    # operators
+    "And", "Or", "Not", "EQ", "NEQ", "GT", "GTE", "LT", "LTE", "Is", "Between", "Like", "ILike",
+    "Escape", "Add", "Sub", "Mul", "Div", "Mod", "Neg", "DPipe", "Case", "If", "Coalesce",
+    "Nullif", "Greatest", "Least", "Abs", "Cast", "Interval", "Extract", "Substring",
+    "Length", "Round", "DateTrunc",
+    # aggregates and windows
+    "Count", "Sum", "Avg", "Min", "Max", "Stddev", "StddevSamp", "StddevPop", "Variance",
+    "VariancePop", "Filter", "Window", "WindowSpec", "RowNumber", "Rank", "DenseRank",
+    "PercentRank", "CumeDist", "Ntile", "GroupConcat",
+})
+
 _TEXT_FUNCTIONS = (exp.Lower, exp.Upper, exp.Substring, exp.Trim, exp.Concat, exp.ConcatWs,
                    exp.DPipe, exp.Initcap, exp.Left, exp.Right, exp.Pad)
 _TEXT_TYPES = (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR, exp.DataType.Type.CHAR,

@@ -24,6 +24,9 @@ class Capabilities:
     ``dialect``: the SQL dialect of ``run_sql`` (None: no SQL). ``native``: DuckDB scans the
     source's tables itself once ``bind`` ran. ``subtrees``: whole joins and aggregates may be sent.
     ``remote``: rows cross a network, so the planner filters them by join keys before they move.
+    ``expressions``: for a dialect other than DuckDB's, the names of the sqlglot expression
+    classes the source evaluates exactly as DuckDB does (None: every one); the planner keeps
+    any other expression in DuckDB.
     """
 
     dialect: str | None = None
@@ -35,6 +38,7 @@ class Capabilities:
     vector_search: bool = False
     default_schema: str = "main"
     remote: bool = False
+    expressions: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from connectors import _postgres_sql as pgsql
+from connectors._postgres_semantics import EXACT_EXPRESSIONS
 from connectors._postgres_session import (
     Pool,
     Session,
@@ -90,7 +91,8 @@ class PostgresConnector:
 
     kind = "postgres"
     capabilities = Capabilities(dialect="postgres", native=False, subtrees=True,
-                                default_schema="public", remote=True)
+                                default_schema="public", remote=True,
+                                expressions=EXACT_EXPRESSIONS)
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
         self.name = spec.name

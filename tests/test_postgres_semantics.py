@@ -148,7 +148,7 @@ def test_text_is_ordered_by_its_bytes(con, ref) -> None:
     "SELECT DISTINCT word FROM words WHERE word <> '' ORDER BY word LIMIT 6",
     "SELECT word FROM words WHERE id < 10 UNION SELECT word FROM words WHERE id > 12 "
     "ORDER BY 1 DESC LIMIT 6",
-    "SELECT upper(word) AS w, id FROM words ORDER BY w, 2 LIMIT 6",
+    "SELECT word || '!' AS w, id FROM words ORDER BY w, 2 LIMIT 6",
     "SELECT word, row_number() OVER (ORDER BY word, id) AS rn FROM words",
     "SELECT string_agg(word, '|' ORDER BY word) AS s FROM words",
     "SELECT max(word) AS m, price > 1 AS big FROM words GROUP BY price > 1 ORDER BY m LIMIT 1",

@@ -15,10 +15,8 @@ from sqlglot import exp
 
 from connectors.base import Capabilities
 from fedquery.bind import SOURCE
+from fedquery.rules._portable import is_executor_function, portable
 
-# Operators whose meaning in another SQL dialect is not DuckDB's: ``a // b`` divides DECIMALs
-# and DOUBLEs exactly in DuckDB, PostgreSQL's DIV truncates them.
-DUCKDB_ONLY = (exp.IntDiv,)
 ROW_MARKER = "__row"  # the constant a scan keeps when only its row count is read
 NONDETERMINISTIC = {"random", "uuid", "gen_random_uuid", "setseed", "nextval", "now",
                     "current_timestamp", "get_current_timestamp"}
@@ -94,52 +92,9 @@ def subtree_source(query: exp.Expr, catalog: RuleCatalog) -> str | None:
     capabilities = catalog.capabilities(source)
     if not capabilities.subtrees or is_correlated(query) or not portable(query, capabilities):
         return None
-    if any(_is_unknown_to_sources(f) for f in query.find_all(exp.Anonymous)):
+    if any(is_executor_function(f) for f in query.find_all(exp.Anonymous)):
         return None
     return source
-
-
-def portable(node: exp.Expr, capabilities: Capabilities) -> bool:
-    """Whether a source can evaluate ``node`` with DuckDB's meaning: fedquery's own functions
-    only in the executor's DuckDB (native sources); DuckDB runs what DuckDB runs; another SQL
-    dialect only what sqlglot can translate (no function sqlglot does not know) and joins whose
-    ON conditions read their own FROM item only (DuckDB lets ``FROM a, b JOIN c ON a.x = c.x``
-    read ``a`` laterally; PostgreSQL refuses it)."""
-    functions = list(node.find_all(exp.Anonymous))
-    if not capabilities.native and any(_is_unknown_to_sources(f) for f in functions):
-        return False
-    if capabilities.dialect in (None, "duckdb"):
-        return True
-    if functions or node.find(*DUCKDB_ONLY) is not None:
-        return False
-    return all(_joins_read_own_item(s) for s in node.find_all(exp.Select))
-
-
-def _joins_read_own_item(select: exp.Select) -> bool:
-    """Every explicit join's ON condition reads only tables of the comma-separated FROM item it
-    belongs to (or tables outside this SELECT)."""
-    from_ = select.args.get("from_")
-    if from_ is None:
-        return True
-    everything = {from_.this.alias_or_name}
-    item = {from_.this.alias_or_name}
-    for join in select.args.get("joins") or []:
-        alias = join.this.alias_or_name
-        everything.add(alias)
-        if _is_comma(join):
-            item = {alias}
-            continue
-        item.add(alias)
-        condition = join.args.get("on")
-        read = {c.table for c in condition.find_all(exp.Column)} if condition else set()
-        if (read & everything) - item:
-            return False
-    return True
-
-
-def _is_comma(join: exp.Join) -> bool:
-    return not (join.side or join.kind or join.args.get("on") or join.args.get("using")
-                or join.method)
 
 
 def is_correlated(query: exp.Expr) -> bool:
@@ -191,14 +146,6 @@ def referenced_tables(node: exp.Expr) -> set[str] | None:
             return None
         tables.add(column.table)
     return tables
-
-
-def _is_unknown_to_sources(func: exp.Anonymous) -> bool:
-    """fedquery's own functions run in the executor, never inside a source."""
-    from fedquery.sandbox import FEDQUERY_FUNCTIONS
-
-    name = func.name.lower()
-    return name in FEDQUERY_FUNCTIONS or name.startswith("__fq_")
 
 
 def null_supplying(select: exp.Select) -> set[str]:

@@ -1,0 +1,82 @@
+"""Whether a source can evaluate part of a query and give DuckDB's answer.
+
+The residual runs in DuckDB, so DuckDB's meaning is the meaning of every query. A source that
+runs DuckDB (a DuckDB file) can take anything but fedquery's own functions. A source of another
+dialect declares, in its capabilities (``Capabilities.expressions``), the sqlglot expressions it
+evaluates exactly as DuckDB does; anything else stays in DuckDB, over columns the source sends.
+A few expressions mean the same only with some arguments (``substr`` from a positive start,
+``extract`` of whole-number parts), checked here.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from connectors.base import Capabilities
+
+# extract() parts that are whole numbers with the same meaning in DuckDB and PostgreSQL
+# (PostgreSQL's ``second`` has a fraction, ``week`` of early January differs by convention).
+SAME_PARTS = {"year", "quarter", "month", "day", "hour", "minute", "dow", "doy", "isodow",
+              "isoyear", "decade", "century", "millennium", "epoch"}
+
+
+def portable(node: exp.Expr, capabilities: Capabilities) -> bool:
+    """Whether ``node`` may run inside a source of these capabilities: fedquery's own functions
+    only in the executor's DuckDB; another dialect only the expressions it declares, and joins
+    whose ON conditions read their own FROM item (DuckDB lets ``FROM a, b JOIN c ON a.x = c.x``
+    read ``a`` laterally; PostgreSQL refuses it)."""
+    functions = list(node.find_all(exp.Anonymous))
+    if not capabilities.native and any(is_executor_function(f) for f in functions):
+        return False
+    if capabilities.dialect in (None, "duckdb"):
+        return True
+    allowed = capabilities.expressions
+    if functions or (allowed is not None and not all(_allowed(n, allowed) for n in node.walk())):
+        return False
+    return all(_joins_read_own_item(s) for s in node.find_all(exp.Select))
+
+
+def is_executor_function(func: exp.Anonymous) -> bool:
+    """fedquery's own functions run in the executor, never inside a source."""
+    from fedquery.sandbox import FEDQUERY_FUNCTIONS
+
+    name = func.name.lower()
+    return name in FEDQUERY_FUNCTIONS or name.startswith("__fq_")
+
+
+def _allowed(node: exp.Expr, allowed: frozenset[str]) -> bool:
+    if type(node).__name__ not in allowed:
+        return False
+    if isinstance(node, exp.Substring):
+        start = node.args.get("start")
+        return isinstance(start, exp.Literal) and start.is_int and int(start.this) > 0
+    if isinstance(node, exp.Extract):
+        return node.this.name.lower() in SAME_PARTS
+    return True
+
+
+def _joins_read_own_item(select: exp.Select) -> bool:
+    """Every explicit join's ON condition reads only tables of the comma-separated FROM item it
+    belongs to (or tables outside this SELECT)."""
+    from_ = select.args.get("from_")
+    if from_ is None:
+        return True
+    everything = {from_.this.alias_or_name}
+    item = {from_.this.alias_or_name}
+    for join in select.args.get("joins") or []:
+        alias = join.this.alias_or_name
+        everything.add(alias)
+        if _is_comma(join):
+            item = {alias}
+            continue
+        item.add(alias)
+        condition = join.args.get("on")
+        read = {c.table for c in condition.find_all(exp.Column)} if condition else set()
+        if (read & everything) - item:
+            return False
+    return True
+
+
+def _is_comma(join: exp.Join) -> bool:
+    return not (join.side or join.kind or join.args.get("on") or join.args.get("using")
+                or join.method)
