@@ -137,9 +137,9 @@ class Session:
         With ``analyze`` every fragment is fetched through its connector, none runs inline, so
         each one's rows, time and bytes are counted; the residual is then ``plan.residual``.
         """
-        self.functions.new_query()
         inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
         cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
+        self.functions.start_run(cursor)  # blob functions keep their state under this run
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
                       else (plan.local_sql, plan.local_parameters))
         try:
