@@ -40,6 +40,7 @@ def tree(tmp_path: Path) -> Path:
     (outside / "secret.txt").write_bytes(OUTSIDE)
     os.symlink("sub/inner.png", root / "alias.png")          # stays inside
     os.symlink("../in.png", root / "sub" / "up.png")          # stays inside, through ..
+    os.symlink("sub", root / "subalias")                      # a folder inside
     os.symlink(outside / "secret.png", root / "leak.png")     # leads out (absolute)
     os.symlink("../../outside", root / "sub" / "escape")      # a folder out (relative)
     os.symlink(outside, root / "linkdir")                     # a folder out (absolute)
@@ -79,8 +80,9 @@ def test_symlinks_out_of_the_root_are_refused(tree: Path, uri: str) -> None:
 
 def test_symlinks_that_stay_inside_are_followed(tree: Path) -> None:
     with _connect(tree) as con:
-        alias, up = con.sql("SELECT read_blob('alias.png'), image_info('sub/up.png').width").fetchall()[0]
-    assert alias == (tree / "root" / "sub" / "inner.png").read_bytes() and up == 10
+        alias, up, through = con.sql("SELECT read_blob('alias.png'), image_info('sub/up.png').width, "
+                                     "image_info('subalias/inner.png').width").fetchall()[0]
+    assert alias == (tree / "root" / "sub" / "inner.png").read_bytes() and (up, through) == (10, 12)
 
 
 def test_hard_links_are_refused_unless_allowed(tree: Path) -> None:

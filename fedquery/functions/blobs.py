@@ -84,13 +84,13 @@ class Root:
     def contains(self, path: str) -> bool:
         """Whether ``path`` (normalised) lies inside this root, symlinks followed for local."""
         if self.scheme == "file":
-            return _under(os.path.realpath(path), self._real_path)
+            return _under(os.path.realpath(path), self.real_path)
         return _under(path, self.path)
 
     def relative(self, path: str) -> str:
         """``path`` (inside this root) relative to the root."""
-        for base, candidate in ((self.path, path), (self._real_path, path),
-                                (self._real_path, os.path.realpath(path))):
+        for base, candidate in ((self.path, path), (self.real_path, path),
+                                (self.real_path, os.path.realpath(path))):
             if _under(candidate, base):
                 return candidate[len(base):].lstrip("/")
         raise ForbiddenError(f"{path!r} is not inside the root of files source {self.source!r}")
@@ -104,7 +104,7 @@ class Root:
         return self.filesystem.handler.stats
 
     @functools.cached_property
-    def _real_path(self) -> str:
+    def real_path(self) -> str:
         """The local root with its symlinks resolved, once."""
         return os.path.realpath(self.path)
 
@@ -216,7 +216,7 @@ class Blobs:
     def _read_local(self, blob: Blob, length: int | None, limit: str | None) -> tuple[bytes, int]:
         root = blob.root
         try:
-            fd = open_beneath(root.path, root.relative(blob.path),
+            fd = open_beneath(root.path, root.relative(blob.path), real_root=root.real_path,
                               allow_hard_links=root.settings.allow_hard_links)
         except Escape as exc:
             raise ForbiddenError(f"URI {blob.uri!r} leads out of the root of files source "

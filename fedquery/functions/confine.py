@@ -41,13 +41,16 @@ class HardLink(OSError):
     """The file has more than one link and the source does not allow hard links."""
 
 
-def open_beneath(root: str, relative: str, *, allow_hard_links: bool = False) -> int:
-    """A read-only descriptor of ``relative`` beneath ``root`` (see module doc); the caller
-    closes it. Raises ``Escape``, ``NotRegular``, ``HardLink`` or ``OSError``."""
-    fd = _walk(root, relative)
+def open_beneath(root: str, relative: str, *, allow_hard_links: bool = False,
+                 real_root: str | None = None) -> int:
+    """A read-only descriptor of ``relative`` beneath ``root`` (see module doc; ``real_root``:
+    the root with its symlinks resolved, if known); the caller closes it. Raises ``Escape``,
+    ``NotRegular``, ``HardLink`` or ``OSError``."""
+    real_root = real_root or os.path.realpath(root)
+    fd = _walk(root, relative, real_root)
     try:
         check_opened(fd, allow_hard_links=allow_hard_links)
-        _check_still_beneath(fd, root)
+        _check_still_beneath(fd, real_root)
     except BaseException:
         os.close(fd)
         raise
@@ -58,14 +61,14 @@ def check_opened(fd: int, *, allow_hard_links: bool) -> os.stat_result:
     """The descriptor's ``fstat``, if it is a regular file with the links allowed."""
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
-        raise NotRegular(errno.EINVAL, f"not a regular file (a {_kind(info.st_mode)})")
+        raise NotRegular(f"not a regular file (a {_kind(info.st_mode)})")
     if info.st_nlink > 1 and not allow_hard_links:
-        raise HardLink(errno.EPERM, f"a hard link ({info.st_nlink} links): hard links are not "
+        raise HardLink(f"a hard link ({info.st_nlink} links): hard links are not "
                        "read unless the files source sets allow_hard_links: true")
     return info
 
 
-def _walk(root: str, relative: str) -> int:
+def _walk(root: str, relative: str, real_root: str) -> int:
     """The descriptor of the last component, every component opened without following."""
     parts = deque(_parts(relative))
     folders = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
@@ -87,12 +90,13 @@ def _walk(root: str, relative: str) -> int:
                 hops += 1
                 if hops > MAX_SYMLINKS:
                     raise OSError(errno.ELOOP, "too many levels of symbolic links") from None
-                parts.extendleft(reversed(_target_parts(target, root, folders, relative)))
+                parts.extendleft(reversed(_target_parts(target, (root, real_root), folders,
+                                                        relative)))
                 continue
             if not parts:
                 return fd
             folders.append(fd)
-        raise NotRegular(errno.EISDIR, "not a regular file (a folder)")
+        raise NotRegular("not a regular file (a folder)")
     finally:
         for fd in folders:
             os.close(fd)
@@ -103,7 +107,7 @@ def _refuse_special(name: str, folder: int) -> None:
     ``fstat`` of what is opened stays the check that counts."""
     info = os.stat(name, dir_fd=folder, follow_symlinks=False)
     if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode) or stat.S_ISDIR(info.st_mode)):
-        raise NotRegular(errno.EINVAL, f"not a regular file (a {_kind(info.st_mode)})")
+        raise NotRegular(f"not a regular file (a {_kind(info.st_mode)})")
 
 
 def _symlink(name: str, folder: int, error: OSError) -> str:
@@ -117,12 +121,14 @@ def _symlink(name: str, folder: int, error: OSError) -> str:
         raise error from None
 
 
-def _target_parts(target: str, root: str, folders: list[int], relative: str) -> list[str]:
+def _target_parts(target: str, roots: tuple[str, str], folders: list[int],
+                  relative: str) -> list[str]:
     """The components a symlink's target adds to the walk: a relative target from the folder
-    it lies in; an absolute one from the root, when it lies under the root's path."""
+    it lies in; an absolute one from the root, when it lies under the root's path (as
+    declared, or with its symlinks resolved)."""
     if not target.startswith("/"):
         return _parts(target)
-    for base in {os.path.normpath(root), os.path.realpath(root)}:
+    for base in {os.path.normpath(r) for r in roots}:
         inner = os.path.normpath(target)
         if inner == base or inner.startswith(base.rstrip("/") + "/"):
             while len(folders) > 1:
@@ -131,15 +137,14 @@ def _target_parts(target: str, root: str, folders: list[int], relative: str) -> 
     raise Escape(f"{relative!r} leads through a symlink out of the root")
 
 
-def _check_still_beneath(fd: int, root: str) -> None:
+def _check_still_beneath(fd: int, real_root: str) -> None:
     """Where the kernel says the opened file is, when it can say: under the root (a folder on
     the way moved out of the root while it was walked is caught here)."""
     try:
         where = os.readlink(f"{_PROC_FD}/{fd}")
     except OSError:
         return  # no /proc (macOS): the component walk alone confines
-    real = os.path.realpath(root).rstrip("/") + "/"
-    if not where.startswith(real):
+    if not where.startswith(real_root.rstrip("/") + "/"):
         raise Escape("the file was moved out of the root while it was opened")
 
 
