@@ -1,8 +1,12 @@
 """Embedders as vectorised Arrow UDFs: a batch of URIs (or texts) in, ``FLOAT[dim]`` out.
 
 Each distinct input is embedded once per run: values repeated in a batch (a constant query
-text arrives as a whole batch of the same string) are embedded together, and vectors are kept
-in the run's cache (``runs``), never seen by another query. Images are read in the blob I/O
+text arrives as a whole batch of the same string) are embedded together, and image vectors are
+kept in the run's cache (``runs``), never seen by another query: a file may change between
+queries. A text's vector depends on nothing but the text and the embedder's registration, so
+text vectors are kept for every run alike (``TEXTS``): a query text that a connector's own
+cursor evaluates (a Lance top-k scan ordering by ``embed_text('...')``) and the residual then
+share one call of the model. Images are read in the blob I/O
 pool ``CHUNK`` distinct files at a time and a file over the source's ``limits.embed_image`` is
 not read at all, so a batch holds a bounded number of bytes. A missing, oversized or
 undecodable file, NULL or blank text gives NULL (with ``strict``, ``SourceError``).
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from fedquery.functions.udfs import BlobFunctions
 
 CHUNK = 32  # distinct images read and embedded together
+TEXTS = "texts"  # the cache scope of text vectors: every run's
 
 
 def image_udf(functions: BlobFunctions, embedder: Embedder) -> Callable[[pa.Array, pa.Array], pa.Array]:
@@ -63,8 +68,8 @@ def text_udf(functions: BlobFunctions, embedder: Embedder) -> Callable[[pa.Array
             labels = [(t[:60], f"embedder {embedder.name}") for t in missing]
             return _embedded(embedder, functions, missing, labels)
 
-        with lock, functions.run_of(runs) as run:
-            return vectors(_deduplicated(embedder, functions, keys, compute, run), embedder.dim)
+        with lock:
+            return vectors(_deduplicated(embedder, functions, keys, compute, TEXTS), embedder.dim)
 
     return embed_texts
 

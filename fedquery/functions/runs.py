@@ -46,14 +46,19 @@ class Runs:
         self.vectors = _Lru(CACHE_VECTORS, None)
         self._failures: OrderedDict[str, BaseException] = OrderedDict()
         self._serial = itertools.count()
+        self._ended: list[str] = []
         self._lock = threading.Lock()
 
-    def start(self, cursor: Any) -> str:
-        """A new run on ``cursor``: its token set as ``__fq_run`` there, and its state dropped
-        when the cursor is gone."""
-        token = new_token()
+    def start(self, cursor: Any, joining: str | None = None) -> str:
+        """A new run on ``cursor`` (or the run ``joining``, for a plan that is part of it): its
+        token set as ``__fq_run`` there; a new run's state is dropped once its cursor is gone."""
+        while self._ended:  # runs whose cursors were collected since the last start
+            self.end(self._ended.pop())
+        token = joining or new_token()
         cursor.execute(f"SET VARIABLE {RUN_VARIABLE} = ?", [token])
-        weakref.finalize(cursor, self.end, token)
+        if joining is None:
+            # the garbage collector may run this inside any lock: it only notes the run as ended
+            weakref.finalize(cursor, self._ended.append, token)
         return token
 
     def end(self, token: str) -> None:

@@ -22,6 +22,7 @@ import pyarrow as pa
 from fedquery.errors import FedQueryError, SourceError
 from fedquery.functions import embed_udfs, images, pointclouds
 from fedquery.functions.blobs import TooLarge
+from fedquery.functions.limits import size_text
 from fedquery.functions.pointcloud_formats import Unreadable
 from fedquery.functions.runs import new_token
 
@@ -43,10 +44,20 @@ class BlobFunctions:
         self.runs = blobs.runs
         self._embedders: set[str] = set()
         self._lock = threading.Lock()
+        self._local = threading.local()
 
-    def start_run(self, cursor: duckdb.DuckDBPyConnection) -> str:
-        """A run for the query about to execute on ``cursor`` (see ``runs``)."""
-        return self.runs.start(cursor)
+    @contextlib.contextmanager
+    def run_on(self, cursor: duckdb.DuckDBPyConnection) -> Iterator[str]:
+        """A run for the query about to execute on ``cursor`` (see ``runs``), current in this
+        thread for the block: a plan run inside it (a query vector or key set computed to fetch
+        a fragment: part of the same query) joins it instead of starting its own."""
+        stack = self._local.__dict__.setdefault("runs", [])
+        token = self.runs.start(cursor, stack[-1] if stack else None)
+        stack.append(token)
+        try:
+            yield token
+        finally:
+            stack.pop()
 
     def take_failure(self, message: str) -> FedQueryError | None:
         """The fedquery error a function raised whose tag DuckDB's ``message`` passes on."""
@@ -187,9 +198,9 @@ class BlobFunctions:
                 return images.image_info_from(head, size)
             except images.NeedMoreBytes as more:
                 if more.n > blob.root.limit("image_info"):
+                    cap = size_text(blob.root.limit("image_info"))
                     return images.image_error(f"too large: the header goes on past "
-                                              f"limits.image_info ({blob.root.limit('image_info')}"
-                                              " bytes)", size)
+                                              f"limits.image_info ({cap})", size)
                 head = self.blobs.read(blob, more.n, run=run)[0]
 
     def _thumbnail_one(self, uri: str | None, max_px: int | None, source: str | None,
