@@ -126,6 +126,10 @@ def test_thumbnail_and_image_info_byte_caps(root: Path) -> None:
 
 
 def test_point_cloud_caps(root: Path) -> None:
+    (root / "sweep.npy").write_bytes(b"\x93NUMPY" + bytes(8000))  # its header is never read
+    with _connect(root, limits={"read_pointcloud": 4095}) as con:
+        assert con.sql("SELECT read_pointcloud('sweep.npy')").fetchall() == [(None,)]
+        assert _bytes_read(con) == {}
     with _connect(root, limits={"read_pointcloud": 4095, "pointcloud_info": 4095}) as con:
         points, info = con.sql("SELECT read_pointcloud('sweep.bin'), pointcloud_info('sweep.bin')"
                                ).fetchall()[0]

@@ -184,16 +184,16 @@ class Blobs:
 
     def read(self, blob: Blob, length: int | None = None, *, limit: str | None = None,
              run: str | None = None) -> tuple[bytes, int]:
-        """The first ``length`` bytes (all when None) and the file's size. A whole read is
-        capped by ``limits.<limit>`` (``TooLarge`` before reading). With a ``run``, served from
-        and kept in that run's cache: the longest prefix read of each file, and its size."""
+        """The first ``length`` bytes (all when None) and the file's size. With a ``limit``,
+        a file over ``limits.<limit>`` is ``TooLarge`` before anything of it is read (also for
+        a prefix: the header of a file the caller reads whole next). With a ``run``, served
+        from and kept in that run's cache: the longest prefix read of each file, and its size."""
         key = (run, blob.root.source, blob.path)
         if run is not None:
             hit, cached = self.runs.bytes.get(key)
             data, size = cached if hit else (b"", -1)
             if hit and (len(data) == size or (length is not None and length <= len(data))):
-                if length is None:
-                    self.check(blob, size, limit)
+                self.check(blob, size, limit)
                 return (data if length is None or length >= len(data) else data[:length]), size
         reader = self._read_local if blob.root.scheme == "file" else self._read_remote
         data, size = reader(blob, length, limit)
@@ -223,8 +223,7 @@ class Blobs:
                                  f"{root.source!r}: {exc}") from None
         try:
             size = os.fstat(fd).st_size
-            if length is None:
-                self.check(blob, size, limit)
+            self.check(blob, size, limit)
             data = read_from(fd, size if length is None else min(length, size), READ_CHUNK)
         finally:
             os.close(fd)
@@ -238,8 +237,7 @@ class Blobs:
         handle = self._retried(blob, lambda: blob.root.filesystem.open_input_file(blob.path))
         with handle:
             size = handle.size()
-            if length is None:
-                self.check(blob, size, limit)
+            self.check(blob, size, limit)
             wanted = size if length is None else min(length, size)
             if wanted <= READ_CHUNK:
                 return (self._retried(blob, lambda: _read_at(handle, 0, wanted)) if wanted

@@ -246,8 +246,8 @@ class BlobFunctions:
     def _layout(self, blob: Blob, run: str) -> tuple[Blob, Any, int]:
         """The file, where its points are and its size, from its header; its size and point
         count checked against ``limits.read_pointcloud`` and ``limits.pointcloud_points``."""
-        head, size = self.blobs.read(blob, pointclouds.count_prefix_bytes(blob.path), run=run)
-        self.blobs.check(blob, size, "read_pointcloud")
+        head, size = self.blobs.read(blob, pointclouds.count_prefix_bytes(blob.path),
+                                     limit="read_pointcloud", run=run)
         while True:
             try:
                 where = pointclouds.count_from(head, blob.path, size)
