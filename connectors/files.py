@@ -2,7 +2,11 @@
 
 A catalog table over a files source (``camera_files: {source: camera}``) lists the files under
 the root: ``uri`` (relative to the root, as blob columns hold it), ``size``, ``modified`` and
-``extension``. The listing is made once per scan and filtered by DuckDB over Arrow.
+``extension``. The listing is made once per scan and filtered by DuckDB over Arrow. A local
+root lists what the blob functions would read: regular files beneath the root, symlinks that
+lead to one without leaving the root; folders reached through a symlink are not entered, and
+hard links are left out unless the source sets ``allow_hard_links`` (``functions.confine``).
+The source's settings (``limits``, ``allow_hard_links``, ``read_attempts``) are checked here.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ class FilesConnector:
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
         from connectors.remote_fs import open_filesystem
+        from fedquery.functions.limits import FilesSettings
 
         self.name = spec.name
+        self.settings = FilesSettings.from_spec(spec.name, spec.settings, catalog.origin)
         self.root = spec.resolve(spec.settings["root"])
         self._filesystem, self._path = open_filesystem(
             self.root, spec.settings.get("options"), source=spec.name, secrets=catalog.secrets)
@@ -57,19 +63,34 @@ class FilesConnector:
 
     def listing(self) -> pa.Table:
         """Every file under the root, with its URI relative to the root."""
+        files = self._local_files() if "://" not in self.root else self._remote_files()
+        return pa.table({
+            "uri": [uri for uri, _, _ in files],
+            "size": pa.array([size for _, size, _ in files], pa.int64()),
+            "modified": pa.array([mtime for _, _, mtime in files], pa.timestamp("ns", tz="UTC"))
+            .cast(pa.timestamp("us", tz="UTC"), safe=False),
+            "extension": [posixpath.splitext(uri)[1].lstrip(".").lower() for uri, _, _ in files],
+        }, schema=LISTING_SCHEMA)
+
+    def _local_files(self) -> list[tuple[str, int, int]]:
+        """(uri, size, mtime in ns) of each file a blob function may read beneath the root."""
+        from fedquery.functions.confine import list_beneath
+
+        try:
+            found = sorted(list_beneath(self._path, allow_hard_links=self.settings.allow_hard_links))
+        except OSError as exc:
+            raise SourceError(f"cannot list {self.root}: {exc}", source=self.name) from exc
+        return [(uri, info.st_size, info.st_mtime_ns) for uri, info in found]
+
+    def _remote_files(self) -> list[tuple[str, int, int]]:
         selector = pafs.FileSelector(self._path, recursive=True, allow_not_found=True)
         try:
             infos = self._filesystem.get_file_info(selector)
         except OSError as exc:
             raise SourceError(f"cannot list {self.root}: {exc}", source=self.name) from exc
-        files = [i for i in infos if i.type == pafs.FileType.File]
         prefix = self._path.rstrip("/") + "/"
-        return pa.table({
-            "uri": [i.path[len(prefix):] if i.path.startswith(prefix) else i.path for i in files],
-            "size": pa.array([i.size for i in files], pa.int64()),
-            "modified": pa.array([i.mtime for i in files], pa.timestamp("us", tz="UTC")),
-            "extension": [posixpath.splitext(i.path)[1].lstrip(".").lower() for i in files],
-        }, schema=LISTING_SCHEMA)
+        return [(i.path[len(prefix):] if i.path.startswith(prefix) else i.path, i.size,
+                 i.mtime_ns) for i in infos if i.type == pafs.FileType.File]
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         """The listing, narrowed by the request in a private DuckDB over Arrow."""

@@ -142,20 +142,21 @@ class Session:
         With ``analyze`` every fragment is fetched through its connector, none runs inline, so
         each one's rows, time and bytes are counted; the residual is then ``plan.residual``.
         """
-        self.functions.new_query()
         inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
         cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
                       else (plan.local_sql, plan.local_parameters))
-        try:
-            stats = fetch_fragments(self, plan, params, cursor, inline=inline, whole=analyze)
-            relation = cursor.sql(sql, params=subset(params, names))
-        except duckdb.Error as exc:
-            cursor.close()
-            raise self.translate(exc, plan) from exc
-        except BaseException:
-            cursor.close()
-            raise
+        # blob functions keep their state under this run (plans run to fetch its fragments join it)
+        with self.functions.run_on(cursor):
+            try:
+                stats = fetch_fragments(self, plan, params, cursor, inline=inline, whole=analyze)
+                relation = cursor.sql(sql, params=subset(params, names))
+            except duckdb.Error as exc:
+                cursor.close()
+                raise self.translate(exc, plan) from exc
+            except BaseException:
+                cursor.close()
+                raise
         return Execution(self, plan, cursor, relation, stats)
 
     def translate(self, exc: duckdb.Error, plan: Plan,

@@ -297,15 +297,15 @@ def test_a_name_that_changes_kind_leaves_a_default(fleet, registry) -> None:
         (NUMPY_IMAGE_DIM,)]
 
 
-def test_an_oversized_file_is_not_read_for_embedding(shots, monkeypatch) -> None:
-    monkeypatch.setattr(embed_udfs, "MAX_IMAGE_BYTES", 10)
+def test_an_oversized_file_is_not_read_for_embedding(shots) -> None:
+    shots["sources"]["pics"]["limits"] = {"embed_image": 10}
     with fedquery.connect(shots) as con:
         stats = con._session.functions.blobs.roots["pics"].filesystem.handler.stats
         before = stats.bytes
         assert con.sql("SELECT embed_image(uri) FROM shots WHERE id = 0").fetchall() == [(None,)]
         assert stats.bytes == before, "nothing of a file over the limit is read"
     with fedquery.connect(shots, strict=True) as strict, \
-            pytest.raises(fedquery.SourceError, match="over the 10 "):
+            pytest.raises(fedquery.SourceError, match=r"over limits.embed_image \(10 bytes\)"):
         strict.sql("SELECT embed_image(uri) FROM shots WHERE id = 0").fetchall()
 
 

@@ -4,9 +4,17 @@ Every ``files`` source is a root on a filesystem (a local folder or ``s3://``, w
 options as a lake). A URI resolves relative to its blob column's source, or as a full URI or
 absolute path inside one of the roots; ``..`` that climbs out, a symlink that leads out, an
 absolute path elsewhere or another scheme is refused with ``ForbiddenError`` and nothing of the
-file is read. Reads go through the source's counting filesystem, a bounded thread pool and a
-small cache shared by the calls of a query (the longest prefix read of each file, and its
-size), so a file is not fetched twice.
+file is read.
+
+Local files are opened beneath the root without following a symlink out of it and checked
+once opened (``confine``): regular files only, hard links only when the source allows them.
+A file's size (``fstat``, or the HEAD of an S3 object) is checked against the source's cap for
+the function (``limits``) before anything is read, and reads never go past it. S3 reads that
+fail with a transient error (5xx, throttling, timeouts, resets) are tried again with backoff
+and jitter, up to the source's ``read_attempts``; one that keeps failing is a ``SourceError``
+for the whole query, never a per-row error. Reads go through a bounded thread pool and a cache
+per run (``runs``: the longest prefix read of each file, and its size), so a file is not
+fetched twice by one query and never served to another.
 """
 
 from __future__ import annotations
@@ -14,13 +22,19 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-import threading
-from collections import OrderedDict
+import random
+import re
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fedquery.errors import ForbiddenError
+from fedquery.errors import ForbiddenError, SourceError
+from fedquery.functions.budget import MemoryBudget
+from fedquery.functions.confine import Escape, open_beneath, read_from
+from fedquery.functions.limits import FilesSettings, size_text
+from fedquery.functions.runs import Runs
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -29,8 +43,13 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 IO_THREADS = 16
-CACHE_ENTRIES = 512
-CACHE_BYTES = 64 << 20
+READ_CHUNK = 64 << 20  # bytes asked of S3 (or the disk) in one request
+BACKOFF_FIRST, BACKOFF_MOST = 0.05, 2.0  # seconds before the second attempt; the longest wait
+_TRANSIENT = re.compile(r"transient|cannot reach|SLOW_?DOWN|THROTTL|HTTP status 5\d\d|"
+                        r"response code:? 5\d\d|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|"
+                        r"NETWORK_CONNECTION|curlCode|timed? ?out|timeout|reset by peer|"
+                        r"Connection refused|Broken pipe|unexpected eof", re.I)
+_SOURCE_WIDE = re.compile(r"access denied|bucket '[^']*' does not exist", re.I)
 
 
 def kind_of(uri: str) -> str | None:
@@ -43,45 +62,78 @@ def kind_of(uri: str) -> str | None:
     return "pointcloud" if extension in FORMATS else None
 
 
+class TooLarge(ValueError):
+    """A file over its function's cap (a per-row error; ``SourceError`` when strict)."""
+
+
 @dataclass(frozen=True)
 class Root:
-    """One files source: its name, filesystem, root path and scheme (``file`` or ``s3``)."""
+    """One files source: its name, filesystem, root path, scheme (``file`` or ``s3``), its
+    settings and its decode budget."""
 
     source: str
     filesystem: pafs.FileSystem
     path: str
     scheme: str
+    settings: FilesSettings = field(default_factory=FilesSettings)
+    budget: MemoryBudget = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budget", MemoryBudget(self.settings.limits["decode_memory"]))
 
     def contains(self, path: str) -> bool:
         """Whether ``path`` (normalised) lies inside this root, symlinks followed for local."""
         if self.scheme == "file":
-            real = os.path.realpath(path)
-            return real == self._real_path or real.startswith(self._real_path.rstrip("/") + "/")
-        return path.startswith(self.path.rstrip("/") + "/")
+            return _under(os.path.realpath(path), self.real_path)
+        return _under(path, self.path)
+
+    def relative(self, path: str) -> str:
+        """``path`` (inside this root) relative to the root."""
+        for base, candidate in ((self.path, path), (self.real_path, path),
+                                (self.real_path, os.path.realpath(path))):
+            if _under(candidate, base):
+                return candidate[len(base):].lstrip("/")
+        raise ForbiddenError(f"{path!r} is not inside the root of files source {self.source!r}")
+
+    def limit(self, name: str) -> int:
+        return self.settings.limits[name]
+
+    @property
+    def stats(self) -> Any:
+        """The counting filesystem's ``ReadStats`` (bytes read per file)."""
+        return self.filesystem.handler.stats
 
     @functools.cached_property
-    def _real_path(self) -> str:
+    def real_path(self) -> str:
         """The local root with its symlinks resolved, once."""
         return os.path.realpath(self.path)
 
 
+def _read_at(handle: Any, offset: int, nbytes: int) -> bytes:
+    handle.seek(offset)
+    return handle.read(nbytes)
+
+
+def _under(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip("/") + "/")
+
+
 @dataclass(frozen=True)
 class Blob:
-    """A resolved file: the root it lies in and its path on that root's filesystem."""
+    """A resolved file: the root it lies in, its path on that root's filesystem, its URI."""
 
     root: Root
     path: str
+    uri: str = ""
 
 
 class Blobs:
-    """The declared roots, URI resolution and cached, pooled reads."""
+    """The declared roots, URI resolution and capped, pooled, per-run cached reads."""
 
     def __init__(self, roots: dict[str, Root]) -> None:
         self.roots = roots
+        self.runs = Runs()
         self._pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="fedquery-blobs")
-        self._cache: OrderedDict[tuple, Any] = OrderedDict()
-        self._cached_bytes = 0
-        self._lock = threading.Lock()
 
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> Blobs:
@@ -90,10 +142,11 @@ class Blobs:
         roots = {}
         for name, spec in catalog.sources.items():
             if spec.kind == "files":
+                settings = FilesSettings.from_spec(name, spec.settings, catalog.origin)
                 root = spec.resolve(spec.settings["root"])
                 fs, path = open_filesystem(root, spec.settings.get("options"), source=name,
                                            secrets=catalog.secrets)
-                roots[name] = Root(name, fs, path, "s3" if "://" in root else "file")
+                roots[name] = Root(name, fs, path, "s3" if "://" in root else "file", settings)
         return cls(roots)
 
     def resolve(self, uri: str, source: str | None = None) -> Blob:
@@ -106,7 +159,7 @@ class Blobs:
         root = self._root_for(uri, source)
         joined = posixpath.normpath(posixpath.join(root.path, uri))
         if root.contains(joined):
-            return Blob(root, joined)
+            return Blob(root, joined, uri)
         raise ForbiddenError(f"URI {uri!r} leaves the root of files source {root.source!r}")
 
     def _root_for(self, uri: str, source: str | None) -> Root:
@@ -124,56 +177,107 @@ class Blobs:
         scheme = "s3" if scheme in ("s3", "s3a") else scheme
         for root in self.roots.values():
             if root.scheme == scheme and root.contains(path):
-                return Blob(root, path)
+                return Blob(root, path, uri)
         raise ForbiddenError(f"URI {uri!r} is outside every declared files root")
 
-    def read(self, blob: Blob, length: int | None = None, *,
-             max_bytes: int | None = None) -> tuple[bytes, int]:
-        """The first ``length`` bytes (all when None) and the file's size, through the cache:
-        the longest prefix read of each file in this query, from which shorter reads (and the
-        size) are served. A whole read of a file over ``max_bytes`` raises ``ValueError``
-        before reading."""
-        key = (blob.root.source, blob.path)
-        with self._lock:
-            if key in self._cache:
-                data, size = self._cache[key]
-                if len(data) == size or (length is not None and length <= len(data)):
-                    self._cache.move_to_end(key)
-                    return (data if length is None else data[:length]), size
-                if length is None and max_bytes is not None and size > max_bytes:
-                    raise ValueError(f"file of {size:,} bytes is over the {max_bytes:,} read whole here")
-        with blob.root.filesystem.open_input_file(blob.path) as handle:
-            size = handle.size()
-            if length is None and max_bytes is not None and size > max_bytes:
-                raise ValueError(f"file of {size:,} bytes is over the {max_bytes:,} read whole here")
-            data = handle.read(length if length is not None else size)
-        self._remember(key, (data, size))
+    # ------------------------------------------------------------------ reads
+
+    def read(self, blob: Blob, length: int | None = None, *, limit: str | None = None,
+             run: str | None = None) -> tuple[bytes, int]:
+        """The first ``length`` bytes (all when None) and the file's size. With a ``limit``,
+        a file over ``limits.<limit>`` is ``TooLarge`` before anything of it is read (also for
+        a prefix: the header of a file the caller reads whole next). With a ``run``, served
+        from and kept in that run's cache: the longest prefix read of each file, and its size."""
+        key = (run, blob.root.source, blob.path)
+        if run is not None:
+            hit, cached = self.runs.bytes.get(key)
+            data, size = cached if hit else (b"", -1)
+            if hit and (len(data) == size or (length is not None and length <= len(data))):
+                self.check(blob, size, limit)
+                return (data if length is None or length >= len(data) else data[:length]), size
+        reader = self._read_local if blob.root.scheme == "file" else self._read_remote
+        data, size = reader(blob, length, limit)
+        if run is not None:
+            hit, old = self.runs.bytes.get(key)
+            if not hit or len(old[0]) < len(data):
+                self.runs.bytes.put(key, (data, size), len(data))
         return data, size
+
+    def size(self, blob: Blob, run: str | None = None) -> int:
+        """The file's size, from the run's cache or by opening it (nothing read)."""
+        return self.read(blob, 0, run=run)[1]
+
+    def check(self, blob: Blob, size: int, limit: str | None) -> None:
+        """``TooLarge`` when a file of ``size`` bytes is over ``limits.<limit>``."""
+        if limit is not None and size > blob.root.limit(limit):
+            raise TooLarge(f"too large: {size_text(size)} is over limits.{limit} "
+                           f"({size_text(blob.root.limit(limit))})")
+
+    def _read_local(self, blob: Blob, length: int | None, limit: str | None) -> tuple[bytes, int]:
+        root = blob.root
+        try:
+            fd = open_beneath(root.path, root.relative(blob.path), real_root=root.real_path,
+                              allow_hard_links=root.settings.allow_hard_links)
+        except Escape as exc:
+            raise ForbiddenError(f"URI {blob.uri!r} leads out of the root of files source "
+                                 f"{root.source!r}: {exc}") from None
+        try:
+            size = os.fstat(fd).st_size
+            self.check(blob, size, limit)
+            data = read_from(fd, size if length is None else min(length, size), READ_CHUNK)
+        finally:
+            os.close(fd)
+        if data:
+            root.stats.add(blob.path, len(data))
+        return data, size
+
+    def _read_remote(self, blob: Blob, length: int | None, limit: str | None) -> tuple[bytes, int]:
+        """An object's size (its HEAD) and bytes (ranged GETs), each request tried again on
+        transient errors (see module doc)."""
+        handle = self._retried(blob, lambda: blob.root.filesystem.open_input_file(blob.path))
+        with handle:
+            size = handle.size()
+            self.check(blob, size, limit)
+            wanted = size if length is None else min(length, size)
+            if wanted <= READ_CHUNK:
+                return (self._retried(blob, lambda: _read_at(handle, 0, wanted)) if wanted
+                        else b""), size
+            buffer, done = bytearray(wanted), 0
+            while done < wanted:
+                chunk = self._retried(blob, functools.partial(
+                    _read_at, handle, done, min(READ_CHUNK, wanted - done)))
+                if not chunk:
+                    break
+                buffer[done:done + len(chunk)] = chunk
+                done += len(chunk)
+            del buffer[done:]
+            return buffer, size
+
+    def _retried(self, blob: Blob, request: Callable[[], Any]) -> Any:
+        """``request()``, tried up to ``read_attempts`` times while it fails transiently, with
+        exponential backoff and jitter; then a ``SourceError``. Denied access or a missing
+        bucket is a ``SourceError`` at once; any other failure (not found) is the caller's."""
+        attempts, last = blob.root.settings.read_attempts, ""
+        for attempt in range(attempts):
+            try:
+                return request()
+            except OSError as exc:
+                text = str(exc).removeprefix(f"source {blob.root.source!r}: ")
+                if _SOURCE_WIDE.search(text):
+                    raise SourceError(f"{blob.uri}: {text}", source=blob.root.source) from None
+                if not _TRANSIENT.search(text):
+                    raise
+                last = text
+            if attempt + 1 < attempts:
+                delay = min(BACKOFF_MOST, BACKOFF_FIRST * 2 ** attempt)
+                time.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter, not secrets
+        raise SourceError(f"{blob.uri}: a request failed {attempts} attempts in a row with "
+                          f"transient errors (raise the source's read_attempts to retry longer); "
+                          f"last: {last}", source=blob.root.source)
 
     def map(self, function, items: list) -> list:
         """``function`` over ``items`` in the I/O pool, in order."""
         return list(self._pool.map(function, items))
-
-    def new_query(self) -> None:
-        """Forget cached bytes: what one query read is not kept for the next."""
-        with self._lock:
-            self._cache.clear()
-            self._cached_bytes = 0
-
-    def _remember(self, key: tuple, value: tuple[bytes, int]) -> None:
-        with self._lock:
-            old = self._cache.get(key)
-            if old is not None:
-                if len(old[0]) >= len(value[0]):
-                    return  # another thread read as much meanwhile
-                self._cached_bytes -= len(old[0])
-            self._cache[key] = value
-            self._cache.move_to_end(key)
-            self._cached_bytes += len(value[0])
-            while self._cache and (len(self._cache) > CACHE_ENTRIES
-                                   or self._cached_bytes > CACHE_BYTES):
-                _, (old, _) = self._cache.popitem(last=False)
-                self._cached_bytes -= len(old)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

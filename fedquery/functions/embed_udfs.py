@@ -1,17 +1,20 @@
 """Embedders as vectorised Arrow UDFs: a batch of URIs (or texts) in, ``FLOAT[dim]`` out.
 
-Each distinct input is embedded once per query: values repeated in a batch (a constant query
-text arrives as a whole batch of the same string) are embedded together, and vectors are kept
-in a per-query cache. Images are read in the blob I/O pool ``CHUNK`` distinct files at a time
-and a file over ``MAX_IMAGE_BYTES`` is not read at all, so a batch holds a bounded number of
-bytes. A missing, oversized or undecodable file, NULL or blank text gives NULL (with
-``strict``, ``SourceError``).
+Each distinct input is embedded once per run: values repeated in a batch (a constant query
+text arrives as a whole batch of the same string) are embedded together, and image vectors are
+kept in the run's cache (``runs``), never seen by another query: a file may change between
+queries. A text's vector depends on nothing but the text and the embedder's registration, so
+text vectors are kept for every run alike (``TEXTS``): a query text that a connector's own
+cursor evaluates (a Lance top-k scan ordering by ``embed_text('...')``) and the residual then
+share one call of the model. Images are read in the blob I/O
+pool ``CHUNK`` distinct files at a time and a file over the source's ``limits.embed_image`` is
+not read at all, so a batch holds a bounded number of bytes. A missing, oversized or
+undecodable file, NULL or blank text gives NULL (with ``strict``, ``SourceError``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
@@ -25,52 +28,30 @@ if TYPE_CHECKING:
     from fedquery.functions.udfs import BlobFunctions
 
 CHUNK = 32  # distinct images read and embedded together
-MAX_IMAGE_BYTES = 32 << 20  # larger files are not read for embedding
-CACHE_VECTORS = 4096
-
-
-class VectorCache:
-    """Vectors by (embedder serial, input), for one query at a time (``clear`` between)."""
-
-    def __init__(self) -> None:
-        self._vectors: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> tuple[bool, np.ndarray | None]:
-        with self._lock:
-            if key in self._vectors:
-                return True, self._vectors[key]
-        return False, None
-
-    def put(self, key: tuple, vector: np.ndarray | None) -> None:
-        with self._lock:
-            self._vectors[key] = vector
-            while len(self._vectors) > CACHE_VECTORS:
-                self._vectors.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._vectors.clear()
+TEXTS = "texts"  # the cache scope of text vectors: every run's
 
 
 def image_udf(functions: BlobFunctions, embedder: Embedder) -> Callable[[pa.Array, pa.Array], pa.Array]:
-    """``(uris, sources) -> FLOAT[dim]`` reading each distinct file whole through ``functions``."""
-    def embed_images(uris: pa.Array, sources: pa.Array) -> pa.Array:
+    """``(uris, sources, runs) -> FLOAT[dim]`` reading each distinct file whole through
+    ``functions``."""
+    def embed_images(uris: pa.Array, sources: pa.Array, runs: pa.Array | None = None) -> pa.Array:
         keys = [(s, u) if u is not None else None
                 for s, u in zip(sources.to_pylist(), uris.to_pylist(), strict=True)]
 
-        def compute(missing: list[tuple]) -> list[np.ndarray | None]:
+        def compute(missing: list[tuple], run: str) -> list[np.ndarray | None]:
             out: list[np.ndarray | None] = []
             for start in range(0, len(missing), CHUNK):
                 chunk = missing[start:start + CHUNK]
                 read = functions.read_whole(pa.array([u for _, u in chunk], pa.string()),
-                                            pa.array([s for s, _ in chunk], pa.string()),
-                                            with_source=True, max_bytes=MAX_IMAGE_BYTES)
+                                            pa.array([s for s, _ in chunk], pa.string()), run,
+                                            limit="embed_image", with_source=True)
                 labels = [(uri, r[0] if r else "") for (_, uri), r in zip(chunk, read, strict=True)]
                 out += _embedded(embedder, functions, [r[1] if r else None for r in read], labels)
             return out
 
-        return vectors(_deduplicated(embedder, functions, keys, compute), embedder.dim)
+        with functions.run_of(runs) as run:
+            found = _deduplicated(embedder, functions, keys, compute, run)
+        return vectors(found, embedder.dim)
 
     return embed_images
 
@@ -80,58 +61,53 @@ def text_udf(functions: BlobFunctions, embedder: Embedder) -> Callable[[pa.Array
     parallel batches of one constant text embed it once (text models parallelise inside)."""
     lock = threading.Lock()
 
-    def embed_texts(texts: pa.Array) -> pa.Array:
+    def embed_texts(texts: pa.Array, runs: pa.Array | None = None) -> pa.Array:
         keys = [t if isinstance(t, str) and t.strip() else None for t in texts.to_pylist()]
 
-        def compute(missing: list[str]) -> list[np.ndarray | None]:
+        def compute(missing: list[str], run: str) -> list[np.ndarray | None]:
             labels = [(t[:60], f"embedder {embedder.name}") for t in missing]
             return _embedded(embedder, functions, missing, labels)
 
         with lock:
-            return vectors(_deduplicated(embedder, functions, keys, compute), embedder.dim)
+            return vectors(_deduplicated(embedder, functions, keys, compute, TEXTS), embedder.dim)
 
     return embed_texts
 
 
 def _deduplicated(embedder: Embedder, functions: BlobFunctions, keys: list[Hashable | None],
-                  compute: Callable[[list], list[np.ndarray | None]]) -> list[np.ndarray | None]:
-    """A vector per key: None keys give None, cached keys their vector, the other distinct
-    keys one call of ``compute``."""
-    cache = functions.vectors
+                  compute: Callable[[list, str], list[np.ndarray | None]],
+                  run: str) -> list[np.ndarray | None]:
+    """A vector per key: None keys give None, keys the run has embedded their vector, the
+    other distinct keys one call of ``compute``."""
+    cache = functions.runs.vectors
     found: dict[Hashable, np.ndarray | None] = {}
     missing = []
     for key in dict.fromkeys(k for k in keys if k is not None):
-        hit, vector = cache.get((embedder.serial, key))
+        hit, vector = cache.get((run, embedder.serial, key))
         if hit:
             found[key] = vector
         else:
             missing.append(key)
-    for key, vector in zip(missing, compute(missing) if missing else [], strict=True):
+    for key, vector in zip(missing, compute(missing, run) if missing else [], strict=True):
         found[key] = vector
-        cache.put((embedder.serial, key), vector)
+        cache.put((run, embedder.serial, key), vector)
     return [found.get(k) for k in keys]
 
 
 def _embedded(embedder: Embedder, functions: BlobFunctions, inputs: list,
               labels: list[tuple[str, str]]) -> list[np.ndarray | None]:
     """One vector per input (None where the input is None or the embedder gave NaN); with
-    ``strict`` a NaN row is a ``SourceError`` naming the input (``labels``: what and where).
-    Errors are kept in ``functions.failures``: DuckDB passes on only the text of what a UDF
-    raises."""
+    ``strict`` a NaN row is a ``SourceError`` naming the input (``labels``: what and where)."""
     present = [i for i, value in enumerate(inputs) if value is not None]
     out: list[np.ndarray | None] = [None] * len(inputs)
-    try:
-        matrix = embedder.embed([inputs[i] for i in present]) if present else ()
-        for row, i in zip(matrix, present, strict=True):
-            if np.isfinite(row).all():
-                out[i] = row
-            elif functions.strict:
-                what, source = labels[i]
-                raise SourceError(f"{what!r}: the {embedder.kind} could not be embedded by "
-                                  f"{embedder.name!r}", source=source)
-    except SourceError as exc:
-        functions.failures.append(exc)
-        raise
+    matrix = embedder.embed([inputs[i] for i in present]) if present else ()
+    for row, i in zip(matrix, present, strict=True):
+        if np.isfinite(row).all():
+            out[i] = row
+        elif functions.strict:
+            what, source = labels[i]
+            raise SourceError(f"{what!r}: the {embedder.kind} could not be embedded by "
+                              f"{embedder.name!r}", source=source)
     return out
 
 

@@ -27,6 +27,7 @@ from PIL import Image, ImageOps
 
 IMAGE_PREFIX_BYTES = 64 * 1024  # the prefix a caller should read first
 MAX_THUMBNAIL_PX = 4096
+THUMBNAIL_PIXELS = 100_000_000  # pixels a thumbnail decodes at most, unless told otherwise
 
 IMAGE_INFO_TYPE = (
     "STRUCT(format VARCHAR, width INTEGER, height INTEGER, mode VARCHAR, bytes BIGINT, error VARCHAR)"
@@ -223,8 +224,9 @@ _FORMAT_CHECKS = {"JPEG": _jpeg_end, "MPO": _jpeg_end, "PNG": _png_end, "GIF": _
 # --- thumbnails -----------------------------------------------------------------------------
 
 
-def thumbnail_png(data: bytes, max_px: int) -> bytes | None:
-    """PNG of the image shrunk so its longer side is at most `max_px`, EXIF-rotated; None if corrupt.
+def thumbnail_png(data: bytes, max_px: int, max_pixels: int = THUMBNAIL_PIXELS) -> bytes | None:
+    """PNG of the image shrunk so its longer side is at most `max_px`, EXIF-rotated; None if
+    corrupt or if it would decode more than `max_pixels` pixels.
 
     JPEGs are decoded at a reduced scale (`draft`: libjpeg's DCT scaling by 1/2, 1/4 or 1/8) so
     a large photo is never decoded at full size. Raises ValueError for `max_px` outside 1..4096.
@@ -233,6 +235,8 @@ def thumbnail_png(data: bytes, max_px: int) -> bytes | None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.draft(None, (max_px, max_px))  # JPEG: DCT-scaled decode, still >= max_px a side
+            if img.width * img.height > max_pixels:  # the header's size, before any pixel
+                return None
             small = _to_resizable(img)
             small.thumbnail((max_px, max_px))
             small = ImageOps.exif_transpose(_to_png_mode(small))
@@ -241,6 +245,23 @@ def thumbnail_png(data: bytes, max_px: int) -> bytes | None:
     except Exception:  # noqa: BLE001 - corrupt input raises almost anything from the decoders
         return None
     return out.getvalue()
+
+
+def decoded_pixels(info: dict[str, Any], max_px: int) -> int:
+    """Pixels a thumbnail of `max_px` decodes for an image with this `image_info`: JPEGs are
+    decoded at 1/2, 1/4 or 1/8 scale when that still leaves `max_px` a side (Pillow's `draft`)."""
+    width, height = info["width"], info["height"]
+    if info["format"] in ("JPEG", "MPO"):
+        ratio = min(width // max_px, height // max_px)
+        scale = next(s for s in (8, 4, 2, 1) if ratio >= s or s == 1)
+        width, height = -(-width // scale), -(-height // scale)
+    return width * height
+
+
+def decode_bytes(pixels: int, mode: str | None) -> int:
+    """Memory a decode of `pixels` takes in Pillow (at least 4 bytes a pixel for most modes;
+    deep greys are stretched through float64), for the decode budget."""
+    return pixels * (16 if mode in ("I", "F") or (mode or "").startswith("I;16") else 4)
 
 
 def check_max_px(max_px: int) -> None:

@@ -1,23 +1,30 @@
 """The blob functions as vectorised Arrow UDFs of the executor's DuckDB.
 
-Each ``__fq_<name>(uri, ..., source)`` takes a batch of URIs, resolves them (``Blobs``), reads
-in the I/O pool only the bytes it needs (a 64 KiB prefix for headers; the whole file to decode)
-and returns one Arrow array. A missing, truncated or corrupt file gives a value whose ``error``
-says why (NULL for scalar results); with ``strict`` it raises ``SourceError`` instead. A URI
-outside every root raises ``ForbiddenError`` (kept in ``failure`` for the executor, since
-DuckDB only passes the text on).
+Each ``__fq_<name>(uri, ..., source, run)`` takes a batch of URIs, resolves them (``Blobs``),
+reads in the I/O pool only the bytes it needs (a 64 KiB prefix for headers; the whole file,
+within the source's cap for the function, to decode) and returns one Arrow array. ``run`` is
+the query's run token (``getvariable('__fq_run')``): caches belong to it (``runs``). A missing,
+truncated, corrupt or oversized file gives a value whose ``error`` says why (NULL for scalar
+results); with ``strict`` it raises ``SourceError`` instead. A URI outside every root raises
+``ForbiddenError``, and a read that keeps failing with transient errors ``SourceError``: both
+fail the query, recorded under a tag that ``take_failure`` finds in DuckDB's message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from fedquery.errors import FedQueryError, SourceError
 from fedquery.functions import embed_udfs, images, pointclouds
+from fedquery.functions.blobs import TooLarge
+from fedquery.functions.limits import size_text
+from fedquery.functions.pointcloud_formats import Unreadable
+from fedquery.functions.runs import new_token
 
 if TYPE_CHECKING:
     import duckdb
@@ -25,6 +32,8 @@ if TYPE_CHECKING:
     from fedquery.functions.blobs import Blob, Blobs
     from fedquery.functions.embedding import Embedder
 
+POINTCLOUD_DECODE_BYTES = 64 << 20  # what decoding one cloud holds beyond its file (a block)
+_ROW_ERRORS = (OSError, ValueError, Unreadable)  # per-row: the file's own problem
 
 
 class BlobFunctions:
@@ -32,21 +41,34 @@ class BlobFunctions:
 
     def __init__(self, blobs: Blobs, *, strict: bool = False) -> None:
         self.blobs, self.strict = blobs, strict
-        self.failures: list[FedQueryError] = []
-        self.vectors = embed_udfs.VectorCache()
+        self.runs = blobs.runs
         self._embedders: set[str] = set()
         self._lock = threading.Lock()
+        self._local = threading.local()
 
-    def new_query(self) -> None:
-        """Forget what the last query read, embedded or failed with."""
-        self.blobs.new_query()
-        self.vectors.clear()
-        self.failures.clear()
+    @contextlib.contextmanager
+    def run_on(self, cursor: duckdb.DuckDBPyConnection) -> Iterator[str]:
+        """A run for the query about to execute on ``cursor`` (see ``runs``), current in this
+        thread for the block: a plan run inside it (a query vector or key set computed to fetch
+        a fragment: part of the same query) joins it instead of starting its own."""
+        stack = self._local.__dict__.setdefault("runs", [])
+        token = self.runs.start(cursor, stack[-1] if stack else None)
+        stack.append(token)
+        try:
+            yield token
+        finally:
+            stack.pop()
+
+    def take_failure(self, message: str) -> FedQueryError | None:
+        """The fedquery error a function raised whose tag DuckDB's ``message`` passes on."""
+        failure = self.runs.take(message)
+        return failure if isinstance(failure, FedQueryError) else None
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Create the functions on ``con`` (they are seen by all its cursors): ``__fq_<name>``
-        with the files source last, as plans call them, and ``<name>`` as users write them
-        (what DuckDB describes; URIs then resolve as full URIs or against the only root)."""
+        with the files source and the run last, as plans call them, and ``<name>`` as users
+        write them (what DuckDB describes; URIs then resolve as full URIs or against the only
+        root)."""
         text = "VARCHAR"
         for name, function, parameters, result in (
             ("image_info", self.image_info, [text], images.IMAGE_INFO_TYPE),
@@ -55,117 +77,203 @@ class BlobFunctions:
             ("pointcloud_info", self.pointcloud_info, [text], pointclouds.POINTCLOUD_INFO_TYPE),
             ("read_pointcloud", self.read_pointcloud, [text], pointclouds.POINTS_TYPE),
         ):
-            con.create_function(f"__fq_{name}", function, [*parameters, text], result,
+            tagged = self._tagging(function, len(parameters) + 2)
+            con.create_function(f"__fq_{name}", tagged, [*parameters, text, text], result,
                                 type="arrow", null_handling="special", side_effects=True)
-            con.create_function(name, _without_source(function, len(parameters)), parameters, result,
+            con.create_function(name, _without_source(tagged, len(parameters)), parameters, result,
                                 type="arrow", null_handling="special", side_effects=True)
 
     def add_embedder(self, con: duckdb.DuckDBPyConnection, embedder: Embedder) -> None:
-        """Create ``embedder.function_name`` on ``con`` once: ``(uri, source)`` for images,
-        ``(text)`` for texts, returning ``FLOAT[dim]``."""
+        """Create ``embedder.function_name`` on ``con`` once: ``(uri, source, run)`` for images,
+        ``(text, run)`` for texts, returning ``FLOAT[dim]``."""
         with self._lock:
             if embedder.function_name in self._embedders:
                 return
             if embedder.kind == "image":
-                function, parameters = embed_udfs.image_udf(self, embedder), ["VARCHAR", "VARCHAR"]
+                function, parameters = embed_udfs.image_udf(self, embedder), ["VARCHAR"] * 3
             else:
-                function, parameters = embed_udfs.text_udf(self, embedder), ["VARCHAR"]
+                function, parameters = embed_udfs.text_udf(self, embedder), ["VARCHAR"] * 2
             # side effects: DuckDB must not call a model while it binds (or folds) a query
-            con.create_function(embedder.function_name, function, parameters, embedder.sql_type,
-                                type="arrow", null_handling="special", side_effects=True)
+            con.create_function(embedder.function_name, self._tagging(function, len(parameters)),
+                                parameters,
+                                embedder.sql_type, type="arrow", null_handling="special",
+                                side_effects=True)
             self._embedders.add(embedder.function_name)
+
+    def _tagging(self, function: Callable[..., pa.Array], arity: int) -> Callable[..., pa.Array]:
+        """``function`` as DuckDB calls it (with ``arity`` arguments, the run last): a fedquery
+        error it raises is recorded and raised with its tag (DuckDB passes on only the text)."""
+        def call(*arrays: pa.Array) -> pa.Array:
+            try:
+                return function(*arrays)
+            except FedQueryError as exc:
+                raise self.runs.tagged(_token(arrays[-1]) or new_token(), exc) from exc
+
+        # DuckDB reads the arity from the signature, so it is spelt out
+        return {2: lambda a, b: call(a, b), 3: lambda a, b, c: call(a, b, c),
+                4: lambda a, b, c, d: call(a, b, c, d)}[arity]
+
+    @contextlib.contextmanager
+    def run_of(self, runs: pa.Array | None) -> Iterator[str]:
+        """The run a call belongs to: the query's, or one of its own for this call only."""
+        token = _token(runs)
+        if token is not None:
+            yield token
+            return
+        token = new_token()
+        try:
+            yield token
+        finally:
+            self.runs.bytes.drop(token)
+            self.runs.vectors.drop(token)
 
     # ---------------------------------------------------------------- the functions
 
-    def image_info(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
-        rows = self._each(uris, sources, self._image_info_one)
+    def image_info(self, uris: pa.Array, sources: pa.Array, runs: pa.Array | None = None) -> pa.Array:
+        with self.run_of(runs) as run:
+            rows = self._each(uris, sources, run, self._image_info_one)
         return images.image_info_array(rows)
 
-    def thumbnail(self, uris: pa.Array, sizes: pa.Array, sources: pa.Array) -> pa.Array:
-        sized = list(zip(uris.to_pylist(), sizes.to_pylist(), strict=True))
-        values = self.blobs.map(lambda item: self._thumbnail_one(*item),
-                                [(u, s, src) for (u, s), src in zip(sized, sources.to_pylist(),
-                                                                     strict=True)])
+    def thumbnail(self, uris: pa.Array, sizes: pa.Array, sources: pa.Array,
+                  runs: pa.Array | None = None) -> pa.Array:
+        with self.run_of(runs) as run:
+            items = list(zip(uris.to_pylist(), sizes.to_pylist(), sources.to_pylist(), strict=True))
+            values = self.blobs.map(lambda item: self._thumbnail_one(*item, run), items)
         return pa.array(values, pa.binary())
 
-    def read_blob(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
-        return pa.array(self.read_whole(uris, sources), pa.binary())
+    def read_blob(self, uris: pa.Array, sources: pa.Array, runs: pa.Array | None = None) -> pa.Array:
+        with self.run_of(runs) as run:
+            values = self.read_whole(uris, sources, run, limit="read_blob")
+        return pa.array(values, pa.large_binary())  # a batch may hold over 2 GiB
 
-    def read_whole(self, uris: pa.Array, sources: pa.Array, *, with_source: bool = False,
-                   max_bytes: int | None = None) -> list:
+    def read_whole(self, uris: pa.Array, sources: pa.Array, run: str, *, limit: str,
+                   with_source: bool = False) -> list:
         """Every file's bytes (with its files source: ``(source, bytes)``), None where the file
-        cannot be read or is larger than ``max_bytes`` (``SourceError`` when strict)."""
-        def whole(blob: Blob) -> Any:
-            data = self.blobs.read(blob, max_bytes=max_bytes)[0]
+        cannot be read or is over ``limits.<limit>`` (``SourceError`` when strict)."""
+        def whole(blob: Blob, run: str) -> Any:
+            data = self.blobs.read(blob, limit=limit, run=run)[0]
             return (blob.root.source, data) if with_source else data
 
-        return self._each(uris, sources, whole, scalar=True)
+        return self._each(uris, sources, run, whole, scalar=True)
 
-    def file_size(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
+    def file_size(self, uris: pa.Array, sources: pa.Array, runs: pa.Array | None = None) -> pa.Array:
         """``STRUCT(bytes, error)``: each file's size, nothing of it read."""
-        rows = self._each(uris, sources, lambda blob: {"bytes": self._read(blob, 0)[1]})
+        with self.run_of(runs) as run:
+            rows = self._each(uris, sources, run, lambda blob, r: {"bytes": self.blobs.size(blob, r)})
         return pa.array(rows, pa.struct([("bytes", pa.int64()), ("error", pa.string())]))
 
-    def pointcloud_info(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
-        rows = self._each(uris, sources, self._pointcloud_info_one)
+    def pointcloud_info(self, uris: pa.Array, sources: pa.Array,
+                        runs: pa.Array | None = None) -> pa.Array:
+        with self.run_of(runs) as run:
+            rows = self._each(uris, sources, run, self._pointcloud_info_one)
         return pointclouds.pointcloud_info_array(rows)
 
-    def read_pointcloud(self, uris: pa.Array, sources: pa.Array) -> pa.Array:
-        tables = self._each(uris, sources, self._points_one, scalar=True)
-        return pointclouds.points_array(tables)
+    def read_pointcloud(self, uris: pa.Array, sources: pa.Array,
+                        runs: pa.Array | None = None) -> pa.Array:
+        """Two passes over the batch: every header (counts checked against sizes and caps),
+        then one set of columns for all points, each file decoded into its rows in place."""
+        with self.run_of(runs) as run:
+            found = self._each(uris, sources, run, self._layout, scalar=True)
+            columns = pointclouds.PointColumns([f[1].count if f else None for f in found])
+
+            def fill(row: int) -> None:
+                blob, where, size = found[row]
+                with blob.root.budget.reserve(size + POINTCLOUD_DECODE_BYTES):
+                    data = self.blobs.read(blob, limit="read_pointcloud", run=run)[0]
+                    columns.fill(row, data, where)
+
+            rows = [i for i, f in enumerate(found) if f is not None]
+            self.blobs.map(lambda i: self._guarded(lambda: fill(i), found[i][0], found[i][0].uri,
+                                                   scalar=True), rows)
+        return columns.array()
 
     # ---------------------------------------------------------------- one file
 
-    def _image_info_one(self, blob: Blob) -> dict[str, Any]:
-        """From the first 64 KiB; more only when the header goes on (large EXIF, say)."""
-        head, size = self._read(blob, images.IMAGE_PREFIX_BYTES)
+    def _image_info_one(self, blob: Blob, run: str) -> dict[str, Any]:
+        """From the first 64 KiB; more only when the header goes on (large EXIF, say), up to
+        ``limits.image_info``."""
+        head, size = self.blobs.read(blob, images.IMAGE_PREFIX_BYTES, run=run)
         while True:  # the prefix grows until the header fits; it never passes the file's size
             try:
                 return images.image_info_from(head, size)
             except images.NeedMoreBytes as more:
-                head = self._read(blob, more.n)[0]
+                if more.n > blob.root.limit("image_info"):
+                    cap = size_text(blob.root.limit("image_info"))
+                    return images.image_error(f"too large: the header goes on past "
+                                              f"limits.image_info ({cap})", size)
+                head = self.blobs.read(blob, more.n, run=run)[0]
 
-    def _thumbnail_one(self, uri: str | None, max_px: int | None, source: str | None) -> Any:
+    def _thumbnail_one(self, uri: str | None, max_px: int | None, source: str | None,
+                       run: str) -> Any:
         if uri is None or max_px is None:
             return None
         images.check_max_px(max_px)  # before anything is read
-        blob = self._resolve(uri, source)
-        data = self._guarded(lambda: self._read(blob)[0], blob, uri, scalar=True)
-        return images.thumbnail_png(data, max_px) if data is not None else None
+        blob = self.blobs.resolve(uri, source)
+        return self._guarded(lambda: self._thumbnail_of(blob, max_px, run), blob, uri, scalar=True)
 
-    def _pointcloud_info_one(self, blob: Blob) -> dict[str, Any]:
-        """LAS/LAZ from their header alone; other formats need every point for the bounds."""
-        data, size = self._read(blob, pointclouds.pointcloud_prefix_bytes(blob.path))
+    def _thumbnail_of(self, blob: Blob, max_px: int, run: str) -> bytes | None:
+        """Its header first: the pixels the decode needs are checked against
+        ``limits.thumbnail_pixels`` and reserved from the decode budget before the file is read."""
+        info = self._image_info_one(blob, run)
+        if info["width"] is None:
+            return None
+        pixels, cap = images.decoded_pixels(info, max_px), blob.root.limit("thumbnail_pixels")
+        if pixels > cap:
+            raise TooLarge(f"too large: {pixels:,} pixels to decode is over "
+                           f"limits.thumbnail_pixels ({cap:,})")
+        self.blobs.check(blob, info["bytes"], "thumbnail")
+        with blob.root.budget.reserve(info["bytes"] + images.decode_bytes(pixels, info["mode"])):
+            data = self.blobs.read(blob, limit="thumbnail", run=run)[0]
+            return images.thumbnail_png(data, max_px, cap)
+
+    def _pointcloud_info_one(self, blob: Blob, run: str) -> dict[str, Any]:
+        """LAS/LAZ from their header alone; other formats need every point for the bounds,
+        read whole within ``limits.pointcloud_info`` and the decode budget."""
+        prefix = pointclouds.pointcloud_prefix_bytes(blob.path)
+        if prefix is None:
+            size = self.blobs.size(blob, run)
+            self.blobs.check(blob, size, "pointcloud_info")
+            with blob.root.budget.reserve(size + POINTCLOUD_DECODE_BYTES):
+                data = self.blobs.read(blob, limit="pointcloud_info", run=run)[0]
+                return pointclouds.pointcloud_info_from(data, blob.path, size)
+        data, size = self.blobs.read(blob, prefix, run=run)
         while True:
             try:
                 return pointclouds.pointcloud_info_from(data, blob.path, size)
             except images.NeedMoreBytes as more:
-                data = self._read(blob, more.n)[0]
+                data = self.blobs.read(blob, more.n, run=run)[0]
 
-    def _points_one(self, blob: Blob) -> Any:
-        return pointclouds.read_pointcloud_from(self._read(blob)[0], blob.path)
+    def _layout(self, blob: Blob, run: str) -> tuple[Blob, Any, int]:
+        """The file, where its points are and its size, from its header; its size and point
+        count checked against ``limits.read_pointcloud`` and ``limits.pointcloud_points``."""
+        head, size = self.blobs.read(blob, pointclouds.count_prefix_bytes(blob.path),
+                                     limit="read_pointcloud", run=run)
+        while True:
+            try:
+                where = pointclouds.count_from(head, blob.path, size)
+                break
+            except images.NeedMoreBytes as more:
+                head = self.blobs.read(blob, more.n, run=run)[0]
+        cap = blob.root.limit("pointcloud_points")
+        if where.count > cap:
+            raise TooLarge(f"too large: {where.count:,} points is over limits.pointcloud_points "
+                           f"({cap:,})")
+        return blob, where, size
 
     # ---------------------------------------------------------------- plumbing
 
-    def _each(self, uris: pa.Array, sources: pa.Array, one: Callable[[Blob], Any], *,
-              scalar: bool = False) -> list:
+    def _each(self, uris: pa.Array, sources: pa.Array, run: str,
+              one: Callable[[Blob, str], Any], *, scalar: bool = False) -> list:
         """``one`` for every non-NULL URI, in the I/O pool; unreadable files become errors."""
-        def run(item: tuple[str | None, str | None]) -> Any:
+        def each(item: tuple[str | None, str | None]) -> Any:
             uri, source = item
             if uri is None:
                 return None
-            blob = self._resolve(uri, source)
-            return self._guarded(lambda: one(blob), blob, uri, scalar=scalar)
+            blob = self.blobs.resolve(uri, source)
+            return self._guarded(lambda: one(blob, run), blob, uri, scalar=scalar)
 
         pairs = list(zip(uris.to_pylist(), sources.to_pylist(), strict=True))
-        return self.blobs.map(run, pairs)
-
-    def _resolve(self, uri: str, source: str | None) -> Blob:
-        try:
-            return self.blobs.resolve(uri, source)
-        except FedQueryError as exc:
-            self.failures.append(exc)  # DuckDB passes only the text of what a UDF raises
-            raise
+        return self.blobs.map(each, pairs)
 
     def _guarded(self, read: Callable[[], Any], blob: Blob, uri: str, *,
                  scalar: bool = False) -> Any:
@@ -173,42 +281,36 @@ class BlobFunctions:
         why (NULL for scalar results), or ``SourceError`` when strict."""
         try:
             value = read()
-        except (OSError, ValueError) as exc:
+        except _ROW_ERRORS as exc:
             reason = _reason(exc)
             if self.strict:
-                raise self._strict(blob, uri, reason) from exc
+                raise SourceError(f"{uri}: {reason}", source=blob.root.source) from exc
             return None if scalar else {"error": f"{reason}: {uri}"}
         if self.strict and isinstance(value, dict) and value.get("error"):
-            raise self._strict(blob, uri, value["error"])
+            raise SourceError(f"{uri}: {value['error']}", source=blob.root.source)
         return value
 
-    def _strict(self, blob: Blob, uri: str, reason: str) -> SourceError:
-        error = SourceError(f"{uri}: {reason}", source=blob.root.source)
-        self.failures.append(error)
-        return error
 
-    def _read(self, blob: Blob, length: int | None = None) -> tuple[bytes, int]:
-        return self.blobs.read(blob, length)
-
-    def take_failure(self, message: str) -> FedQueryError | None:
-        """The fedquery error a function raised whose text DuckDB's ``message`` passes on."""
-        failure = next((f for f in self.failures if str(f) in message), None)
-        self.failures.clear()
-        return failure
+def _token(runs: pa.Array | None) -> str | None:
+    """The run token a call was given (the same on every row), if any."""
+    if runs is None or len(runs) == 0:
+        return None
+    token = runs[0].as_py()
+    return token if isinstance(token, str) else None
 
 
 def _without_source(function: Callable[..., pa.Array], arity: int) -> Callable[..., pa.Array]:
-    """The same function with every source NULL, for calls as users write them (DuckDB reads
-    the arity from the signature, so it is spelt out)."""
+    """The same function with every source and run NULL, for calls as users write them
+    (DuckDB reads the arity from the signature, so it is spelt out)."""
     def none(uris: pa.Array) -> pa.Array:
         return pa.nulls(len(uris), pa.string())
 
     if arity == 1:
-        return lambda uris: function(uris, none(uris))
-    return lambda uris, other: function(uris, other, none(uris))
+        return lambda uris: function(uris, none(uris), none(uris))
+    return lambda uris, other: function(uris, other, none(uris), none(uris))
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower():
+    if isinstance(exc, FileNotFoundError | NotADirectoryError) or "not found" in str(exc).lower():
         return "file not found"
     return str(exc).splitlines()[0] or type(exc).__name__

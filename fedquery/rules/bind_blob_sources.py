@@ -4,7 +4,9 @@
 ``frames.image_uri`` is declared under ``blobs:`` as holding URIs into ``camera`` — followed
 through derived tables and CTEs that pass the column on. Any other argument gets NULL: its
 URIs must then be full URIs (or absolute paths) inside a declared root, or relative to the only
-files source. The executor's functions are named ``__fq_<name>`` and take the source last.
+files source. The executor's functions are named ``__fq_<name>`` and take the source and then
+the query's run last: ``getvariable('__fq_run')``, set on each query's own cursor, so the
+functions (database-wide in DuckDB) keep their caches and errors per run.
 """
 
 from __future__ import annotations
@@ -28,8 +30,15 @@ def bind_blob_sources(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr
         args += [exp.null()] * (BLOB_FUNCTIONS[name] - len(args))
         source = blob_source(args[0], catalog)
         args.append(exp.Literal.string(source) if source else exp.null())
-        call.replace(exp.Anonymous(this=PREFIX + name, expressions=args))
+        call.replace(exp.Anonymous(this=PREFIX + name, expressions=[*args, run_argument()]))
     return expression
+
+
+def run_argument() -> exp.Expr:
+    """``getvariable('__fq_run')``: the run token of the query the call belongs to."""
+    from fedquery.functions.runs import RUN_VARIABLE
+
+    return exp.Anonymous(this="getvariable", expressions=[exp.Literal.string(RUN_VARIABLE)])
 
 
 def blob_source(argument: exp.Expr, catalog: RuleCatalog, depth: int = 8) -> str | None:

@@ -17,7 +17,7 @@ from fedquery.errors import PlanError
 from fedquery.functions.embedding import FUNCTION_KIND, REGISTRY, Embedder
 from fedquery.parse import DIALECT
 from fedquery.rules._shape import RuleCatalog
-from fedquery.rules.bind_blob_sources import blob_source
+from fedquery.rules.bind_blob_sources import blob_source, run_argument
 
 EMBEDDER = "embedder"  # meta key: the embedder a call was resolved to, once per plan
 
@@ -29,7 +29,7 @@ def bind_embedders(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
         if embedder.kind == "image":
             source = blob_source(args[0], catalog)
             args.append(exp.Literal.string(source) if source else exp.null())
-        call.replace(exp.Anonymous(this=embedder.function_name, expressions=args))
+        call.replace(exp.Anonymous(this=embedder.function_name, expressions=[*args, run_argument()]))
     return expression
 
 
@@ -75,7 +75,7 @@ def describe_sql(sql: str, tree: exp.Expr) -> tuple[str, list[str], list[Embedde
 
 
 def _macro(name: str, kind: str, one: Embedder | None, two: Embedder) -> str:
-    extra = ", NULL" if kind == "image" else ""
+    extra = ", NULL, NULL" if kind == "image" else ", NULL"  # (source,) run
     overloads = [f"(x) AS {one.function_name}(x{extra})"] if one else []
     overloads.append(f"(x, model) AS {two.function_name}(x{extra})")
     return f"CREATE OR REPLACE TEMP MACRO {name}" + ", ".join(overloads)
