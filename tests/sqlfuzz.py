@@ -38,6 +38,8 @@ EDGES = [  # (table, column, table, column): the shop's join keys
     ("orders", "product_id", "products", "product_id"),
     ("returns", "order_id", "orders", "order_id"),
     ("targets", "country", "clients", "country"),
+    ("products", "product_id", "clients", "customer_id"),  # no meaning: two warehouse tables
+    ("targets", "quarter", "products", "product_id"),      # that a source can join itself
 ]
 VALUES = {
     "segment": ["consumer", "corporate", "home_office", "nobody"],
@@ -164,8 +166,9 @@ class QueryGenerator:
     # ------------------------------------------------------------------ FROM
 
     def _from(self, scope: Scope, depth: int, extra: dict[str, dict[str, str]]) -> str:
-        chosen = self._join_path(self.rng.choices([1, 2, 3, 4], [4, 4, 2, 1])[0])
+        chosen = self._join_path(self.rng.choices([1, 2, 3, 4], [3, 4, 3, 2])[0])
         parts, pending = [], []
+        inner_only = self.rng.random() < 0.5  # all inner: joins a source may run itself
         for i, (table, link) in enumerate(chosen):
             taken = {s.alias for s in scope.sources}
             text, source = self._source(table, depth, extra if i == 0 else {}, taken)
@@ -176,7 +179,7 @@ class QueryGenerator:
                 if left_col not in left.columns or right_col not in source.columns:
                     break  # a derived table without the key: no cross product of the rest
                 condition = f"{left.alias}.{left_col} = {source.alias}.{right_col}"
-                join = self.rng.choice(JOINS)
+                join = "JOIN" if inner_only else self.rng.choice(JOINS)
                 if join == "JOIN" and self.rng.random() < 0.2:
                     parts.append(f", {text}")
                     pending.append(condition)
@@ -217,7 +220,8 @@ class QueryGenerator:
         alias = self._alias()
         columns = dict(self.rng.sample(list(TABLES[table].items()),
                                        self.rng.randint(1, len(TABLES[table]))))
-        for column in ({c for _, c, t, _ in EDGES if t == table} | {c for t, c, _, _ in EDGES if t == table}):
+        keys = {ac for a, ac, _, _ in EDGES if a == table} | {bc for _, _, b, bc in EDGES if b == table}
+        for column in sorted(keys):
             columns.setdefault(column, TABLES[table][column])
         inner = Scope(sources=[Source(alias, table, TABLES[table])])
         select = ", ".join(f"{alias}.{c}" for c in columns)
@@ -244,11 +248,11 @@ class QueryGenerator:
 
     def _predicate(self, scope: Scope, depth: int) -> str:
         r = self.rng.random()
-        if depth < self.max_depth and r < 0.12:
+        if depth < self.max_depth and r < 0.16:
             return self._in_subquery(scope, depth)
-        if depth < self.max_depth and r < 0.22:
+        if depth < self.max_depth and r < 0.26:
             return self._exists(scope, depth)
-        if depth < self.max_depth and r < 0.28:
+        if depth < self.max_depth and r < 0.32:
             return self._scalar_subquery(scope, depth)
         source, column = self._pick_columns(scope, 1)[0]
         ref = f"{source.alias}.{column}"
