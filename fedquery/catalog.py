@@ -150,7 +150,8 @@ class _Loader:
         self.origin, self.base_dir, self.secrets = origin, base_dir, Secrets()
 
     def fail(self, keypath: str, message: str) -> CatalogError:
-        return CatalogError(f"{self.origin}: {keypath}: {message}")
+        """The error for one key path (a value it shows that is a secret is masked)."""
+        return CatalogError(self.secrets.redact(f"{self.origin}: {keypath}: {message}"))
 
     def load(self, data: Any) -> Catalog:
         self.mapping(data, "(top level)")
