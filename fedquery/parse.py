@@ -69,11 +69,11 @@ def parse(sql: str) -> exp.Expr:
 def parse_statements(sql: str) -> list[exp.Expr]:
     """Parse one or more statements (at least one), each no deeper than ``MAX_DEPTH``."""
     dialect = Dialect.get_or_raise(DIALECT)
+    parser = dialect.parser(error_level=ErrorLevel.RAISE)
     try:
         tokens = dialect.tokenize(require_text(sql))
         _check_nesting(tokens, sql)
-        parsed = dialect.parser(error_level=ErrorLevel.RAISE).parse(tokens, sql)
-        statements = [s for s in parsed if s is not None]
+        statements = [s for s in parser.parse(tokens, sql) if s is not None]
     except RecursionError:
         raise ParseError(f"the query is nested too deeply to parse (at most {MAX_NESTING} "
                          "levels); simplify it, or split it with WITH", sql=sql) from None
@@ -88,6 +88,12 @@ def parse_statements(sql: str) -> list[exp.Expr]:
     except TokenError as exc:
         line, col = _position_of_unclosed(sql)
         raise ParseError(f"syntax error: {exc}", sql=sql, line=line, col=col) from None
+    except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
+        # sqlglot's own builders on malformed input ('x ->> FROM' gives a builder None)
+        token = getattr(parser, "_prev", None) or getattr(parser, "_curr", None)
+        raise ParseError(f"syntax error near {token.text!r}" if token else "syntax error",
+                         sql=sql, line=getattr(token, "line", None),
+                         col=getattr(token, "col", None)) from exc
     if not statements:
         raise ParseError("empty query: expected one SELECT statement", sql=sql)
     for statement in statements:

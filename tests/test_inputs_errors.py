@@ -89,6 +89,33 @@ def test_long_and_chains_are_not_deep(fq: fedquery.Connection) -> None:
     assert fq.sql(f"SELECT count(*) FROM clients WHERE {conditions}").fetchall() == [(600,)]
 
 
+@pytest.mark.parametrize("sql, near", [
+    ("SELECT o.order_id ->>FROM orders o", "->>"),
+    ("SELECT 1 FROM orders o WHERE o.qty ->> FROM", "->>"),
+], ids=["json_arrow_before_from", "json_arrow_at_end"])
+def test_sqlglot_builder_errors_are_parse_errors(fq: fedquery.Connection, sql: str, near: str) -> None:
+    """sqlglot's builders raise TypeError on some malformed input: a ParseError at the token."""
+    with pytest.raises(fedquery.ParseError, match=f"syntax error near '{near}'") as info:
+        fq.sql(sql)
+    assert info.value.line == 1 and sql[info.value.col - len(near):info.value.col] == near
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "fedquery/rules/pushdown_predicates.py _push_where: exp.and_ over the WHERE conditions "
+    "raises TypeError when one is a bare table reference (sqlglot TableColumn, 'WHERE o'), "
+    "which DuckDB's DESCRIBE accepts; the API net makes it an internal PlanError. Fix: leave a "
+    "condition that is not an exp.Condition in the residual WHERE (or wrap it), so DuckDB "
+    "reports 'Unimplemented type for cast (STRUCT(...) -> BOOLEAN)'."))
+@pytest.mark.parametrize("sql", ["SELECT o.order_id FROM orders o WHERE o",
+                                 "SELECT c.name FROM clients c JOIN orders o USING (customer_id) "
+                                 "WHERE c AND o.qty > 3"], ids=["alone", "with_join"])
+def test_table_reference_as_a_condition(fq: fedquery.Connection, sql: str) -> None:
+    for action in (lambda: fq.sql(sql).fetchall(), lambda: fq.explain(sql)):
+        with pytest.raises(fedquery.PlanError) as info:
+            action()
+        assert "internal error" not in str(info.value)
+
+
 # ------------------------------------------------------------------------- odd identifiers
 
 
