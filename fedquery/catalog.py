@@ -208,7 +208,8 @@ class _Loader:
             hint = difflib.get_close_matches(value, names, n=1) if isinstance(value, str) else []
             did = f" (did you mean {hint[0]!r}?)" if hint else ""
             given = _short(value) if isinstance(value, str) else describe(value)
-            raise self.fail(keypath, f"unknown {what} {given}; expected one of: "
+            problem = f"missing {what}" if value is None else f"unknown {what} {given}"
+            raise self.fail(keypath, f"{problem}; expected one of: "
                             f"{', '.join(names) or '(none declared)'}{did}")
         return value
 
