@@ -110,7 +110,7 @@ def load_catalog(catalog: str | os.PathLike | Mapping[str, Any]) -> Catalog:
     """
     if isinstance(catalog, Mapping):
         return _Loader("<dict>", Path.cwd()).load(catalog)
-    if not isinstance(catalog, str | os.PathLike) or isinstance(catalog, bytes):
+    if not isinstance(catalog, str | os.PathLike):
         raise CatalogError(f"expected a catalog: the path of a YAML file or a dict, got "
                            f"{describe(catalog)}")
     path = Path(os.path.expanduser(catalog))
