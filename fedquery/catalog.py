@@ -17,16 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedquery.catalog_yaml import read_yaml
 from fedquery.errors import CatalogError
 from fedquery.secrets import Secrets
 
-SOURCE_KINDS = {
-    "duckdb": ("path",),
-    "postgres": ("dsn",),
-    "parquet": ("root",),
-    "lancedb": ("uri",),
-    "files": ("root",),
-}
 SQL_KINDS = {"duckdb", "postgres"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEYS = re.compile(r"dsn|password|secret|token|key|credential", re.I)
@@ -116,151 +110,295 @@ def load_catalog(catalog: str | os.PathLike | Mapping[str, Any]) -> Catalog:
     """
     if isinstance(catalog, Mapping):
         return _Loader("<dict>", Path.cwd()).load(catalog)
-    path = Path(catalog)
+    if not isinstance(catalog, str | os.PathLike):
+        raise CatalogError(f"expected a catalog: the path of a YAML file or a dict, got "
+                           f"{describe(catalog)}")
+    path = Path(os.path.expanduser(catalog))
     if not path.is_file():
         raise CatalogError(f"{path}: catalog file not found")
-    import yaml
+    data = read_yaml(path)
+    return _Loader(str(path), path.parent.resolve()).load({} if data is None else data)
 
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: not valid YAML: {exc}") from exc
-    return _Loader(str(path), path.parent.resolve()).load(data or {})
+
+def describe(value: Any) -> str:
+    """A value's type in words, with a short rendering of it, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, str):
+        return "an empty string" if not value else f"a string ({_short(value)})"
+    if isinstance(value, int | float):
+        return f"a number ({_short(value)})"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Loader:
-    """Walks the raw mapping, expanding ``${VAR}`` and checking every key path."""
+    """Walks the raw mapping, expanding ``${VAR}`` and checking every key path: its type, its
+    value, and that the keys of a mapping are names."""
 
     def __init__(self, origin: str, base_dir: Path) -> None:
         self.origin, self.base_dir, self.secrets = origin, base_dir, Secrets()
 
     def fail(self, keypath: str, message: str) -> CatalogError:
-        return CatalogError(f"{self.origin}: {keypath}: {message}")
+        """The error for one key path (a value it shows that is a secret is masked)."""
+        return CatalogError(self.secrets.redact(f"{self.origin}: {keypath}: {message}"))
 
     def load(self, data: Any) -> Catalog:
         self.mapping(data, "(top level)")
-        unknown = set(data) - {"sources", "tables", "blobs", "entities"}
-        if unknown:
-            raise self.fail(sorted(unknown)[0], "unknown key; expected sources, tables, blobs, entities")
+        for key in data:
+            if key not in TOP_LEVEL:
+                raise self.fail(str(key), f"unknown key; expected {', '.join(TOP_LEVEL)}")
         sources = self.sources(data.get("sources"))
-        tables = self.tables(data.get("tables") or {}, sources)
-        blobs = self.blobs(data.get("blobs") or {}, sources, tables)
-        entities = self.entities(data.get("entities") or {}, tables)
+        tables = self.tables(data.get("tables"), sources)
+        blobs = self.blobs(data.get("blobs"), sources, tables)
+        entities = self.entities(data.get("entities"), tables)
         return Catalog(self.origin, sources, tables, blobs, entities, self.secrets)
 
-    def mapping(self, value: Any, keypath: str) -> Mapping[str, Any]:
+    # ------------------------------------------------------------------ typed values
+
+    def mapping(self, value: Any, keypath: str, *, optional: bool = False) -> Mapping[str, Any]:
+        """A mapping (``{}`` for null when ``optional``)."""
+        if value is None and optional:
+            return {}
         if not isinstance(value, Mapping):
-            raise self.fail(keypath, f"expected a mapping, got {type(value).__name__}")
+            raise self.fail(keypath, f"expected a mapping, got {describe(value)}")
         return value
+
+    def entries(self, value: Any, keypath: str, what: str) -> list[tuple[str, Any, str]]:
+        """(name, value, key path) of an optional mapping whose keys are names."""
+        out = []
+        for name, item in self.mapping(value, keypath, optional=True).items():
+            if not isinstance(name, str) or not name.strip():
+                raise self.fail(f"{keypath}.{name}", f"a {what} name must be a non-empty "
+                                f"string, got {describe(name)}")
+            out.append((name, item, f"{keypath}.{name}"))
+        return out
+
+    def text(self, value: Any, keypath: str, *, required: str | None = None) -> str | None:
+        """A non-empty string, or None when absent (an error saying ``required`` if given)."""
+        if value is None:
+            if required:
+                raise self.fail(keypath, required)
+            return None
+        if not isinstance(value, str):
+            raise self.fail(keypath, f"expected a string, got {describe(value)}")
+        if not value.strip():
+            raise self.fail(keypath, "expected a non-empty string (omit the key for the default)"
+                            if not required else f"{required}; got an empty string")
+        return value
+
+    def known_keys(self, spec: Mapping, allowed: tuple[str, ...], keypath: str) -> None:
+        unknown = sorted(str(k) for k in spec if k not in allowed)
+        if unknown:
+            raise self.fail(f"{keypath}.{unknown[0]}", f"unknown key; expected {', '.join(allowed)}")
 
     def choice(self, value: Any, options: Mapping | set, keypath: str, what: str) -> str:
         if not isinstance(value, str) or value not in options:
             names = sorted(options)
-            hint = difflib.get_close_matches(str(value), names, n=1)
+            hint = difflib.get_close_matches(value, names, n=1) if isinstance(value, str) else []
             did = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise self.fail(keypath, f"unknown {what} {value!r}; expected one of: "
+            given = _short(value) if isinstance(value, str) else describe(value)
+            problem = f"missing {what}" if value is None else f"unknown {what} {given}"
+            raise self.fail(keypath, f"{problem}; expected one of: "
                             f"{', '.join(names) or '(none declared)'}{did}")
         return value
 
-    def expand(self, value: Any, keypath: str) -> Any:
-        """Replace ``${VAR}`` from the environment; remember secret-looking values."""
-        if isinstance(value, Mapping):
-            return {k: self.expand(v, f"{keypath}.{k}") for k, v in value.items()}
+    # ------------------------------------------------------------------ ${VAR} and secrets
+
+    def expand(self, value: Any, keypath: str, depth: int = 0) -> Any:
+        """Replace ``${VAR}`` from the environment in strings (also in nested mappings);
+        remember every value read that way, and every setting whose key names a secret, in
+        each form fedquery may print."""
+        if depth > MAX_SETTING_DEPTH:
+            raise self.fail(keypath, f"nested more than {MAX_SETTING_DEPTH} deep")
+        if isinstance(value, Mapping):  # a null setting is one not given
+            return {k: self.expand(v, f"{keypath}.{k}", depth + 1) for k, v in value.items()
+                    if v is not None}
+        key = keypath.rsplit(".", 1)[-1]
         if not isinstance(value, str):
+            if _SECRET_KEYS.search(key):
+                self.remember_leaves(value)
             return value
+        path_like = key in PATH_KEYS
+        found: list[str] = []
 
         def substitute(match: re.Match) -> str:
             var = match.group(1)
             if var not in os.environ:
                 raise self.fail(keypath, f"environment variable {var} is not set")
-            self.secrets.add_setting(os.environ[var])
+            found.append(os.environ[var])
             return os.environ[var]
 
         expanded = _VAR.sub(substitute, value)
-        if _SECRET_KEYS.search(keypath.rsplit(".", 1)[-1]):
-            self.secrets.add_setting(expanded)
+        for secret in found:
+            self.secrets.add_setting(secret, base_dir=self.base_dir if path_like else None)
+        if found or _SECRET_KEYS.search(key):
+            self.secrets.add_setting(expanded, base_dir=self.base_dir if path_like else None)
         return expanded
+
+    def remember_leaves(self, value: Any) -> None:
+        """A secret-named setting that is not a string: each number or string in it."""
+        if isinstance(value, Mapping):
+            value = list(value.values())
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, str | int | float) and not isinstance(item, bool):
+                self.secrets.add_setting(str(item))
+            elif isinstance(item, Mapping | list | tuple):
+                self.remember_leaves(item)
+
+    # ------------------------------------------------------------------ sections
 
     def sources(self, raw: Any) -> dict[str, SourceSpec]:
         if raw is None:
             raise self.fail("sources", "missing; declare at least one source")
+        self.mapping(raw, "sources")
         out = {}
-        for name, spec in self.mapping(raw, "sources").items():
-            keypath = f"sources.{name}"
+        for name, spec, keypath in self.entries(raw, "sources", "source"):
             spec = self.mapping(spec, keypath)
             kind = spec.get("kind")
             if not (isinstance(kind, str) and _plugin_kind(kind)):
                 kind = self.choice(kind, SOURCE_KINDS, f"{keypath}.kind", "source kind")
-            for required in SOURCE_KINDS.get(kind, ()):
-                if not spec.get(required):
-                    raise self.fail(f"{keypath}.{required}", f"required for kind {kind!r}")
             settings = self.expand({k: v for k, v in spec.items() if k != "kind"}, keypath)
+            for key, check in SOURCE_KINDS.get(kind, {}).items():
+                check(self, settings.get(key), f"{keypath}.{key}", kind)
             self.check_options(settings, keypath)
             out[name] = SourceSpec(name, kind, settings, self.base_dir)
         return out
 
+    def required_text(self, value: Any, keypath: str, kind: str) -> None:
+        self.text(value, keypath, required=f"required for kind {kind!r}")
+
+    def options(self, value: Any, keypath: str, kind: str) -> None:
+        self.mapping(value, keypath, optional=True)
+
     def check_options(self, settings: Mapping[str, Any], keypath: str) -> None:
-        """``options`` of a source on S3: known keys, key and secret together."""
-        root = str(settings.get("root", ""))
-        if not root.startswith("s3://"):
+        """``options`` of a source on S3: known keys of the right types, key and secret
+        together."""
+        root = settings.get("root")
+        if not (isinstance(root, str) and root.startswith(("s3://", "s3a://"))):
             return
         from connectors.remote_fs import S3_OPTIONS
 
-        options = self.mapping(settings.get("options") or {}, f"{keypath}.options")
-        for key in options:
-            if key not in S3_OPTIONS:
-                self.choice(key, set(S3_OPTIONS), f"{keypath}.options.{key}", "S3 option")
+        options = self.mapping(settings.get("options"), f"{keypath}.options", optional=True)
+        for key, value in options.items():
+            where = f"{keypath}.options.{key}"
+            self.choice(key, set(S3_OPTIONS), where, "S3 option")
+            _OPTION_CHECKS.get(key, _any_scalar)(self, value, where)
         if bool(options.get("key")) != bool(options.get("secret")):
             raise self.fail(f"{keypath}.options", "give both key and secret, or neither (to use "
                             "the environment's credentials or anonymous: true)")
 
     def tables(self, raw: Any, sources: dict[str, SourceSpec]) -> dict[str, TableSpec]:
         out = {}
-        for name, spec in self.mapping(raw, "tables").items():
-            keypath = f"tables.{name}"
+        for name, spec, keypath in self.entries(raw, "tables", "table"):
             spec = self.mapping(spec, keypath)
             source = sources[self.choice(spec.get("source"), sources, f"{keypath}.source", "source")]
-            unknown = set(spec) - {"source", "table", "path", "partitioning"}
-            if unknown:
-                raise self.fail(f"{keypath}.{sorted(unknown)[0]}",
-                                "unknown key; expected source, table, path, partitioning")
-            if source.kind == "parquet" and not spec.get("path"):
-                raise self.fail(f"{keypath}.path", "required for a parquet source (folder, glob or file)")
-            if spec.get("partitioning") not in (None, "hive", "none"):
-                raise self.fail(f"{keypath}.partitioning", "expected 'hive' or 'none'")
-            table = spec.get("table") or (None if source.kind in ("parquet", "files") else name)
-            out[name] = TableSpec(name, source.name, table, spec.get("path"), spec.get("partitioning"))
+            self.known_keys(spec, ("source", "table", "path", "partitioning"), keypath)
+            table = self.text(spec.get("table"), f"{keypath}.table")
+            path = self.text(spec.get("path"), f"{keypath}.path", required=(
+                "required for a parquet source (folder, glob or file)"
+                if source.kind == "parquet" else None))
+            partitioning = spec.get("partitioning")
+            if partitioning not in (None, "hive", "none"):
+                raise self.fail(f"{keypath}.partitioning", f"expected 'hive' or 'none', got "
+                                f"{describe(partitioning)}")
+            table = table or (None if source.kind in ("parquet", "files") else name)
+            out[name] = TableSpec(name, source.name, table, path, partitioning)
         return out
 
     def blobs(self, raw: Any, sources: dict, tables: dict) -> dict[str, str]:
         out = {}
-        for column, source in self.mapping(raw, "blobs").items():
-            keypath = f"blobs.{column}"
-            table, _, col = str(column).partition(".")
+        files = {n for n, s in sources.items() if s.kind == "files"}
+        for column, source, keypath in self.entries(raw, "blobs", "blob column"):
+            table, _, col = column.partition(".")
             if not col:
                 raise self.fail(keypath, "expected a key of the form <table>.<column>")
             self.choice(table, tables, keypath, "table")
-            files = {n for n, s in sources.items() if s.kind == "files"}
-            out[str(column)] = self.choice(source, files, keypath, "files source")
+            out[column] = self.choice(source, files, keypath, "files source")
         return out
 
     def entities(self, raw: Any, tables: dict) -> dict[str, EntitySpec]:
         out = {}
-        for name, spec in self.mapping(raw, "entities").items():
-            keypath = f"entities.{name}"
+        for name, spec, keypath in self.entries(raw, "entities", "entity"):
             if name.lower() in {t.lower() for t in tables}:
                 raise self.fail(keypath, "an entity needs a name no table has (FROM <name> reads it)")
             spec = self.mapping(spec, keypath)
+            self.known_keys(spec, ("table", "key", "members"), keypath)
             table = self.choice(spec.get("table"), tables, f"{keypath}.table", "table")
-            key = spec.get("key")
-            if not isinstance(key, str):
-                raise self.fail(f"{keypath}.key", "required: the root table's key column")
-            members = {}
-            for member, m in self.mapping(spec.get("members") or {}, f"{keypath}.members").items():
-                mpath = f"{keypath}.members.{member}"
-                m = self.mapping(m, mpath)
-                mtable = self.choice(m.get("table"), tables, f"{mpath}.table", "table")
-                mkey = m.get("key") or key
-                members[member] = MemberSpec(member, mtable, mkey, m.get("root_key") or key, m.get("time"))
+            key = self.text(spec.get("key"), f"{keypath}.key",
+                            required="required: the root table's key column")
+            members = {member: self.member(member, m, mpath, tables, key)
+                       for member, m, mpath in self.entries(spec.get("members"),
+                                                            f"{keypath}.members", "member")}
             out[name] = EntitySpec(name, table, key, members)
         return out
+
+    def member(self, name: str, spec: Any, keypath: str, tables: dict, key: str) -> MemberSpec:
+        spec = self.mapping(spec, keypath)
+        self.known_keys(spec, ("table", "key", "root_key", "time"), keypath)
+        table = self.choice(spec.get("table"), tables, f"{keypath}.table", "table")
+        mkey = self.text(spec.get("key"), f"{keypath}.key") or key
+        root_key = self.text(spec.get("root_key"), f"{keypath}.root_key") or key
+        return MemberSpec(name, table, mkey, root_key, self.text(spec.get("time"), f"{keypath}.time"))
+
+
+# ---------------------------------------------------------------------- S3 option types
+
+
+def _string_option(loader: _Loader, value: Any, keypath: str) -> None:
+    loader.text(value, keypath)
+
+
+def _flag_option(loader: _Loader, value: Any, keypath: str) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if not (isinstance(value, str) and value.strip().lower() in _FLAGS):
+        raise loader.fail(keypath, f"expected true or false, got {describe(value)}")
+
+
+def _positive(integer: bool):
+    def check(loader: _Loader, value: Any, keypath: str) -> None:
+        if value is None:
+            return
+        try:
+            number = (int if integer else float)(value) if not isinstance(value, bool) else 0
+        except (TypeError, ValueError):
+            number = 0
+        if isinstance(value, list | tuple | Mapping) or number <= 0:
+            what = "a positive integer" if integer else "a positive number of seconds"
+            raise loader.fail(keypath, f"expected {what}, got {describe(value)}")
+    return check
+
+
+def _any_scalar(loader: _Loader, value: Any, keypath: str) -> None:
+    if isinstance(value, Mapping | list | tuple):
+        raise loader.fail(keypath, f"expected a single value, got {describe(value)}")
+
+
+TOP_LEVEL = ("sources", "tables", "blobs", "entities")
+PATH_KEYS = {"path", "root", "uri"}
+MAX_SETTING_DEPTH = 16
+_FLAGS = {"true", "false", "1", "0", "yes", "no"}
+SOURCE_KINDS: dict[str, dict[str, Any]] = {
+    "duckdb": {"path": _Loader.required_text},
+    "postgres": {"dsn": _Loader.required_text},  # its other settings: checked by the connector
+    "parquet": {"root": _Loader.required_text, "options": _Loader.options},
+    "lancedb": {"uri": _Loader.required_text},
+    "files": {"root": _Loader.required_text, "options": _Loader.options},
+}
+_OPTION_CHECKS = {
+    "endpoint_url": _string_option, "key": _string_option, "secret": _string_option,
+    "token": _string_option, "region": _string_option, "anonymous": _flag_option,
+    "max_attempts": _positive(True), "connect_timeout": _positive(False),
+    "request_timeout": _positive(False),
+}

@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
+from fedquery.boundary import boundary
 from fedquery.errors import FedQueryError
 
 FORMATS = ("table", "csv", "json", "parquet")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
+    """Entry point of the console script; returns the exit code: 0, 1 for an error (printed
+    as one line, secrets masked, never a traceback), 130 when interrupted."""
     args = _parser().parse_args(argv)
     try:
-        return args.run(args)
+        with boundary():
+            return args.run(args)
     except FedQueryError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+@contextlib.contextmanager
+def _connect(catalog: str):
+    """A connection; what the command's own code raises is masked with its secrets too."""
+    import fedquery
+
+    with fedquery.connect(catalog) as con, boundary(con.catalog.secrets):
+        yield con
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,26 +94,24 @@ def _number_or_text(value: str) -> object:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    import fedquery
-
-    with fedquery.connect(args.catalog) as con:
+    with _connect(args.catalog) as con:
         table = con.sql(args.query, params=_params(args.param)).arrow()
-        _write(table, args.format, args.output)
+        try:
+            _write(table, args.format, args.output)
+        except OSError as exc:
+            print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
-    import fedquery
-
-    with fedquery.connect(args.catalog) as con:
+    with _connect(args.catalog) as con:
         print(con.explain(args.query, analyze=args.analyze, params=_params(args.param)))
     return 0
 
 
 def _tables(args: argparse.Namespace) -> int:
-    import fedquery
-
-    with fedquery.connect(args.catalog) as con:
+    with _connect(args.catalog) as con:
         print("\n".join(con.tables()))
     return 0
 
@@ -116,9 +130,7 @@ def _sample_size(text: str) -> int | float:
 def _profile(args: argparse.Namespace) -> int:
     import json
 
-    import fedquery
-
-    with fedquery.connect(args.catalog) as con:
+    with _connect(args.catalog) as con:
         profile = con.profile(args.source, column=args.column, by=args.by, sample=args.sample)
     print(profile)
     print(json.dumps(profile.summary, indent=2, default=str))

@@ -1,7 +1,14 @@
-"""``connect`` and ``Connection``: the user's handle on a catalog."""
+"""``connect`` and ``Connection``: the user's handle on a catalog.
+
+Every public method runs inside ``boundary``: what it raises is a ``FedQueryError`` with the
+catalog's secrets masked. Arguments are checked here, before anything is planned: the query
+is a ``str``, ``params`` a mapping of names (``$name``) or a list or tuple of values (``?``,
+``$1``), and keyword arguments are the documented ones.
+"""
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -10,11 +17,12 @@ import pyarrow as pa
 from sqlglot import exp
 
 from connectors import open_connector
+from fedquery.boundary import boundary
 from fedquery.catalog import Catalog, load_catalog
-from fedquery.errors import FedQueryError, PlanError
+from fedquery.errors import CatalogError, FedQueryError, PlanError
 from fedquery.execute import Session
 from fedquery.explain import render
-from fedquery.parse import first_keyword
+from fedquery.parse import first_keyword, require_text
 from fedquery.planner import Planner, select_params
 from fedquery.result import Result
 
@@ -30,7 +38,8 @@ def blob_functions(catalog: Catalog, *, strict: bool = False):
     return BlobFunctions(Blobs.from_catalog(catalog), strict=strict)
 
 
-def connect(catalog: str | os.PathLike | Mapping[str, Any], *, strict: bool = False) -> Connection:
+def connect(catalog: str | os.PathLike | Mapping[str, Any], *, strict: bool = False,
+            **unknown: Any) -> Connection:
     """Open a catalog (a YAML path or a dict) and return a ``Connection``.
 
     ``strict``: a missing or corrupt file read by a blob function fails the query with
@@ -39,9 +48,12 @@ def connect(catalog: str | os.PathLike | Mapping[str, Any], *, strict: bool = Fa
     >>> with fedquery.connect("catalog.yaml") as con:  # doctest: +SKIP
     ...     con.sql("SELECT count(*) FROM frames").fetchall()
     """
-    if isinstance(catalog, str | os.PathLike):
-        catalog = os.path.expanduser(catalog)
-    return Connection(load_catalog(catalog), strict=strict)
+    with boundary():
+        _no_unknown("connect", unknown, ("strict",), CatalogError)
+        if not isinstance(strict, bool):
+            raise CatalogError(f"connect: strict must be True or False, got {strict!r}")
+        catalog = load_catalog(catalog)
+    return Connection(catalog, strict=strict)
 
 
 class Connection:
@@ -50,7 +62,7 @@ class Connection:
     def __init__(self, catalog: Catalog, *, strict: bool = False) -> None:
         self.catalog = catalog
         self._closed = True
-        with catalog.secrets.scrubbing():
+        with boundary(catalog.secrets):
             self._open(catalog, strict)
         self._closed = False
 
@@ -58,20 +70,26 @@ class Connection:
         connectors: dict = {}
         try:
             for name, spec in catalog.sources.items():
-                connectors[name] = open_connector(spec, catalog)
+                with boundary(catalog.secrets, sources=[name], opening=True):
+                    connectors[name] = open_connector(spec, catalog)
             self._session = Session(connectors, catalog.secrets,
                                     blob_functions(catalog, strict=strict))
             self._planner = Planner(catalog, self._session)
-        except FedQueryError:
+        except BaseException:
             for connector in connectors.values():
                 connector.close()
             raise
 
-    def sql(self, query: str, params: Mapping[str, Any] | list | None = None) -> Result:
-        """Plan a query now (errors surface here) and return its lazily run ``Result``."""
-        self._check_open()
-        with self.catalog.secrets.scrubbing():
-            return self._sql(query, params)
+    def sql(self, query: str, params: Mapping[str, Any] | list | tuple | None = None,
+            **unknown: Any) -> Result:
+        """Plan a query now (errors surface here) and return its lazily run ``Result``.
+
+        ``params``: a mapping for ``$name`` parameters, or a list or tuple for ``?`` and ``$1``.
+        """
+        with boundary(self.catalog.secrets):
+            _no_unknown("sql", unknown, ("params",))
+            self._check_open()
+            return self._sql(require_text(query), checked_params(params))
 
     def _sql(self, query: str, params: Any) -> Result:
         if first_keyword(query) in CATALOG_STATEMENTS:
@@ -82,35 +100,47 @@ class Connection:
         return Result(self._session, plan,
                       select_params(plan.parameters, params, plan.vector_parameters))
 
-    def explain(self, query: str, analyze: bool = False, params: Mapping[str, Any] | None = None) -> str:
-        """The plan: each fragment, exactly what its source receives, and the residual SQL."""
-        self._check_open()
-        with self.catalog.secrets.scrubbing():
-            plan = self._planner.cached_plan(query, params)
-            execution = None
-            if analyze:
-                values = select_params(plan.parameters, params, plan.vector_parameters)
-                execution = self._session.run(plan, values, analyze=True)
-                execution.table()
+    def explain(self, query: str, analyze: bool = False,
+                params: Mapping[str, Any] | list | tuple | None = None, **unknown: Any) -> str:
+        """The plan: each fragment, exactly what its source receives, and the residual SQL.
+
+        ``analyze=True`` also runs it and shows rows, time and bytes per fragment. Like
+        ``sql(query, params)``, a mapping, list or tuple in the second place is ``params``.
+        """
+        with boundary(self.catalog.secrets):
+            _no_unknown("explain", unknown, ("analyze", "params"))
+            self._check_open()
+            analyze, params = _analyze_and_params(analyze, params)
+            plan = self._planner.cached_plan(require_text(query), params)
+            if not analyze:
+                return render(plan, self._session, None)
+        with boundary(self.catalog.secrets, sources=plan_sources(plan)):
+            values = select_params(plan.parameters, params, plan.vector_parameters)
+            execution = self._session.run(plan, values, analyze=True)
+            execution.table()
             return render(plan, self._session, execution)
 
     def tables(self) -> list[str]:
         """Catalog table names, then ``source.table`` names of SQL sources."""
-        self._check_open()
-        names = list(self._planner.index.catalog_names)
-        extra = sorted(n for n in self._planner.index.names() if n not in self.catalog.tables)
-        return names + extra
+        with boundary(self.catalog.secrets):
+            self._check_open()
+            names = list(self._planner.index.catalog_names)
+            extra = sorted(n for n in self._planner.index.names() if n not in self.catalog.tables)
+            return names + extra
 
     def schema(self, name: str) -> pa.Schema:
         """The Arrow schema of a table (or an entity) as SQL sees it."""
-        self._check_open()
-        if self.catalog.entity(name) is not None:
-            quoted = exp.to_identifier(name, quoted=True).sql("duckdb")
-            return self.sql(f"SELECT * FROM {quoted} LIMIT 0").arrow().schema
-        bound = self._planner.index.lookup(name)
-        if bound is None:
-            raise PlanError(f"unknown table {name!r}{self._planner.index.suggest(name)}")
-        with self.catalog.secrets.scrubbing():
+        with boundary(self.catalog.secrets):
+            self._check_open()
+            if not isinstance(name, str):
+                raise PlanError(f"schema: expected a table name (str), got {type(name).__name__}")
+            if self.catalog.entity(name) is not None:
+                quoted = exp.to_identifier(name, quoted=True).sql("duckdb")
+                return self.sql(f"SELECT * FROM {quoted} LIMIT 0").arrow().schema
+            bound = self._planner.index.lookup(name)
+            if bound is None:
+                raise PlanError(f"unknown table {name!r}{self._planner.index.suggest(name)}")
+        with boundary(self.catalog.secrets, sources=[bound.source]):
             return self._session.schema(bound.source, bound.ref)
 
     def profile(self, source: str, column: str | None = None, by: str | None = None,
@@ -123,17 +153,19 @@ class Connection:
         """
         from fedquery.profile import build_profile
 
-        self._check_open()
-        with self.catalog.secrets.scrubbing():
+        with boundary(self.catalog.secrets):
+            self._check_open()
+            _check_profile_arguments(source, column, by, sample)
             return build_profile(self, source, column, by, sample)
 
     def close(self) -> None:
         """Release every source; the connection cannot be used afterwards."""
         if not self._closed:
             self._closed = True
-            for connector in self._session.connectors.values():
-                connector.close()
-            self._session.close()
+            with boundary(self.catalog.secrets):
+                for connector in self._session.connectors.values():
+                    connector.close()
+                self._session.close()
 
     def __enter__(self) -> Connection:
         return self
@@ -163,6 +195,62 @@ class Connection:
             plan = self._planner.cached_plan(tree.this.sql("duckdb"), params)
             table = pa.table({"column_name": list(plan.columns), "column_type": list(plan.types)})
         return _TableResult(table)
+
+
+def checked_params(params: Any) -> dict[str, Any] | list | None:
+    """``params`` as the planner takes them: a dict with ``str`` keys, or a list."""
+    if params is None:
+        return None
+    if isinstance(params, Mapping):
+        for name in params:
+            if not isinstance(name, str):
+                raise PlanError(f"params: parameter names must be strings ($name), got "
+                                f"{name!r} ({type(name).__name__})")
+        return dict(params)
+    if isinstance(params, list | tuple):
+        return list(params)
+    raise PlanError(f"params must be a dict of named values ($name) or a list or tuple of "
+                    f"positional values (? or $1), got {type(params).__name__}")
+
+
+def plan_sources(plan) -> list[str]:
+    """The sources a plan reads (named by an I/O error no connector translated)."""
+    return [f.source for f in plan.fragments]
+
+
+def _analyze_and_params(analyze: Any, params: Any) -> tuple[bool, Any]:
+    """``explain(sql, params)`` as ``sql(sql, params)`` takes it; else analyze is a bool."""
+    if isinstance(analyze, Mapping | list | tuple):
+        if params is not None:
+            raise PlanError("explain: params given twice (in the second place and as params=)")
+        analyze, params = False, analyze
+    if not (isinstance(analyze, bool | int) and analyze in (0, 1)):
+        raise PlanError(f"explain: analyze must be True or False, got {analyze!r}")
+    return bool(analyze), checked_params(params)
+
+
+def _check_profile_arguments(source: Any, column: Any, by: Any, sample: Any) -> None:
+    if not isinstance(source, str):
+        raise PlanError(f"profile: expected a source, table or SELECT (str), got "
+                        f"{type(source).__name__}")
+    if column is not None and not isinstance(column, str):
+        raise PlanError(f"profile: column must be a column name (str), got {type(column).__name__}")
+    names = by if isinstance(by, list | tuple) else [by]
+    if by is not None and not all(isinstance(n, str) for n in names):
+        raise PlanError("profile: by must be a column name or a list of them")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int | float)):
+        raise PlanError(f"profile: sample must be a count or a fraction, got {sample!r}")
+
+
+def _no_unknown(method: str, unknown: Mapping[str, Any], known: tuple[str, ...],
+                error: type[FedQueryError] = PlanError) -> None:
+    """Refuse keyword arguments a method does not take, suggesting the nearest one."""
+    if unknown:
+        name = sorted(unknown)[0]
+        hint = difflib.get_close_matches(name, known, n=1)
+        did = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise error(f"{method}() got an unknown argument {name!r}{did}; it takes "
+                    f"{', '.join(known)}")
 
 
 class _TableResult(Result):

@@ -1,23 +1,46 @@
-"""SQL text to a sqlglot tree, in DuckDB's dialect (the residual runs in DuckDB)."""
+"""SQL text to a sqlglot tree, in DuckDB's dialect (the residual runs in DuckDB).
+
+sqlglot's parser, its generator and the planner's passes recurse into the tree, so a query
+nested too deeply would exhaust Python's stack (``RecursionError``) somewhere inside them.
+It is refused here instead, with the line and column: brackets, ``CASE`` and runs of prefix
+operators are counted on the tokens before the parser recurses (``MAX_NESTING``), and the
+depth of the parsed tree is measured before anything else walks it (``MAX_DEPTH``; a chain
+of ``AND`` or ``OR`` counts once, as sqlglot walks those without recursing).
+"""
 
 from __future__ import annotations
 
 import logging
 
-import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, TokenError
 from sqlglot.errors import ParseError as SqlglotParseError
+from sqlglot.tokens import Token, TokenType
 
 from fedquery.errors import ParseError
 
 DIALECT = "duckdb"
+MAX_NESTING = 100   # brackets, CASE and prefix operators open at once, counted on the tokens
+MAX_DEPTH = 200     # levels of the parsed tree
 logging.getLogger("sqlglot").setLevel(logging.ERROR)  # refusals are ours to report
+
+_OPEN = {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE, TokenType.CASE}
+_CLOSE = {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE, TokenType.END}
+_PREFIX = {TokenType.NOT, TokenType.DASH, TokenType.PLUS, TokenType.TILDE}
+_FLAT = (exp.And, exp.Or)
+
+
+def require_text(sql: object) -> str:
+    """The query itself, which must be a ``str`` (not bytes, None or a number)."""
+    if not isinstance(sql, str):
+        raise ParseError(f"expected the query as a string (str), got {type(sql).__name__}")
+    return sql
 
 
 def first_keyword(sql: str) -> str:
     """The statement's first word, upper-case, after whitespace, ``(``, ``;`` and comments."""
-    text = sql
+    text = require_text(sql)
     while True:
         text = text.lstrip(" \t\r\n(;")
         if text.startswith("--"):
@@ -44,10 +67,16 @@ def parse(sql: str) -> exp.Expr:
 
 
 def parse_statements(sql: str) -> list[exp.Expr]:
-    """Parse one or more statements (at least one)."""
+    """Parse one or more statements (at least one), each no deeper than ``MAX_DEPTH``."""
+    dialect = Dialect.get_or_raise(DIALECT)
+    parser = dialect.parser(error_level=ErrorLevel.RAISE)
     try:
-        statements = [s for s in sqlglot.parse(sql, dialect=DIALECT,
-                                               error_level=ErrorLevel.RAISE) if s is not None]
+        tokens = dialect.tokenize(require_text(sql))
+        _check_nesting(tokens, sql)
+        statements = [s for s in parser.parse(tokens, sql) if s is not None]
+    except RecursionError:
+        raise ParseError(f"the query is nested too deeply to parse (at most {MAX_NESTING} "
+                         "levels); simplify it, or split it with WITH", sql=sql) from None
     except SqlglotParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         description = first.get("description") or str(exc)
@@ -59,9 +88,60 @@ def parse_statements(sql: str) -> list[exp.Expr]:
     except TokenError as exc:
         line, col = _position_of_unclosed(sql)
         raise ParseError(f"syntax error: {exc}", sql=sql, line=line, col=col) from None
+    except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
+        # sqlglot's own builders on malformed input ('x ->> FROM' gives a builder None)
+        token = getattr(parser, "_prev", None) or getattr(parser, "_curr", None)
+        raise ParseError(f"syntax error near {token.text!r}" if token else "syntax error",
+                         sql=sql, line=getattr(token, "line", None),
+                         col=getattr(token, "col", None)) from exc
     if not statements:
         raise ParseError("empty query: expected one SELECT statement", sql=sql)
+    for statement in statements:
+        _check_depth(statement, sql)
     return statements
+
+
+def _check_nesting(tokens: list[Token], sql: str) -> None:
+    """Refuse brackets, CASE and prefix operators (NOT, -, +, ~) open more than
+    ``MAX_NESTING`` deep, at the token that goes past it, before the parser recurses."""
+    depth = run = 0
+    for token in tokens:
+        kind = token.token_type
+        run = run + 1 if kind in _PREFIX else 0
+        if kind in _OPEN:
+            depth += 1
+        elif kind in _CLOSE:
+            depth = max(depth - 1, 0)
+        if depth + run > MAX_NESTING:
+            raise ParseError(f"the query nests brackets, CASE or operators more than "
+                             f"{MAX_NESTING} deep; simplify it, or split it with WITH",
+                             sql=sql, line=token.line, col=token.col)
+
+
+def _check_depth(tree: exp.Expr, sql: str) -> None:
+    """Refuse a parsed tree more than ``MAX_DEPTH`` levels deep (long ``+`` or ``UNION``
+    chains, nested subqueries), pointing at its deepest part, before anything recurses in it."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            line, col = _position(node)
+            raise ParseError(f"the query is nested more than {MAX_DEPTH} levels deep (subqueries, "
+                             "operators, function calls); simplify it, or split it with WITH",
+                             sql=sql, line=line, col=col)
+        for child in node.iter_expressions():
+            flat = isinstance(child, _FLAT) and type(child) is type(node)
+            stack.append((child, depth if flat else depth + 1))
+
+
+def _position(node: exp.Expr) -> tuple[int | None, int | None]:
+    """Line and column of the nearest token under ``node`` or its ancestors that has them."""
+    while node is not None:
+        for inner in node.walk():
+            if "line" in inner.meta:
+                return inner.meta["line"], inner.meta.get("col")
+        node = node.parent
+    return None, None
 
 
 def _position_of_unclosed(sql: str) -> tuple[int, int]:

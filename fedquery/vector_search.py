@@ -53,17 +53,31 @@ def _expanded(table: exp.Table, schema_of: Callable[[str], pa.Schema]) -> exp.Su
     if metric not in METRICS:
         raise PlanError(f"vector_search: unknown metric {metric!r}; one of "
                         f"{', '.join(sorted(METRICS))}")
-    column = _vector_column(name.name, schema_of(name.name), _option(named, "column", None))
+    target = _table_named(name.name)
+    column = _vector_column(name.name, schema_of(target.sql("duckdb")), _option(named, "column", None))
     if named:
         raise PlanError(f"vector_search: unknown option {sorted(named)[0]!r}: {USAGE}")
     distance = exp.Anonymous(this=METRICS[metric], expressions=[exp.column(column, quoted=True),
                                                                query.copy()])
     select = (exp.select(exp.Star(), exp.alias_(distance, DISTANCE))
-              .from_(exp.to_table(name.name, dialect="duckdb"))
+              .from_(target)
               .order_by(exp.Ordered(this=exp.column(DISTANCE), nulls_first=False))
               .limit(int(k.this)))
     alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier("vector_search"))
     return exp.Subquery(this=select, alias=alias.copy())
+
+
+def _table_named(name: str) -> exp.Table:
+    """The table a name string stands for, built from identifiers (``table``,
+    ``source.table``, ``source.schema.table``): whatever the string holds, quotes and
+    semicolons included, it is a name and never parsed as SQL."""
+    parts = name.split(".")
+    if not name.strip() or len(parts) > 3 or not all(p.strip() for p in parts):
+        raise PlanError(f"vector_search: {name!r} is not a table name (table, source.table or "
+                        f"source.schema.table): {USAGE}")
+    identifiers = [exp.to_identifier(p, quoted=True) for p in parts]
+    return exp.Table(this=identifiers[-1], db=identifiers[-2] if len(parts) > 1 else None,
+                     catalog=identifiers[-3] if len(parts) > 2 else None)
 
 
 def _arguments(func: exp.Expr) -> tuple[list[exp.Expr], dict[str, exp.Expr]]:

@@ -1,0 +1,86 @@
+"""The API boundary: whatever fails inside fedquery leaves it as a ``FedQueryError``.
+
+Errors are translated where they arise (a connector translates its driver's, the planner its
+own); this is the net under them, at every public entry point (``connect``, the methods of
+``Connection`` and ``Result``, a result's stream, the CLI). A ``FedQueryError`` passes with
+its secrets masked; any other exception is a bug and becomes one whose message says so, with
+the original chained (unless it shows a secret). ``KeyboardInterrupt`` and ``SystemExit``
+pass untouched.
+
+>>> with boundary(secrets, sources=("lake",)):   # doctest: +SKIP
+...     run_the_query()
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from fedquery.errors import FedQueryError, PlanError, SourceError
+
+if TYPE_CHECKING:
+    from fedquery.secrets import Secrets
+
+REPORT = "this is a bug in fedquery; please report it with the query"
+
+
+@contextlib.contextmanager
+def boundary(secrets: Secrets | None = None, *, sources: Iterable[str] = (),
+             opening: bool = False) -> Iterator[None]:
+    """Let only ``FedQueryError`` out of the block, secrets masked; ``sources``: the sources
+    the block reads, named by an I/O error that no connector translated (by any error with
+    ``opening``: the block opens that source)."""
+    try:
+        yield
+    except FedQueryError as exc:
+        if secrets is not None:
+            secrets.scrub(exc)
+        raise
+    except Exception as exc:  # noqa: BLE001 - the net: BaseExceptions (Ctrl-C, exit) pass
+        error = internal_error(exc, secrets, sources, opening=opening)
+        error.__cause__ = exc
+        if secrets is not None:
+            secrets.scrub(error)
+        raise error from error.__cause__
+
+
+def internal_error(exc: BaseException, secrets: Secrets | None = None,
+                   sources: Iterable[str] = (), *, opening: bool = False) -> FedQueryError:
+    """The ``FedQueryError`` that stands for an untranslated exception: ``SourceError`` for an
+    I/O error while sources are read or any error while one opens, ``PlanError`` otherwise."""
+    text = _first_line(str(exc))
+    if secrets is not None:
+        text = secrets.redact(text)
+    kind = type(exc).__name__
+    if isinstance(exc, RecursionError):
+        return PlanError(f"the query is too deeply nested to plan ({kind}); simplify it, or split "
+                         f"it with WITH ({REPORT})")
+    if isinstance(exc, MemoryError):
+        return PlanError(f"out of memory ({kind}); ask for fewer rows or columns")
+    named = ", ".join(sorted(set(sources)))
+    if opening and named:
+        return SourceError(f"cannot open the source: internal error: {kind}: {text} ({REPORT})",
+                           source=named)
+    if isinstance(exc, OSError) and named:
+        return SourceError(f"reading failed: {kind}: {text} (internal error: not translated by "
+                           f"the connector; {REPORT})", source=named)
+    return PlanError(f"internal error: {kind}: {text} ({REPORT})")
+
+
+def guarded_batches(reader, secrets: Secrets | None, sources: Iterable[str] = ()):
+    """A record batch reader whose stream lets only ``FedQueryError`` out, like the API."""
+    import pyarrow as pa
+
+    sources = tuple(sources)
+
+    def batches():
+        with boundary(secrets, sources=sources):
+            yield from reader
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+def _first_line(text: str, limit: int = 500) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "(no message)"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
