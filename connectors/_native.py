@@ -89,7 +89,8 @@ def scan_sql(source: str, request: ScanRequest, table: TableRef) -> str:
     """The DuckDB SELECT that answers a scan request over a bound native table. Keys
     (``request.keys``) are an IN list of literals up to ``IN_LITERALS_MAX`` (DuckDB pushes it
     into the table's scan), else a semi-join with the table ``KEYS_TABLE`` the reader registers."""
-    select = exp.select(*(request.columns or ("*",))).from_(relation(source, table))
+    columns = [exp.column(c, quoted=True) for c in request.columns or ()] or [exp.Star()]
+    select = exp.select(*columns).from_(relation(source, table))
     if request.filter:
         select = select.where(request.filter, dialect="duckdb")
     if request.keys is not None:

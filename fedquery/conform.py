@@ -31,8 +31,8 @@ class ArrowTypes:
     def _ask(self, sql_type: str) -> pa.DataType | None:
         try:
             table = self._con.sql(f"SELECT CAST(NULL AS {sql_type}) AS v LIMIT 0").to_arrow_table()
-        except duckdb.Error:
-            return None  # a type name DuckDB cannot cast to (ENUM of a source, ...): leave as is
+        except (duckdb.Error, pa.ArrowException):
+            return None  # a type DuckDB cannot cast to or Arrow cannot hold: left as it comes
         return table.schema.field(0).type
 
     def close(self) -> None:

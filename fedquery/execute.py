@@ -215,6 +215,8 @@ class Execution:
             return table
         except duckdb.Error as exc:
             raise self._session.translate(exc, self._plan, self.stats) from exc
+        except pa.ArrowInvalid as exc:
+            raise arrow_error(exc) from exc
         finally:
             self._cursor.close()
 
@@ -225,6 +227,9 @@ class Execution:
         except duckdb.Error as exc:
             self._cursor.close()
             raise self._session.translate(exc, self._plan, self.stats) from exc
+        except pa.ArrowInvalid as exc:
+            self._cursor.close()
+            raise arrow_error(exc) from exc
         schema = conform(source.schema.empty_table(), self._wanted).schema
         return pa.RecordBatchReader.from_batches(schema, self._batches(source))
 
@@ -234,8 +239,19 @@ class Execution:
                 yield conform(batch, self._wanted)
         except duckdb.Error as exc:
             raise self._session.translate(exc, self._plan, self.stats) from exc
+        except pa.ArrowInvalid as exc:
+            raise arrow_error(exc) from exc
         finally:
             self._cursor.close()
+
+
+def arrow_error(exc: pa.ArrowInvalid) -> PlanError:
+    """An answer Arrow cannot hold (lists or structs nested past its 64 levels, say)."""
+    text = str(exc).splitlines()[0]
+    if "nesting" in text.lower() or "depth" in text.lower():
+        return PlanError("the result nests lists or structs more than 64 levels deep, the most "
+                         f"an Arrow answer can hold ({text})")
+    return PlanError(f"the result cannot be returned as Arrow: {text}")
 
 
 def public_names(message: str) -> str:

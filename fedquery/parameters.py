@@ -30,7 +30,8 @@ def name_positional(sql: str) -> str:
     except SqlglotError:
         return sql  # the parser reports the error, with its position
     edits, count = [], 0
-    for token, following in zip(tokens, [*tokens[1:], None], strict=True):
+    for i, token in enumerate(tokens):
+        following = tokens[i + 1] if i + 1 < len(tokens) else None
         if token.token_type == TokenType.PLACEHOLDER and token.text == "?":
             count += 1
             edits.append((token.start, token.end, f"${POSITIONAL}{count}"))

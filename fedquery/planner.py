@@ -7,6 +7,7 @@ so it stays valid while the sources change.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -44,6 +45,7 @@ from fedquery.vectors import array_type, vector_parameters
 __all__ = ["Planner", "build_index", "relation_name", "select_params"]
 logger = logging.getLogger("fedquery")
 CACHE_SIZE = 256
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ESTIMATES_KEPT = 4096
 _UNKNOWN = object()
 
@@ -231,9 +233,16 @@ class Planner:
         mapping: dict[str, dict] = {}
         for table in tree.find_all(exp.Table):
             if SOURCE in table.meta:
-                columns = {c: "UNKNOWN" for c in self.columns(table)}
-                mapping.setdefault(table.catalog, {}).setdefault(table.db, {})[table.name] = columns
+                columns = {_schema_key(c): "UNKNOWN" for c in self.columns(table)}
+                catalog, db = mapping.setdefault(_schema_key(table.catalog), {}), _schema_key(table.db)
+                catalog.setdefault(db, {})[_schema_key(table.name)] = columns
         return MappingSchema(mapping, dialect=DIALECT)
+
+
+def _schema_key(name: str) -> str:
+    """A name as sqlglot's MappingSchema reads it (it parses keys as SQL): plain names as they
+    are (case-insensitive, as DuckDB's), any other (``c;d``, ``a"b``, ``e.f``) quoted."""
+    return name if _PLAIN_NAME.fullmatch(name) else exp.to_identifier(name, quoted=True).sql(DIALECT)
 
 
 def _check_columns_named(tree: exp.Expr) -> None:

@@ -104,8 +104,8 @@ def _check_node(node: exp.Expr, root: exp.Expr) -> None:
         check_function(node.name)
     elif isinstance(node, exp.Column) and not node.table:
         check_bare_name(node.name)
-    elif isinstance(node, exp.Func):
-        _check_typed_function(node)
+    elif isinstance(node, exp.Func) and not isinstance(node, exp.Binary | exp.Unary):
+        _check_typed_function(node)  # operators (AND, OR, =, -x) are no function DuckDB looks up
 
 
 def _check_typed_function(func: exp.Func) -> None:

@@ -177,7 +177,14 @@ def system_views() -> frozenset[str]:
 def parse_with_duckdb(sql: str) -> dict[str, Any]:
     """DuckDB's own parse tree of ``sql`` (``json_serialize_sql``): nothing is bound or run.
     Cached by text (the planner checks a statement twice); callers must not change it."""
-    return json.loads(_query("SELECT json_serialize_sql($sql)", {"sql": sql})[0][0])
+    import duckdb
+
+    try:
+        return json.loads(_query("SELECT json_serialize_sql($sql)", {"sql": sql})[0][0])
+    except duckdb.Error as exc:  # text DuckDB cannot even take (a lone UTF-16 surrogate)
+        from fedquery.errors import ParseError
+
+        raise ParseError(f"the query text cannot be read: {str(exc).splitlines()[0]}") from None
 
 
 def _dicts(node: Any):

@@ -192,12 +192,6 @@ def test_fuzz_reaches_every_outcome(fuzz_run: dict) -> None:
         outcomes
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The API net turns these into internal PlanErrors; their causes are elsewhere, each with "
-    "an xfail test in test_inputs_errors.py. With the default seed: fedquery/execute.py (Arrow's "
-    "64-level nesting limit, pyarrow.ArrowInvalid untranslated); other seeds also reach "
-    "fedquery/rules/pushdown_predicates.py _push_where (exp.and_ of a bare table reference, "
-    "'WHERE o')."))
 def test_fuzz_reaches_no_internal_error(fuzz_run: dict) -> None:
     assert not fuzz_run["internal"], (f"seed {SEED}: {len(fuzz_run['internal'])} internal "
                                       "errors\n" + "\n".join(fuzz_run["internal"][:10]))

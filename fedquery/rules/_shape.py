@@ -129,6 +129,18 @@ def row_count(select: exp.Select) -> int | None:
     return total
 
 
+def conjoin(conditions: list[exp.Expr]) -> exp.Expr:
+    """``a AND b AND ...`` of one or more conditions (``exp.and_`` refuses operands that are
+    not conditions, as a bare table reference ``WHERE o`` is; DuckDB reports those)."""
+    parts = [exp.Paren(this=c) if isinstance(c, exp.Connector) else c for c in conditions]
+    if len(parts) == 1:
+        return conditions[0]
+    joined = parts[0]
+    for condition in parts[1:]:
+        joined = exp.And(this=joined, expression=condition)
+    return joined
+
+
 def conjuncts(condition: exp.Expr | None) -> list[exp.Expr]:
     """The AND-ed parts of a condition (none for None)."""
     if condition is None:

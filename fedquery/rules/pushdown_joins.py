@@ -14,6 +14,7 @@ from sqlglot import exp
 
 from fedquery.rules._shape import (
     RuleCatalog,
+    conjoin,
     conjuncts,
     portable,
     referenced_tables,
@@ -95,7 +96,7 @@ def _merge(select: exp.Select, members: list[exp.Subquery], alias: str,
         member.parent.pop()
     first.replace(exp.Subquery(this=merged, alias=exp.TableAlias(this=exp.to_identifier(alias))))
     if outer:
-        select.where(exp.and_(*outer, copy=False), copy=False)
+        select.where(conjoin(outer), copy=False)
     _rename_columns(select, aliases, alias)
 
 
@@ -121,7 +122,7 @@ def _take_conditions(select: exp.Select, aliases: set[str], members: list) -> li
     for condition in conjuncts(_where(select)):
         tables = referenced_tables(condition)
         (taken if tables and tables <= aliases else kept).append(condition)
-    select.set("where", exp.Where(this=exp.and_(*kept, copy=False)) if kept else None)
+    select.set("where", exp.Where(this=conjoin(kept)) if kept else None)
     return taken
 
 
@@ -136,7 +137,7 @@ def _merged_select(members: list[exp.Subquery], where: list[exp.Expr]) -> exp.Se
     merged = exp.select(*projections).from_(tables[0])
     for table in tables[1:]:
         merged = merged.join(table, join_type="CROSS")
-    return merged.where(exp.and_(*where, copy=False)) if where else merged
+    return merged.where(conjoin(where)) if where else merged
 
 
 def _rename_columns(select: exp.Select, aliases: set[str], alias: str) -> None:

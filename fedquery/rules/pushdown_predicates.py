@@ -14,6 +14,7 @@ from sqlglot import exp
 
 from fedquery.rules._shape import (
     RuleCatalog,
+    conjoin,
     conjuncts,
     is_deterministic,
     null_supplying,
@@ -81,7 +82,7 @@ def _push_where(select: exp.Select, scans: dict, blocked: set[str]) -> None:
             kept.append(condition)
         else:
             scans[alias][0].where(condition.copy(), copy=False)
-    select.set("where", exp.Where(this=exp.and_(*kept, copy=False)) if kept else None)
+    select.set("where", exp.Where(this=conjoin(kept)) if kept else None)
 
 
 def _push_join_conditions(select: exp.Select, scans: dict, nullable: set[str],
@@ -99,4 +100,4 @@ def _push_join_conditions(select: exp.Select, scans: dict, nullable: set[str],
                 kept.append(condition)
             else:
                 scans[alias][0].where(condition.copy(), copy=False)
-        join.set("on", exp.and_(*kept, copy=False) if kept else exp.true())
+        join.set("on", conjoin(kept) if kept else exp.true())
