@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob as globlib
 import posixpath
+import re
 import threading
 import time
 from collections import deque
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 CLOCK_SKEW_MAX = 15 * 60  # AWS and MinIO answer RequestTimeTooSkewed past this
 SETTLED_AFTER = CLOCK_SKEW_MAX + 2  # seconds: one for the time's resolution, one to spare
 REQUESTS_AT_ONCE = 8  # HEADs and footer reads of one table, in parallel
+_NOT_FOUND = re.compile(r"NO_SUCH_KEY|NoSuchKey|HTTP status 404|RESOURCE_NOT_FOUND", re.I)
 
 
 @dataclass(frozen=True)
@@ -386,8 +388,10 @@ def changed(spec: TableSpec, lake: RemoteLake, paths: list[str], what: str) -> S
 
 
 def _from_s3(exc: BaseException) -> bool:
-    """Whether a failure came from S3 itself (a request that failed), not from the bytes."""
-    return "AWS Error" in str(exc) or isinstance(exc, FileNotFoundError)
+    """Whether S3 refused or failed a request (not an object gone, not bytes that made no
+    sense, both of which a change of the object explains)."""
+    text = str(exc)
+    return "AWS Error" in text and not _NOT_FOUND.search(text) and not isinstance(exc, FileNotFoundError)
 
 
 def _same_type(found: pa.DataType, expected: pa.DataType) -> bool:

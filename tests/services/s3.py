@@ -3,7 +3,9 @@
 Fixtures: ``s3_endpoint`` (the server's URL), ``s3_credentials`` (dummy keys, also set in the
 environment for ``${VAR}`` catalogs), ``s3_strict_endpoint`` (a second server that checks
 credentials, so wrong keys are refused). ``FEDQUERY_TEST_S3_ENDPOINT`` points the tests at a
-server you run yourself instead. Helpers: ``upload_tree`` copies a local folder into a bucket,
+server you run yourself instead. ``s3_faults`` is a ``tests.services.s3_faults.FaultProxy`` in
+front of the server (503s, stalls, resets, cut bodies, refused connections, counts of requests
+and bytes), for one test. Helpers: ``upload_tree`` copies a local folder into a bucket,
 ``FlakyProxy`` relays requests to the real server but answers chosen ones with ``503 Slow
 Down`` (a transient S3 error), to test retries.
 """
@@ -14,6 +16,7 @@ import contextlib
 import http.client
 import os
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -54,6 +57,16 @@ def s3_strict_endpoint() -> str:
     """A second ``moto_server`` that checks credentials: unknown keys get ``403 Forbidden``."""
     with moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as url:
         yield url
+
+
+@pytest.fixture()
+def s3_faults(request: pytest.FixtureRequest, s3_endpoint: str):
+    """A fault-injecting proxy in front of the S3 server, for one test (seeded by its name)."""
+    from tests.services.s3_faults import FaultProxy
+
+    seed = zlib.crc32(request.node.nodeid.encode())
+    with FaultProxy(s3_endpoint, seed=seed) as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="session")

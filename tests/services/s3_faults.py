@@ -167,7 +167,7 @@ class FaultProxy:
 
     def down(self) -> None:
         """Stop listening: new connections are refused until ``up``."""
-        self._listener.close()
+        _close_listener(self._listener)
         self._thread.join(5)
 
     def up(self) -> None:
@@ -190,7 +190,7 @@ class FaultProxy:
     def close(self) -> None:
         self._closed.set()
         self.release()
-        self._listener.close()
+        _close_listener(self._listener)
         self._thread.join(5)
 
     def __enter__(self) -> FaultProxy:
@@ -349,6 +349,13 @@ def _read_chunked(reader) -> bytes:
             return b"".join(parts)
         parts.append(reader.read(size))
         reader.readline()
+
+
+def _close_listener(sock: socket.socket) -> None:
+    """Close a listening socket, waking the thread blocked in its ``accept``."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 def _reset(sock: socket.socket) -> None:
