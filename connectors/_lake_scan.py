@@ -2,13 +2,14 @@
 
 DuckDB hands a registered dataset the columns and the filter of its scan through
 ``scanner(columns=, filter=)``. ``LakeDataset`` answers with a ``Scan`` that, before any row
-moves, opens the footers of the files the filter can reach (partition pruning), checks each
-file's columns against the table's and counts the bytes the scan fetches (computed from the
-metadata: ``connectors._parquet_bytes``). Its rows come from one pyarrow reader per file, a
-few files at a time, each pulled by a Python thread: pyarrow's own C++ threads do the I/O over
-its native S3 filesystem and never call back into Python. A file that fails is named in the
-error; when every file has been read, the files are checked unchanged (``TableRead.verify``),
-so an object replaced mid-query fails the query instead of mixing two versions.
+moves, lists the table (once per query), opens the footers of the files the filter can reach
+(partition pruning), checks each file's columns against the table's and counts the bytes the
+scan fetches (computed from the metadata: ``connectors._parquet_bytes``). Its rows come from
+one pyarrow reader per file, a few files at a time, each pulled by a Python thread: pyarrow's
+own C++ threads do the I/O over its native S3 filesystem and never call back into Python. A
+file that fails is named in the error; when every file has been read, the files are checked
+unchanged (``TableRead.verify``), so an object replaced mid-query fails the query instead of
+mixing two versions.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from fedquery.errors import SourceError
 if TYPE_CHECKING:
     import pyarrow.compute as pc
 
-    from connectors._s3_lake import TableRead
+    from connectors._lake_read import TableRead
 
 FILES_AT_ONCE = 4  # files read at the same time by one scan (pyarrow's fragment readahead)
 BATCHES_AHEAD = 4  # batches of one file read ahead of DuckDB
@@ -45,14 +46,15 @@ class StreamError(OSError):
 
 
 class LakeDataset(ds.FileSystemDataset):
-    """A table's files as one query listed them; ``read`` (a ``TableRead``) is set by the
-    lake right after construction."""
+    """A table as one query reads it: the table's schema and no fragments of its own; the
+    files are those its ``read`` (a ``TableRead``, set by the lake right after construction)
+    lists at the first scan."""
 
     read: TableRead
 
     def scanner(self, columns: list[str] | None = None, filter: pc.Expression | None = None,
                 **options: Any) -> Scan:
-        fragments = list(self.get_fragments(filter=filter))
+        fragments = self.read.kept(filter)
         self.read.prepare(fragments, self._read_columns(columns, filter), filter)
         return Scan(self, fragments, columns, filter, options)
 

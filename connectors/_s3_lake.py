@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import glob as globlib
 import posixpath
-import re
 import threading
 import time
 from collections import deque
@@ -26,14 +25,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from connectors._lake_layout import parquet_format, partition_dir, partitioning_for, table_schema
+from connectors._lake_read import TableRead, changed
 from connectors._lake_scan import LakeDataset
-from connectors._parquet_bytes import chunk_bytes, footer_bytes
+from connectors._parquet_bytes import footer_bytes
 from connectors.remote_fs import ReadStats, describe_options, list_files, open_native
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
 
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
 CLOCK_SKEW_MAX = 15 * 60  # AWS and MinIO answer RequestTimeTooSkewed past this
 SETTLED_AFTER = CLOCK_SKEW_MAX + 2  # seconds: one for the time's resolution, one to spare
 REQUESTS_AT_ONCE = 8  # HEADs and footer reads of one table, in parallel
-_NOT_FOUND = re.compile(r"NO_SUCH_KEY|NoSuchKey|HTTP status 404|RESOURCE_NOT_FOUND", re.I)
 
 
 @dataclass(frozen=True)
@@ -108,8 +106,16 @@ class RemoteLake:
     # ------------------------------------------------------------------ datasets
 
     def dataset(self, spec: TableSpec) -> LakeDataset:
-        """List the table's files, pin them and make the dataset one query scans; raises
-        ``SourceError`` in words."""
+        """The dataset one query scans: its files are listed and pinned by the first scan of
+        it (``TableRead.listed``), so registering it costs nothing; the table's schema is
+        listed now if never before. Raises ``SourceError`` in words."""
+        schema = self.schema(spec)
+        dataset = LakeDataset([], schema, parquet_format(), self.filesystem)
+        dataset.read = TableRead(self, spec)
+        return dataset
+
+    def pinned(self, spec: TableSpec) -> list[Footer]:
+        """List the table's files, pin them, and give each its fragment (kept or new)."""
         listed_at = time.time()
         files = self.listing(spec)
         pins = self._pins(spec, files, listed_at)
@@ -117,18 +123,25 @@ class RemoteLake:
         if spec.name not in self._partitionings:
             self._partitionings[spec.name] = partitioning_for(spec.partitioning,
                                                               [f.path for f in files], base_dir)
-        partitioning = self._partitionings[spec.name]
-        footers = self._fragments(spec.name, pins, partitioning, base_dir)
+        footers = self._fragments(spec.name, pins, self._partitionings[spec.name], base_dir)
         if spec.name not in self._schemas:
-            first = footers[0]
-            self.load(spec, [first])
-            schema = table_schema(first.fragment.physical_schema, partitioning)
-            self._keys[spec.name] = set(schema.names) - set(first.fragment.physical_schema.names)
-            self._schemas[spec.name] = schema
-        dataset = LakeDataset([f.fragment for f in footers], self._schemas[spec.name],
-                              parquet_format(), self.filesystem)
-        dataset.read = TableRead(self, spec, {f.pin.path: f for f in footers})
-        return dataset
+            self._first_schema(spec, footers[0])
+        return footers
+
+    def _first_schema(self, spec: TableSpec, first: Footer) -> None:
+        """The table's columns: its first file's, then the partition keys."""
+        self.load(spec, [first])
+        physical = first.fragment.physical_schema
+        schema = table_schema(physical, self._partitionings[spec.name])
+        self._keys[spec.name] = set(schema.names) - set(physical.names)
+        self._schemas[spec.name] = schema
+
+    def partitioning(self, spec: TableSpec) -> Any:
+        return self._partitionings.get(spec.name)
+
+    def keys(self, spec: TableSpec) -> set[str]:
+        """The table's partition keys that are not columns of its files."""
+        return self._keys.get(spec.name, set())
 
     def listing(self, spec: TableSpec) -> list[pafs.FileInfo]:
         """The table's Parquet files (a folder's ``*.parquet``, a glob's matches, a file)."""
@@ -156,7 +169,7 @@ class RemoteLake:
             if pin.path in heads:
                 etag, size = heads[pin.path]
                 if size != pin.size:
-                    raise changed(spec, self, [pin.path], "rewritten as it was listed")
+                    raise changed(spec, self.location, [pin.path], "rewritten as it was listed")
                 pins[i] = Pin(pin.path, pin.size, pin.mtime_ns, etag)
         return pins
 
@@ -233,21 +246,20 @@ class RemoteLake:
     def failure(self, spec: TableSpec, exc: BaseException, path: str) -> SourceError:
         """A failed read of one object as a SourceError in words."""
         if isinstance(exc, FileNotFoundError):
-            return changed(spec, self, [path], "deleted")
+            return changed(spec, self.location, [path], "deleted")
         return SourceError(f"table {spec.name!r}: cannot read {self.location.url(path)}: "
                            f"{self.location.reason(exc, path)}", source=self.source)
 
     def estimate_rows(self, spec: TableSpec) -> int:
         """Rows of a table, from its files' footers."""
-        read = self.dataset(spec).read
-        footers = list(read.footers.values())
+        footers = self.pinned(spec)
         self.load(spec, footers)
         return sum(f.fragment.metadata.num_rows for f in footers)
 
     def schema(self, spec: TableSpec) -> pa.Schema:
         """The table's Arrow schema, as first listed (listing it now if never before)."""
         if spec.name not in self._schemas:
-            self.dataset(spec)
+            self.pinned(spec)
         return self._schemas[spec.name]
 
     def remember(self, error: SourceError) -> None:
@@ -271,135 +283,3 @@ class RemoteLake:
 class TableFailure:
     exc: BaseException
     path: str
-
-
-class TableRead:
-    """One query's read of one table: the objects it pinned, and the checks and counts made
-    around each scan of them (``LakeDataset.scanner``)."""
-
-    def __init__(self, lake: RemoteLake, spec: TableSpec, footers: dict[str, Footer]) -> None:
-        self.lake, self.spec, self.footers = lake, spec, footers
-        self.schema = lake._schemas.get(spec.name)
-
-    def prepare(self, fragments: list[ds.ParquetFileFragment], columns: set[str],
-                filter: pc.Expression | None) -> None:
-        """Before a scan: the footers of the files it may read, each file's columns checked
-        against the table's, and the bytes it will fetch counted."""
-        footers = [self.footers[f.path] for f in fragments]
-        try:
-            self.lake.load(self.spec, footers, self.failure)
-            for footer in footers:
-                self._check_columns(footer)
-                self._count(footer, columns, filter)
-        except SourceError as exc:
-            self.lake.remember(exc)
-            raise
-
-    def _check_columns(self, footer: Footer) -> None:
-        """A file must have every column of the table, of the same type (as DuckDB's
-        ``read_parquet`` refuses a file of a glob that lacks one)."""
-        physical = footer.fragment.physical_schema
-        keys = self.lake._keys.get(self.spec.name, set())
-        for field in self.schema:
-            if field.name in keys:
-                continue
-            where = f"table {self.spec.name!r}: {self.lake.location.url(footer.pin.path)}"
-            if field.name not in physical.names:
-                raise SourceError(f"{where} has no column {field.name!r}, which the table has "
-                                  f"(from its first file when the connection listed it): "
-                                  f"rewrite the file with it, or reconnect to take the files' "
-                                  f"new columns", source=self.lake.source)
-            found = physical.field(field.name).type
-            if not _same_type(found, field.type):
-                raise SourceError(f"{where}: column {field.name!r} is {found} there but "
-                                  f"{field.type} in the table (from its first file when the "
-                                  f"connection listed it)", source=self.lake.source)
-
-    def _count(self, footer: Footer, columns: set[str], filter: pc.Expression | None) -> None:
-        fragment = footer.fragment
-        if filter is None:
-            groups = list(range(fragment.metadata.num_row_groups))
-        else:
-            groups = [g.id for g in fragment.subset(filter=filter, schema=self.schema).row_groups]
-        self.lake.stats.add(footer.pin.path, chunk_bytes(fragment, columns, groups))
-
-    def verify(self, paths: list[str]) -> None:
-        """After a scan: every object read is the one pinned (else a SourceError, and its
-        footer is dropped)."""
-        pins = [self.footers[p].pin for p in paths]
-        moved = self._changed(pins)
-        if moved:
-            self.lake.forget(self.spec.name, [p for p, _ in moved])
-            raise changed(self.spec, self.lake, [moved[0][0]], moved[0][1])
-
-    def _changed(self, pins: list[Pin]) -> list[tuple[str, str]]:
-        """(path, what happened) for each pinned object that is not the same any more."""
-        out = []
-        young = [p for p in pins if p.etag is not None]
-        heads = self.lake._each(self._head_or_none, [p.path for p in young], self.spec)
-        for pin, head in zip(young, heads, strict=True):
-            if head is None:
-                out.append((pin.path, "deleted"))
-            elif head[0] != pin.etag or head[1] != pin.size:
-                out.append((pin.path, "rewritten"))
-        settled = [p for p in pins if p.etag is None]
-        if settled:
-            try:
-                listed = {f.path: f for f in list_files(self.lake.filesystem, self.lake.path(self.spec))}
-            except OSError as exc:
-                raise SourceError(f"table {self.spec.name!r}: cannot check that the objects read "
-                                  f"are unchanged: {self.lake.location.reason(exc, settled[0].path)}",
-                                  source=self.lake.source) from None
-            for pin in settled:
-                info = listed.get(pin.path)
-                if info is None:
-                    out.append((pin.path, "deleted"))
-                elif info.size != pin.size or info.mtime_ns != pin.mtime_ns:
-                    out.append((pin.path, "rewritten"))
-        return out
-
-    def _head_or_none(self, path: str) -> tuple[str | None, int] | None:
-        try:
-            return self.lake.head(path)
-        except FileNotFoundError:
-            return None
-
-    def failure(self, exc: BaseException, path: str) -> SourceError:
-        """A failed read as a SourceError: a file that changed under the scan says so (a new
-        object read with an old footer looks corrupt), other failures say why in words."""
-        if not _from_s3(exc):
-            try:
-                moved = self._changed([self.footers[path].pin])
-            except SourceError:
-                moved = []
-            if moved:
-                self.lake.forget(self.spec.name, [path])
-                return changed(self.spec, self.lake, [path], moved[0][1])
-        return self.lake.failure(self.spec, exc, path)
-
-    def remember(self, error: SourceError) -> None:
-        self.lake.remember(error)
-
-
-def changed(spec: TableSpec, lake: RemoteLake, paths: list[str], what: str) -> SourceError:
-    """An object replaced, rewritten or deleted while a query read the table."""
-    return SourceError(f"table {spec.name!r}: {lake.location.url(paths[0])} was {what} while "
-                       "the query read it; run the query again", source=lake.source)
-
-
-def _from_s3(exc: BaseException) -> bool:
-    """Whether S3 refused or failed a request (not an object gone, not bytes that made no
-    sense, both of which a change of the object explains)."""
-    text = str(exc)
-    return "AWS Error" in text and not _NOT_FOUND.search(text) and not isinstance(exc, FileNotFoundError)
-
-
-def _same_type(found: pa.DataType, expected: pa.DataType) -> bool:
-    """Equal types, taking dictionary-encoded values and large/small strings as the same."""
-    import pyarrow as pa
-
-    def plain(kind: pa.DataType) -> pa.DataType:
-        kind = kind.value_type if pa.types.is_dictionary(kind) else kind
-        return {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}.get(kind, kind)
-
-    return plain(found) == plain(expected)

@@ -66,6 +66,21 @@ def deadline(opts: dict, *, stalls: bool = False, phases: int = 6) -> float:
     return phases * (attempts * attempt + backoff) + 30
 
 
+_STACKS: dict = {"file": sys.stderr}
+
+
+@pytest.fixture(autouse=True)
+def _stacks_reach_the_terminal(request: pytest.FixtureRequest) -> None:
+    """The watchdog writes to pytest's copy of the real stderr: output capture would swallow
+    what a process that ends in the middle of a test wrote."""
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        _STACKS["file"] = request.config.stash[fault_handler_stderr_fd_key]
+    except (ImportError, KeyError):  # pytest without its faulthandler plugin
+        _STACKS["file"] = sys.stderr
+
+
 class Background:
     """``work()`` in a worker thread; ``result(seconds)`` joins it with a deadline, and a hang
     fails the test with every thread's stack."""
@@ -83,8 +98,9 @@ class Background:
             self._outcome["error"] = exc
 
     def result(self, seconds: float):
-        faulthandler.dump_traceback_later(seconds + 60, exit=True)  # a frozen process: no
-        try:                                                        # Python thread could report it
+        # a frozen process: no Python thread could report it, so a C watchdog ends it
+        faulthandler.dump_traceback_later(seconds + 60, exit=True, file=_STACKS["file"])
+        try:
             self._thread.join(seconds)
         finally:
             faulthandler.cancel_dump_traceback_later()
