@@ -4,10 +4,11 @@ Local lakes are bound into the executor's DuckDB as views over ``read_parquet`` 
 projection, filter, partition and row-group pruning apply. Remote lakes (``root: s3://...``) are
 bound as views over pyarrow datasets (DuckDB here cannot read ``s3://`` itself): DuckDB pushes
 projections and filters, ``IN`` lists included, into the dataset scan, which prunes partitions
-and row groups and reads only the column chunks it needs. Each query lists the files anew
-(``relations``), once per table, so it sees files written since the last query; the objects it
-reads are pinned and checked (``connectors._s3_lake``). A remote table whose listing failed at
-connect (S3 down) is listed again by the next query that reads it.
+and row groups and reads only the column chunks it needs. Each query gets fresh datasets
+(``relations``), which list their files at the first scan, once per table, so a query sees
+files written since the last one; the objects it reads are pinned and checked
+(``connectors._s3_lake``). A remote table whose listing failed at connect (S3 down) is listed
+again by the next query that reads it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import glob as globlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -146,22 +146,18 @@ class ParquetConnector(DuckDBBound):
         return f"__parquet_{self.name}_{table}"
 
     def relations(self, tables: list[str] | None = None) -> dict[str, Any]:
-        """Fresh datasets of a remote lake, one listing per table: what one query sees.
+        """Fresh datasets of a remote lake, one per table: what one query sees (each lists its
+        files at its first scan).
 
-        ``tables`` limits the listing to the tables a query reads (default: every table), so a
-        table whose listing fails (``SourceError``, in words) fails only the queries reading it.
+        ``tables`` limits them to the tables a query reads (default: every table), so a table
+        whose listing fails (``SourceError``, in words) fails only the queries reading it.
         """
         if not self._remote:
             return {}
         names = [n for n in (tables if tables is not None else self._specs) if n in self._specs]
         for name in names:
             self.check(TableRef("main", name))
-        if len(names) <= 1:
-            datasets = [self._remote.dataset(self._specs[n]) for n in names]
-        else:
-            with ThreadPoolExecutor(min(8, len(names))) as pool:
-                datasets = list(pool.map(self._remote.dataset, [self._specs[n] for n in names]))
-        return {self.relation_name(n): d for n, d in zip(names, datasets, strict=True)}
+        return {self.relation_name(n): self._remote.dataset(self._specs[n]) for n in names}
 
     def tables(self) -> list[TableRef]:
         return [TableRef("main", name) for name in self._specs]
