@@ -48,8 +48,7 @@ class TableRead:
                     self.footers = {f.pin.path: f for f in self.lake.pinned(self.spec)}
                 except SourceError as exc:
                     self.lake.remember(exc)
-                    raise SourceError(f"table {self.spec.name!r}: {reason(exc)}",
-                                      source=exc.source) from None
+                    raise
             return self.footers
 
     def kept(self, filter: pc.Expression | None) -> list[ds.ParquetFileFragment]:
@@ -167,10 +166,6 @@ def changed(spec: TableSpec, location: Location, paths: list[str], what: str) ->
     return SourceError(f"table {spec.name!r}: {location.url(paths[0])} was {what} while the "
                        "query read it; run the query again", source=location.source)
 
-
-def reason(exc: SourceError) -> str:
-    """A SourceError's message without its ``source '...':`` prefix."""
-    return str(exc).removeprefix(f"source {exc.source!r}: ")
 
 
 def _from_s3(exc: BaseException) -> bool:

@@ -149,13 +149,14 @@ class RemoteLake:
         try:
             files = list_files(self.filesystem, path)
         except OSError as exc:
-            raise SourceError(f"cannot list {self.location.url(path)}: "
+            raise SourceError(f"table {spec.name!r}: cannot list {self.location.url(path)}: "
                               f"{self.location.reason(exc, path)}", source=self.source) from None
         if not globlib.has_magic(path) and not (len(files) == 1 and files[0].path == path):
             files = [f for f in files if f.path.endswith(".parquet")]
         if not files:
             missing = self.location.missing_bucket(path)
-            raise SourceError(missing or f"no Parquet files match {self.location.url(path)}",
+            raise SourceError(f"table {spec.name!r}: "
+                              + (missing or f"no Parquet files match {self.location.url(path)}"),
                               source=self.source)
         return files
 

@@ -30,7 +30,7 @@ from connectors._native import (
     table_ref,
 )
 from connectors.base import Capabilities, ScanRequest, TableRef
-from fedquery.errors import SourceError
+from fedquery.errors import FedQueryError, SourceError
 
 if TYPE_CHECKING:
     import duckdb
@@ -173,10 +173,7 @@ class ParquetConnector(DuckDBBound):
         """Raise the reason a table could not be bound (no files, unreadable files); a remote
         table whose listing failed is listed again first."""
         if table.name in self._unlisted:
-            try:
-                self._relist(table.name)
-            except SourceError as exc:
-                raise SourceError(f"table {table.name!r}: {_reason(exc)}", source=self.name) from None
+            self._relist(table.name)
         if table.name in self._broken:
             raise SourceError(f"table {table.name!r}: {self._broken[table.name]}", source=self.name)
 
@@ -186,22 +183,32 @@ class ParquetConnector(DuckDBBound):
         cursor = self._bound().cursor()
         for name, dataset in self.relations([table.name]).items():
             cursor.register(name, dataset)
-        reader = scan_reader(cursor, self.name, request, table)
-        return self._translated(reader) if self._remote else reader
+        if not self._remote:
+            return scan_reader(cursor, self.name, request, table)
+        try:
+            return self._translated(scan_reader(cursor, self.name, request, table))
+        except FedQueryError:
+            raise
+        except Exception as exc:  # DuckDB runs the scan's first batches here already
+            raise self._failure(exc) from exc
 
     def _translated(self, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
-        """A remote scan's stream whose failures are the SourceErrors the lake raised."""
-        import duckdb
+        """A remote scan's stream whose failures are the SourceErrors the lake raised (they
+        come out of DuckDB's Arrow stream as pyarrow errors holding their text)."""
         import pyarrow as pa
 
         def batches():
             try:
                 yield from reader
-            except duckdb.Error as exc:
-                raise self.take_failure(str(exc)) or SourceError(_first_line(str(exc)),
-                                                                 source=self.name) from exc
+            except FedQueryError:
+                raise
+            except Exception as exc:
+                raise self._failure(exc) from exc
 
         return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+    def _failure(self, exc: Exception) -> SourceError:
+        return self.take_failure(str(exc)) or SourceError(_first_line(str(exc)), source=self.name)
 
     def take_failure(self, text: str) -> SourceError | None:
         """The SourceError a remote scan raised inside DuckDB, found by the words of DuckDB's
