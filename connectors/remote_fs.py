@@ -131,7 +131,7 @@ class Location:
         """Why an S3 call failed, in words: unreachable, cut off, throttled, access denied, no
         bucket, not found."""
         text = self.redact(str(exc))
-        where = self.endpoint or "AWS S3"
+        where = self.redact(self.endpoint) if self.endpoint else "AWS S3"
         tried = f"gave up after {self.attempts} attempts"
         if _UNREACHABLE.search(text):
             return f"cannot reach the S3 endpoint {where} ({tried}): {_first_line(text)}"
@@ -155,7 +155,8 @@ class Location:
     def missing_bucket(self, path: str) -> str | None:
         """Why a listing came back empty when its bucket does not exist (None: it does)."""
         if self.scheme == "s3" and not self._bucket_exists(path):
-            return f"bucket {path.split('/', 1)[0]!r} does not exist at {self.endpoint or 'AWS S3'}"
+            where = self.redact(self.endpoint) if self.endpoint else "AWS S3"
+            return f"bucket {path.split('/', 1)[0]!r} does not exist at {where}"
         return None
 
     def _bucket_exists(self, path: str) -> bool:
