@@ -4,7 +4,11 @@ TPC-H's six small tables live in PostgreSQL; ``lineitem`` and ``orders`` are Par
 an S3-compatible server. Each query runs three ways, alternately, in one process:
 
 - fedquery: ``fedquery.connect(catalog).sql(q).arrow()``; one ``explain(analyze=True)``-style
-  run counts the rows each source returned and the bytes read from S3;
+  run counts the rows each source returned and the bytes read from S3. That run's connection
+  goes through a counting HTTP proxy (``tests/services/s3_faults.FaultProxy``, no faults): the
+  S3 bytes shown are the object bytes S3 sent (planning included), and the lake's own count
+  (computed from the Parquet metadata) is checked against them; the timed runs go straight to
+  the server, and their bytes are the lake's count;
 - naive federation: every referenced table pulled whole (PostgreSQL through ADBC
   ``SELECT *``, S3 objects read whole), then the query in a fresh DuckDB over the pulled tables;
 - local lower bound: DuckDB over local copies of the same files (no network).
@@ -37,6 +41,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import services
 from overhead import compare, data_dir, ensure_data, import_fedquery, timed
+
+from tests.services.s3_faults import FaultProxy  # services put the repository on sys.path
 
 BENCH_DIR = Path(__file__).resolve().parent
 EXPLAIN_FILE = BENCH_DIR / ".data" / "federation-explain.txt"
@@ -410,18 +416,20 @@ class FedStats:
 
     pg_rows: int = 0
     s3_rows: int = 0
-    s3_bytes: int = 0  # the lake's counter before and after the run (planning included)
+    s3_bytes: int = 0  # object bytes S3 sent over the run (planning included), at the proxy
+    s3_bytes_counted: int = 0  # the lake's own counter before and after the run
     s3_bytes_fragment_sum: int = 0  # sum of FragmentStats.bytes_read
     fragments: list[dict[str, Any]] = field(default_factory=list)
 
 
-def analyze_fedquery(con: Any, sql: str) -> tuple[pa.Table, FedStats]:
-    """One run with every fragment fetched through its connector and counted."""
-    before = lake_bytes(con)
+def analyze_fedquery(con: Any, sql: str, proxy: FaultProxy) -> tuple[pa.Table, FedStats]:
+    """One run with every fragment fetched through its connector and counted (``con`` reads
+    S3 through ``proxy``, which counts the object bytes sent)."""
+    before, sent = lake_bytes(con), proxy.object_bytes()
     plan = con._planner.cached_plan(sql)
     execution = con._session.run(plan, None, analyze=True)
     table = execution.table()
-    stats = FedStats(s3_bytes=lake_bytes(con) - before)
+    stats = FedStats(s3_bytes=proxy.object_bytes() - sent, s3_bytes_counted=lake_bytes(con) - before)
     kinds = {name: c.kind for name, c in con._session.connectors.items()}
     for s in execution.stats:
         if kinds[s.source] == "postgres":
@@ -434,7 +442,7 @@ def analyze_fedquery(con: Any, sql: str) -> tuple[pa.Table, FedStats]:
 
 
 def lake_bytes(con: Any) -> int:
-    """The S3 lake's monotonic bytes-read counter."""
+    """The S3 lake's monotonic bytes-read counter (computed from the Parquet metadata)."""
     return con._session.connectors["lake"].bytes_read or 0
 
 
@@ -458,7 +466,8 @@ class QueryResult:
     fedquery_ms: float | None = None
     fedquery_pg_rows: int | None = None
     fedquery_s3_rows: int | None = None
-    fedquery_s3_bytes: int | None = None  # the analyzed run, first on a fresh connection
+    fedquery_s3_bytes: int | None = None  # the analyzed run, first on a fresh connection (proxy)
+    fedquery_s3_bytes_counted: int | None = None  # the lake's own count over that run
     fedquery_s3_bytes_fragment_sum: int | None = None  # what FragmentStats.bytes_read adds up to
     fedquery_timed_s3_bytes: list[int] = field(default_factory=list)  # per timed run
     fedquery_fragments: list[dict[str, Any]] = field(default_factory=list)
@@ -486,16 +495,19 @@ def _guarded(result: QueryResult, who: str, fn: Callable[[], Any]) -> Any:
 
 
 def bench_query(query: Query, fq: Any, cat: dict[str, Any], local: duckdb.DuckDBPyConnection,
-                pg_conn: Any, fs: pafs.S3FileSystem, runs: int, explain_out: list[str]) -> QueryResult:
-    """Run one query the three ways, alternately, ``runs`` times each."""
+                pg_conn: Any, fs: pafs.S3FileSystem, runs: int, explain_out: list[str],
+                proxy: FaultProxy) -> QueryResult:
+    """Run one query the three ways, alternately, ``runs`` times each (the analyzed fedquery
+    run through ``proxy``, which counts the bytes S3 sends)."""
     result = QueryResult(query.name, query.title, query.sql.strip())
     result.needed_s3_rows = local.execute(query.needed_s3_sql).fetchall()[0][0]
     expected = local.sql(query.sql).to_arrow_table()
     result.rows = expected.num_rows
-    fed = _guarded(result, "fedquery.connect", lambda: fq.connect(cat)) if fq else None
+    proxied = proxied_catalog(cat, proxy.url)
+    fed = _guarded(result, "fedquery.connect", lambda: fq.connect(proxied)) if fq else None
     timed_con = _guarded(result, "fedquery.connect", lambda: fq.connect(cat)) if fed else None
     if fed is not None:
-        _fedquery_analyze(result, query, fed, expected, explain_out)
+        _fedquery_analyze(result, query, fed, expected, explain_out, proxy)
     fed_times, naive_times, local_times = [], [], []
     for _ in range(runs):
         if timed_con is not None and not any(p.startswith("fedquery error") for p in result.problems):
@@ -521,24 +533,40 @@ def bench_query(query: Query, fq: Any, cat: dict[str, Any], local: duckdb.DuckDB
 
 
 def _fedquery_analyze(result: QueryResult, query: Query, fed: Any, expected: pa.Table,
-                      explain_out: list[str]) -> None:
+                      explain_out: list[str], proxy: FaultProxy) -> None:
     """The counted run (first on its connection: footers included), then the explain texts."""
-    out = _guarded(result, "fedquery (analyze)", lambda: analyze_fedquery(fed, query.sql))
+    out = _guarded(result, "fedquery (analyze)", lambda: analyze_fedquery(fed, query.sql, proxy))
     if out is not None:
         answer, stats = out
         _check(result, "fedquery (analyze)", expected, answer, query.order_keys)
         result.fedquery_pg_rows, result.fedquery_s3_rows = stats.pg_rows, stats.s3_rows
         result.fedquery_s3_bytes, result.fedquery_fragments = stats.s3_bytes, stats.fragments
+        result.fedquery_s3_bytes_counted = stats.s3_bytes_counted
         result.fedquery_s3_bytes_fragment_sum = stats.s3_bytes_fragment_sum
-        if abs(stats.s3_bytes_fragment_sum - stats.s3_bytes) > 0.01 * max(stats.s3_bytes, 1):
-            result.notes.append(
-                f"FragmentStats.bytes_read adds up to {stats.s3_bytes_fragment_sum:,} bytes but the "
-                f"lake's counter grew by {stats.s3_bytes:,} over the run (the table shows the latter)")
+        _note_counts(result, stats)
     explain_out.append(f"===== {query.name}: {query.title}\n{query.sql.strip()}\n")
     for analyze in (False, True):
         text = _guarded(result, f"fedquery explain(analyze={analyze})",
                         lambda a=analyze: fed.explain(query.sql, analyze=a))
         explain_out.append(f"--- explain(analyze={analyze})\n{text}\n")
+
+
+def _note_counts(result: QueryResult, stats: FedStats) -> None:
+    """Say so when the lake's own counts differ from the bytes S3 sent (the table shows those)."""
+    if stats.s3_bytes_counted != stats.s3_bytes:
+        result.notes.append(f"the lake counted {stats.s3_bytes_counted:,} bytes over the run but "
+                            f"S3 sent {stats.s3_bytes:,} (the table shows the latter)")
+    if stats.s3_bytes_fragment_sum != stats.s3_bytes_counted:
+        result.notes.append(f"FragmentStats.bytes_read adds up to {stats.s3_bytes_fragment_sum:,}; "
+                            f"the lake counted {stats.s3_bytes_counted:,} over the run (planning "
+                            "included)")
+
+
+def proxied_catalog(cat: dict[str, Any], url: str) -> dict[str, Any]:
+    """The catalog with the lake's endpoint replaced by the counting proxy's."""
+    lake = cat["sources"]["lake"]
+    options = {**lake["options"], "endpoint_url": url}
+    return {**cat, "sources": {**cat["sources"], "lake": {**lake, "options": options}}}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -647,8 +675,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(local.close)
         cat = catalog(dsn, endpoint)
         explain_out: list[str] = []
-        results = [bench_query(QUERIES[name], fq, cat, local, pg_conn, fs, args.runs, explain_out)
-                   for name in args.queries]
+        proxy = stack.enter_context(FaultProxy(endpoint))
+        results = [bench_query(QUERIES[name], fq, cat, local, pg_conn, fs, args.runs, explain_out,
+                               proxy) for name in args.queries]
         EXPLAIN_FILE.write_text("\n".join(explain_out))
     print(f"\nruns per way: {args.runs} (best kept); duckdb {duckdb.__version__}, pyarrow "
           f"{pa.__version__}; explain texts: {EXPLAIN_FILE}")

@@ -1,10 +1,13 @@
 """Filesystems for a source's ``root`` and ``options``: S3 (``s3://``) or a local folder.
 
-``open_filesystem`` returns a pyarrow ``FileSystem`` that counts the bytes it reads (per source
-and per file, for ``explain(analyze=True)``) and retries transient S3 errors with backoff, plus
-the path of the root inside it. S3 goes through pyarrow's own ``S3FileSystem``: measured against
-s3fs it reads only the byte ranges a Parquet scan asks for (s3fs's default read-ahead reads
-whole 50 MiB blocks) and it runs its requests in C++ threads.
+``open_native`` returns pyarrow's own filesystem (C++ only) as a ``Location`` that also names
+paths and explains failures in words; lakes read through it, as pyarrow's dataset scans run on
+C++ threads that must never call back into Python. ``open_filesystem`` wraps the same
+filesystem in a Python one that counts the bytes it reads (per source and per file), for reads
+made from Python threads (blob functions). S3 goes through pyarrow's ``S3FileSystem``: measured
+against s3fs it reads only the byte ranges a Parquet scan asks for (s3fs's default read-ahead
+reads whole 50 MiB blocks). Transient errors (5xx, throttling, resets, timeouts) are retried
+with exponential backoff, ``max_attempts`` attempts in all.
 
 >>> fs, path = open_filesystem("s3://lake/frames/", {"endpoint_url": "http://127.0.0.1:9000",
 ...     "key": "AKIA...", "secret": "..."}, source="lake", secrets=secrets)  # doctest: +SKIP
@@ -30,8 +33,10 @@ from fedquery.errors import SourceError
 if TYPE_CHECKING:
     from fedquery.secrets import Secrets
 
-_UNREACHABLE = re.compile(r"NETWORK_CONNECTION|curlCode|connect to server|timed? ?out|"
-                          r"Connection refused|Could not resolve", re.I)
+_UNREACHABLE = re.compile(r"curlCode: (6|7)\b|connect to server|Connection timed out|"
+                          r"Connection refused|Could not resolve|Couldn't connect", re.I)
+_CUT_OFF = re.compile(r"NETWORK_CONNECTION|curlCode|timed? ?out|Connection reset|"
+                      r"partial file|Operation too slow", re.I)
 _DENIED = re.compile(r"ACCESS_DENIED|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|"
                      r"Forbidden|HTTP response code: 403|INVALID_ACCESS_KEY_ID", re.I)
 _TRANSIENT = re.compile(r"SLOW_DOWN|SlowDown|THROTTL|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|"
@@ -40,8 +45,10 @@ _NO_BUCKET = re.compile(r"NoSuchBucket|NO_SUCH_BUCKET|bucket does not exist", re
 
 S3_OPTIONS = ("endpoint_url", "key", "secret", "token", "region", "anonymous", "max_attempts",
               "connect_timeout", "request_timeout")
-DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_MAX_ATTEMPTS = 8  # 7 retries, 50 ms to 1.6 s apart (3.2 s in all): a 50% 503 storm
+#                           fails one request in 256
 DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_REQUEST_TIMEOUT = 5.0  # seconds a response may stay silent before the attempt fails
 
 
 class ReadStats:
@@ -98,19 +105,18 @@ class _CountingReader:
         self._inner.close()
 
 
-class CountingHandler(pafs.FileSystemHandler):
-    """A read-only pyarrow filesystem over another that counts bytes read (``stats``).
+class Location:
+    """Where a source's files live: its filesystem, how a path is shown, why a call failed.
 
-    Failures name the file as a URL (``s3://bucket/key``) and the source, so an error DuckDB
-    raises mid-scan still says which source failed; secrets are masked with ``redact``.
+    Failures name the file as a URL (``s3://bucket/key``) and say why in words; secrets are
+    masked with ``redact``.
     """
 
-    def __init__(self, inner: pafs.FileSystem, *, scheme: str, source: str,
+    def __init__(self, filesystem: pafs.FileSystem, *, scheme: str, source: str,
                  redact: Callable[[str], str] = str, endpoint: str | None = None,
-                 attempts: int = 1) -> None:
-        self.inner, self.scheme, self.source, self.redact = inner, scheme, source, redact
-        self.endpoint, self.attempts = endpoint, attempts
-        self.stats = ReadStats()
+                 attempts: int = 1, request_timeout: float | None = None) -> None:
+        self.filesystem, self.scheme, self.source, self.redact = filesystem, scheme, source, redact
+        self.endpoint, self.attempts, self.request_timeout = endpoint, attempts, request_timeout
 
     def url(self, path: str) -> str:
         """The user-facing address of a path inside this filesystem."""
@@ -122,18 +128,23 @@ class CountingHandler(pafs.FileSystemHandler):
         return error(f"source {self.source!r}: {what} {self.url(path)}: {self.reason(exc, path)}")
 
     def reason(self, exc: BaseException, path: str) -> str:
-        """Why an S3 call failed, in words: unreachable, access denied, no bucket, not found."""
+        """Why an S3 call failed, in words: unreachable, cut off, throttled, access denied, no
+        bucket, not found."""
         text = self.redact(str(exc))
-        where = self.endpoint or "AWS S3"
+        where = self.redact(self.endpoint) if self.endpoint else "AWS S3"
+        tried = f"gave up after {self.attempts} attempts"
         if _UNREACHABLE.search(text):
-            return (f"cannot reach the S3 endpoint {where} (gave up after {self.attempts} "
-                    f"attempts): {_first_line(text)}")
+            return f"cannot reach the S3 endpoint {where} ({tried}): {_first_line(text)}"
+        if _CUT_OFF.search(text):
+            timeout = f"{self.request_timeout:g} s" if self.request_timeout else "the default"
+            return (f"the connection to {where} kept failing: reset, cut short or silent for "
+                    f"longer than options.request_timeout ({timeout}) ({tried}): {_first_line(text)}")
         if _DENIED.search(text):
             return (f"access denied by {where}: check the source's credentials (options.key, "
                     f"options.secret, options.token or options.anonymous) [{_first_line(text)}]")
         if _TRANSIENT.search(text):
-            return (f"{where} kept failing with a transient error (gave up after {self.attempts} "
-                    f"attempts; raise options.max_attempts to retry longer): {_first_line(text)}")
+            return (f"{where} kept failing with a transient error ({tried}; raise "
+                    f"options.max_attempts to retry longer): {_first_line(text)}")
         if _NO_BUCKET.search(text) or (isinstance(exc, FileNotFoundError) and self.scheme == "s3"
                                        and not self._bucket_exists(path)):
             return f"bucket {path.split('/', 1)[0]!r} does not exist at {where}"
@@ -144,14 +155,47 @@ class CountingHandler(pafs.FileSystemHandler):
     def missing_bucket(self, path: str) -> str | None:
         """Why a listing came back empty when its bucket does not exist (None: it does)."""
         if self.scheme == "s3" and not self._bucket_exists(path):
-            return f"bucket {path.split('/', 1)[0]!r} does not exist at {self.endpoint or 'AWS S3'}"
+            where = self.redact(self.endpoint) if self.endpoint else "AWS S3"
+            return f"bucket {path.split('/', 1)[0]!r} does not exist at {where}"
         return None
 
     def _bucket_exists(self, path: str) -> bool:
         try:
-            return self.inner.get_file_info(path.split("/", 1)[0]).type != pafs.FileType.NotFound
+            return self.filesystem.get_file_info(path.split("/", 1)[0]).type != pafs.FileType.NotFound
         except OSError:
             return True  # cannot tell: say "not found" rather than guess
+
+
+class CountingHandler(pafs.FileSystemHandler):
+    """A read-only pyarrow filesystem over another that counts bytes read (``stats``).
+
+    Its files are Python objects: read them from Python threads only (blob reads). Never hand
+    it to a pyarrow dataset, whose C++ threads would call back into Python (a GIL deadlock
+    under errors); lakes read through ``open_native``. Failures are in words (``Location``).
+    """
+
+    def __init__(self, inner: pafs.FileSystem, *, scheme: str, source: str,
+                 redact: Callable[[str], str] = str, endpoint: str | None = None,
+                 attempts: int = 1, request_timeout: float | None = None) -> None:
+        self.inner = inner
+        self.location = Location(inner, scheme=scheme, source=source, redact=redact,
+                                 endpoint=endpoint, attempts=attempts,
+                                 request_timeout=request_timeout)
+        self.scheme, self.source, self.redact = scheme, source, redact
+        self.endpoint, self.attempts = endpoint, attempts
+        self.stats = ReadStats()
+
+    def url(self, path: str) -> str:
+        return self.location.url(path)
+
+    def failure(self, what: str, path: str, exc: BaseException) -> OSError:
+        return self.location.failure(what, path, exc)
+
+    def reason(self, exc: BaseException, path: str) -> str:
+        return self.location.reason(exc, path)
+
+    def missing_bucket(self, path: str) -> str | None:
+        return self.location.missing_bucket(path)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CountingHandler) and other.inner.equals(self.inner)
@@ -189,28 +233,40 @@ class CountingHandler(pafs.FileSystemHandler):
 
 def open_filesystem(root: str, options: Mapping[str, Any] | None, *, source: str,
                     secrets: Secrets) -> tuple[pafs.PyFileSystem, str]:
-    """The filesystem a root lives in and the root's path inside it (``bucket/prefix``).
+    """The filesystem a root lives in, counting the bytes read, and the root's path inside it
+    (``bucket/prefix``); for reads from Python threads (blob functions).
 
     ``s3://`` roots take ``options``: ``endpoint_url``, ``key``, ``secret``, ``token``,
-    ``region``, ``anonymous``, ``max_attempts`` (retries of transient errors, with backoff),
-    ``connect_timeout`` and ``request_timeout`` (seconds). Other roots are local folders.
+    ``region``, ``anonymous``, ``max_attempts`` (attempts per request: transient errors are
+    retried with backoff), ``connect_timeout`` and ``request_timeout`` (seconds). Other roots
+    are local folders.
     """
+    location, path = open_native(root, options, source=source, secrets=secrets)
+    handler = CountingHandler(location.filesystem, scheme=location.scheme, source=source,
+                              redact=location.redact, endpoint=location.endpoint,
+                              attempts=location.attempts, request_timeout=location.request_timeout)
+    return pafs.PyFileSystem(handler), path
+
+
+def open_native(root: str, options: Mapping[str, Any] | None, *, source: str,
+                secrets: Secrets) -> tuple[Location, str]:
+    """pyarrow's own filesystem for a root (C++ only: safe under pyarrow's I/O threads), as a
+    ``Location``, and the root's path inside it (``bucket/prefix``)."""
     options = dict(options or {})
     scheme = urlsplit(root).scheme if "://" in root else "file"
     if scheme == "file":
         path = root.split("://", 1)[-1]
-        inner = pafs.LocalFileSystem()
+        filesystem: pafs.FileSystem = pafs.LocalFileSystem()
     elif scheme in ("s3", "s3a"):
-        inner, path = _s3(root, options, source=source, secrets=secrets), root.split("://", 1)[1]
+        filesystem, path = _s3(root, options, source=source, secrets=secrets), root.split("://", 1)[1]
         scheme = "s3"
     else:
         raise SourceError(f"unsupported root {secrets.redact(root)!r}: expected s3:// or a "
                           "local folder", source=source)
-    handler = CountingHandler(inner, scheme=scheme, source=source, redact=secrets.redact,
-                              endpoint=options.get("endpoint_url"),
-                              attempts=_number(options, "max_attempts", DEFAULT_MAX_ATTEMPTS, int,
-                                               source))
-    return pafs.PyFileSystem(handler), path.rstrip("/")
+    location = Location(filesystem, scheme=scheme, source=source, redact=secrets.redact,
+                        endpoint=options.get("endpoint_url"), attempts=_attempts(options, source),
+                        request_timeout=_request_timeout(options, source))
+    return location, path.rstrip("/")
 
 
 def _s3(root: str, options: dict[str, Any], *, source: str, secrets: Secrets) -> pafs.S3FileSystem:
@@ -223,12 +279,12 @@ def _s3(root: str, options: dict[str, Any], *, source: str, secrets: Secrets) ->
             secrets.add_setting(str(options[name]))
     kwargs: dict[str, Any] = {
         "region": _region(root, options),
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(
-            max_attempts=_number(options, "max_attempts", DEFAULT_MAX_ATTEMPTS, int, source)),
+        # AWS's default strategy: the standard one takes a retry quota that pyarrow never
+        # refunds, so after ~100 retries a filesystem stops retrying for good
+        "retry_strategy": pafs.AwsDefaultS3RetryStrategy(max_attempts=_attempts(options, source) - 1),
         "connect_timeout": _number(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, float, source),
+        "request_timeout": _request_timeout(options, source),
     }
-    if options.get("request_timeout") is not None:
-        kwargs["request_timeout"] = _number(options, "request_timeout", None, float, source)
     kwargs.update(_endpoint(options.get("endpoint_url")))
     kwargs.update(_credentials(options, source))
     try:
@@ -236,6 +292,14 @@ def _s3(root: str, options: dict[str, Any], *, source: str, secrets: Secrets) ->
     except (OSError, ValueError, TypeError) as exc:
         raise SourceError(f"cannot set up S3 for {root}: {secrets.redact(str(exc))}",
                           source=source) from None
+
+
+def _attempts(options: Mapping[str, Any], source: str) -> int:
+    return _number(options, "max_attempts", DEFAULT_MAX_ATTEMPTS, int, source)
+
+
+def _request_timeout(options: Mapping[str, Any], source: str) -> float:
+    return _number(options, "request_timeout", DEFAULT_REQUEST_TIMEOUT, float, source)
 
 
 def _region(root: str, options: Mapping[str, Any]) -> str:

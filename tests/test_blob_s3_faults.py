@@ -63,14 +63,16 @@ def _catalog(jpegs: Path, proxy: FaultProxy, credentials: dict, **settings) -> d
 
 
 def test_half_the_requests_answered_503_still_gives_every_row(jpegs, s3_endpoint, s3_credentials) -> None:
-    with FaultProxy(s3_endpoint, rate=0.5, seed=11, only=f"/{PREFIX}/") as proxy:
+    with FaultProxy(s3_endpoint, seed=11) as proxy:
+        proxy.inject("503", rate=0.5, match=f"/{PREFIX}/")
         with fedquery.connect(_catalog(jpegs, proxy, s3_credentials, read_attempts=20)) as con:
             assert con.sql(COUNT_QUERY).fetchall() == [(COUNT, COUNT, 0)]
-        assert proxy.counts["503"] > COUNT / 2, proxy.counts
+        assert proxy.injected["503"] > COUNT / 2, proxy.injected
 
 
 def test_a_fault_that_lasts_fails_the_query_naming_the_source(jpegs, s3_endpoint, s3_credentials) -> None:
-    with FaultProxy(s3_endpoint, rate=1.0, seed=1, only=f"/{PREFIX}/") as proxy:
+    with FaultProxy(s3_endpoint, seed=1) as proxy:
+        proxy.inject("503", match=f"/{PREFIX}/")
         for strict in (False, True):
             catalog = _catalog(jpegs, proxy, s3_credentials, read_attempts=3)
             with fedquery.connect(catalog, strict=strict) as con, \
@@ -82,19 +84,21 @@ def test_a_fault_that_lasts_fails_the_query_naming_the_source(jpegs, s3_endpoint
 
 
 def test_a_missing_object_stays_a_per_row_error_under_faults(jpegs, s3_endpoint, s3_credentials) -> None:
-    with (FaultProxy(s3_endpoint, rate=0.5, seed=5, only=f"/{PREFIX}/") as proxy,
-          fedquery.connect(_catalog(jpegs, proxy, s3_credentials, read_attempts=20)) as con):
-        rows = con.sql("SELECT uri, image_info(uri) FROM few ORDER BY uri").fetchall()
+    with FaultProxy(s3_endpoint, seed=5) as proxy:
+        proxy.inject("503", rate=0.5, match=f"/{PREFIX}/")
+        with fedquery.connect(_catalog(jpegs, proxy, s3_credentials, read_attempts=20)) as con:
+            rows = con.sql("SELECT uri, image_info(uri) FROM few ORDER BY uri").fetchall()
     assert [(u, i["error"] is None) for u, i in rows] == [
         ("img-000.jpg", True), ("img-001.jpg", True), ("nope.jpg", False)]
     assert "not found" in rows[2][1]["error"]
 
 
 def test_resets_and_stalls_are_retried(jpegs, s3_endpoint, s3_credentials) -> None:
-    with FaultProxy(s3_endpoint, rate=0.2, faults=("reset", "stall"), seed=2,
-                    only=f"/{PREFIX}/img-0", stall_seconds=4) as proxy:
-        with fedquery.connect(_catalog(jpegs, proxy, s3_credentials, read_attempts=20)) as con:
-            rows = con.sql("SELECT count(i.width), count(i.error) FROM (SELECT image_info(uri) AS i "
-                           "FROM shots WHERE uri < 'img-060') ").fetchall()
-        assert rows == [(60, 0)]
-        assert proxy.counts["reset"] and proxy.counts["stall"], proxy.counts
+    query = ("SELECT count(i.width), count(i.error) FROM (SELECT image_info(uri) AS i "
+             "FROM shots WHERE uri < 'img-060') ")
+    for fault in ("reset", "stall"):  # a stalled request times out (request_timeout 2 s)
+        with FaultProxy(s3_endpoint, seed=2) as proxy:
+            proxy.inject(fault, rate=0.2, match=f"/{PREFIX}/img-0")
+            with fedquery.connect(_catalog(jpegs, proxy, s3_credentials, read_attempts=20)) as con:
+                assert con.sql(query).fetchall() == [(60, 0)]
+            assert proxy.injected[fault], proxy.injected

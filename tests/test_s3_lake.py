@@ -17,10 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import connectors._s3_lake as s3_lake
 import fedquery
 from tests.conftest import unseen_catalog
 from tests.services.launch import free_port
 from tests.services.s3 import FlakyProxy, s3_client, upload_tree
+from tests.services.s3_faults import FaultProxy
 
 SECRET = "s3-Secret-0f9a7c!"
 
@@ -204,6 +206,31 @@ def test_footers_are_read_once_per_file(wide_lake) -> None:
     assert bytes_for(con, sql) == 0
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT f3 FROM wide WHERE k BETWEEN 41000 AND 41500",
+    "SELECT f3 FROM wide WHERE k IN (41000, 41001, 41002)",
+    "SELECT sum(f1), max(f2) FROM wide",
+    "SELECT s8 FROM wide WHERE f1 > 3",
+    "SELECT * FROM wide",
+    "SELECT count(*) FROM wide WHERE k > 1000000",
+    "SELECT count(*), sum(f1) FROM parts WHERE day = DATE '2024-01-02'",
+    "SELECT * FROM parts WHERE k < 100",
+])
+def test_bytes_read_are_the_bytes_fetched(wide_lake, s3_faults: FaultProxy, sql: str) -> None:
+    """The lake's count, computed from the Parquet metadata (footers when first read, then
+    the column chunks of the kept row groups), equals the object bytes S3 sent: counted at a
+    proxy, on a fresh connection (footers included) and again (footers kept)."""
+    catalog = {"sources": {"lake": {"kind": "parquet", "root": "s3://wide/",
+                                    "options": lake_options(s3_faults.url)}},
+               "tables": {"wide": {"source": "lake", "path": "wide/data.parquet"},
+                          "parts": {"source": "lake", "path": "parts/", "partitioning": "hive"}}}
+    with fedquery.connect(catalog) as con:
+        for _ in range(2):
+            before, fetched = connector(con).bytes_read, s3_faults.object_bytes()
+            con.sql(sql).fetchall()
+            assert connector(con).bytes_read - before == s3_faults.object_bytes() - fetched
+
+
 def test_partition_filter_reads_no_other_partition(wide_lake) -> None:
     con, _ = wide_lake
     stats = connector(con).read_stats
@@ -247,21 +274,30 @@ def test_a_new_file_is_seen_by_the_next_query(bucket: str, s3_endpoint: str) -> 
         assert con.sql(sql).fetchall() == [(3, 13)]  # the same (cached) plan lists anew
 
 
-def test_listing_once_per_query_not_per_file(bucket: str, s3_endpoint: str) -> None:
-    """A query over many files makes one listing request, then reads the files it needs."""
+@pytest.mark.parametrize("settled", [False, True], ids=["young", "settled"])
+def test_listing_once_per_query_not_per_file(bucket: str, s3_endpoint: str, s3_faults: FaultProxy,
+                                             monkeypatch: pytest.MonkeyPatch, settled: bool) -> None:
+    """A query over many files lists them once, reads each file's data with one GET (footers
+    are kept from the first query) and checks them unchanged afterwards: a second listing for
+    settled objects, a HEAD before and after for objects written in the last 15 minutes."""
     for i in range(12):
         put_parquet(s3_endpoint, bucket, f"t/part-{i:02}.parquet", pa.table({"x": [i]}))
-    proxy = FlakyProxy(s3_endpoint)
-    try:
-        with fedquery.connect(one_table(f"s3://{bucket}/", lake_options(proxy.url))) as con:
-            con.sql("SELECT 1").fetchall()
-            before = proxy.relayed
-            assert con.sql("SELECT sum(x) FROM t").fetchall() == [(66,)]
-            requests = proxy.relayed - before
-    finally:
-        proxy.close()
-    # per file: an open (HEAD) and ranged GETs of footer and data; plus one listing per query
-    assert requests <= 1 + 12 * 3 + 2
+    if settled:
+        monkeypatch.setattr(s3_lake, "SETTLED_AFTER", 1.0)
+        time.sleep(2.1)
+    with fedquery.connect(one_table(f"s3://{bucket}/", lake_options(s3_faults.url))) as con:
+        assert con.sql("SELECT sum(x) FROM t").fetchall() == [(66,)]
+        s3_faults.wait_idle()
+        s3_faults.reset_counts()
+        assert con.sql("SELECT sum(x) FROM t").fetchall() == [(66,)]
+        s3_faults.wait_idle()
+    log = s3_faults.log
+    listings = [r for r in log if r.is_listing]
+    reads = [r for r in log if r.method == "GET" and not r.is_listing]
+    heads = [r for r in log if r.method == "HEAD"]
+    assert len(reads) == 12 and {r.path for r in reads} == {f"/{bucket}/t/part-{i:02}.parquet"
+                                                             for i in range(12)}
+    assert (len(listings), len(heads)) == ((2, 0) if settled else (1, 24))
 
 
 def test_files_deleted_after_connect_fail_the_query_in_words(bucket: str, s3_endpoint: str) -> None:
@@ -329,13 +365,18 @@ def test_transient_errors_are_retried(bucket: str, s3_endpoint: str) -> None:
 
 
 def test_persistent_errors_give_up(bucket: str, s3_endpoint: str) -> None:
+    """Two attempts per request, no more: the listing at connect, then again at the query."""
     put_parquet(s3_endpoint, bucket, "t/a.parquet", pa.table({"x": [1]}))
     proxy = FlakyProxy(s3_endpoint, failures=1000)
     try:
         options = lake_options(proxy.url, max_attempts=2)
-        error = source_error(one_table(f"s3://{bucket}/", options))
-        assert error.source == "lake"
-        assert proxy.injected == 2  # two attempts, no more
+        with fedquery.connect(one_table(f"s3://{bucket}/", options)) as con:
+            assert proxy.injected == 2
+            with pytest.raises(fedquery.SourceError) as info:
+                con.sql("SELECT * FROM t").fetchall()
+        assert info.value.source == "lake"
+        assert "kept failing with a transient error (gave up after 2 attempts" in str(info.value)
+        assert proxy.injected == 4
     finally:
         proxy.close()
 

@@ -1,0 +1,286 @@
+"""A Parquet lake on S3: listings, objects pinned for one query, footers kept while safe.
+
+Each query lists a table's files (``RemoteLake.dataset``) and pins each object it may read:
+its size and modification time from the listing and, for an object written less than
+``SETTLED_AFTER`` seconds before the listing, its ETag (one HEAD). S3 times have a resolution
+of one second, so two versions of a young object written in the same second can share size
+and time; a settled one cannot, because AWS (and MinIO) refuse clients whose clock is more
+than 15 minutes off: a later rewrite is stamped at least the listing's time minus that skew,
+which is past the settled time. A file's footer (a pyarrow fragment's metadata) is kept for
+the next query while its pin is the same, and after a scan the pins are checked again (one
+listing for settled objects, a HEAD for each young one): an object replaced while a query read
+it fails the query instead of mixing two versions.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import posixpath
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from connectors._lake_layout import parquet_format, partition_dir, partitioning_for, table_schema
+from connectors._lake_read import TableRead, changed
+from connectors._lake_scan import LakeDataset
+from connectors._parquet_bytes import footer_bytes
+from connectors.remote_fs import ReadStats, describe_options, list_files, open_native
+from fedquery.errors import SourceError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    from fedquery.catalog import Catalog, TableSpec
+
+CLOCK_SKEW_MAX = 15 * 60  # AWS and MinIO answer RequestTimeTooSkewed past this
+SETTLED_AFTER = CLOCK_SKEW_MAX + 2  # seconds: one for the time's resolution, one to spare
+REQUESTS_AT_ONCE = 8  # HEADs and footer reads of one table, in parallel
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What a query saw of one object: size and time from the listing, and the ETag of a young
+    object (None for a settled one, which its size and time identify)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    etag: str | None = None
+
+    def same_object(self, other: Pin) -> bool:
+        if self.size != other.size:
+            return False
+        if self.etag is not None or other.etag is not None:
+            return self.etag == other.etag
+        return self.mtime_ns == other.mtime_ns
+
+
+@dataclass
+class Footer:
+    """A file's fragment, the pin it was made for, and whether its footer was read yet."""
+
+    fragment: ds.ParquetFileFragment
+    pin: Pin
+    loaded: bool = False
+
+
+class RemoteLake:
+    """The tables of a lake on S3, as pyarrow datasets over pyarrow's native S3 filesystem."""
+
+    def __init__(self, source: str, root: str, options: dict[str, Any], catalog: Catalog) -> None:
+        self.source, self.root = source, root
+        self.location, self.base = open_native(root, options, source=source, secrets=catalog.secrets)
+        self.filesystem = self.location.filesystem
+        self.stats = ReadStats()
+        self._described = describe_options(root, options)
+        self._schemas: dict[str, pa.Schema] = {}
+        self._keys: dict[str, set[str]] = {}
+        self._partitionings: dict[str, Any] = {}
+        self._footers: dict[str, dict[str, Footer]] = {}
+        self._lock = threading.Lock()
+        self._failures: deque[SourceError] = deque(maxlen=64)
+
+    # ------------------------------------------------------------------ names
+
+    def path(self, spec: TableSpec) -> str:
+        """The table's path inside the filesystem (``bucket/prefix/table/``), kept in the root."""
+        raw = spec.path or spec.name
+        joined = posixpath.normpath(posixpath.join(self.base, raw))
+        if joined != self.base and not joined.startswith(self.base + "/"):
+            raise SourceError(f"tables.{spec.name}.path: {raw!r} leaves the lake root "
+                              f"{self.root}", source=self.source)
+        return joined + ("/" if raw.endswith("/") else "")
+
+    def url(self, spec: TableSpec) -> str:
+        return self.location.url(self.path(spec))
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._described)
+
+    # ------------------------------------------------------------------ datasets
+
+    def dataset(self, spec: TableSpec) -> LakeDataset:
+        """The dataset one query scans: its files are listed and pinned by the first scan of
+        it (``TableRead.listed``), so registering it costs nothing; the table's schema is
+        listed now if never before. Raises ``SourceError`` in words."""
+        schema = self.schema(spec)
+        dataset = LakeDataset([], schema, parquet_format(), self.filesystem)
+        dataset.read = TableRead(self, spec)
+        return dataset
+
+    def pinned(self, spec: TableSpec) -> list[Footer]:
+        """List the table's files, pin them, and give each its fragment (kept or new)."""
+        listed_at = time.time()
+        files = self.listing(spec)
+        pins = self._pins(spec, files, listed_at)
+        base_dir = partition_dir(self.path(spec))
+        if spec.name not in self._partitionings:
+            self._partitionings[spec.name] = partitioning_for(spec.partitioning,
+                                                              [f.path for f in files], base_dir)
+        footers = self._fragments(spec.name, pins, self._partitionings[spec.name], base_dir)
+        if spec.name not in self._schemas:
+            self._first_schema(spec, footers[0])
+        return footers
+
+    def _first_schema(self, spec: TableSpec, first: Footer) -> None:
+        """The table's columns: its first file's, then the partition keys."""
+        self.load(spec, [first])
+        physical = first.fragment.physical_schema
+        schema = table_schema(physical, self._partitionings[spec.name])
+        self._keys[spec.name] = set(schema.names) - set(physical.names)
+        self._schemas[spec.name] = schema
+
+    def partitioning(self, spec: TableSpec) -> Any:
+        return self._partitionings.get(spec.name)
+
+    def keys(self, spec: TableSpec) -> set[str]:
+        """The table's partition keys that are not columns of its files."""
+        return self._keys.get(spec.name, set())
+
+    def listing(self, spec: TableSpec) -> list[pafs.FileInfo]:
+        """The table's Parquet files (a folder's ``*.parquet``, a glob's matches, a file)."""
+        path = self.path(spec)
+        try:
+            files = list_files(self.filesystem, path)
+        except OSError as exc:
+            raise SourceError(f"table {spec.name!r}: cannot list {self.location.url(path)}: "
+                              f"{self.location.reason(exc, path)}", source=self.source) from None
+        if not globlib.has_magic(path) and not (len(files) == 1 and files[0].path == path):
+            files = [f for f in files if f.path.endswith(".parquet")]
+        if not files:
+            missing = self.location.missing_bucket(path)
+            raise SourceError(f"table {spec.name!r}: "
+                              + (missing or f"no Parquet files match {self.location.url(path)}"),
+                              source=self.source)
+        return files
+
+    def _pins(self, spec: TableSpec, files: list[pafs.FileInfo], listed_at: float) -> list[Pin]:
+        """A pin per file; young files' ETags asked with one HEAD each, in parallel."""
+        pins = [Pin(f.path, f.size, f.mtime_ns) for f in files]
+        young = [p for p in pins if p.mtime_ns / 1e9 > listed_at - SETTLED_AFTER]
+        heads = dict(zip([p.path for p in young], self._each(self.head, [p.path for p in young], spec),
+                         strict=True))
+        for i, pin in enumerate(pins):
+            if pin.path in heads:
+                etag, size = heads[pin.path]
+                if size != pin.size:
+                    raise changed(spec, self.location, [pin.path], "rewritten as it was listed")
+                pins[i] = Pin(pin.path, pin.size, pin.mtime_ns, etag)
+        return pins
+
+    def head(self, path: str) -> tuple[str | None, int]:
+        """An object's ETag and size (one HEAD); ``FileNotFoundError`` when it is gone."""
+        with self.filesystem.open_input_file(path) as handle:
+            etag = handle.metadata().get("ETag")
+            return (etag.decode() if etag else None), handle.size()
+
+    def _fragments(self, table: str, pins: list[Pin], partitioning: Any,
+                   base_dir: str) -> list[Footer]:
+        """One fragment per file: the kept one while its pin is the same object, else a new one
+        made with the listed size (so opening it takes no HEAD)."""
+        known = self._footers.get(table, {})
+        current = {}
+        for pin in pins:
+            footer = known.get(pin.path)
+            if footer is None or not footer.pin.same_object(pin):
+                folder = posixpath.relpath(posixpath.dirname(pin.path), base_dir)
+                where = partitioning.parse(f"/{folder}/") if partitioning and folder != "." else None
+                fragment = parquet_format().make_fragment(pin.path, self.filesystem, where,
+                                                          file_size=pin.size)
+                footer = Footer(fragment, pin)
+            current[pin.path] = footer
+        self._footers[table] = current
+        return list(current.values())
+
+    def forget(self, table: str, paths: Iterable[str]) -> None:
+        """Drop kept footers (of objects seen to change)."""
+        known = self._footers.get(table, {})
+        for path in paths:
+            known.pop(path, None)
+
+    # ------------------------------------------------------------------ reads
+
+    def load(self, spec: TableSpec, footers: list[Footer],
+             failure: Callable[[BaseException, str], SourceError] | None = None) -> None:
+        """Read the footers not read yet (in parallel), counting their bytes."""
+        todo = [f for f in footers if not f.loaded]
+        for footer, _ in zip(todo, self._each(self._load_one, todo, spec, failure), strict=True):
+            with self._lock:
+                if footer.loaded:
+                    continue
+                footer.loaded = True
+            self.stats.add(footer.pin.path, footer_bytes(footer.pin.size, footer.fragment.metadata))
+
+    @staticmethod
+    def _load_one(footer: Footer) -> None:
+        footer.fragment.ensure_complete_metadata()
+
+    def _each(self, call: Callable[[Any], Any], items: list, spec: TableSpec,
+              failure: Callable[[BaseException, str], SourceError] | None = None) -> list:
+        """``call`` on each item (a path or a Footer), several at once; the first failure
+        raised as a SourceError naming the object (made by ``failure``)."""
+        failure = failure or (lambda exc, path: self.failure(spec, exc, path))
+
+        def guarded(item: Any) -> Any:
+            try:
+                return call(item)
+            except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+                path = item if isinstance(item, str) else item.pin.path
+                return TableFailure(exc, path)
+
+        if len(items) <= 1:
+            results = [guarded(i) for i in items]
+        else:
+            with ThreadPoolExecutor(min(REQUESTS_AT_ONCE, len(items))) as pool:
+                results = list(pool.map(guarded, items))
+        for result in results:
+            if isinstance(result, TableFailure):
+                raise failure(result.exc, result.path)
+        return results
+
+    def failure(self, spec: TableSpec, exc: BaseException, path: str) -> SourceError:
+        """A failed read of one object as a SourceError in words."""
+        if isinstance(exc, FileNotFoundError):
+            return changed(spec, self.location, [path], "deleted")
+        return SourceError(f"table {spec.name!r}: cannot read {self.location.url(path)}: "
+                           f"{self.location.reason(exc, path)}", source=self.source)
+
+    def estimate_rows(self, spec: TableSpec) -> int:
+        """Rows of a table, from its files' footers."""
+        footers = self.pinned(spec)
+        self.load(spec, footers)
+        return sum(f.fragment.metadata.num_rows for f in footers)
+
+    def schema(self, spec: TableSpec) -> pa.Schema:
+        """The table's Arrow schema, as first listed (listing it now if never before)."""
+        if spec.name not in self._schemas:
+            self.pinned(spec)
+        return self._schemas[spec.name]
+
+    def remember(self, error: SourceError) -> None:
+        self._failures.append(error)
+
+    def take_failure(self, text: str) -> SourceError | None:
+        """The error a scan raised inside DuckDB whose words ``text`` (DuckDB's message) holds."""
+        with self._lock:
+            for error in list(self._failures):
+                if str(error).removeprefix(f"source {self.source!r}: ") in text:
+                    self._failures.remove(error)
+                    return error
+        return None
+
+    def close(self) -> None:
+        self._schemas.clear()
+        self._footers.clear()
+
+
+@dataclass
+class TableFailure:
+    exc: BaseException
+    path: str

@@ -1,0 +1,422 @@
+"""Faults between fedquery and an S3 lake: a right answer, or a SourceError in time, never a hang.
+
+The shop's lake sits in a bucket behind ``tests/services/s3_faults.FaultProxy``, its warehouse
+in DuckDB beside it. Federated queries (filtered scans, joins with the warehouse, dynamic
+filters, aggregates) run under 503 storms, stalls, resets, cut bodies, objects replaced (also
+with the same size in the same second), and an outage during ``connect``. Every answer must
+equal DuckDB's over local copies of the files, or the query must fail with a ``SourceError``
+naming the lake. Each query runs in a worker thread joined with a deadline derived from the
+catalog's timeouts: a hang fails the test with every thread's stack, and a watchdog below
+Python (``faulthandler``) ends a frozen process with the stacks, which no thread could report.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+import connectors._s3_lake as s3_lake
+import fedquery
+from tests.conftest import unseen_catalog
+from tests.services.s3 import s3_client, upload_tree
+from tests.services.s3_faults import FaultProxy
+
+BUCKET = "shop-faults"
+# Small timeouts keep the suite short; a query's deadline follows from them (``deadline``).
+FAST = {"max_attempts": 6, "connect_timeout": 1, "request_timeout": 1}
+
+QUERIES = {
+    "scan_filter": "SELECT order_id, qty, note FROM orders WHERE region = 'north' AND qty > 5",
+    "aggregate": "SELECT region, count(*) AS n, sum(qty) AS units FROM orders GROUP BY region",
+    "join_warehouse": """
+        SELECT c.country, count(*) AS n, sum(o.qty) AS units
+        FROM orders o JOIN clients c ON o.customer_id = c.customer_id
+        WHERE c.segment = 'corporate' AND o.region = 'east' GROUP BY c.country""",
+    "dynamic_filter": """
+        SELECT o.order_id, o.qty, c.name FROM orders o JOIN clients c ON o.customer_id = c.customer_id
+        WHERE c.country = 'JP' AND c.segment = 'home_office'""",
+    "lake_join": """
+        SELECT r.reason, o.region, count(*) AS n
+        FROM returns r JOIN orders o USING (order_id) GROUP BY ALL""",
+}
+
+
+def options(endpoint: str, **extra) -> dict:
+    return {"endpoint_url": endpoint, "key": "${AWS_ACCESS_KEY_ID}",
+            "secret": "${AWS_SECRET_ACCESS_KEY}", **FAST, **extra}
+
+
+def deadline(opts: dict, *, stalls: bool = False, phases: int = 6) -> float:
+    """Seconds a query may take before it counts as hung: every request of each sequential
+    phase (listing, HEADs, footers, data, checks) spending all its attempts, plus the backoff
+    between them (AWS's default strategy: 25 ms * 2^n), plus room for a slow machine. A
+    stalled attempt ends after connect_timeout, or request_timeout plus the ~6 s over which
+    curl averages the speed of a response that stopped mid-body."""
+    attempts = opts["max_attempts"]
+    backoff = sum(0.025 * 2 ** n for n in range(1, attempts))
+    attempt = opts["connect_timeout"] + opts["request_timeout"] + 6 if stalls else 1.0
+    return phases * (attempts * attempt + backoff) + 30
+
+
+_STACKS: dict = {"file": sys.stderr}
+
+
+@pytest.fixture(autouse=True)
+def _stacks_reach_the_terminal(request: pytest.FixtureRequest) -> None:
+    """The watchdog writes to pytest's copy of the real stderr: output capture would swallow
+    what a process that ends in the middle of a test wrote."""
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        _STACKS["file"] = request.config.stash[fault_handler_stderr_fd_key]
+    except (ImportError, KeyError):  # pytest without its faulthandler plugin
+        _STACKS["file"] = sys.stderr
+
+
+class Background:
+    """``work()`` in a worker thread; ``result(seconds)`` joins it with a deadline, and a hang
+    fails the test with every thread's stack."""
+
+    def __init__(self, work) -> None:
+        self._outcome: dict = {}
+        self._thread = threading.Thread(target=self._run, args=(work,), daemon=True,
+                                        name="query-under-faults")
+        self._thread.start()
+
+    def _run(self, work) -> None:
+        try:
+            self._outcome["value"] = work()
+        except BaseException as exc:  # handed back to the test thread
+            self._outcome["error"] = exc
+
+    def result(self, seconds: float):
+        # a frozen process: no Python thread could report it, so a C watchdog ends it
+        faulthandler.dump_traceback_later(seconds + 60, exit=True, file=_STACKS["file"])
+        try:
+            self._thread.join(seconds)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        if self._thread.is_alive():
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            pytest.fail(f"the query was still running after {seconds:.0f} s (every stack above)")
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["value"]
+
+
+def bounded(work, seconds: float):
+    """``work()`` run in a worker thread, joined with a deadline (``Background``)."""
+    return Background(work).result(seconds)
+
+
+def rows(table: pa.Table) -> list[tuple]:
+    return sorted((tuple(r.values()) for r in table.to_pylist()), key=repr)
+
+
+def right_or_source_error(con: fedquery.Connection, ref, sql: str, opts: dict, *,
+                          stalls: bool = False) -> bool:
+    """True for an answer equal to DuckDB's, False for a SourceError naming the lake; anything
+    else (a wrong answer, another error, a hang) fails the test."""
+    try:
+        got = bounded(lambda: con.sql(sql).arrow(), deadline(opts, stalls=stalls))
+    except fedquery.SourceError as exc:
+        assert exc.source == "lake", exc
+        assert "s3://" in str(exc) or "S3" in str(exc), exc
+        return False
+    assert rows(got) == rows(ref.sql(sql).to_arrow_table())
+    return True
+
+
+# ------------------------------------------------------------------ the shop behind the proxy
+
+
+@pytest.fixture(scope="module")
+def shop_bucket(unseen_root: Path, s3_endpoint: str, s3_credentials: dict) -> str:
+    upload_tree(unseen_root / "lake", BUCKET, "lake", endpoint=s3_endpoint)
+    return BUCKET
+
+
+@pytest.fixture()
+def shop(unseen, unseen_root: Path, shop_bucket: str, s3_faults: FaultProxy):
+    """(catalog through the proxy, DuckDB reference, proxy): lake on S3, warehouse in DuckDB."""
+    catalog = unseen_catalog(unseen_root)
+    del catalog["sources"]["vec"], catalog["tables"]["product_vectors"]
+    catalog["sources"]["lake"] = {"kind": "parquet", "root": f"s3://{shop_bucket}/lake/",
+                                  "options": options(s3_faults.url)}
+    return catalog, unseen[1], s3_faults
+
+
+def with_options(catalog: dict, **extra) -> dict:
+    lake = catalog["sources"]["lake"]
+    return {**catalog, "sources": {**catalog["sources"],
+                                   "lake": {**lake, "options": {**lake["options"], **extra}}}}
+
+
+def test_lake_reads_have_no_python_in_their_io_path(shop) -> None:
+    """The datasets DuckDB scans sit on pyarrow's native S3 filesystem: its C++ threads never
+    call back into Python (a Python filesystem there froze the process under 503s)."""
+    catalog, _, _ = shop
+    with fedquery.connect(catalog) as con:
+        dataset = next(iter(con._session.connectors["lake"].relations(["orders"]).values()))
+        assert type(dataset.filesystem) is pafs.S3FileSystem
+
+
+def test_dynamic_filter_reaches_the_lake(shop) -> None:
+    """The dynamic-filter query does push the warehouse's keys into the lake scan."""
+    catalog, _, _ = shop
+    with fedquery.connect(catalog) as con:
+        text = con.explain(QUERIES["dynamic_filter"], analyze=True)
+    assert "customer_id IN (" in text
+
+
+@pytest.mark.parametrize("methods", [("GET", "HEAD"), None], ids=["reads", "everything"])
+def test_half_the_requests_answered_503(shop, methods) -> None:
+    """A 503 storm on half the requests: retried with backoff; every answer right or a
+    SourceError, several queries in a row on one connection (this froze the process before)."""
+    catalog, ref, proxy = shop
+    catalog = with_options(catalog, max_attempts=10)
+    right = 0
+    with fedquery.connect(catalog) as con:
+        proxy.inject("503", rate=0.5, methods=methods)
+        for _ in range(2 if methods else 1):
+            for sql in QUERIES.values():
+                right += right_or_source_error(con, ref, sql, FAST | {"max_attempts": 10})
+    assert proxy.injected["503"] > 20
+    assert right >= 3  # retries get through: P(a query fails) is about 5% here
+
+
+def test_everything_answered_503_for_a_while(shop) -> None:
+    """S3 answers nothing but 503 for a second: the retries' backoff outlasts it, the answer
+    is whole."""
+    catalog, ref, proxy = shop
+    opts = FAST | {"max_attempts": 9}  # retries over 6.4 s
+    with fedquery.connect(with_options(catalog, **opts)) as con:
+        proxy.inject("503")
+        threading.Timer(1.0, proxy.clear).start()
+        assert right_or_source_error(con, ref, QUERIES["join_warehouse"], opts)
+    assert proxy.injected["503"] > 0
+
+
+def test_503_that_persists_names_the_source_and_object(shop) -> None:
+    catalog, _, proxy = shop
+    sql = "SELECT sum(qty) FROM orders WHERE region = 'east'"
+    failed = f"table 'orders': cannot read s3://{BUCKET}/lake/orders/region=east/part-0.parquet: "
+    with fedquery.connect(catalog) as con:
+        proxy.inject("503", methods=("GET",), match=r"region=east/part-0\.parquet$")
+        for run in (lambda: con.sql(sql).fetchall(), lambda: con.explain(sql, analyze=True)):
+            with pytest.raises(fedquery.SourceError) as info:
+                bounded(run, deadline(FAST))
+            assert info.value.source == "lake"
+            assert failed in str(info.value)
+            assert "kept failing with a transient error (gave up after 6 attempts" in str(info.value)
+        # fetched through the connector (analyze), the lake's own error comes out as it is
+        assert str(info.value).startswith(f"source 'lake': {failed}")
+
+
+@pytest.mark.parametrize("fault", ["stall", "stall_body"])
+def test_stalled_responses_time_out_and_are_retried(shop, fault: str) -> None:
+    """A third of the reads stall (no answer, or half a body and then silence), three at most:
+    each stalled attempt gives up after request_timeout and is retried."""
+    catalog, ref, proxy = shop
+    with fedquery.connect(catalog) as con:
+        proxy.inject(fault, rate=0.3, methods=("GET",), count=3)
+        for name in ("scan_filter", "join_warehouse"):
+            right_or_source_error(con, ref, QUERIES[name], FAST, stalls=True)
+    assert proxy.injected[fault] > 0
+
+
+def test_a_stall_that_persists_is_a_source_error_in_time(shop) -> None:
+    catalog, _, proxy = shop
+    opts = FAST | {"max_attempts": 2}
+    with fedquery.connect(with_options(catalog, **opts)) as con:
+        proxy.inject("stall", methods=("GET",), match=r"\.parquet$")
+        with pytest.raises(fedquery.SourceError) as info:
+            bounded(lambda: con.sql(QUERIES["aggregate"]).fetchall(), deadline(opts, stalls=True))
+    assert info.value.source == "lake"
+    assert "options.request_timeout (1 s)" in str(info.value)
+
+
+@pytest.mark.parametrize("fault", ["reset", "reset_body", "cut"])
+def test_resets_and_cut_bodies_are_retried(shop, fault: str) -> None:
+    catalog, ref, proxy = shop
+    right = 0
+    with fedquery.connect(catalog) as con:
+        proxy.inject(fault, rate=0.3, methods=("GET", "HEAD"))
+        for sql in QUERIES.values():
+            right += right_or_source_error(con, ref, sql, FAST)
+    assert proxy.injected[fault] > 0
+    assert right >= 1
+
+
+def test_outage_during_connect_then_recovery(shop) -> None:
+    """S3 is down while connecting: the warehouse still answers, lake queries fail in words,
+    and once S3 is back the same connection lists the tables and answers."""
+    catalog, ref, proxy = shop
+    sql = QUERIES["join_warehouse"]
+    proxy.down()
+    try:
+        con = bounded(lambda: fedquery.connect(catalog), deadline(FAST))
+        assert right_or_source_error(con, ref, "SELECT count(*) FROM clients", FAST)
+        with pytest.raises(fedquery.SourceError) as info:
+            bounded(lambda: con.sql(sql).fetchall(), deadline(FAST))
+        assert info.value.source == "lake"
+        assert f"table 'orders': cannot list s3://{BUCKET}/lake/orders/: cannot reach the S3 " \
+               f"endpoint {proxy.url}" in str(info.value)
+    finally:
+        proxy.up()
+    with con:
+        assert right_or_source_error(con, ref, sql, FAST)
+        assert con.schema("orders").names == ref.sql("SELECT * FROM orders").columns
+
+
+def test_outage_after_connect_then_recovery(shop) -> None:
+    catalog, ref, proxy = shop
+    with fedquery.connect(catalog) as con:
+        proxy.down()
+        try:
+            with pytest.raises(fedquery.SourceError) as info:
+                bounded(lambda: con.sql(QUERIES["aggregate"]).fetchall(), deadline(FAST))
+        finally:
+            proxy.up()
+        assert info.value.source == "lake"
+        assert f"table 'orders': cannot list s3://{BUCKET}/lake/orders/: cannot reach the S3 " \
+               f"endpoint {proxy.url} (gave up after 6 attempts)" in str(info.value)
+        assert right_or_source_error(con, ref, QUERIES["aggregate"], FAST)
+
+
+def test_503_storm_during_connect_then_recovery(shop) -> None:
+    catalog, ref, proxy = shop
+    proxy.inject("503")
+    con = bounded(lambda: fedquery.connect(catalog), deadline(FAST))
+    with con:
+        with pytest.raises(fedquery.SourceError, match="kept failing with a transient error"):
+            bounded(lambda: con.sql(QUERIES["aggregate"]).fetchall(), deadline(FAST))
+        proxy.clear()
+        for sql in QUERIES.values():
+            assert right_or_source_error(con, ref, sql, FAST)
+
+
+def test_retries_never_run_out(s3_faults: FaultProxy, s3_endpoint: str, s3_credentials: dict) -> None:
+    """A filesystem keeps retrying however many retries it made before (AWS's standard
+    strategy, through pyarrow, spends a quota of about 100 retries that never comes back)."""
+    from connectors.remote_fs import open_native
+    from fedquery.secrets import Secrets
+
+    s3_client(s3_endpoint).create_bucket(Bucket="retries")
+    s3_client(s3_endpoint).put_object(Bucket="retries", Key="a", Body=b"x")
+    location, _ = open_native("s3://retries/", options(s3_faults.url, max_attempts=3),
+                              source="lake", secrets=Secrets())
+    for _ in range(60):  # 120 retries
+        s3_faults.inject("503", count=2)
+        assert location.filesystem.get_file_info("retries/a").size == 1
+    assert s3_faults.injected["503"] == 120
+
+
+# ------------------------------------------------------------------ objects replaced
+
+
+@pytest.fixture()
+def bucket(request: pytest.FixtureRequest, s3_endpoint: str, s3_credentials: dict) -> str:
+    name = "fault-" + str(abs(hash(request.node.nodeid)) % 10**12)
+    s3_client(s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def put(endpoint: str, bucket: str, key: str, table: pa.Table) -> int:
+    """Write a Parquet object directly to the server (not through the proxy); its size."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="NONE", use_dictionary=False)
+    body = sink.getvalue().to_pybytes()
+    s3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=body)
+    return len(body)
+
+
+def modified(endpoint: str, bucket: str, key: str):
+    return s3_client(endpoint).head_object(Bucket=bucket, Key=key)["LastModified"]
+
+
+def one_table(bucket: str, proxy: FaultProxy, **extra) -> dict:
+    return {"sources": {"lake": {"kind": "parquet", "root": f"s3://{bucket}/",
+                                 "options": options(proxy.url, **extra)}},
+            "tables": {"t": {"source": "lake", "path": "t/"}}}
+
+
+def test_column_dropped_between_planning_and_execution(bucket: str, s3_endpoint: str,
+                                                       s3_faults: FaultProxy) -> None:
+    put(s3_endpoint, bucket, "t/a.parquet", pa.table({"x": [1, 2, 3], "y": ["a", "b", "c"]}))
+    put(s3_endpoint, bucket, "t/b.parquet", pa.table({"x": [4], "y": ["d"]}))
+    with fedquery.connect(one_table(bucket, s3_faults)) as con:
+        planned = con.sql("SELECT count(y), sum(x) FROM t")
+        put(s3_endpoint, bucket, "t/b.parquet", pa.table({"x": [4]}))
+        with pytest.raises(fedquery.SourceError) as info:
+            bounded(planned.fetchall, deadline(FAST))
+        assert f"s3://{bucket}/t/b.parquet has no column 'y'" in str(info.value)
+        put(s3_endpoint, bucket, "t/b.parquet", pa.table({"x": [4], "y": [5]}))
+        with pytest.raises(fedquery.SourceError, match=r"b\.parquet: column 'y' is int64 there but "
+                                                       r"string in the table"):
+            bounded(con.sql("SELECT count(y) FROM t").fetchall, deadline(FAST))
+
+
+def test_same_size_rewrite_in_the_same_second(bucket: str, s3_endpoint: str,
+                                              s3_faults: FaultProxy) -> None:
+    """A rewrite with the same size and time as the object it replaces is still seen: the
+    connection keeps the old footer only for the same ETag."""
+    old, new = pa.table({"x": [1, 2, 3]}), pa.table({"x": [7, 8, 9]})
+    sql = "SELECT count(*), sum(x) FROM t WHERE x >= 2"
+    with fedquery.connect(one_table(bucket, s3_faults)) as con:
+        for _ in range(10):  # until both writes land in the same second
+            size = put(s3_endpoint, bucket, "t/a.parquet", old)
+            first = modified(s3_endpoint, bucket, "t/a.parquet")
+            assert bounded(con.sql(sql).fetchall, deadline(FAST)) == [(2, 5)]
+            assert put(s3_endpoint, bucket, "t/a.parquet", new) == size
+            if modified(s3_endpoint, bucket, "t/a.parquet") == first:
+                break
+        else:
+            pytest.skip("could not write twice within one second")
+        assert bounded(con.sql(sql).fetchall, deadline(FAST)) == [(3, 24)]
+
+
+@pytest.mark.parametrize("settled", [False, True], ids=["young-etag", "settled-listing"])
+@pytest.mark.parametrize("change", ["rewritten", "deleted"])
+def test_object_changed_while_the_query_reads_it(bucket: str, s3_endpoint: str,
+                                                 s3_faults: FaultProxy, monkeypatch, settled: bool,
+                                                 change: str) -> None:
+    """The object is replaced (or deleted) while its data read is stalled: the query fails
+    saying so, instead of reading the new bytes with the old footer."""
+    put(s3_endpoint, bucket, "t/a.parquet", pa.table({"x": list(range(1000)), "y": [1.5] * 1000}))
+    put(s3_endpoint, bucket, "t/b.parquet", pa.table({"x": [5], "y": [2.5]}))
+    if settled:  # objects older than this count as settled: pinned by their listing alone
+        monkeypatch.setattr(s3_lake, "SETTLED_AFTER", 1.0)
+        time.sleep(2.1)
+    opts = FAST | {"request_timeout": 2}
+    with fedquery.connect(one_table(bucket, s3_faults, request_timeout=2)) as con:
+        assert bounded(con.sql("SELECT count(*) FROM t").fetchall, deadline(opts)) == [(1001,)]
+        s3_faults.reset_counts()
+        s3_faults.inject("stall", methods=("GET",), match=r"/t/a\.parquet$", count=1)
+        query = Background(con.sql("SELECT sum(x), sum(y) FROM t").fetchall)
+        _wait_for(lambda: s3_faults.injected["stall"] == 1)
+        if change == "deleted":
+            s3_client(s3_endpoint).delete_object(Bucket=bucket, Key="t/a.parquet")
+        else:
+            put(s3_endpoint, bucket, "t/a.parquet", pa.table({"x": [-1] * 1000, "y": [0.5] * 1000}))
+        s3_faults.release()
+        with pytest.raises(fedquery.SourceError) as info:
+            query.result(deadline(opts, stalls=True))
+        assert f"s3://{bucket}/t/a.parquet was {change} while the query read it" in str(info.value)
+    heads = sum(1 for r in s3_faults.log if r.method == "HEAD")
+    assert (heads == 0) if settled else (heads > 0)
+
+
+def _wait_for(condition, seconds: float = 30) -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting for the proxy"
+        time.sleep(0.01)
