@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from fedquery.functions.udfs import BlobFunctions
     from fedquery.secrets import Secrets
 
-_STREAM_PREFIX = re.compile(r"reading the stream registered as '[^']*' failed: (\w+Error: )?")
+_STREAM_PREFIX = re.compile(r"(reading the stream|exporting a stream from the object) registered "
+                            r"as '[^']*' failed: (\w+Error: )?")
 _EXECUTOR_FUNCTION = re.compile(r"__fq_(embed_image|embed_text)__\w+?_\d+\b|__fq_(\w+)", re.IGNORECASE)
 
 
@@ -163,7 +164,7 @@ class Session:
                   stats: list[FragmentStats] = ()) -> FedQueryError:
         """A DuckDB error as fedquery's: a fragment's own error when a stream failed, a file
         that failed names its source."""
-        failed = self.functions.take_failure(str(exc))
+        failed = self.functions.take_failure(str(exc)) or self._connector_failure(str(exc))
         failed = failed or next((s.error for s in stats if s.error is not None), None)
         if isinstance(failed, FedQueryError):
             return failed
@@ -178,6 +179,16 @@ class Session:
         if isinstance(exc, duckdb.IOException | duckdb.PermissionException):
             return SourceError(message, source=", ".join(sorted({f.source for f in plan.fragments})))
         return PlanError(message)
+
+    def _connector_failure(self, text: str) -> FedQueryError | None:
+        """The error a connector raised inside a scan DuckDB ran (an S3 lake's failing object),
+        which DuckDB passes on as text only."""
+        for connector in self.connectors.values():
+            take = getattr(connector, "take_failure", None)
+            failed = take(text) if take is not None else None
+            if failed is not None:
+                return failed
+        return None
 
     def source_named_in(self, text: str) -> str | None:
         """The source whose file or folder a message mentions, if any."""
