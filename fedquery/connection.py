@@ -111,7 +111,11 @@ class Connection:
             _no_unknown("explain", unknown, ("analyze", "params"))
             self._check_open()
             analyze, params = _analyze_and_params(analyze, params)
-            plan = self._planner.cached_plan(require_text(query), params)
+            if first_keyword(require_text(query)) in CATALOG_STATEMENTS:
+                tree = self._planner.parse_checked(query)
+                if isinstance(tree, exp.Show | exp.Describe):
+                    return self._explain_catalog_statement(tree, params, analyze)
+            plan = self._planner.cached_plan(query, params)
             if not analyze:
                 return render(plan, self._session, None)
         with boundary(self.catalog.secrets, sources=plan_sources(plan)):
@@ -119,6 +123,17 @@ class Connection:
             execution = self._session.run(plan, values, analyze=True)
             execution.table()
             return render(plan, self._session, execution)
+
+    def _explain_catalog_statement(self, tree: exp.Expr, params: Any, analyze: bool) -> str:
+        """SHOW TABLES and DESCRIBE are answered by fedquery itself: no source reads anything."""
+        what = ("the catalog's table names" if isinstance(tree, exp.Show)
+                else "the columns DuckDB's binder gives the described table or query")
+        text = (f"Plan: a catalog statement, answered by fedquery ({what}); no rows are read "
+                f"from any source\n  {tree.sql('duckdb')}")
+        if analyze:
+            rows = self._catalog_statement(tree, params).arrow().num_rows
+            text += f"\n  analyze: {rows:,} rows"
+        return text
 
     def tables(self) -> list[str]:
         """Catalog table names, then ``source.table`` names of SQL sources."""
