@@ -52,8 +52,38 @@ def test_fresh_postgres_connection_from_many_threads(unseen, unseen_root, postgr
             assert outcome == want.get(query, "PlanError"), query
 
 
-def _outcome(con: fedquery.Connection, query: str):
+def _outcome(con: fedquery.Connection, query: str, params=None):
+    """The rows, or the class name of the FedQueryError (``params`` naming one means none)."""
     try:
-        return con.sql(query).fetchall()
+        return con.sql(query, params=None if isinstance(params, str) else params).fetchall()
     except fedquery.FedQueryError as exc:
         return type(exc).__name__
+
+
+MIXED = [
+    ("SELECT d.city, count(*) FROM frames f JOIN drives d USING (drive_id) "
+     "WHERE d.weather = 'rain' GROUP BY 1 ORDER BY 1", None),
+    ("SELECT f.frame_id, image_info(f.image_uri).width FROM frames f ORDER BY f.frame_id LIMIT 5",
+     None),
+    ("SELECT e.frame_id FROM frame_embeddings e JOIN frames f USING (frame_id) "
+     "WHERE f.camera = 'front' ORDER BY array_cosine_distance(e.embedding, "
+     "(SELECT embedding FROM frame_embeddings ORDER BY frame_id LIMIT 1)), e.frame_id LIMIT 3", None),
+    ("SELECT drive_id, len(frames) FROM drive WHERE city = ? ORDER BY drive_id", ["Austin"]),
+    ("SELECT * FROM read_csv('/etc/passwd')", "ForbiddenError"),
+    ("SELECT image_info('/etc/passwd')", "ForbiddenError"),
+    ("SELECT * FROM framez", "PlanError"),
+    ("SELECT count(*) FROM frames WHERE camera = $cam", {"cam": "front"}),
+]
+
+
+def test_eight_threads_on_one_connection_mixed(sample) -> None:
+    """Joins, blob functions, a vector top-k, an entity, refusals and unknown names, from
+    eight threads on one connection: every answer equal to the one run alone, every error of
+    its class."""
+    with fedquery.connect(sample) as con:
+        want = [_outcome(con, sql, params) for sql, params in MIXED]
+        assert [w for w in want if isinstance(w, str)] == ["ForbiddenError", "ForbiddenError",
+                                                           "PlanError"]
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda i: _outcome(con, *MIXED[i % len(MIXED)]), range(96)))
+    assert got == [want[i % len(MIXED)] for i in range(96)]
