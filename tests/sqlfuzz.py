@@ -275,14 +275,21 @@ class QueryGenerator:
             return f"{ref} BETWEEN {low} AND {low + self.rng.randint(0, 300)}"
         return f"{ref} {self.rng.choice(CMP)} {self._literal(column, kind)}"
 
-    def _in_subquery(self, scope: Scope, depth: int) -> str:
+    def _link(self, scope: Scope) -> tuple[Source, str, str, str] | None:
+        """A source of the scope and a key joining it to another table: (source, its column,
+        the other table, that table's column), or None."""
         a, ac, b, bc = self.rng.choice(EDGES)
         outer = self._source_of(scope, a) or self._source_of(scope, b)
         if outer is None:
-            return "TRUE"
+            return None
         column, table, target = (ac, b, bc) if outer.table == a else (bc, a, ac)
-        if column not in outer.columns:
+        return (outer, column, table, target) if column in outer.columns else None
+
+    def _in_subquery(self, scope: Scope, depth: int) -> str:
+        link = self._link(scope)
+        if link is None:
             return "TRUE"
+        outer, column, table, target = link
         alias = self._alias()  # often an alias of the scope around: a reuse on purpose
         inner = Scope(sources=[Source(alias, table, TABLES[table])], outer=scope)
         where = self._where(inner, depth + 1)
@@ -293,13 +300,10 @@ class QueryGenerator:
         return f"{outer.alias}.{column} {negate}IN ({body})"
 
     def _exists(self, scope: Scope, depth: int) -> str:
-        a, ac, b, bc = self.rng.choice(EDGES)
-        outer = self._source_of(scope, a) or self._source_of(scope, b)
-        if outer is None:
+        link = self._link(scope)
+        if link is None:
             return "TRUE"
-        column, table, target = (ac, b, bc) if outer.table == a else (bc, a, ac)
-        if column not in outer.columns:
-            return "TRUE"
+        outer, column, table, target = link
         alias = self._alias()
         if alias == outer.alias:
             alias = alias + "2"  # a correlated reference must reach the outer source
