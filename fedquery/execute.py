@@ -25,6 +25,7 @@ from connectors.base import Connector, TableRef
 from fedquery.conform import ArrowTypes, conform, expected
 from fedquery.errors import FedQueryError, PlanError, SourceError
 from fedquery.fetch import FragmentStats, fetch_fragments, subset
+from fedquery.functions.runs import RUN_VARIABLE
 from fedquery.plan import Plan
 
 if TYPE_CHECKING:
@@ -147,8 +148,10 @@ class Session:
         cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
                       else (plan.local_sql, plan.local_parameters))
-        # blob functions keep their state under this run (plans run to fetch its fragments join it)
-        with self.functions.run_on(cursor):
+        # blob functions keep their state under this run (plans run to fetch its fragments join
+        # it); a plan that calls none needs no run (setting one costs a statement per query)
+        calls_functions = RUN_VARIABLE in sql or any(RUN_VARIABLE in f.sql for f in plan.fragments)
+        with self.functions.run_on(cursor) if calls_functions else contextlib.nullcontext():
             try:
                 stats = fetch_fragments(self, plan, params, cursor, inline=inline, whole=analyze)
                 relation = cursor.sql(sql, params=subset(params, names))
