@@ -170,9 +170,11 @@ def _in_list(subject: exp.Expr, values: Any) -> exp.Expr:
     """``x IN $values`` with a list value: DuckDB tests membership, PostgreSQL needs a list."""
     if not isinstance(values, list | tuple | set | frozenset):
         return exp.In(this=subject, expressions=[literal(values)])
-    if not values:
-        return exp.false()
-    return exp.In(this=subject, expressions=[literal(v) for v in values])
+    members = [v for v in values if v is not None]  # DuckDB's membership never matches NULL
+    if not members:  # NULL for a NULL subject, false otherwise, as DuckDB's
+        return exp.If(this=exp.Is(this=subject, expression=exp.null()), true=exp.null(),
+                      false=exp.false())
+    return exp.In(this=subject, expressions=[literal(v) for v in members])
 
 
 def _value(params: Any, key: str) -> Any:

@@ -148,7 +148,7 @@ def test_text_is_ordered_by_its_bytes(con, ref) -> None:
     "SELECT DISTINCT word FROM words WHERE word <> '' ORDER BY word LIMIT 6",
     "SELECT word FROM words WHERE id < 10 UNION SELECT word FROM words WHERE id > 12 "
     "ORDER BY 1 DESC LIMIT 6",
-    "SELECT word || '!' AS w, id FROM words ORDER BY w, 2 LIMIT 6",
+    "SELECT coalesce(word, '?') AS w, id FROM words ORDER BY w, 2 LIMIT 6",
     "SELECT word, row_number() OVER (ORDER BY word, id) AS rn FROM words",
     "SELECT string_agg(word, '|' ORDER BY word) AS s FROM words",
     "SELECT max(word) AS m, price > 1 AS big FROM words GROUP BY price > 1 ORDER BY m LIMIT 1",
@@ -159,10 +159,14 @@ def test_text_order_in_whole_queries(con, ref, sql: str) -> None:
 
 
 def test_halves_are_rounded_away_from_zero(con, ref) -> None:
+    """round() stays in DuckDB (PostgreSQL rounds doubles half to even, and through numeric
+    loses their last digits): PostgreSQL sends the values, DuckDB rounds them."""
     same(con, ref, "SELECT id, round(price) AS r, round(price, 1) AS r1, round(price / 2, 2) AS r2 "
                    "FROM words")
-    assert "ROUND(CAST(" in sent(con)
+    assert "ROUND" not in sent(con).upper()
     same(con, ref, "SELECT round(sum(price), 1) AS s, round(avg(price), 2) AS a FROM words")
+    same(con, ref, "SELECT round(CAST(id AS DOUBLE) + 0.005, 2) AS a, round(id - 0.5::DOUBLE) AS b "
+                   "FROM words")
 
 
 def test_dates_and_literals_read_in_iso(con, ref) -> None:

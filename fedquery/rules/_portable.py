@@ -16,8 +16,13 @@ from connectors.base import Capabilities
 
 # extract() parts that are whole numbers with the same meaning in DuckDB and PostgreSQL
 # (PostgreSQL's ``second`` has a fraction, ``week`` of early January differs by convention).
-SAME_PARTS = {"year", "quarter", "month", "day", "hour", "minute", "dow", "doy", "isodow",
-              "isoyear", "decade", "century", "millennium", "epoch"}
+SAME_PARTS = {"year", "quarter", "month", "day", "hour", "minute", "epoch"}
+# Types a value may be cast to in another dialect with DuckDB's result: numbers, dates and
+# timestamps (text formats numbers, intervals and booleans differently).
+CAST_TARGETS = {exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT, exp.DataType.Type.INT,
+                exp.DataType.Type.BIGINT, exp.DataType.Type.FLOAT, exp.DataType.Type.DOUBLE,
+                exp.DataType.Type.DECIMAL, exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP,
+                exp.DataType.Type.TIMESTAMPNTZ}
 
 
 def portable(node: exp.Expr, capabilities: Capabilities) -> bool:
@@ -47,12 +52,33 @@ def is_executor_function(func: exp.Anonymous) -> bool:
 def _allowed(node: exp.Expr, allowed: frozenset[str]) -> bool:
     if type(node).__name__ not in allowed:
         return False
-    if isinstance(node, exp.Substring):
-        start = node.args.get("start")
-        return isinstance(start, exp.Literal) and start.is_int and int(start.this) > 0
-    if isinstance(node, exp.Extract):
-        return node.this.name.lower() in SAME_PARTS
-    return True
+    check = _ARGUMENT_CHECKS.get(type(node))
+    return check(node) if check is not None else True
+
+
+def _positive_literal(node: exp.Expr | None) -> bool:
+    return isinstance(node, exp.Literal) and node.is_int and int(node.this) > 0
+
+
+def _whole_quantity(node: exp.Interval) -> bool:
+    """``INTERVAL 30 DAY``, ``INTERVAL '30' DAY``: DuckDB truncates a fractional quantity."""
+    quantity = node.this
+    return isinstance(quantity, exp.Literal) and quantity.this.strip().lstrip("-").isdigit()
+
+
+_ARGUMENT_CHECKS = {
+    exp.Substring: lambda n: _positive_literal(n.args.get("start"))
+    and (n.args.get("length") is None or _positive_literal(n.args.get("length"))),
+    exp.Extract: lambda n: n.this.name.lower() in SAME_PARTS,
+    exp.Cast: lambda n: n.to.this in CAST_TARGETS,
+    exp.Interval: _whole_quantity,
+    exp.GroupConcat: lambda n: isinstance(n.args.get("separator"), exp.Literal)
+    and n.args["separator"].is_string,
+    exp.Distinct: lambda n: n.args.get("on") is None,
+    exp.Group: lambda n: not n.args.get("all"),
+    exp.Ordered: lambda n: not (isinstance(n.this, exp.Var) and n.this.name.upper() == "ALL"),
+    exp.Union: lambda n: not n.args.get("by_name"),
+}
 
 
 def _joins_read_own_item(select: exp.Select) -> bool:
