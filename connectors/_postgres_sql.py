@@ -189,30 +189,45 @@ def _value(params: Any, key: str) -> Any:
 
 
 def literal(value: Any) -> exp.Expr:
-    """A PostgreSQL literal for a Python value, built by sqlglot."""
+    """A PostgreSQL literal for a Python value, built by sqlglot from the value itself: a
+    subclass of a built-in type is read through the built-in's own methods, so no ``__str__``
+    or ``__repr__`` of a caller's class ever reaches the SQL text."""
     if value is None:
         return exp.null()
     if isinstance(value, bool):
-        return exp.Boolean(this=value)
+        return exp.Boolean(this=bool.__bool__(value))
     if isinstance(value, int):
-        return exp.Literal.number(value)
+        return exp.Literal.number(int.__repr__(value))
     if isinstance(value, float):
-        return _float(value)
+        return _float(float.__float__(value))
     if isinstance(value, decimal.Decimal):
-        return (exp.Literal.number(str(value)) if value.is_finite()
-                else exp.cast(exp.Literal.string(str(value)), "NUMERIC"))
-    if isinstance(value, str | uuid.UUID):  # an untyped string literal: PostgreSQL infers
-        return exp.Literal.string(str(value))
+        text = decimal.Decimal.__str__(value)
+        return (exp.Literal.number(text) if decimal.Decimal.is_finite(value)
+                else exp.cast(exp.Literal.string(text), "NUMERIC"))
+    if isinstance(value, str):  # an untyped string literal: PostgreSQL infers
+        return exp.Literal.string(str.__str__(value))
+    if isinstance(value, uuid.UUID):
+        return exp.Literal.string(uuid.UUID.__str__(value))
     if isinstance(value, bytes | bytearray | memoryview):
         return exp.cast(exp.Literal.string("\\x" + bytes(value).hex()), "BYTEA")
     if isinstance(value, dt.timedelta):
         micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
-        return exp.cast(exp.Literal.string(f"{micros} microseconds"), "INTERVAL")
+        return exp.cast(exp.Literal.string(f"{int(micros)} microseconds"), "INTERVAL")
     if isinstance(value, dt.datetime | dt.date | dt.time):
-        return exp.convert(value)
+        return exp.convert(_plain_time(value))
     if isinstance(value, list | tuple):
         return exp.Array(expressions=[literal(v) for v in value])
     raise TypeError(f"a {type(value).__name__} value cannot be sent to PostgreSQL")
+
+
+def _plain_time(value: dt.date | dt.time) -> dt.date | dt.time:
+    """A date, time or datetime rebuilt from its fields (no subclass methods)."""
+    if isinstance(value, dt.datetime):
+        return dt.datetime(value.year, value.month, value.day, value.hour, value.minute,
+                           value.second, value.microsecond, value.tzinfo)
+    if isinstance(value, dt.date):
+        return dt.date(value.year, value.month, value.day)
+    return dt.time(value.hour, value.minute, value.second, value.microsecond, value.tzinfo)
 
 
 def _float(value: float) -> exp.Expr:

@@ -105,6 +105,8 @@ def key_predicate(fragment: Fragment, built: dict[str, pa.Table]) -> exp.Expr | 
         return None
     keys = pc.unique(built[planned.build].column(planned.build_column)).drop_null()
     column = exp.column(planned.column)
+    if pa.types.is_floating(keys.type) and len(keys) and not pc.all(pc.is_finite(keys)).as_py():
+        return None  # NaN equals NaN in a DuckDB join; no literal or range says so everywhere
     if len(keys) == 0:
         return exp.false()
     if len(keys) <= planned.in_list_max:

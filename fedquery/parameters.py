@@ -10,6 +10,9 @@ the values it names; a list of values is turned into the matching dict for each 
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -95,7 +98,36 @@ def _by_position(names: tuple[str, ...], values: Sequence[Any]) -> dict[str, Any
     return {f"{POSITIONAL}{i + 1}": value for i, value in enumerate(values)}
 
 
-def _plain(value: Any) -> Any:
-    """numpy arrays and scalars as Python values DuckDB binds."""
+def _plain(value: Any, depth: int = 0) -> Any:
+    """A value as the plain Python value DuckDB and the connectors bind: numpy arrays and
+    scalars as Python values, lists and dicts item by item, and a subclass of a built-in type
+    (an ``int`` whose ``__str__`` says something else) as the built-in value it holds."""
     tolist = getattr(value, "tolist", None)
-    return tolist() if callable(tolist) else value
+    if callable(tolist) and not isinstance(value, list | tuple | dict):
+        value = tolist()
+    if depth > 64:
+        raise PlanError("a parameter value nests lists or dicts more than 64 levels deep")
+    if isinstance(value, list | tuple):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k, depth + 1): _plain(v, depth + 1) for k, v in value.items()}
+    for base, plain in _BASES:
+        if isinstance(value, base):
+            return value if type(value) is base else plain(value)
+    return value
+
+
+_BASES: tuple[tuple[type, Any], ...] = (
+    (bool, bool.__bool__),
+    (int, lambda v: int(int.__repr__(v))),
+    (float, float.__float__),
+    (str, str.__str__),
+    (bytes, bytes),
+    (decimal.Decimal, lambda v: decimal.Decimal(decimal.Decimal.__str__(v))),
+    (uuid.UUID, lambda v: uuid.UUID(int=v.int)),
+    (dt.datetime, lambda v: dt.datetime(v.year, v.month, v.day, v.hour, v.minute, v.second,
+                                        v.microsecond, v.tzinfo)),
+    (dt.date, lambda v: dt.date(v.year, v.month, v.day)),
+    (dt.time, lambda v: dt.time(v.hour, v.minute, v.second, v.microsecond, v.tzinfo)),
+    (dt.timedelta, lambda v: dt.timedelta(v.days, v.seconds, v.microseconds)),
+)

@@ -4,6 +4,7 @@ receives, timeouts, redaction, read-only sessions, and whole queries compared wi
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import os
 import signal
 import socket
@@ -629,3 +630,45 @@ def test_a_bare_question_mark_is_refused_not_guessed(pg) -> None:
     got = pg.run_sql("SELECT t.id FROM pg.public.typed AS t WHERE t.id = $2 OR t.id = $1",
                      {"1": 1, "2": 3}).read_all()
     assert sorted(got["id"].to_pylist()) == [1, 3]
+
+
+class _LyingInt(int):
+    def __str__(self) -> str:
+        return "1 UNION ALL SELECT 99999 FROM pg_settings"
+
+    __repr__ = __str__
+
+
+class _LyingFloat(float):
+    def __repr__(self) -> str:
+        return "0 OR true"
+
+    __str__ = __repr__
+
+
+class _LyingStr(str):
+    def __str__(self) -> str:
+        return "x' OR 'a' = 'a"
+
+    def replace(self, *args, **kwargs) -> str:  # what a naive escaper would call
+        return "x' OR 'a' = 'a"
+
+
+class _LyingDecimal(decimal.Decimal):
+    def __str__(self) -> str:
+        return "0 OR true"
+
+
+@pytest.mark.parametrize(("sql", "value", "rows"), [
+    ("SELECT id FROM readings WHERE id = $v ORDER BY id", _LyingInt(3), [(3,)]),
+    ("SELECT count(*) FROM readings WHERE id < $v", _LyingFloat(2.5), [(2,)]),
+    ("SELECT count(*) FROM readings WHERE CAST(id AS VARCHAR) = $v", _LyingStr("7"), [(1,)]),
+    ("SELECT count(*) FROM readings WHERE id < $v", _LyingDecimal("4"), [(3,)]),
+    ("SELECT count(*) FROM readings WHERE id IN $v", [_LyingInt(1), _LyingInt(2)], [(2,)]),
+], ids=["int", "float", "str", "decimal", "list"])
+def test_parameter_values_never_splice_their_own_text(con, pg, sql: str, value, rows) -> None:
+    """A subclass of a built-in type whose __str__/__repr__ says something else is bound as the
+    value it holds: nothing of its text reaches PostgreSQL (it did: an injection)."""
+    assert con.sql(sql, params={"v": value}).fetchall() == rows
+    sent = " ".join(pg.sent)
+    assert "pg_settings" not in sent and "OR true" not in sent and "'a' = 'a" not in sent
