@@ -130,10 +130,8 @@ class Connection:
                 else "the columns DuckDB's binder gives the described table or query")
         text = (f"Plan: a catalog statement, answered by fedquery ({what}); no rows are read "
                 f"from any source\n  {tree.sql('duckdb')}")
-        if analyze:
-            rows = self._catalog_statement(tree, params).arrow().num_rows
-            text += f"\n  analyze: {rows:,} rows"
-        return text
+        rows = self._catalog_statement(tree, params).arrow().num_rows  # refuses what sql() would
+        return text + (f"\n  analyze: {rows:,} rows" if analyze else "")
 
     def tables(self) -> list[str]:
         """Catalog table names, then ``source.table`` names of SQL sources."""

@@ -16,3 +16,17 @@ def test_explain_of_catalog_statements(fq, sql: str, rows: int | None) -> None:
     plain, analyzed = fq.explain(sql), fq.explain(sql, analyze=True)
     assert plain.startswith("Plan: a catalog statement") and "fragment" not in plain
     assert analyzed.endswith(f"analyze: {want:,} rows")
+
+
+@pytest.mark.parametrize("sql", ["DESCRIBE FROM '/etc/passwd'", "DESCRIBE 'x.csv'",
+                                 "DESCRIBE SELECT * FROM read_csv('x.csv')"])
+def test_explain_refuses_what_sql_refuses(fq, sql: str) -> None:
+    """explain without analyze used to print a plan for a DESCRIBE of a file path."""
+    import fedquery
+
+    refusals = []
+    for run in (lambda: fq.sql(sql), lambda: fq.explain(sql)):
+        with pytest.raises((fedquery.ForbiddenError, fedquery.PlanError)) as info:
+            run()
+        refusals.append(type(info.value))
+    assert refusals[0] is refusals[1]
