@@ -26,7 +26,8 @@ class Capabilities:
     ``remote``: rows cross a network, so the planner filters them by join keys before they move.
     ``expressions``: for a dialect other than DuckDB's, the names of the sqlglot expression
     classes the source evaluates exactly as DuckDB does (None: every one); the planner keeps
-    any other expression in DuckDB.
+    any other expression in DuckDB. ``max_identifier_length``: the longest name (in UTF-8
+    bytes) the source keeps whole; a query naming a longer alias stays in DuckDB.
     """
 
     dialect: str | None = None
@@ -39,6 +40,7 @@ class Capabilities:
     default_schema: str = "main"
     remote: bool = False
     expressions: frozenset[str] | None = None
+    max_identifier_length: int | None = None
 
 
 @dataclass(frozen=True)

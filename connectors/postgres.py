@@ -92,7 +92,7 @@ class PostgresConnector:
     kind = "postgres"
     capabilities = Capabilities(dialect="postgres", native=False, subtrees=True,
                                 default_schema="public", remote=True,
-                                expressions=EXACT_EXPRESSIONS)
+                                expressions=EXACT_EXPRESSIONS, max_identifier_length=63)
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
         self.name = spec.name

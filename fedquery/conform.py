@@ -43,12 +43,15 @@ def expected(types: tuple[str, ...], arrow_types: ArrowTypes) -> list[pa.DataTyp
     return [arrow_types.of(t) if t else None for t in types]
 
 
-def conform(data: pa.Table | pa.RecordBatch, wanted: list[pa.DataType | None]):
-    """``data`` with every column whose type differs from the wanted one cast to it (columns
-    that cannot be cast safely keep their values and type)."""
+def conform(data: pa.Table | pa.RecordBatch, wanted: list[pa.DataType | None],
+            names: tuple[str, ...] = ()):
+    """``data`` with DuckDB's output ``names`` (a query run whole in PostgreSQL comes back with
+    ``id, id_1`` for DuckDB's ``id, id``, and names cut at 63 bytes) and every column whose type
+    differs from the wanted one cast to it (columns that cannot be cast keep their type)."""
     if len(wanted) != data.num_columns:
         return data
-    columns, changed = list(data.columns), False
+    columns = list(data.columns)
+    changed = bool(names) and list(names) != data.column_names
     for i, (column, kind) in enumerate(zip(columns, wanted, strict=True)):
         if kind is None or column.type == kind:
             continue
@@ -59,6 +62,7 @@ def conform(data: pa.Table | pa.RecordBatch, wanted: list[pa.DataType | None]):
             continue
     if not changed:
         return data
-    schema = pa.schema([pa.field(n, c.type) for n, c in zip(data.column_names, columns, strict=True)])
+    labels = list(names) if len(names) == len(columns) else data.column_names
+    schema = pa.schema([pa.field(n, c.type) for n, c in zip(labels, columns, strict=True)])
     kind = pa.Table if isinstance(data, pa.Table) else pa.RecordBatch
     return kind.from_arrays(columns, schema=schema)

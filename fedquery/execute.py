@@ -224,7 +224,7 @@ class Execution:
         """Every row, materialised by DuckDB in parallel."""
         started = time.perf_counter()
         try:
-            table = conform(self._relation.to_arrow_table(), self._wanted)
+            table = conform(self._relation.to_arrow_table(), self._wanted, self._plan.columns)
             self.residual_rows, self.seconds = table.num_rows, time.perf_counter() - started
             return table
         except duckdb.Error as exc:
@@ -244,13 +244,13 @@ class Execution:
         except pa.ArrowInvalid as exc:
             self._cursor.close()
             raise arrow_error(exc) from exc
-        schema = conform(source.schema.empty_table(), self._wanted).schema
+        schema = conform(source.schema.empty_table(), self._wanted, self._plan.columns).schema
         return pa.RecordBatchReader.from_batches(schema, self._batches(source))
 
     def _batches(self, source: pa.RecordBatchReader):
         try:
             for batch in source:
-                yield conform(batch, self._wanted)
+                yield conform(batch, self._wanted, self._plan.columns)
         except duckdb.Error as exc:
             raise self._session.translate(exc, self._plan, self.stats) from exc
         except pa.ArrowInvalid as exc:

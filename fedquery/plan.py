@@ -118,6 +118,9 @@ def extract_fragments(expression: exp.Expr, *, catalog: RuleCatalog, is_native) 
     names: dict[int, str] = {}
     residual = _cut(expression, local, fragments, (catalog, is_native, names))
     fragments[:] = [_link_key_filter(f, names) for f in fragments]
+    if any(w.args.get("recursive") for w in expression.find_all(exp.With)):
+        # a recursive CTE scans what it reads once per step: a stream can be read only once
+        fragments[:] = [f if f.inline else replace(f, materialize=True) for f in fragments]
     if local is not None and residual is not expression and not fragments[0].inline:
         local = residual  # the whole statement is one fragment fetched from its source
     if local is None:

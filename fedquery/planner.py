@@ -155,7 +155,8 @@ class Planner:
 
     def plan(self, sql: str, params: Any = None) -> Plan:
         """Plan one SELECT (no cache)."""
-        sql = name_positional(sql)
+        written = sql
+        sql = renamed = name_positional(written)
         tree = self.parse_checked(sql)
         expanded = expand_entities(tree, self.catalog, self._schema_named)
         if expand_vector_search(tree, self._schema_named) or expanded:
@@ -172,6 +173,9 @@ class Planner:
         described, macros, embedders = describe_sql(sql, tree)
         for embedder in embedders:
             self.session.add_embedder(embedder)
+        if described == renamed != written and isinstance(params, list | tuple):
+            # DuckDB names an output after the text as written (``(x + $1)``, not ``$__p1``)
+            described, values = written, list(params)
         outputs = self.session.describe(described, values, native, macros)
         rewritten, notes = self._rewrite(tree, sql)
         _name_outputs(rewritten, [name for name, _ in outputs])

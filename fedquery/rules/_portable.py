@@ -38,7 +38,24 @@ def portable(node: exp.Expr, capabilities: Capabilities) -> bool:
     allowed = capabilities.expressions
     if functions or (allowed is not None and not all(_allowed(n, allowed) for n in node.walk())):
         return False
+    if capabilities.max_identifier_length and _long_names(node, capabilities.max_identifier_length):
+        return False
     return all(_joins_read_own_item(s) for s in node.find_all(exp.Select))
+
+
+def _long_names(node: exp.Expr, limit: int) -> bool:
+    """Whether ``node`` names an alias the source would cut (PostgreSQL keeps 63 bytes). The
+    output names of a whole statement do not count: the executor gives answers DuckDB's names."""
+    whole = node.parent is None and isinstance(node, exp.Select)
+    outputs = set(map(id, node.expressions)) if whole else set()
+    for alias in node.find_all(exp.Alias, exp.TableAlias, exp.CTE):
+        if id(alias) in outputs:
+            continue
+        names = [alias.alias] + [c.name for c in alias.args.get("columns") or []] \
+            if isinstance(alias, exp.TableAlias) else [alias.alias]
+        if any(len(n.encode()) > limit for n in names):
+            return True
+    return False
 
 
 def is_executor_function(func: exp.Anonymous) -> bool:

@@ -83,7 +83,7 @@ def _connected(members: list[exp.Subquery], links: list[set[str]]) -> list[list[
 def _merge(select: exp.Select, members: list[exp.Subquery], alias: str,
            capabilities) -> None:
     aliases = {m.alias for m in members}
-    if _reads_star(select, aliases):
+    if _reads_star(select, aliases) or _names_too_long(members, capabilities):
         return
     inner_where = [c for m in members for c in conjuncts(_where(m.this))]
     moved = _take_conditions(select, aliases, members)
@@ -98,6 +98,13 @@ def _merge(select: exp.Select, members: list[exp.Subquery], alias: str,
     if outer:
         select.where(conjoin(outer), copy=False)
     _rename_columns(select, aliases, alias)
+
+
+def _names_too_long(members: list[exp.Subquery], capabilities) -> bool:
+    """Whether the source would cut a merged column's name (``t__column``) it sends back."""
+    limit = capabilities.max_identifier_length
+    return bool(limit) and any(len(f"{m.alias}__{p.alias_or_name}".encode()) > limit
+                               for m in members for p in m.this.expressions)
 
 
 def _reads_star(select: exp.Select, aliases: set[str]) -> bool:
