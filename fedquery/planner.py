@@ -62,7 +62,8 @@ class Planner:
         self._schemas: dict[str, pa.Schema] = {}
         self._estimates: dict[tuple, int | None] = {}
         self._cache: OrderedDict[tuple, Plan] = OrderedDict()
-        self._lock = threading.RLock()  # the caches above; a table's first description
+        self._lock = threading.RLock()  # the caches above, held only while they change
+        self._describing: dict[str, threading.Lock] = {}  # one lock a table being described
 
     # RuleCatalog protocol
     def capabilities(self, source: str) -> Capabilities:
@@ -74,14 +75,23 @@ class Planner:
     def table_schema(self, table: exp.Table) -> pa.Schema:
         """A bound table's Arrow schema (asked of its source once per connection)."""
         key = ".".join(p.name for p in table.parts)
-        with self._lock:  # one thread describes (and shadows) a table; the others wait for it
-            if key not in self._schemas:
-                bound = BoundTable(table.catalog, TableRef(table.db, table.name))
-                schema = self.session.schema(bound.source, bound.ref)
-                if not self.capabilities(bound.source).native:
-                    self._shadow(bound, schema)
+        with self._lock:
+            if key in self._schemas:
+                return self._schemas[key]
+            describing = self._describing.setdefault(key, threading.Lock())
+        # one thread describes (and shadows) a table while threads wanting it wait; a slow or
+        # stalled source holds up no other table and no planning that needs none
+        with describing:
+            with self._lock:
+                if key in self._schemas:
+                    return self._schemas[key]
+            bound = BoundTable(table.catalog, TableRef(table.db, table.name))
+            schema = self.session.schema(bound.source, bound.ref)
+            if not self.capabilities(bound.source).native:
+                self._shadow(bound, schema)
+            with self._lock:
                 self._schemas[key] = schema
-            return self._schemas[key]
+            return schema
 
     def estimate_rows(self, table: exp.Table) -> int | None:
         """The source's own estimate of a table's row count, if it has one (asked once per

@@ -87,3 +87,33 @@ def test_eight_threads_on_one_connection_mixed(sample) -> None:
         with ThreadPoolExecutor(8) as pool:
             got = list(pool.map(lambda i: _outcome(con, *MIXED[i % len(MIXED)]), range(96)))
     assert got == [want[i % len(MIXED)] for i in range(96)]
+
+
+def test_a_stalled_source_holds_up_no_other_query(unseen, unseen_root, postgres_database,
+                                                   pg_proxy) -> None:
+    """The first plan over a PostgreSQL table asks the server for its columns; while that
+    server is silent, a query over the lake alone plans and answers at once (it waited behind
+    the planner's lock for the whole read timeout before)."""
+    import threading
+    import time
+
+    from tests.services.postgres import load_shop, proxied_dsn, shop_catalog_in_postgres
+
+    catalog, ref = unseen
+    load_shop(postgres_database, unseen_root)
+    federated = shop_catalog_in_postgres(catalog, proxied_dsn(postgres_database.dsn, pg_proxy.port))
+    federated["sources"]["pg"].update(read_timeout=20, connect_timeout=15)
+    lake_only = "SELECT region, count(*) FROM orders GROUP BY 1 ORDER BY 1"
+    with fedquery.connect(federated) as con:
+        con.sql(lake_only).fetchall()  # the lake's table is described: no source is asked again
+        pg_proxy.stall("both")
+        stalled = threading.Thread(target=_outcome, args=(con, "SELECT count(*) FROM products"),
+                                   daemon=True)
+        stalled.start()
+        time.sleep(1)  # let it reach the server (it then waits up to read_timeout, 20 s)
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(_outcome, con, lake_only).result(timeout=5)
+        assert answer == ref.sql(lake_only).fetchall()
+        assert stalled.is_alive()  # the PostgreSQL query is still waiting for its server
+        pg_proxy.pass_through()
+        stalled.join(30)

@@ -118,8 +118,15 @@ SHOP_DDL = {
 
 
 def load_shop(db: PgDatabase, unseen_root: Path) -> None:
-    """The unseen shop's warehouse tables, copied into PostgreSQL with their types; analyzed."""
+    """The unseen shop's warehouse tables, copied into PostgreSQL with their types; analyzed
+    (once per database: a second call finds them there)."""
     import duckdb
+
+    with db.connect() as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
+                       "AND tablename = 'customers'")
+        if cursor.fetchall()[0][0]:
+            return
 
     db.execute("CREATE SCHEMA IF NOT EXISTS sales")
     with duckdb.connect(str(unseen_root / "shop.duckdb"), read_only=True) as warehouse:
