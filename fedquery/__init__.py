@@ -13,6 +13,7 @@ from fedquery.errors import (
     ForbiddenError,
     ParseError,
     PlanError,
+    QueryCancelled,
     SourceError,
 )
 from fedquery.functions.embedding import register_embedder
@@ -28,6 +29,7 @@ __all__ = [
     "ParseError",
     "PlanError",
     "Profile",
+    "QueryCancelled",
     "Result",
     "SourceError",
     "connect",

@@ -176,6 +176,7 @@ class Connection:
         if not self._closed:
             self._closed = True
             with boundary(self.catalog.secrets):
+                self._session.closing.set()  # queries still waiting give up (QueryCancelled)
                 for connector in self._session.connectors.values():
                     connector.close()
                 self._session.close()

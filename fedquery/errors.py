@@ -40,6 +40,10 @@ class SourceError(FedQueryError):
         super().__init__(f"source {source!r}: {message}")
 
 
+class QueryCancelled(FedQueryError):
+    """A query stopped before its end: the connection was closed, or it was interrupted."""
+
+
 def _caret(sql: str | None, line: int | None, col: int | None) -> str:
     """The offending SQL line with a caret under column ``col``."""
     if not sql or not line:

@@ -14,6 +14,7 @@ import re
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +24,11 @@ import pyarrow as pa
 from connectors._native import BATCH_ROWS, SharedConnection, quote
 from connectors.base import Connector, TableRef
 from fedquery.conform import ArrowTypes, conform, expected
-from fedquery.errors import FedQueryError, PlanError, SourceError
+from fedquery.errors import FedQueryError, PlanError, QueryCancelled, SourceError
 from fedquery.fetch import FragmentStats, fetch_fragments, subset
 from fedquery.functions.runs import RUN_VARIABLE
 from fedquery.plan import Plan
+from fedquery.waiting import Producer, off_thread
 
 if TYPE_CHECKING:
     from fedquery.functions.embedding import Embedder
@@ -53,6 +55,8 @@ class Session:
             "temp_directory": self._tmp.name,
         })
         self._lock = threading.RLock()
+        self._running: weakref.WeakSet = weakref.WeakSet()  # cursors of queries not yet done
+        self.closing = threading.Event()  # set by close(): every wait for a query ends
         self._shadow_catalogs: set[str] = set()
         self.arrow_types = ArrowTypes()
         allowed = [self._tmp.name]
@@ -151,22 +155,40 @@ class Session:
         # blob functions keep their state under this run (plans run to fetch its fragments join
         # it); a plan that calls none needs no run (setting one costs a statement per query)
         calls_functions = RUN_VARIABLE in sql or any(RUN_VARIABLE in f.sql for f in plan.fragments)
-        with self.functions.run_on(cursor) if calls_functions else contextlib.nullcontext():
-            try:
-                stats = fetch_fragments(self, plan, params, cursor, inline=inline, whole=analyze)
-                relation = cursor.sql(sql, params=subset(params, names))
-            except duckdb.Error as exc:
+        abandoned = threading.Event()
+
+        def start() -> Execution:
+            with self.functions.run_on(cursor) if calls_functions else contextlib.nullcontext():
+                try:
+                    stats = fetch_fragments(self, plan, params, cursor, inline=inline,
+                                            whole=analyze)
+                    relation = cursor.sql(sql, params=subset(params, names))
+                except duckdb.Error as exc:
+                    cursor.close()
+                    raise self.translate(exc, plan) from exc
+                except BaseException:
+                    cursor.close()
+                    raise
+            return Execution(self, plan, cursor, relation, stats)
+
+        def give_up() -> None:
+            abandoned.set()
+            cursor.interrupt()
+
+        def close_if_abandoned() -> None:
+            if abandoned.is_set():
                 cursor.close()
-                raise self.translate(exc, plan) from exc
-            except BaseException:
-                cursor.close()
-                raise
-        return Execution(self, plan, cursor, relation, stats)
+
+        self._running.add(cursor)
+        return off_thread(start, give_up, close_if_abandoned, self.closing)
 
     def translate(self, exc: duckdb.Error, plan: Plan,
                   stats: list[FragmentStats] = ()) -> FedQueryError:
         """A DuckDB error as fedquery's: a fragment's own error when a stream failed, a file
         that failed names its source."""
+        if isinstance(exc, duckdb.InterruptException):
+            return QueryCancelled("the query was interrupted (Ctrl-C, or its connection was "
+                                  "closed while it ran)")
         failed = self.functions.take_failure(str(exc)) or self._connector_failure(str(exc))
         failed = failed or next((s.error for s in stats if s.error is not None), None)
         if isinstance(failed, FedQueryError):
@@ -202,10 +224,24 @@ class Session:
                 return name
         return None
 
-    def close(self) -> None:
+    def finished(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """A query's cursor is done with (closed by the thread that ran it)."""
+        self._running.discard(cursor)
+
+    def close(self, wait: float = 5.0) -> None:
+        """Interrupt the queries still running (their callers get ``QueryCancelled``), give
+        them ``wait`` seconds to stop, then close DuckDB and remove the temporary folder."""
+        self.closing.set()
+        for cursor in list(self._running):
+            with contextlib.suppress(duckdb.Error):
+                cursor.interrupt()
+        deadline = time.monotonic() + wait
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.functions.blobs.close()
         self.arrow_types.close()
-        self.con.close()
+        with contextlib.suppress(duckdb.Error):  # a query that would not stop: leave it be
+            self.con.close()
         self._tmp.cleanup()
 
 
@@ -221,31 +257,40 @@ class Execution:
         self._wanted = expected(plan.types, session.arrow_types)
 
     def table(self) -> pa.Table:
-        """Every row, materialised by DuckDB in parallel."""
+        """Every row, materialised by DuckDB in parallel (on a worker thread: the caller's
+        Ctrl-C interrupts the query at once)."""
         started = time.perf_counter()
+        table = off_thread(self._table, self.interrupt, self._close, self._session.closing)
+        self.residual_rows, self.seconds = table.num_rows, time.perf_counter() - started
+        return table
+
+    def _table(self) -> pa.Table:
         try:
-            table = conform(self._relation.to_arrow_table(), self._wanted, self._plan.columns)
-            self.residual_rows, self.seconds = table.num_rows, time.perf_counter() - started
-            return table
+            return conform(self._relation.to_arrow_table(), self._wanted, self._plan.columns)
         except duckdb.Error as exc:
             raise self._session.translate(exc, self._plan, self.stats) from exc
         except pa.ArrowInvalid as exc:
             raise arrow_error(exc) from exc
-        finally:
-            self._cursor.close()
 
     def reader(self) -> pa.RecordBatchReader:
-        """A stream of record batches; the cursor closes when the stream ends."""
+        """A stream of record batches, pulled by a worker thread a few batches ahead; the
+        cursor closes when the stream ends or the reader is dropped."""
         try:
-            source = self._relation.to_arrow_reader(BATCH_ROWS)
+            source = off_thread(lambda: self._relation.to_arrow_reader(BATCH_ROWS), self.interrupt,
+                                stop=self._session.closing)
         except duckdb.Error as exc:
-            self._cursor.close()
+            self._close()
             raise self._session.translate(exc, self._plan, self.stats) from exc
         except pa.ArrowInvalid as exc:
-            self._cursor.close()
+            self._close()
             raise arrow_error(exc) from exc
+        except BaseException:
+            self._close()
+            raise
         schema = conform(source.schema.empty_table(), self._wanted, self._plan.columns).schema
-        return pa.RecordBatchReader.from_batches(schema, self._batches(source))
+        batches = Producer(self._batches(source), self.interrupt, self._close,
+                           stop=self._session.closing)
+        return pa.RecordBatchReader.from_batches(schema, iter(batches))
 
     def _batches(self, source: pa.RecordBatchReader):
         try:
@@ -255,7 +300,14 @@ class Execution:
             raise self._session.translate(exc, self._plan, self.stats) from exc
         except pa.ArrowInvalid as exc:
             raise arrow_error(exc) from exc
-        finally:
+
+    def interrupt(self) -> None:
+        """Stop the query DuckDB runs for this execution (its worker then cleans up)."""
+        self._cursor.interrupt()
+
+    def _close(self) -> None:
+        self._session.finished(self._cursor)
+        with contextlib.suppress(duckdb.Error):  # its connection may be closed already
             self._cursor.close()
 
 

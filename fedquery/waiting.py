@@ -1,0 +1,128 @@
+"""Run a query's work on a thread of its own, so that the caller can always stop waiting.
+
+DuckDB runs a query on its own threads, and those may wait for a source inside a fragment's
+stream (a silent PostgreSQL server, an S3 object arriving slowly). A caller waiting inside
+DuckDB cannot take Ctrl-C until they return. So the work runs on a worker thread and the
+caller only waits for it, in Python, where a KeyboardInterrupt arrives at once: the query is
+then interrupted (``on_interrupt``) and the KeyboardInterrupt goes on; the worker finishes in
+the background and cleans up after itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from fedquery.errors import QueryCancelled
+
+T = TypeVar("T")
+POLL_SECONDS = 0.1
+WORKER = "fedquery-query"
+
+
+def off_thread(work: Callable[[], T], on_interrupt: Callable[[], None],
+               cleanup: Callable[[], None] | None = None,
+               stop: threading.Event | None = None) -> T:
+    """``work()``'s value (or exception), computed on a worker thread; ``cleanup`` runs on
+    the worker when ``work`` has ended, also after the caller gave up waiting. ``stop`` set
+    (the connection closing) also ends the wait: QueryCancelled. Called on a worker already (a
+    plan run to fetch another's fragment), ``work`` runs right there."""
+    if threading.current_thread().name == WORKER:  # a plan run for a fragment: already off
+        try:
+            return work()
+        finally:
+            if cleanup is not None:
+                cleanup()
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the caller as it is
+            outcome["error"] = exc
+        finally:
+            if cleanup is not None:
+                cleanup()
+
+    worker = threading.Thread(target=target, name=WORKER, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(POLL_SECONDS)
+            if stop is not None and stop.is_set() and worker.is_alive():
+                raise _cancelled()
+    except (KeyboardInterrupt, QueryCancelled):
+        on_interrupt()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]  # type: ignore[return-value]
+
+
+class Producer:
+    """Batches pulled from ``source`` by a worker thread into a small queue; the consumer
+    waits for each in Python, so Ctrl-C stops it at once. A consumer that stops early (or is
+    interrupted) interrupts the query. The worker owns the source: it alone closes it
+    (``close``), when it stops."""
+
+    def __init__(self, source, on_interrupt: Callable[[], None], close: Callable[[], None],
+                 depth: int = 2, stop: threading.Event | None = None) -> None:
+        import queue
+
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._closing = stop
+        self._on_interrupt, self._close = on_interrupt, close
+        threading.Thread(target=self._pull, args=(source,), name=WORKER, daemon=True).start()
+
+    def _pull(self, source) -> None:
+        try:
+            for item in source:
+                if not self._put("batch", item):
+                    return
+            self._put("end", None)
+        except BaseException as exc:  # handed to the consumer as it is
+            self._put("error", exc)
+        finally:
+            self._close()
+
+    def _put(self, kind: str, item) -> bool:
+        """Hand one item over; False once the consumer has gone."""
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put((kind, item), timeout=POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        import queue
+
+        finished = False
+        try:
+            while True:
+                try:
+                    kind, item = self._queue.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    if self._closing is not None and self._closing.is_set():
+                        raise _cancelled() from None
+                    continue
+                if kind == "batch":
+                    yield item
+                    continue
+                finished = True
+                if kind == "error":
+                    raise item
+                return
+        finally:
+            self._stop.set()
+            if not finished:  # Ctrl-C, or the consumer stopped reading: stop the query too
+                self._on_interrupt()
+
+
+def _cancelled() -> QueryCancelled:
+    return QueryCancelled("the connection was closed while the query ran")
