@@ -264,7 +264,8 @@ class _Loader:
 
         expanded = _VAR.sub(substitute, value)
         for secret in found:
-            self.secrets.add_setting(secret, base_dir=self.base_dir if path_like else None)
+            self.secrets.add_setting(secret, base_dir=self.base_dir if path_like else None,
+                                     environment=True)
         if found or _SECRET_KEYS.search(key):
             self.secrets.add_setting(expanded, base_dir=self.base_dir if path_like else None)
         self.printable(expanded, keypath)
