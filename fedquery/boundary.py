@@ -38,11 +38,10 @@ def boundary(secrets: Secrets | None = None, *, sources: Iterable[str] = (),
             secrets.scrub(exc)
         raise
     except Exception as exc:  # noqa: BLE001 - the net: BaseExceptions (Ctrl-C, exit) pass
-        error = internal_error(exc, secrets, sources, opening=opening)
-        error.__cause__ = exc
         if secrets is not None:
-            secrets.scrub(error)
-        raise error from error.__cause__
+            secrets.scrub(exc)  # it stays the error's __context__: masked in place
+        error = internal_error(exc, secrets, sources, opening=opening)
+        raise error from exc
 
 
 def internal_error(exc: BaseException, secrets: Secrets | None = None,

@@ -26,6 +26,7 @@ MASK = "***"
 MIN_LENGTH = 4  # shorter forms would mask common text; a DSN's password is masked whatever its length
 MIN_PART_LENGTH = 6  # a part of a ${VAR} value (a path component, a host) masked on its own
 COMMON_PARTS = {"localhost", "127.0.0.1", "postgres", "postgresql", "public", "default"}
+_TEXT_ATTRIBUTES = ("filename", "filename2", "strerror", "msg", "reason")  # OSError, SyntaxError...
 _LOCATION_KEYS = {"host", "hostaddr", "port", "dbname", "user"}  # libpq's, printed in its errors
 _KEY_VALUE = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 _DSN_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.I)
@@ -75,12 +76,11 @@ class Secrets:
             raise
 
     def scrub(self, exc: BaseException) -> None:
-        """Mask secrets in an exception's message and notes; cut the chain of causes and
-        contexts at the first exception that shows a secret (a traceback prints each one's
-        message, and code can read ``__cause__`` and ``__context__`` even when suppressed)."""
-        exc.args = tuple(self.redact(a) if isinstance(a, str) else a for a in exc.args)
-        if isinstance(getattr(exc, "__notes__", None), list):
-            exc.__notes__ = [self.redact(n) if isinstance(n, str) else n for n in exc.__notes__]
+        """Mask secrets in an exception (its message, notes and the attributes its message is
+        built from); cut the chain of causes and contexts at the first exception that shows a
+        secret (a traceback prints each one's message, and code can read ``__cause__`` and
+        ``__context__`` even when suppressed)."""
+        self._mask_in_place(exc)
         seen: set[int] = set()
         pending = [exc]
         while pending:
@@ -95,6 +95,25 @@ class Secrets:
                     current.__suppress_context__ = True
                 elif linked is not None:
                     pending.append(linked)
+
+    def _mask_in_place(self, exc: BaseException) -> None:
+        """Redact the texts an exception's message is made of. One raised in an ``except``
+        block keeps the handled exception as ``__context__`` whatever is done before, so an
+        exception that becomes one is masked in place; a message still showing a secret
+        (built by its own ``__str__``) is replaced."""
+        exc.args = tuple(self.redact(a) if isinstance(a, str) else a for a in exc.args)
+        for name in _TEXT_ATTRIBUTES:
+            value = getattr(exc, name, None)
+            if isinstance(value, str):
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(exc, name, self.redact(value))
+        if isinstance(getattr(exc, "__notes__", None), list):
+            exc.__notes__ = [self.redact(n) if isinstance(n, str) else n for n in exc.__notes__]
+        if self._shown_by(exc):
+            exc.args = ("(message hidden: it showed a secret)",)
+            for name in _TEXT_ATTRIBUTES:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(exc, name, None)
 
     def _shown_by(self, exc: BaseException) -> bool:
         """True if the exception's message, repr or notes show a secret."""

@@ -167,3 +167,22 @@ def test_scrub_keeps_a_chain_without_secrets_and_cuts_deeper_links() -> None:
     outer.__cause__ = middle
     secrets.scrub(outer)
     assert outer.__cause__ is middle and middle.__context__ is None
+
+
+@pytest.mark.parametrize("raised", [OSError(f"open {MARK} failed"),
+                                    FileNotFoundError(2, "No such file", f"/x/{MARK}/y"),
+                                    KeyError(MARK),
+                                    UnicodeDecodeError("utf-8", MARK.encode() + b"\xff", 11, 12, "bad")],
+                         ids=["message", "filename", "key", "bytes"])
+def test_untranslated_error_under_the_net_is_masked_in_place(raised: BaseException) -> None:
+    """The net turns an untranslated exception into a FedQueryError raised while it is handled,
+    so Python makes it the new error's ``__context__`` whatever is cut: it is masked in place."""
+    from fedquery.boundary import boundary
+
+    secrets = Secrets()
+    secrets.add_setting(MARK)
+    with pytest.raises(fedquery.PlanError) as info, boundary(secrets):
+        raise raised
+    leaks = [t for t in _texts(info.value) if MARK in t]
+    assert not leaks, leaks[0]
+    assert info.value.__context__ is raised  # still there, to debug with
