@@ -80,7 +80,7 @@ def _where(mark: Any) -> str:
 # PyYAML quotes one character it did not expect ('}'), or a name taken from the file: a tag,
 # an alias, an anchor, a tag handle. A name is left out: an unquoted password that starts
 # with * or ! is read as an alias or a tag, and the message would show it.
-_QUOTED = re.compile(r"'((?:[^'\\]|\\.){2,})'")
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.){2,})'" + r'|"((?:[^"\\]|\\.){2,})"')
 _STANDARD_TAG = re.compile(r"tag:yaml\.org,2002:[a-z]+")
 _HINTS = {
     "undefined alias": "a value that starts with * is read as an alias: quote it",
@@ -92,7 +92,7 @@ _HINTS = {
 
 def _unquoted(message: str) -> str:
     def keep(match: re.Match) -> str:
-        name = match.group(1)
+        name = match.group(1) or match.group(2)
         return match.group(0) if _STANDARD_TAG.fullmatch(name) or name.startswith("<") \
             else "(not shown)"
     return _QUOTED.sub(keep, message)

@@ -26,6 +26,8 @@ BROKEN = [
      "line 5, column 38"),
     ("password_read_as_tag", HEAD + f"    options: {{key: AKIAFAKE, secret: !{SECRET} x}}\n",
      "line 5, column 38"),
+    ("tag_with_a_quote", HEAD + f"    options: {{key: AKIAFAKE, secret: !{SECRET}'x y}}\n",
+     "line 5, column 38"),
     ("password_read_as_anchor_twice", HEAD + f"    options: {{key: &{SECRET} a, secret: &{SECRET} b}}\n",
      "line 5, column 47"),
     ("tab_after_password", HEAD + f"    options:\n      secret: {SECRET}\n\t  key: x\n", "line 7, column 1"),
