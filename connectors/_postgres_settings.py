@@ -146,7 +146,9 @@ def _has_key(dsn: str, key: str) -> bool:
 def location(dsn: str) -> dict[str, str | None]:
     """Host, port and database named by a DSN (never the user or password)."""
     if "://" in dsn:
-        parts = urlsplit(dsn)
+        parts = _safe(lambda: urlsplit(dsn))
+        if parts is None:  # a malformed URL (the catalog refuses one; libpq says what is wrong)
+            return {"host": None, "port": None, "database": None}
         query = parse_qs(parts.query)
         host = _safe(lambda: parts.hostname) or (query.get("host") or [None])[0]
         port = _safe(lambda: parts.port)

@@ -50,6 +50,7 @@ from connectors._postgres_stream import FragmentStream, Statement
 from connectors._postgres_types import numeric_type, target_schema
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import FedQueryError, SourceError
+from fedquery.secrets import MASK
 
 if TYPE_CHECKING:
     from fedquery.catalog import Catalog, SourceSpec
@@ -101,13 +102,19 @@ class PostgresConnector:
         self._settings = settings
         self._dsn = settings.effective_dsn()
         self._secrets.add_setting(self._dsn)
-        self._where = location(settings.dsn)
+        self._where = self._location(settings.dsn)
         self.sent: deque[str] = deque(maxlen=SENT_KEPT)
         self._pool = Pool(self._open_session, settings.pool_size)
         self._lock = threading.Lock()
         self._columns: dict[TableRef, pa.Schema] = {}
         self._listing: list[TableRef] | None = None
         self._pool.release(self._pool.acquire()[0])  # a bad DSN fails fedquery.connect, named
+
+    def _location(self, dsn: str) -> dict[str, str | None]:
+        """Host, port and database as explain and repr show them: ``***`` for each that was
+        read from the environment (a ``${VAR}`` DSN is a secret, its parts too)."""
+        where = location(dsn)
+        return {k: MASK if self._secrets.from_environment(v) else v for k, v in where.items()}
 
     def __repr__(self) -> str:
         return f"<PostgresConnector {self.name!r} {self._where['host']}/{self._where['database']}>"

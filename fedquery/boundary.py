@@ -14,7 +14,7 @@ pass untouched.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from fedquery.errors import FedQueryError, PlanError, SourceError
@@ -23,14 +23,16 @@ if TYPE_CHECKING:
     from fedquery.secrets import Secrets
 
 REPORT = "this is a bug in fedquery; please report it with the query"
+CLOSED = "the connection is closed; read a result before closing its connection"
 
 
 @contextlib.contextmanager
 def boundary(secrets: Secrets | None = None, *, sources: Iterable[str] = (),
-             opening: bool = False) -> Iterator[None]:
+             opening: bool = False, closed: Callable[[], bool] | None = None) -> Iterator[None]:
     """Let only ``FedQueryError`` out of the block, secrets masked; ``sources``: the sources
     the block reads, named by an I/O error that no connector translated (by any error with
-    ``opening``: the block opens that source)."""
+    ``opening``: the block opens that source); ``closed``: true once the connection the block
+    uses is closed, which is then the error."""
     try:
         yield
     except FedQueryError as exc:
@@ -38,11 +40,12 @@ def boundary(secrets: Secrets | None = None, *, sources: Iterable[str] = (),
             secrets.scrub(exc)
         raise
     except Exception as exc:  # noqa: BLE001 - the net: BaseExceptions (Ctrl-C, exit) pass
-        error = internal_error(exc, secrets, sources, opening=opening)
-        error.__cause__ = exc
         if secrets is not None:
-            secrets.scrub(error)
-        raise error from error.__cause__
+            secrets.scrub(exc)  # it stays the error's __context__: masked in place
+        if closed is not None and closed():
+            raise FedQueryError(CLOSED) from exc
+        error = internal_error(exc, secrets, sources, opening=opening)
+        raise error from exc
 
 
 def internal_error(exc: BaseException, secrets: Secrets | None = None,
@@ -68,14 +71,15 @@ def internal_error(exc: BaseException, secrets: Secrets | None = None,
     return PlanError(f"internal error: {kind}: {text} ({REPORT})")
 
 
-def guarded_batches(reader, secrets: Secrets | None, sources: Iterable[str] = ()):
+def guarded_batches(reader, secrets: Secrets | None, sources: Iterable[str] = (),
+                    closed: Callable[[], bool] | None = None):
     """A record batch reader whose stream lets only ``FedQueryError`` out, like the API."""
     import pyarrow as pa
 
     sources = tuple(sources)
 
     def batches():
-        with boundary(secrets, sources=sources):
+        with boundary(secrets, sources=sources, closed=closed):
             yield from reader
 
     return pa.RecordBatchReader.from_batches(reader.schema, batches())

@@ -195,7 +195,30 @@ class _Loader:
         if not value.strip():
             raise self.fail(keypath, "expected a non-empty string (omit the key for the default)"
                             if not required else f"{required}; got an empty string")
+        self.printable(value, keypath)
         return value
+
+    def printable(self, value: str, keypath: str) -> None:
+        """No NUL character: no path, URL or setting can hold one (the OS refuses it)."""
+        if "\x00" in value:
+            raise self.fail(keypath, "contains a NUL character (\\x00), which no path, URL or "
+                            "setting can hold")
+
+    def url(self, value: str, keypath: str, *, port: bool) -> None:
+        """A URL that Python's parser can read: its IPv6 brackets and, with ``port``, its port
+        (not for a DSN: libpq reads ``host1:5432,host2:5433``). The message never shows the
+        value, which may be a secret."""
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            if port:
+                _ = parts.port
+        except ValueError as exc:
+            problem = ("an IPv6 host must be written in brackets, [::1], with the bracket "
+                       "closed" if "IPv6" in str(exc) else "the port is not a number from 0 to "
+                       "65535")
+            raise self.fail(keypath, f"not a valid URL: {problem}") from None
 
     def known_keys(self, spec: Mapping, allowed: tuple[str, ...], keypath: str) -> None:
         unknown = sorted(str(k) for k in spec if k not in allowed)
@@ -241,9 +264,13 @@ class _Loader:
 
         expanded = _VAR.sub(substitute, value)
         for secret in found:
-            self.secrets.add_setting(secret, base_dir=self.base_dir if path_like else None)
+            self.secrets.add_setting(secret, base_dir=self.base_dir if path_like else None,
+                                     environment=True)
         if found or _SECRET_KEYS.search(key):
             self.secrets.add_setting(expanded, base_dir=self.base_dir if path_like else None)
+        self.printable(expanded, keypath)
+        if key in URL_KEYS or (path_like and "://" in expanded):
+            self.url(expanded, keypath, port=key != "dsn")
         return expanded
 
     def remember_leaves(self, value: Any) -> None:
@@ -387,6 +414,7 @@ def _any_scalar(loader: _Loader, value: Any, keypath: str) -> None:
 
 TOP_LEVEL = ("sources", "tables", "blobs", "entities")
 PATH_KEYS = {"path", "root", "uri"}
+URL_KEYS = {"dsn", "endpoint_url"}  # a dsn may also be libpq's key=value form
 MAX_SETTING_DEPTH = 16
 _FLAGS = {"true", "false", "1", "0", "yes", "no"}
 SOURCE_KINDS: dict[str, dict[str, Any]] = {

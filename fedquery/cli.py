@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from fedquery.boundary import boundary
 from fedquery.errors import FedQueryError
+from fedquery.pyvalues import python_rows
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -178,14 +179,15 @@ def _csv(table: pa.Table) -> str:
 def _json(table: pa.Table) -> str:
     import json
 
-    return "".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist())
+    names = table.column_names
+    return "".join(json.dumps(dict(zip(names, row, strict=True)), default=str) + "\n"
+                   for row in python_rows(table))
 
 
 def format_table(table: pa.Table, max_rows: int = 40, max_width: int = 40) -> str:
     """A plain-text table of the first rows, columns padded to their widest value."""
     names = table.column_names
-    head = [c.to_pylist() for c in table.slice(0, max_rows).columns]
-    rows = [[_cell(v, max_width) for v in row] for row in zip(*head, strict=True)]
+    rows = [[_cell(v, max_width) for v in row] for row in python_rows(table.slice(0, max_rows))]
     widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
     line = "-+-".join("-" * w for w in widths)
     out = [" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)), line]

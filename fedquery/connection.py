@@ -98,7 +98,8 @@ class Connection:
                 return self._catalog_statement(tree, params)
         plan = self._planner.cached_plan(query, params)
         return Result(self._session, plan,
-                      select_params(plan.parameters, params, plan.vector_parameters))
+                      select_params(plan.parameters, params, plan.vector_parameters),
+                      closed=lambda: self._closed)
 
     def explain(self, query: str, analyze: bool = False,
                 params: Mapping[str, Any] | list | tuple | None = None, **unknown: Any) -> str:
@@ -272,6 +273,7 @@ class _TableResult(Result):
 
     def __init__(self, table: pa.Table) -> None:
         self._session, self._plan, self._params, self._table = None, None, None, table
+        self._closed = lambda: False
 
     @property
     def columns(self) -> list[str]:

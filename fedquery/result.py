@@ -1,16 +1,21 @@
 """The result of a query: run lazily, on first fetch, as a stream of Arrow record batches.
 
 Every method, and the stream ``batches()`` returns, lets only ``FedQueryError`` out, with the
-catalog's secrets masked (``fedquery.boundary``).
+catalog's secrets masked (``fedquery.boundary``). Python values are DuckDB's client's
+(``fedquery.pyvalues``). A result not yet fetched cannot run once its connection is closed.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from fedquery.boundary import boundary, guarded_batches
+from fedquery.boundary import CLOSED, boundary, guarded_batches
+from fedquery.errors import FedQueryError, PlanError
+from fedquery.pyvalues import has_temporal, python_rows
 
 if TYPE_CHECKING:
     import pandas
@@ -28,8 +33,10 @@ class Result:
     [(42,)]
     """
 
-    def __init__(self, session: Session, plan: Plan, params: Any) -> None:
+    def __init__(self, session: Session, plan: Plan, params: Any,
+                 closed: Callable[[], bool] = lambda: False) -> None:
         self._session, self._plan, self._params = session, plan, params
+        self._closed = closed
         self._table: pa.Table | None = None
 
     @property
@@ -42,13 +49,16 @@ class Result:
         if self._table is not None:
             return self._table.to_reader()
         with self._guard():
+            self._check_open()
             reader = self._session.run(self._plan, self._params).reader()
-            return guarded_batches(reader, self._session.secrets, self._sources())
+            return guarded_batches(reader, self._session.secrets, self._sources(),
+                                   closed=self._closed)
 
     def arrow(self) -> pa.Table:
         """All rows as a ``pyarrow.Table`` (runs the query once, then cached)."""
         if self._table is None:
             with self._guard():
+                self._check_open()
                 self._table = self._session.run(self._plan, self._params).table()
         return self._table
 
@@ -56,22 +66,37 @@ class Result:
         """All rows as a pandas DataFrame."""
         table = self.arrow()
         with self._guard():
-            return table.to_pandas()
+            try:
+                return table.to_pandas()
+            except (OverflowError, ValueError) as exc:
+                if not any(has_temporal(f.type) for f in table.schema):
+                    raise
+                raise PlanError(f"a date or timestamp of the result is outside the range pandas "
+                                f"can hold ({exc}); cast it to VARCHAR in the query, or use "
+                                "arrow() or fetchall()") from exc
 
     def fetchall(self) -> list[tuple]:
-        """All rows as a list of tuples."""
+        """All rows as a list of tuples, with the values DuckDB's Python client gives (a date
+        or timestamp outside Python's range as its text, an infinite one as the largest or
+        smallest ``datetime``)."""
         table = self.arrow()
         with self._guard():
-            columns = [c.to_pylist() for c in table.columns]
-            return list(zip(*columns, strict=True)) if columns else []
+            return python_rows(table)
 
     def __len__(self) -> int:
         return self.arrow().num_rows
 
-    def _guard(self):
-        """The API boundary for this result: its catalog's secrets, its plan's sources."""
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """The API boundary for this result: its catalog's secrets, its plan's sources; a
+        failure once the connection is closed says so."""
         secrets = self._session.secrets if self._session is not None else None
-        return boundary(secrets, sources=self._sources())
+        with boundary(secrets, sources=self._sources(), closed=self._closed):
+            yield
+
+    def _check_open(self) -> None:
+        if self._closed():
+            raise FedQueryError(CLOSED)
 
     def _sources(self) -> list[str]:
         return [f.source for f in self._plan.fragments] if self._plan is not None else []
@@ -86,8 +111,8 @@ class Result:
         and image bytes, every other value escaped, the whole capped in size."""
         from fedquery.notebook import render_html
 
-        head = _first_rows(self.batches(), HTML_ROWS + 1)
         with self._guard():
+            head = _first_rows(self.batches(), HTML_ROWS + 1)
             functions = self._session.functions if self._session is not None else None
             blob_columns = dict(self._plan.blob_columns) if self._plan is not None else {}
             return render_html(self.columns, head[:HTML_ROWS], more=len(head) > HTML_ROWS,
@@ -98,8 +123,7 @@ class Result:
 def _first_rows(reader: pa.RecordBatchReader, n: int) -> list[tuple]:
     rows: list[tuple] = []
     for batch in reader:
-        columns = [c.to_pylist() for c in batch.slice(0, n - len(rows)).columns]
-        rows.extend(zip(*columns, strict=True))
+        rows.extend(python_rows(batch.slice(0, n - len(rows))))
         if len(rows) >= n:
             break
     return rows

@@ -16,7 +16,7 @@ from typing import Any
 from sqlglot import exp
 
 from fedquery.bind import cte_for, reserved_name
-from fedquery.errors import ForbiddenError
+from fedquery.errors import ForbiddenError, PlanError
 from fedquery.sandbox_functions import (
     check_bare_name,
     check_function,
@@ -32,6 +32,11 @@ TABLE_REF_TYPES = {"INVALID", "BASE_TABLE", "SUBQUERY", "JOIN", "TABLE_FUNCTION"
 ALLOWED_TABLE_REFS = {"BASE_TABLE", "TABLE_FUNCTION", "SUBQUERY", "JOIN", "EMPTY",
                       "EXPRESSION_LIST", "PIVOT"}
 SHOW_TABLES = {'"tables"', "__show_tables_expanded"}
+# DuckDB samples the FROM result before WHERE; fedquery applies WHERE, LIMIT and top-k at the
+# sources, below where the residual would sample: the answer would change.
+USING_SAMPLE = ("USING SAMPLE is not supported: fedquery applies the query's filters and limits "
+                "at the sources, before DuckDB would take the sample, which changes the answer; "
+                "sample a table instead (FROM frames TABLESAMPLE 10%, or TABLESAMPLE 100 ROWS)")
 
 
 def check_duckdb_reading(sql: str, trees: list[exp.Expr]) -> None:
@@ -68,6 +73,13 @@ def _catalog_names(trees: list[exp.Expr]) -> set[str]:
             if not isinstance(table.this, exp.Func) and table.name and cte_for(table) is None}
 
 
+def _table_ref_type(node: dict[str, Any]) -> str | None:
+    """The ``type`` of a table reference; other nodes may hold a mapping there (a constant's
+    value type, as in ``USING SAMPLE 1``)."""
+    kind = node.get("type")
+    return kind if isinstance(kind, str) else None
+
+
 class _Reader:
     """Walks DuckDB's parse tree with the CTE names in scope."""
 
@@ -92,11 +104,13 @@ class _Reader:
             return
         if not isinstance(node, dict):
             return
-        if "class" not in node and node.get("type") in TABLE_REF_TYPES:
+        if "class" not in node and _table_ref_type(node) in TABLE_REF_TYPES:
             self.table_ref(node, ctes)
             return
         if "cte_map" in node:
             ctes = self._ctes(node["cte_map"], ctes)
+        if node.get("type") == "SELECT_NODE" and node.get("sample"):
+            raise PlanError(USING_SAMPLE)
         if node.get("type") == "RECURSIVE_CTE_NODE":  # the name is defined in the recursive term
             self.walk(node["left"], ctes)
             self.walk(node["right"], ctes | {fold(node["cte_name"])})
@@ -145,6 +159,8 @@ class _Reader:
             self._rest(ref, ctes)
 
     def _table(self, node: dict[str, Any], ctes: frozenset[str]) -> None:
+        # DuckDB evaluates the expressions of AT (VERSION => ...) and TABLESAMPLE when it binds
+        self.walk([node.get("at_clause"), node.get("sample")], ctes)
         parts = [p for p in (node.get("catalog_name"), node.get("schema_name"), node["table_name"]) if p]
         if len(parts) == 1 and fold(parts[0]) in ctes:
             return

@@ -37,6 +37,7 @@ KINDS: tuple[Kind, ...] = ("image", "text")
 FUNCTION_KIND: dict[str, Kind] = {"embed_image": "image", "embed_text": "text"}
 TEXT_MODEL_ENV = "FEDQUERY_TEXT_MODEL"
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MAX_DIM = 65_535
 
 logger = logging.getLogger("fedquery")
 _serials = itertools.count(1)
@@ -88,14 +89,7 @@ class Registry:
 
     def register(self, name: str, fn: Callable[[list], Any], dim: int, *, kind: Kind = "image",
                  default: bool = False) -> Embedder:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError("an embedder needs a non-empty name")
-        if not callable(fn):
-            raise TypeError(f"embedder {name!r}: fn must be callable, not {type(fn).__name__}")
-        if isinstance(dim, bool) or not isinstance(dim, int) or not 0 < dim <= 65_535:
-            raise ValueError(f"embedder {name!r}: dim must be an integer from 1 to 65535, not {dim!r}")
-        if kind not in KINDS:
-            raise ValueError(f"embedder {name!r}: kind must be 'image' or 'text', not {kind!r}")
+        check_arguments(name, fn, dim, kind, default)
         embedder = Embedder(name, fn, dim, kind)
         with self._lock:
             self._embedders[name] = embedder
@@ -138,6 +132,29 @@ class Registry:
 REGISTRY = Registry()
 
 
+def check_arguments(name: Any, fn: Any, dim: Any, kind: Any, default: Any) -> None:
+    """``PlanError`` naming the first argument of ``register_embedder`` that is wrong."""
+    where = "register_embedder"
+    if not isinstance(name, str) or not name.strip():
+        raise PlanError(f"{where}: name must be a non-empty string, got {_shown(name)}")
+    where = f"register_embedder({name!r})"
+    if not callable(fn):
+        raise PlanError(f"{where}: fn must be a function of a list of inputs, got "
+                        f"{_shown(fn)}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 0 < dim <= MAX_DIM:
+        raise PlanError(f"{where}: dim must be an integer from 1 to {MAX_DIM}, got {_shown(dim)}")
+    if kind not in KINDS:
+        raise PlanError(f"{where}: kind must be 'image' or 'text', got {_shown(kind)}")
+    if not isinstance(default, bool):
+        raise PlanError(f"{where}: default must be True or False, got {_shown(default)}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
 def register_embedder(name: str, fn: Callable[[list], Any], dim: int, *, kind: Kind = "image",
                       default: bool = False) -> None:
     """Make ``fn`` callable from SQL as ``embed_image(uri, name)`` (``kind="image"``: it gets a
@@ -149,7 +166,10 @@ def register_embedder(name: str, fn: Callable[[list], Any], dim: int, *, kind: K
 
     >>> fedquery.register_embedder("ones", lambda xs: np.ones((len(xs), 4)), 4)  # doctest: +SKIP
     """
-    REGISTRY.register(name, fn, dim, kind=kind, default=default)
+    from fedquery.boundary import boundary
+
+    with boundary():
+        REGISTRY.register(name, fn, dim, kind=kind, default=default)
 
 
 def sentence_transformer_model(env: dict[str, str] | None = None) -> tuple[str, str] | None:
