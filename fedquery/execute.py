@@ -173,7 +173,8 @@ class Session:
 
         def give_up() -> None:
             abandoned.set()
-            cursor.interrupt()
+            with contextlib.suppress(duckdb.Error):
+                cursor.interrupt()
 
         def close_if_abandoned() -> None:
             if abandoned.is_set():
@@ -303,7 +304,8 @@ class Execution:
 
     def interrupt(self) -> None:
         """Stop the query DuckDB runs for this execution (its worker then cleans up)."""
-        self._cursor.interrupt()
+        with contextlib.suppress(duckdb.Error):  # it may have ended and closed meanwhile
+            self._cursor.interrupt()
 
     def _close(self) -> None:
         self._session.finished(self._cursor)
