@@ -28,10 +28,14 @@ class Statement:
         self.schema = raw.schema
 
     @classmethod
-    def start(cls, session: Session, sql: str, timeout: float, batch_bytes: int) -> Statement:
-        """Send ``sql``; return once the server has described its result."""
+    def start(cls, session: Session, sql: str, timeout: float, batch_bytes: int,
+              before: Callable[[object], None] | None = None) -> Statement:
+        """Send ``sql``; return once the server has described its result. ``before(conn)``
+        runs first, in the same call (a check that may refuse to run the statement)."""
 
         def run(conn):
+            if before is not None:
+                before(conn)
             cursor = conn.cursor()
             session.handles.append(cursor)
             cursor.adbc_statement.set_options(
@@ -96,7 +100,11 @@ class FragmentStream:
         self._done = False
         self._statement = self._start(fresh=False)
         self._raw_schema = self._statement.schema
-        self.schema = schema_of(self._raw_schema)
+        try:
+            self.schema = schema_of(self._raw_schema)
+        except BaseException:  # the result is not what was planned: stop the statement
+            self._finish(complete=False, healthy=True)
+            raise
         self._pending: deque[pa.RecordBatch] = deque()
 
     def reader(self) -> pa.RecordBatchReader:
