@@ -28,6 +28,7 @@ import contextlib
 import json
 import re
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -106,6 +107,7 @@ class PostgresConnector:
         self._columns: dict[TableRef, pa.Schema] = {}
         self._definitions: drift.Definitions = {}  # what the schemas were read from
         self._listing: list[TableRef] | None = None
+        self._streams: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # reader: stream
         self._pool.release(self._pool.acquire()[0])  # a bad DSN fails fedquery.connect, named
 
     def __repr__(self) -> str:
@@ -218,6 +220,15 @@ class PostgresConnector:
         tree, _, _ = self._fragment(fragment)
         return self._render(lambda: tree, params)
 
+    def cancel(self, reader: pa.RecordBatchReader) -> None:
+        """Give up a stream this source returned, from any thread (an interrupt, a timeout):
+        a read waiting for the server raises ``SourceError`` at once, and so does any later
+        read; the statement is cancelled on the server. Other readers are ignored."""
+        with self._lock:
+            stream = self._streams.get(reader)
+        if stream is not None:
+            stream.cancel()
+
     def close(self) -> None:
         self._pool.close()
 
@@ -316,7 +327,10 @@ class PostgresConnector:
         stream = FragmentStream(lambda fresh: self._start(sql, fresh, check), self._pool,
                                 schema_of=schema_of, read_timeout=self._settings.read_timeout,
                                 batch_rows=self._settings.batch_rows, translate=self._fail)
-        return stream.reader()
+        reader = stream.reader()
+        with self._lock:
+            self._streams[reader] = stream
+        return reader
 
     def _start(self, sql: str, fresh: bool, check: Callable[[Any], None] | None) -> Statement:
         session, _ = self._pool.acquire(fresh)
