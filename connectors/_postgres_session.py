@@ -28,13 +28,30 @@ class SessionTimeout(TimeoutError):
         self.seconds, self.setting = seconds, setting
 
 
+class Cancelled(Exception):
+    """The session was given up on request (an interrupt) while its caller waited."""
+
+    def __init__(self) -> None:
+        super().__init__("the read was cancelled (the query was interrupted); the statement "
+                         "was cancelled on the server")
+
+
 class _Call:
-    """One unit of work for a session's thread, and where its outcome lands."""
+    """One unit of work for a session's thread, and where its outcome lands (first one wins:
+    the thread's, or a cancellation's)."""
 
     def __init__(self, fn: Callable[[Any], Any]) -> None:
         self.fn, self.done = fn, threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        with self._lock:
+            if self.done.is_set():
+                return
+            self.result, self.error = result, error
+            self.done.set()
 
 
 class Session:
@@ -42,7 +59,8 @@ class Session:
 
     ``call(fn, timeout)`` runs ``fn(connection)`` there and waits at most ``timeout`` seconds;
     ``submit(fn)`` queues work without waiting (it runs after every earlier call). The
-    connection is made by ``open`` on the same thread, under the same deadline.
+    connection is made by ``open`` on the same thread, under the same deadline. ``cancel()``,
+    from any thread, ends the wait of the caller at once.
     """
 
     def __init__(self, name: str) -> None:
@@ -51,7 +69,8 @@ class Session:
         self.handles: list = []  # cursors and readers that outlive one call (thread-only)
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._closing = self._abandoned = False
+        self._closing = self._abandoned = self._cancelled = False
+        self._waiting: _Call | None = None  # the call a caller is waiting for
         self._thread = threading.Thread(target=self._serve, name=f"fedquery-pg-{name}", daemon=True)
         self._thread.start()
 
@@ -74,15 +93,23 @@ class Session:
         """``fn(connection)`` on the session's thread; its result, or its exception re-raised.
 
         Past ``timeout`` seconds the session is abandoned and ``SessionTimeout`` raised; so it
-        is when the wait itself is interrupted (Ctrl-C): the statement is cancelled.
+        is when the wait itself is interrupted (Ctrl-C): the statement is cancelled. A session
+        given up by ``cancel`` raises ``Cancelled``.
         """
         work = _Call(fn)
+        with self._lock:
+            if self._cancelled:
+                raise Cancelled()
+            self._waiting = work
         self._calls.put(work)
         try:
             done = work.done.wait(timeout)
         except BaseException:
             self.abandon()
             raise
+        finally:
+            with self._lock:
+                self._waiting = None
         if not done:
             self.abandon()
             raise SessionTimeout(timeout, setting)
@@ -93,6 +120,17 @@ class Session:
     def submit(self, fn: Callable[[Any], Any]) -> None:
         """Run ``fn(connection)`` on the session's thread after the work queued before it."""
         self._calls.put(_Call(fn))
+
+    def cancel(self) -> None:
+        """Give the session up from any thread (an interrupt): the caller waiting on it raises
+        ``Cancelled`` at once, as does any later call; the statement is cancelled on the server
+        and the connection closed once the driver returns."""
+        with self._lock:
+            self._cancelled = True
+            waiting = self._waiting
+        if waiting is not None:
+            waiting.finish(error=Cancelled())
+        self.abandon()
 
     def abandon(self) -> None:
         """Give the session up while a call may still be blocked in the driver: cancel the
@@ -126,11 +164,11 @@ class Session:
             if work is None:
                 break
             try:
-                work.result = work.fn(self.conn)
+                result = work.fn(self.conn)
             except BaseException as exc:  # handed to the caller, who may be gone
-                work.error = exc
-            finally:
-                work.done.set()
+                work.finish(error=exc)
+            else:
+                work.finish(result)
         for handle in reversed(self.handles):  # the driver closes no connection with open cursors
             close_quietly(handle)
         self.handles.clear()

@@ -16,7 +16,13 @@ from typing import NoReturn
 import pyarrow as pa
 from adbc_driver_postgresql import StatementOptions
 
-from connectors._postgres_session import Pool, Session, SessionTimeout, connection_lost
+from connectors._postgres_session import (
+    Cancelled,
+    Pool,
+    Session,
+    SessionTimeout,
+    connection_lost,
+)
 from connectors._postgres_types import convert_batch
 
 
@@ -28,10 +34,14 @@ class Statement:
         self.schema = raw.schema
 
     @classmethod
-    def start(cls, session: Session, sql: str, timeout: float, batch_bytes: int) -> Statement:
-        """Send ``sql``; return once the server has described its result."""
+    def start(cls, session: Session, sql: str, timeout: float, batch_bytes: int,
+              before: Callable[[object], None] | None = None) -> Statement:
+        """Send ``sql``; return once the server has described its result. ``before(conn)``
+        runs first, in the same call (a check that may refuse to run the statement)."""
 
         def run(conn):
+            if before is not None:
+                before(conn)
             cursor = conn.cursor()
             session.handles.append(cursor)
             cursor.adbc_statement.set_options(
@@ -79,7 +89,7 @@ class Statement:
 
 class FragmentStream:
     """Batches of one fragment for DuckDB; the session goes back to the pool at the end, or
-    when the reader is dropped early.
+    when the reader is dropped early. ``cancel()`` gives it up from any thread.
 
     ``open_statement(fresh)`` starts the statement on a pooled session (a new one when
     ``fresh``); ``translate(exc, what, note)`` raises the source's error for a driver failure.
@@ -93,10 +103,14 @@ class FragmentStream:
         self._read_timeout, self._batch_rows = read_timeout, batch_rows
         self._retried = self._delivered = False
         self._lock = threading.Lock()
-        self._done = False
+        self._done = self._cancelled = False
         self._statement = self._start(fresh=False)
         self._raw_schema = self._statement.schema
-        self.schema = schema_of(self._raw_schema)
+        try:
+            self.schema = schema_of(self._raw_schema)
+        except BaseException:  # the result is not what was planned: stop the statement
+            self._finish(complete=False, healthy=True)
+            raise
         self._pending: deque[pa.RecordBatch] = deque()
 
     def reader(self) -> pa.RecordBatchReader:
@@ -113,6 +127,17 @@ class FragmentStream:
 
     def close(self) -> None:
         self._finish(complete=False, healthy=True)
+
+    def cancel(self) -> None:
+        """Give the stream up from any thread (an interrupt, while DuckDB's threads wait in
+        ``__next__``): a read waiting for the server raises at once, as does any later read;
+        the statement is cancelled on the server and its session dropped."""
+        with self._lock:
+            if self._done:
+                return
+            self._cancelled = True
+            statement = self._statement
+        statement.session.cancel()
 
     def __del__(self) -> None:
         if getattr(self, "_statement", None) is not None:
@@ -135,6 +160,9 @@ class FragmentStream:
             self._translate(exc, "query failed", self._why_not_retried(exc))
 
     def _read(self) -> pa.RecordBatch:
+        if self._cancelled:
+            self._finish(complete=False, healthy=False)
+            self._translate(Cancelled(), "reading rows failed", "")
         if self._done:
             raise StopIteration
         try:

@@ -6,7 +6,8 @@ query) and are rewritten by sqlglot into the SQL PostgreSQL receives (``source_s
 statement timeout and the settings the generated SQL relies on; they come from a small pool, a
 fragment holds one while its rows stream, and no wait for the server outlasts ``read_timeout``
 (see ``_postgres_session``). A session found dead is replaced, and a statement that had handed
-out no rows yet is run once more on the new one.
+out no rows yet is run once more on the new one. Before each statement, the columns it reads are
+checked unchanged since their types were read (see ``_postgres_drift``).
 
 >>> con = fedquery.connect({"sources": {"pg": {"kind": "postgres", "dsn": "${PG_DSN}",
 ...                                            "connect_timeout": 5, "statement_timeout": "30s"}},
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -35,6 +38,7 @@ from adbc_driver_postgresql import StatementOptions
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from connectors import _postgres_drift as drift
 from connectors import _postgres_sql as pgsql
 from connectors._postgres_semantics import EXACT_EXPRESSIONS
 from connectors._postgres_session import (
@@ -65,13 +69,6 @@ WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND NOT c.relispartition
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
   AND has_table_privilege(c.oid, 'SELECT')
 ORDER BY 1, 2"""
-COLUMNS_SQL = """
-SELECT a.attname, a.atttypmod, t.typname FROM pg_catalog.pg_attribute AS a
-JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid
-JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
-WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum"""
 ESTIMATE_SQL = """
 SELECT c.reltuples, c.relkind FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
@@ -81,9 +78,11 @@ SELECT pg_catalog.pg_relation_size(c.oid) FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2"""
 COUNT_BYTES_MAX = 64 << 20  # a table never analyzed is counted when smaller than this
-HINTS = {  # words of the server's message (a streaming error carries no SQLSTATE) -> a hint
+HINTS = {  # a pattern of the server's words (a streaming error has no SQLSTATE) -> a hint
     "due to statement timeout": "the query ran past the source's statement_timeout of {timeout}",
     "read-only transaction": "fedquery opens PostgreSQL sessions read-only",
+    r"^(column|relation) \S+ does not exist": "if the table changed since fedquery read its "
+                                              "schema, reconnect (fedquery.connect)",
 }
 
 
@@ -107,7 +106,9 @@ class PostgresConnector:
         self._pool = Pool(self._open_session, settings.pool_size)
         self._lock = threading.Lock()
         self._columns: dict[TableRef, pa.Schema] = {}
+        self._definitions: drift.Definitions = {}  # what the schemas were read from
         self._listing: list[TableRef] | None = None
+        self._streams: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # reader: stream
         self._pool.release(self._pool.acquire()[0])  # a bad DSN fails fedquery.connect, named
 
     def _location(self, dsn: str) -> dict[str, str | None]:
@@ -136,9 +137,10 @@ class PostgresConnector:
         with self._lock:
             cached = self._columns.get(table)
         if cached is None:
-            cached = self._load_schema(table)
-            with self._lock:
-                self._columns[table] = cached
+            loaded, columns = self._load_schema(table)
+            with self._lock:  # kept for the connection's life: plans are made with it
+                cached = self._columns.setdefault(table, loaded)
+                self._definitions.setdefault(table, columns)
         return cached
 
     def estimate_rows(self, table: TableRef) -> int | None:
@@ -158,7 +160,7 @@ class PostgresConnector:
     def estimate_sql_rows(self, sql: str) -> int | None:
         """PostgreSQL's planner estimate of a fragment's rows (``EXPLAIN``): it knows its
         statistics, joins and filters. None for fragments with parameters or on failure."""
-        tree, _ = self._fragment(sql)
+        tree, _, _ = self._fragment(sql)
         if tree.find(exp.Placeholder) or any(v.name.startswith("$") for v in tree.find_all(exp.Var)):
             return None
         text = "EXPLAIN (FORMAT JSON) " + tree.sql(pgsql.DIALECT)
@@ -202,15 +204,18 @@ class PostgresConnector:
         table, schema = self._scan_parts(request)
         sql = self._render(lambda: pgsql.scan_tree(request, table, _types(self.schema(table))),
                            request.params or {})
-        return self._stream(sql, lambda _: schema)
+        reads = {table: {name.lower() for name in schema.names}}
+        return self._stream(sql, lambda raw: self._planned_result(table, raw, schema), reads)
 
     def run_sql(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.RecordBatchReader:
         """Run a whole fragment: DuckDB SQL over ``source.schema.table`` names, with the values
         of its ``$name`` placeholders."""
-        tree, columns = self._fragment(sql)
+        tree, columns, tables = self._fragment(sql)
         text = self._render(lambda: tree, params or {})
         numeric = pgsql.numeric_outputs(tree, columns)
-        return self._stream(text, lambda raw: target_schema(raw, numeric))
+        names = {column.name.lower() for column in tree.find_all(exp.Column)}
+        return self._stream(text, lambda raw: target_schema(raw, numeric),
+                            dict.fromkeys(tables, names))
 
     def source_sql(self, fragment: str | ScanRequest, params: Mapping[str, Any] | None = None) -> str:
         """Exactly the text PostgreSQL receives for a fragment (SQL or a scan request); without
@@ -219,8 +224,17 @@ class PostgresConnector:
             table, _ = self._scan_parts(fragment)
             return self._render(lambda: pgsql.scan_tree(fragment, table, _types(self.schema(table))),
                                 params)
-        tree, _ = self._fragment(fragment)
+        tree, _, _ = self._fragment(fragment)
         return self._render(lambda: tree, params)
+
+    def cancel(self, reader: pa.RecordBatchReader) -> None:
+        """Give up a stream this source returned, from any thread (an interrupt, a timeout):
+        a read waiting for the server raises ``SourceError`` at once, and so does any later
+        read; the statement is cancelled on the server. Other readers are ignored."""
+        with self._lock:
+            stream = self._streams.get(reader)
+        if stream is not None:
+            stream.cancel()
 
     def close(self) -> None:
         self._pool.close()
@@ -240,8 +254,9 @@ class PostgresConnector:
             return table, pa.schema([pa.field(pgsql.ROW_MARKER, pa.bool_())])
         return table, pa.schema([schema.field(c) for c in columns])
 
-    def _fragment(self, sql: str) -> tuple[exp.Expr, dict[str, pa.DataType]]:
-        """A fragment's tree with local, quoted names; the types of the columns it can read."""
+    def _fragment(self, sql: str) -> tuple[exp.Expr, dict[str, pa.DataType], list[TableRef]]:
+        """A fragment's tree with local, quoted names; the types of the columns it can read;
+        the tables it reads."""
         try:
             tree, tables = pgsql.fragment_tree(sql, self.name,
                                                lambda s, n: self.resolve(TableRef(s, n)))
@@ -252,7 +267,7 @@ class PostgresConnector:
         for table in tables:
             for name, kind in _types(self.schema(table)).items():
                 columns.setdefault(name, kind)
-        return pgsql.localize(tree, columns), columns
+        return pgsql.localize(tree, columns), columns, tables
 
     def _render(self, build: Callable[[], exp.Expr], params: Any) -> str:
         """PostgreSQL SQL text of a tree with parameter values bound as literals."""
@@ -261,13 +276,15 @@ class PostgresConnector:
         except (KeyError, TypeError) as exc:
             raise SourceError(str(exc).strip("'\""), source=self.name) from None
 
-    def _load_schema(self, table: TableRef) -> pa.Schema:
+    def _load_schema(self, table: TableRef) -> tuple[pa.Schema, dict[str, drift.PgColumn]]:
         """Arrow types from the driver (a ``LIMIT 0`` query, the path scans take); decimal
-        precision from the column type modifiers, which the driver does not report."""
-        rows = self._catalog_query(COLUMNS_SQL, (table.schema, table.name))
-        numeric = {name: numeric_type(typmod) for name, typmod, typname in rows
-                   if typname in ("numeric", "_numeric")}
-        probe = exp.select(*(exp.column(name, quoted=True) for name, _, _ in rows)).from_(
+        precision from the column type modifiers, which the driver does not report for arrays.
+        Also the columns as ``pg_catalog`` describes them, which fragments are checked against."""
+        rows = self._catalog_query(drift.definitions_sql([table]), ())
+        columns = drift.definitions(rows).get(table, {})
+        numeric = {c.name: numeric_type(c.typmod) for c in columns.values()
+                   if c.typname in drift.NUMERIC_TYPES}
+        probe = exp.select(*(exp.column(name, quoted=True) for name in columns)).from_(
             exp.table_(table.name, db=table.schema, quoted=True)).limit(0).sql(pgsql.DIALECT)
 
         def describe(conn) -> pa.Schema:
@@ -278,7 +295,8 @@ class PostgresConnector:
                 raw.close()
                 return schema
 
-        return target_schema(self._run(describe, f"cannot read the columns of {table}"), numeric)
+        schema = self._run(describe, f"cannot read the columns of {table}")
+        return target_schema(schema, numeric), columns
 
     def _catalog_query(self, sql: str, args: tuple) -> list[tuple]:
         def query(conn) -> list[tuple]:
@@ -307,21 +325,55 @@ class PostgresConnector:
             return result
         raise AssertionError("unreachable")
 
-    def _stream(self, sql: str, schema_of: Callable[[pa.Schema], pa.Schema]) -> pa.RecordBatchReader:
-        """Start a query; its batches come out of a reader that owns a pooled session."""
+    def _stream(self, sql: str, schema_of: Callable[[pa.Schema], pa.Schema],
+                reads: Mapping[TableRef, set[str] | None]) -> pa.RecordBatchReader:
+        """Start a query once the tables it ``reads`` are checked unchanged; its batches come
+        out of a reader that owns a pooled session."""
         self.sent.append(sql)
-        stream = FragmentStream(lambda fresh: self._start(sql, fresh), self._pool,
+        check = self._unchanged(reads)
+        stream = FragmentStream(lambda fresh: self._start(sql, fresh, check), self._pool,
                                 schema_of=schema_of, read_timeout=self._settings.read_timeout,
                                 batch_rows=self._settings.batch_rows, translate=self._fail)
-        return stream.reader()
+        reader = stream.reader()
+        with self._lock:
+            self._streams[reader] = stream
+        return reader
 
-    def _start(self, sql: str, fresh: bool) -> Statement:
+    def _start(self, sql: str, fresh: bool, check: Callable[[Any], None] | None) -> Statement:
         session, _ = self._pool.acquire(fresh)
         try:
-            return Statement.start(session, sql, self._settings.read_timeout, BATCH_BYTES)
+            return Statement.start(session, sql, self._settings.read_timeout, BATCH_BYTES, check)
         except Exception as exc:
             self._pool.release(session, healthy=not connection_lost(exc))
             raise
+
+    def _unchanged(self, reads: Mapping[TableRef, set[str] | None]) -> Callable[[Any], None] | None:
+        """Work for a fragment's session before its statement: a ``SourceError`` when a column
+        it reads changed type or went away since the schema was read (see ``_postgres_drift``);
+        None for a fragment that reads no table."""
+        if not reads:
+            return None
+        sql = drift.definitions_sql(reads)
+        with self._lock:
+            planned = {table: self._definitions.get(table, {}) for table in reads}
+
+        def check(conn) -> None:
+            with cursor_of(conn) as cursor:
+                cursor.execute(sql)
+                now = drift.definitions(cursor.fetchall())
+            changed = drift.changes(planned, now, reads)
+            if changed:
+                raise SourceError(changed, source=self.name)
+
+        return check
+
+    def _planned_result(self, table: TableRef, raw: pa.Schema, planned: pa.Schema) -> pa.Schema:
+        """A scan's planned schema, once the result's own description agrees with it."""
+        if planned.names != [pgsql.ROW_MARKER]:
+            changed = drift.result_changes(table, raw, planned)
+            if changed:
+                raise SourceError(changed, source=self.name)
+        return planned
 
     def _open_session(self) -> Session:
         """A new session: libpq's connect, then the session settings, within connect_timeout
@@ -362,7 +414,7 @@ class PostgresConnector:
             raise exc
         text = driver_message(exc)
         for words, hint in HINTS.items():
-            if words in text:
+            if re.search(words, text):
                 text += f" ({hint.format(timeout=self._settings.statement_timeout)})"
         if isinstance(exc, SessionTimeout):
             text += "; the session was dropped: check the network path to the server"

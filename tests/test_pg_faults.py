@@ -109,6 +109,8 @@ def reference(data) -> duckdb.DuckDBPyConnection:
 @pytest.fixture(scope="module")
 def db(postgres_database, data):
     _load(postgres_database, data)
+    postgres_database.execute("CREATE TABLE public.wide AS SELECT g AS id, repeat('x', 100) AS pad "
+                              "FROM generate_series(1, 400000) AS g")
     return postgres_database
 
 
@@ -437,3 +439,169 @@ def test_a_connection_killed_during_a_federated_query(fq, pg_proxy, expected) ->
     finally:
         killer.join()
     assert within_deadline(lambda: answer(fq, "big_stream")) == expected["big_stream"]
+
+
+# ---------------------------------------------------------------------- interrupts
+
+
+PATIENT = 600  # a read timeout no test waits out: only a cancel ends these reads in time
+SLEEPY = ("SELECT g, repeat('x', 100) AS pad, CASE WHEN g > 100000 THEN pg_sleep(60) END AS {m} "
+          "FROM generate_series(1, 200000) AS g")  # rows at once, then a statement that waits
+
+
+@pytest.fixture
+def patient(db, lake, pg_proxy):
+    """A connection through the proxy whose reads would wait ten minutes for the server."""
+    settings = {"read_timeout": PATIENT, "statement_timeout": 3 * PATIENT}
+    with fedquery.connect(catalog(proxied_dsn(db.dsn, pg_proxy.port), lake, **settings)) as con:
+        yield con
+
+
+def statement_running(db, marker: str, waiting_on: str | None = None) -> bool:
+    """Whether a statement naming ``marker`` runs on the server (waiting on ``waiting_on``)."""
+    with db.connect() as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                       "AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid() "
+                       "AND ($2::text IS NULL OR wait_event = $2::text)",
+                       parameters=(marker, waiting_on))
+        return cursor.fetchall()[0][0] > 0
+
+
+def read_on_another_thread(reader: pa.RecordBatchReader) -> dict[str, Any]:
+    """Read ``reader`` to its end on a thread of its own, as DuckDB's threads pull a fragment;
+    the outcome lands in the returned dict ("rows" or "error") once "done" is set."""
+    outcome: dict[str, Any] = {"done": threading.Event()}
+
+    def read() -> None:
+        try:
+            outcome["rows"] = sum(batch.num_rows for batch in reader)
+        except BaseException as exc:  # handed back to the test
+            outcome["error"] = exc
+        finally:
+            outcome["done"].set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return outcome
+
+
+def test_cancel_ends_a_read_that_waits_for_the_server(patient, db) -> None:
+    """A fragment's stream waiting for rows on another thread gives up at once when cancelled,
+    the statement stops on the server, and the source keeps working."""
+    pg = connector(patient)
+    marker = "fq_cancel_wait"
+    reader = pg.run_sql(SLEEPY.format(m=marker))
+    reader.read_next_batch()
+    outcome = read_on_another_thread(reader)
+    assert wait_for(lambda: statement_running(db, marker))
+    pg.cancel(reader)
+    assert outcome["done"].wait(DEADLINE), "the read did not end when cancelled"
+    error = outcome.get("error")
+    assert isinstance(error, SourceError) and error.source == "pg", error
+    assert "the read was cancelled (the query was interrupted)" in str(error)
+    assert wait_for(lambda: not statement_running(db, marker), DEADLINE)
+    with pytest.raises(SourceError, match="cancelled"):  # and so is every later read
+        reader.read_next_batch()
+    assert within_deadline(lambda: read_batches(pg)) == N_EVENTS
+
+
+def test_cancel_ends_a_read_on_a_silent_connection(patient, pg_proxy) -> None:
+    """The server's answer stalls on the network: the cancel cannot reach the stuck read, yet
+    the stream gives up at once (its session is dropped, never reused)."""
+    pg = connector(patient)
+    reader = pg.run_sql(BIG)
+    reader.read_next_batch()
+    pg_proxy.stall("down", live_only=True)
+    outcome = read_on_another_thread(reader)
+    time.sleep(0.5)  # let the read start waiting; the test holds either way
+    pg.cancel(reader)
+    assert outcome["done"].wait(DEADLINE), "the read did not end when cancelled"
+    assert isinstance(outcome.get("error"), SourceError), outcome.get("error")
+    pg_proxy.pass_through()
+    assert within_deadline(lambda: read_batches(pg)) == N_EVENTS
+
+
+class Pulls:
+    """A reader's batches as DuckDB pulls them, with whether a pull is under way."""
+
+    def __init__(self, reader: pa.RecordBatchReader) -> None:
+        self.reader, self.inside = reader, threading.Event()
+
+    def __iter__(self):
+        while True:
+            self.inside.set()
+            try:
+                batch = self.reader.read_next_batch()
+            except StopIteration:
+                return
+            finally:
+                self.inside.clear()
+            yield batch
+
+
+def test_an_interrupted_duckdb_query_ends_once_its_streams_are_cancelled(patient, db) -> None:
+    """What the executor does on an interrupt: DuckDB's interrupt alone waits for its thread
+    that is blocked in the fragment's read (until read_timeout); cancelling the fragment's
+    stream ends that read, and the query ends at once with DuckDB's interrupt error or the
+    stream's cancellation, whichever DuckDB saw first."""
+    pg = connector(patient)
+    marker = "fq_cancel_duckdb"
+    reader = pg.run_sql(SLEEPY.format(m=marker))
+    pulls = Pulls(reader)
+    local = duckdb.connect()
+    local.register("fragment", pa.RecordBatchReader.from_batches(reader.schema, pulls))
+
+    def interrupt() -> None:  # once a DuckDB thread waits in the read of a sleeping statement
+        wait_for(lambda: statement_running(db, marker, "PgSleep") and pulls.inside.is_set(),
+                 DEADLINE)
+        local.interrupt()
+        pg.cancel(reader)
+
+    stopper = threading.Thread(target=interrupt, daemon=True)
+    stopper.start()
+    with pytest.raises((duckdb.InterruptException, duckdb.InvalidInputException)) as caught:
+        within_deadline(lambda: local.execute("SELECT count(*), max(pad) FROM fragment").fetchall())
+    if isinstance(caught.value, duckdb.InvalidInputException):  # the stream's error came first
+        assert "the read was cancelled" in str(caught.value)
+    stopper.join()
+    assert wait_for(lambda: not statement_running(db, marker), DEADLINE)
+    local.close()
+
+
+def test_ctrl_c_while_a_stream_waits_mid_way(patient, pg_proxy) -> None:
+    """Ctrl-C while the main thread waits for the next batch of a stalled stream:
+    KeyboardInterrupt at once (not the read timeout's SourceError), and the source recovers."""
+    import os
+    import signal
+
+    pg = connector(patient)
+    reader = pg.run_sql(BIG)
+    reader.read_next_batch()
+    pg_proxy.stall("down", live_only=True)
+    interrupt = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    interrupt.start()
+    with pytest.raises(KeyboardInterrupt):
+        reader.read_all()
+    interrupt.join()
+    pg_proxy.pass_through()
+    assert within_deadline(lambda: read_batches(pg)) == N_EVENTS
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "fedquery/execute.py Execution._batches lets the OSError of DuckDB's Arrow stream reach "
+    "the API boundary untranslated, instead of the fragment's own SourceError (stats' error)"))
+@pytest.mark.parametrize("fault", ["reset", "cut"])
+def test_a_stream_cut_while_read_through_batches_says_why(fq, pg_proxy, fault: str) -> None:
+    """A federated query's PostgreSQL stream cut while the answer is read with ``batches()``:
+    the connector's own SourceError, as with ``arrow()``, not DuckDB's text of it."""
+    sql = "SELECT id, pad FROM pg.public.wide"  # more rows than DuckDB reads ahead
+    reader = within_deadline(lambda: fq.sql(sql).batches())
+    within_deadline(reader.read_next_batch)
+    getattr(pg_proxy, fault)()
+    with pytest.raises(SourceError) as caught:
+        within_deadline(reader.read_all)
+    message = str(caught.value)
+    assert caught.value.source == "pg"
+    assert message.startswith("source 'pg': reading rows failed: the connection to the server "
+                              "was lost"), message
+    for leak in ("OSError", "__f0", "internal error", "Traceback"):
+        assert leak not in message, message
