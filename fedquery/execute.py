@@ -192,7 +192,7 @@ class Session:
                                   "closed while it ran)")
         failed = self.functions.take_failure(str(exc)) or self._connector_failure(str(exc))
         failed = failed or next((s.error for s in stats if s.error is not None), None)
-        if isinstance(failed, FedQueryError):
+        if isinstance(failed, FedQueryError | KeyboardInterrupt):
             return failed
         if failed is not None:
             return SourceError(self.secrets.redact(str(failed)),
@@ -297,13 +297,18 @@ class Execution:
         try:
             for batch in source:
                 yield conform(batch, self._wanted, self._plan.columns)
-        except duckdb.Error as exc:
+        except (duckdb.Error, OSError) as exc:  # OSError: DuckDB's error through its Arrow stream
             raise self._session.translate(exc, self._plan, self.stats) from exc
         except pa.ArrowInvalid as exc:
             raise arrow_error(exc) from exc
 
     def interrupt(self) -> None:
-        """Stop the query DuckDB runs for this execution (its worker then cleans up)."""
+        """Stop the query DuckDB runs for this execution (its worker then cleans up): the
+        fragments' reads that wait for their sources are woken first, then DuckDB stops."""
+        for stat in self.stats:
+            if stat.cancel is not None:
+                with contextlib.suppress(Exception):
+                    stat.cancel()
         with contextlib.suppress(duckdb.Error):  # it may have ended and closed meanwhile
             self._cursor.interrupt()
 

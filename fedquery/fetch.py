@@ -9,8 +9,10 @@ rows and the time spent producing them; a fragment read whole also the bytes its
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,7 @@ class FragmentStats:
     bytes_read: int | None = None
     key_filter: str | None = None
     error: BaseException | None = None
+    cancel: Callable[[], None] | None = None  # wakes a read that waits for its source
 
 
 def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.DuckDBPyConnection,
@@ -68,6 +71,8 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
         connector = session.connectors[fragment.source]
         before, started = getattr(connector, "bytes_read", None), time.perf_counter()
         opened = _open(session, fragment, params, predicate)  # where a SQL source runs it
+        if callable(getattr(connector, "cancel", None)):
+            stat.cancel = functools.partial(connector.cancel, opened)
         stat.seconds += time.perf_counter() - started
         reader = _counted(opened, stat)
         if fragment.materialize or whole:
@@ -204,7 +209,7 @@ def _counted(reader: pa.RecordBatchReader, stat: FragmentStats) -> pa.RecordBatc
                 batch = next(source)
             except StopIteration:
                 break
-            except Exception as exc:  # DuckDB sees only its text: keep it for the executor
+            except BaseException as exc:  # DuckDB sees only its text: keep it for the executor
                 stat.error = exc
                 raise
             finally:

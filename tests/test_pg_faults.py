@@ -586,9 +586,6 @@ def test_ctrl_c_while_a_stream_waits_mid_way(patient, pg_proxy) -> None:
     assert within_deadline(lambda: read_batches(pg)) == N_EVENTS
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "fedquery/execute.py Execution._batches lets the OSError of DuckDB's Arrow stream reach "
-    "the API boundary untranslated, instead of the fragment's own SourceError (stats' error)"))
 @pytest.mark.parametrize("fault", ["reset", "cut"])
 def test_a_stream_cut_while_read_through_batches_says_why(fq, pg_proxy, fault: str) -> None:
     """A federated query's PostgreSQL stream cut while the answer is read with ``batches()``:
