@@ -82,10 +82,18 @@ class Root:
         object.__setattr__(self, "budget", MemoryBudget(self.settings.limits["decode_memory"]))
 
     def contains(self, path: str) -> bool:
-        """Whether ``path`` (normalised) lies inside this root, symlinks followed for local."""
+        """Whether ``path`` (normalised) lies strictly inside this root, symlinks followed for
+        local: the root itself is no file (on S3, the object named like the prefix lies
+        outside it)."""
         if self.scheme == "file":
-            return _under(os.path.realpath(path), self.real_path)
-        return _under(path, self.path)
+            return _strictly_under(os.path.realpath(path), self.real_path)
+        return _strictly_under(path, self.path)
+
+    def is_root(self, path: str) -> bool:
+        """Whether ``path`` (normalised) names the root itself."""
+        if self.scheme == "file":
+            return os.path.realpath(path) == self.real_path
+        return path.rstrip("/") == self.path.rstrip("/")
 
     def relative(self, path: str) -> str:
         """``path`` (inside this root) relative to the root."""
@@ -109,13 +117,24 @@ class Root:
         return os.path.realpath(self.path)
 
 
+def _names_root(uri: str, root: Root) -> ForbiddenError:
+    return ForbiddenError(f"URI {uri!r} names the root of files source {root.source!r} itself, "
+                          "not a file inside it")
+
+
 def _read_at(handle: Any, offset: int, nbytes: int) -> bytes:
     handle.seek(offset)
     return handle.read(nbytes)
 
 
 def _under(path: str, base: str) -> bool:
-    return path == base or path.startswith(base.rstrip("/") + "/")
+    return path == base or _strictly_under(path, base)
+
+
+def _strictly_under(path: str, base: str) -> bool:
+    """``path`` lies strictly under ``base`` (not ``base`` itself)."""
+    prefix = base.rstrip("/") + "/"
+    return path.startswith(prefix) and len(path) > len(prefix)
 
 
 @dataclass(frozen=True)
@@ -150,7 +169,10 @@ class Blobs:
         return cls(roots)
 
     def resolve(self, uri: str, source: str | None = None) -> Blob:
-        """The file a URI names, confined to the declared roots."""
+        """The file a URI names, confined to the declared roots: strictly beneath one (a URI
+        that names a root itself, such as ``''``, ``'.'`` or ``'a/..'``, is refused)."""
+        if "\0" in uri:
+            raise ForbiddenError(f"URI {uri!r} holds a NUL byte: no file is named so")
         if "://" in uri:
             scheme, rest = uri.split("://", 1)
             return self._inside(posixpath.normpath(rest), uri, scheme=scheme)
@@ -160,6 +182,8 @@ class Blobs:
         joined = posixpath.normpath(posixpath.join(root.path, uri))
         if root.contains(joined):
             return Blob(root, joined, uri)
+        if root.is_root(joined):
+            raise _names_root(uri, root)
         raise ForbiddenError(f"URI {uri!r} leaves the root of files source {root.source!r}")
 
     def _root_for(self, uri: str, source: str | None) -> Root:
@@ -175,9 +199,13 @@ class Blobs:
 
     def _inside(self, path: str, uri: str, *, scheme: str) -> Blob:
         scheme = "s3" if scheme in ("s3", "s3a") else scheme
-        for root in self.roots.values():
-            if root.scheme == scheme and root.contains(path):
+        roots = [root for root in self.roots.values() if root.scheme == scheme]
+        for root in roots:
+            if root.contains(path):
                 return Blob(root, path, uri)
+        named = next((root for root in roots if root.is_root(path)), None)
+        if named is not None:
+            raise _names_root(uri, named)
         raise ForbiddenError(f"URI {uri!r} is outside every declared files root")
 
     # ------------------------------------------------------------------ reads
