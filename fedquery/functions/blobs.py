@@ -12,9 +12,10 @@ A file's size (``fstat``, or the HEAD of an S3 object) is checked against the so
 the function (``limits``) before anything is read, and reads never go past it. S3 reads that
 fail with a transient error (5xx, throttling, timeouts, resets) are tried again with backoff
 and jitter, up to the source's ``read_attempts``; one that keeps failing is a ``SourceError``
-for the whole query, never a per-row error. Reads go through a bounded thread pool and a cache
-per run (``runs``: the longest prefix read of each file, and its size), so a file is not
-fetched twice by one query and never served to another.
+for the whole query, never a per-row error; so is any other failure but a missing object
+(access denied, a missing bucket, a 400 such as S3's ``VALIDATION``). Reads go through a
+bounded thread pool and a cache per run (``runs``: the longest prefix read of each file, and
+its size), so a file is not fetched twice by one query and never served to another.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ _TRANSIENT = re.compile(r"transient|cannot reach|SLOW_?DOWN|THROTTL|HTTP status 
                         r"response code:? 5\d\d|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|"
                         r"NETWORK_CONNECTION|curlCode|timed? ?out|timeout|reset by peer|"
                         r"Connection refused|Broken pipe|unexpected eof", re.I)
-_SOURCE_WIDE = re.compile(r"access denied|bucket '[^']*' does not exist", re.I)
+_NO_BUCKET = re.compile(r"bucket '[^']*' does not exist", re.I)
+_NO_SUCH_KEY = re.compile(r"NO_SUCH_KEY|NoSuchKey", re.I)  # a GET of an object gone since its HEAD
 
 
 def kind_of(uri: str) -> str | None:
@@ -283,18 +285,22 @@ class Blobs:
 
     def _retried(self, blob: Blob, request: Callable[[], Any]) -> Any:
         """``request()``, tried up to ``read_attempts`` times while it fails transiently, with
-        exponential backoff and jitter; then a ``SourceError``. Denied access or a missing
-        bucket is a ``SourceError`` at once; any other failure (not found) is the caller's."""
+        exponential backoff and jitter; then a ``SourceError``. A missing object is the
+        caller's (a per-row error); any other failure (access denied, a missing bucket, a 400
+        such as S3's ``VALIDATION``) is the source's: a ``SourceError`` at once."""
         attempts, last = blob.root.settings.read_attempts, ""
         for attempt in range(attempts):
             try:
                 return request()
             except OSError as exc:
                 text = str(exc).removeprefix(f"source {blob.root.source!r}: ")
-                if _SOURCE_WIDE.search(text):
-                    raise SourceError(f"{blob.uri}: {text}", source=blob.root.source) from None
-                if not _TRANSIENT.search(text):
+                missing = isinstance(exc, FileNotFoundError) or _NO_SUCH_KEY.search(text)
+                if missing and not _NO_BUCKET.search(text):
                     raise
+                if not _TRANSIENT.search(text):
+                    raise SourceError(f"{blob.uri}: {text} (S3 refused the request: neither a "
+                                      "missing object nor a transient error)",
+                                      source=blob.root.source) from None
                 last = text
             if attempt + 1 < attempts:
                 delay = min(BACKOFF_MOST, BACKOFF_FIRST * 2 ** attempt)
