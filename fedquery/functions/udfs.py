@@ -36,6 +36,10 @@ POINTCLOUD_DECODE_BYTES = 64 << 20  # what decoding one cloud holds beyond its f
 _ROW_ERRORS = (OSError, ValueError, Unreadable)  # per-row: the file's own problem
 
 
+class RowError(ValueError):
+    """A file's own problem found before decoding it (not an image, a format not read)."""
+
+
 class BlobFunctions:
     """The UDFs over one catalog's files sources."""
 
@@ -152,6 +156,8 @@ class BlobFunctions:
         cannot be read or is over ``limits.<limit>`` (``SourceError`` when strict)."""
         def whole(blob: Blob, run: str) -> Any:
             data = self.blobs.read(blob, limit=limit, run=run)[0]
+            if limit == "embed_image":  # what an embedder decodes: a supported, capped image
+                self._decodable(blob, images.image_info_from(data))
             return (blob.root.source, data) if with_source else data
 
         return self._each(uris, sources, run, whole, scalar=True)
@@ -211,20 +217,32 @@ class BlobFunctions:
         blob = self.blobs.resolve(uri, source)
         return self._guarded(lambda: self._thumbnail_of(blob, max_px, run), blob, uri, scalar=True)
 
-    def _thumbnail_of(self, blob: Blob, max_px: int, run: str) -> bytes | None:
+    def _thumbnail_of(self, blob: Blob, max_px: int, run: str) -> bytes:
         """Its header first: the pixels the decode needs are checked against
         ``limits.thumbnail_pixels`` and reserved from the decode budget before the file is read."""
         info = self._image_info_one(blob, run)
-        if info["width"] is None:
-            return None
-        pixels, cap = images.decoded_pixels(info, max_px), blob.root.limit("thumbnail_pixels")
-        if pixels > cap:
-            raise TooLarge(f"too large: {pixels:,} pixels to decode is over "
-                           f"limits.thumbnail_pixels ({cap:,})")
+        pixels = self._decodable(blob, info, max_px)
         self.blobs.check(blob, info["bytes"], "thumbnail")
         with blob.root.budget.reserve(info["bytes"] + images.decode_bytes(pixels, info["mode"])):
             data = self.blobs.read(blob, limit="thumbnail", run=run)[0]
-            return images.thumbnail_png(data, max_px, cap)
+            png = images.thumbnail_png(data, max_px, blob.root.limit("thumbnail_pixels"))
+        if png is None:
+            raise RowError(f"corrupt: the {info['format']} image does not decode")
+        return png
+
+    def _decodable(self, blob: Blob, info: dict[str, Any], max_px: int | None = None) -> int:
+        """The pixels decoding an image with this ``image_info`` takes (for a thumbnail of
+        ``max_px``, else at full size), checked before it is decoded: an image in a format the
+        functions read (``images.DECODED_FORMATS``), within ``limits.thumbnail_pixels``."""
+        if info["width"] is None:
+            raise RowError(info["error"] or "not an image")
+        pixels = (images.decoded_pixels(info, max_px) if max_px is not None
+                  else info["width"] * info["height"])
+        cap = blob.root.limit("thumbnail_pixels")
+        if pixels > cap:
+            raise TooLarge(f"too large: {pixels:,} pixels to decode is over "
+                           f"limits.thumbnail_pixels ({cap:,})")
+        return pixels
 
     def _pointcloud_info_one(self, blob: Blob, run: str) -> dict[str, Any]:
         """LAS/LAZ from their header alone; other formats need every point for the bounds,
