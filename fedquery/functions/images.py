@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageOps
 
+from fedquery.functions.rows import struct_array
+
 IMAGE_PREFIX_BYTES = 64 * 1024  # the prefix a caller should read first
 # The formats the image functions read, by Pillow's names (JPEG includes its multi-picture MPO
 # variant): decoders in C libraries that run no other program. Others Pillow knows (EPS and PS
@@ -35,6 +37,7 @@ DECODED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
 SUPPORTED_TEXT = "PNG, JPEG, GIF, WebP, BMP and TIFF"
 MAX_THUMBNAIL_PX = 4096
 THUMBNAIL_PIXELS = 100_000_000  # pixels a thumbnail decodes at most, unless told otherwise
+MAX_SIDE = (1 << 31) - 1  # a width or height an INTEGER holds
 
 IMAGE_INFO_TYPE = (
     "STRUCT(format VARCHAR, width INTEGER, height INTEGER, mode VARCHAR, bytes BIGINT, error VARCHAR)"
@@ -93,8 +96,9 @@ def open_image(data: bytes | io.BytesIO) -> Image.Image:
 
 
 def image_info_array(rows: list[dict[str, Any] | None]) -> pa.StructArray:
-    """One `IMAGE_INFO_ARROW` struct per row (a None row becomes a NULL struct)."""
-    return pa.array(rows, type=IMAGE_INFO_ARROW)
+    """One `IMAGE_INFO_ARROW` struct per row (a None row becomes a NULL struct; one that does
+    not fit, an error row)."""
+    return struct_array(rows, IMAGE_INFO_ARROW)
 
 
 # --- header parsing -------------------------------------------------------------------------
@@ -131,6 +135,9 @@ def _pillow_info(head: bytes, size: int) -> dict[str, Any]:
             raise NeedMoreBytes(min(size, grown)) from None
         return image_error(_open_failure(fmt, exc, probe), size)
     with img:
+        if not (0 < img.width <= MAX_SIDE and 0 < img.height <= MAX_SIDE):
+            return image_error(f"corrupt: the {img.format} header says {img.width}×{img.height} "
+                               "pixels", size)
         info = {"format": img.format, "width": img.width, "height": img.height, "mode": img.mode}
         info.update(bytes=size, error=_truncation(img, head, size, probe.tell()))
     return info
@@ -168,6 +175,8 @@ def _webp_info(head: bytes, size: int) -> dict[str, Any]:
             raise NeedMoreBytes(min(size, 30))
         return image_error("corrupt: unreadable WEBP header", size)
     width, height, mode = parsed
+    if not (width and height):
+        return image_error(f"corrupt: the WEBP header says {width}×{height} pixels", size)
     riff_end = int.from_bytes(head[4:8], "little") + 8
     error = f"truncated: WEBP header says {riff_end} bytes, file has {size}" if riff_end > size else None
     return {"format": "WEBP", "width": width, "height": height, "mode": mode, "bytes": size, "error": error}

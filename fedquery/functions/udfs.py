@@ -5,9 +5,12 @@ reads in the I/O pool only the bytes it needs (a 64 KiB prefix for headers; the 
 within the source's cap for the function, to decode) and returns one Arrow array. ``run`` is
 the query's run token (``getvariable('__fq_run')``): caches belong to it (``runs``). A missing,
 truncated, corrupt or oversized file gives a value whose ``error`` says why (NULL for scalar
-results); with ``strict`` it raises ``SourceError`` instead. A URI outside every root raises
-``ForbiddenError``, and a read that keeps failing with transient errors ``SourceError``: both
-fail the query, recorded under a tag that ``take_failure`` finds in DuckDB's message.
+results): whatever reading one file raises (an ``OverflowError`` or ``struct.error`` from a
+crafted header, a decoder's own error, ``MemoryError``) stays that file's row, and only
+fedquery's errors fail the query. With ``strict`` a bad file raises ``SourceError`` instead.
+A URI outside every root raises ``ForbiddenError``, and a read that keeps failing with
+transient errors ``SourceError``: both fail the query, recorded under a tag that
+``take_failure`` finds in DuckDB's message.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from fedquery.errors import FedQueryError, SourceError
+from fedquery.errors import FedQueryError, PlanError, SourceError
 from fedquery.functions import embed_udfs, images, pointclouds
 from fedquery.functions.blobs import TooLarge
 from fedquery.functions.limits import size_text
@@ -33,9 +36,6 @@ if TYPE_CHECKING:
     from fedquery.functions.embedding import Embedder
 
 POINTCLOUD_DECODE_BYTES = 64 << 20  # what decoding one cloud holds beyond its file (a block)
-_ROW_ERRORS = (OSError, ValueError, Unreadable)  # per-row: the file's own problem
-
-
 class RowError(ValueError):
     """A file's own problem found before decoding it (not an image, a format not read)."""
 
@@ -213,7 +213,10 @@ class BlobFunctions:
                        run: str) -> Any:
         if uri is None or max_px is None:
             return None
-        images.check_max_px(max_px)  # before anything is read
+        try:
+            images.check_max_px(max_px)  # before anything is read
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
         blob = self.blobs.resolve(uri, source)
         return self._guarded(lambda: self._thumbnail_of(blob, max_px, run), blob, uri, scalar=True)
 
@@ -299,7 +302,10 @@ class BlobFunctions:
         why (NULL for scalar results), or ``SourceError`` when strict."""
         try:
             value = read()
-        except _ROW_ERRORS as exc:
+        except (FedQueryError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a crafted file makes decoders raise
+            # anything, a Rust one a panic (pyo3's PanicException is a BaseException)
             reason = _reason(exc)
             if self.strict:
                 raise SourceError(f"{uri}: {reason}", source=blob.root.source) from exc
@@ -328,7 +334,11 @@ def _without_source(function: Callable[..., pa.Array], arity: int) -> Callable[.
     return lambda uris, other: function(uris, other, none(uris), none(uris))
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: BaseException) -> str:
+    """What is wrong with a file, in a line: the reader's own words, or what kind of error a
+    decoder tripped on (an overflow, a struct too short, memory)."""
     if isinstance(exc, FileNotFoundError | NotADirectoryError) or "not found" in str(exc).lower():
         return "file not found"
-    return str(exc).splitlines()[0] or type(exc).__name__
+    if isinstance(exc, OSError | ValueError | Unreadable | TooLarge):
+        return (str(exc).splitlines() or [""])[0][:300] or type(exc).__name__
+    return f"corrupt: {type(exc).__name__}: {str(exc)[:200]}".rstrip(": ")
