@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from fedquery.functions.embedding import Embedder
 
 POINTCLOUD_DECODE_BYTES = 64 << 20  # what decoding one cloud holds beyond its file (a block)
+
+
 class RowError(ValueError):
     """A file's own problem found before decoding it (not an image, a format not read)."""
 
