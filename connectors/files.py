@@ -6,6 +6,8 @@ the root: ``uri`` (relative to the root, as blob columns hold it), ``size``, ``m
 root lists what the blob functions would read: regular files beneath the root, symlinks that
 lead to one without leaving the root; folders reached through a symlink are not entered, and
 hard links are left out unless the source sets ``allow_hard_links`` (``functions.confine``).
+An S3 root lists the keys that read back under the URI listed (see ``_plain_key``); a missing
+bucket is a ``SourceError``.
 The source's settings (``limits``, ``allow_hard_links``, ``read_attempts``) are checked here.
 """
 
@@ -83,14 +85,19 @@ class FilesConnector:
         return [(uri, info.st_size, info.st_mtime_ns) for uri, info in found]
 
     def _remote_files(self) -> list[tuple[str, int, int]]:
+        """(uri, size, mtime in ns) of each object a blob function reads as that URI: keys
+        strictly under the prefix whose rest is a plain path (``a/../b``, ``./a`` or ``a//b``
+        would read another key, or none inside the root). A missing bucket is an error."""
         selector = pafs.FileSelector(self._path, recursive=True, allow_not_found=True)
         try:
             infos = self._filesystem.get_file_info(selector)
         except OSError as exc:
             raise SourceError(f"cannot list {self.root}: {exc}", source=self.name) from exc
+        if not infos and (missing := self._filesystem.handler.missing_bucket(self._path)):
+            raise SourceError(f"cannot list {self.root}: {missing}", source=self.name)
         prefix = self._path.rstrip("/") + "/"
-        return [(i.path[len(prefix):] if i.path.startswith(prefix) else i.path, i.size,
-                 i.mtime_ns) for i in infos if i.type == pafs.FileType.File]
+        return [(i.path[len(prefix):], i.size, i.mtime_ns) for i in infos
+                if i.type == pafs.FileType.File and _plain_key(i.path, prefix)]
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         """The listing, narrowed by the request in a private DuckDB over Arrow."""
@@ -111,3 +118,10 @@ class FilesConnector:
 
     def close(self) -> None:
         """Nothing to release: the filesystem holds no session."""
+
+
+def _plain_key(key: str, prefix: str) -> bool:
+    """Whether ``key`` lies strictly under ``prefix`` and is the path its own URI resolves to."""
+    rest = key[len(prefix):]
+    return key.startswith(prefix) and bool(rest) and posixpath.normpath(rest) == rest \
+        and not rest.startswith(("/", "../")) and rest != ".."

@@ -1,11 +1,15 @@
 """``kind: lancedb``: tables of a LanceDB database, scanned by DuckDB as Arrow datasets.
 
 A Lance dataset is a pyarrow Dataset, so DuckDB pushes projections and filters into it.
+Sources are only read: a local database (a path or a ``file://`` URL) must be an existing
+folder before lancedb is called, as ``lancedb.connect`` creates a missing one.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from connectors._native import DuckDBBound, attach_memory, quote, relation, scan_reader, table_ref
 from connectors.base import Capabilities, ScanRequest, TableRef
@@ -29,6 +33,7 @@ class LanceDBConnector(DuckDBBound):
 
         self.name = spec.name
         self.uri = spec.resolve(spec.settings["uri"])
+        _check_local_folder(self.uri, self.name)
         declared = {t.name: t.table or t.name for t in catalog.tables.values()
                     if t.source == spec.name}
         try:
@@ -78,6 +83,24 @@ class LanceDBConnector(DuckDBBound):
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "lancedb", "uri": self.uri, "table": table.name}
 
+
+
+def _check_local_folder(uri: str, source: str) -> None:
+    """A ``SourceError`` unless a local ``uri`` is an existing folder (remote URIs pass)."""
+    if "://" in uri:
+        parts = urlsplit(uri)
+        if parts.scheme.lower() != "file":
+            return
+        if parts.netloc not in ("", "localhost"):
+            raise SourceError(f"LanceDB uri {uri}: a file:// URL names a local folder "
+                              "(file:///path), not one on another host", source=source)
+        uri = unquote(parts.path)
+    if not os.path.exists(uri):
+        raise SourceError(f"LanceDB database {uri} does not exist: sources are only read, so "
+                          "fedquery never creates one; create it with lancedb first, or fix "
+                          "the source's uri", source=source)
+    if not os.path.isdir(uri):
+        raise SourceError(f"LanceDB database {uri} is not a folder", source=source)
 
 
 def _table_names(db: Any) -> list[str]:

@@ -4,11 +4,13 @@ A fault proxy (``tests/services/s3_faults.py``) sits between fedquery and ``moto
 answers a seeded fraction of the object requests with ``503 SlowDown``, resets or stalls. Each
 answer is then either complete and right, or a ``SourceError`` naming the files source: a
 transient fault never turns into a per-row "bad file" NULL. A missing object stays a per-row
-error.
+error; a request S3 refuses (a 400 such as ``VALIDATION``, 403, 409) is a problem of the
+source, not of the file: a ``SourceError`` too (``Answering`` answers chosen requests so).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 from pathlib import Path
@@ -102,3 +104,59 @@ def test_resets_and_stalls_are_retried(jpegs, s3_endpoint, s3_credentials) -> No
             with fedquery.connect(_catalog(jpegs, proxy, s3_credentials, read_attempts=20)) as con:
                 assert con.sql(query).fetchall() == [(60, 0)]
             assert proxy.injected[fault], proxy.injected
+
+
+class Answering(FaultProxy):
+    """The fault proxy, answering chosen requests with an S3 error of a given status and code
+    (``answer``) instead of relaying them."""
+
+    rule: tuple[int, str, tuple[str, ...], str] | None = None
+
+    def answer(self, status: int, code: str, methods: tuple[str, ...], match: str) -> None:
+        self.rule = (status, code, methods, match)
+
+    def _handle_one(self, client) -> None:
+        from tests.services.s3_faults import _Message, _read_body, _read_head
+
+        if self.rule is None:
+            return super()._handle_one(client)
+        with contextlib.suppress(OSError), client:
+            reader = client.makefile("rb")
+            request = _read_head(reader)
+            if request is None:
+                return
+            method, target = (request.first.split(" ") + ["", ""])[:2]
+            status, code, methods, match = self.rule
+            if method not in methods or not re.search(match, target) or "list-type" in target:
+                return self._relay(client, request, _read_body(reader, request, method="REQUEST"),
+                                   method, target, None)
+            body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+                    f"<Message>refused by the test</Message></Error>").encode()
+            head = _Message(f"HTTP/1.1 {status} Refused", [
+                ("Content-Type", "application/xml"), ("Content-Length", str(len(body))),
+                ("Connection", "close")])
+            self.injected[code] += 1
+            client.sendall(head.encode() + (b"" if method == "HEAD" else body))
+        return None
+
+
+@pytest.mark.parametrize("status, code, methods", [
+    (400, "ValidationError", ("GET",)),       # AWS Error VALIDATION, on the read of the bytes
+    (400, "InvalidRequest", ("HEAD", "GET")),
+    (403, "AccessDenied", ("HEAD", "GET")),
+    (403, "AccessDenied", ("GET",)),
+    (409, "OperationAborted", ("HEAD", "GET")),
+])
+def test_a_refused_request_is_a_source_error_not_a_bad_file(jpegs, s3_endpoint, s3_credentials,
+                                                            status, code, methods) -> None:
+    with Answering(s3_endpoint, seed=4) as proxy:
+        proxy.answer(status, code, methods, f"/{PREFIX}/img-001")
+        for strict in (False, True):
+            with fedquery.connect(_catalog(jpegs, proxy, s3_credentials), strict=strict) as con:
+                for function in ("image_info", "read_blob", "thumbnail"):
+                    call = f"{function}(uri, 8)" if function == "thumbnail" else f"{function}(uri)"
+                    with pytest.raises(fedquery.SourceError) as info:
+                        con.sql(f"SELECT {call} FROM few WHERE uri <> 'nope.jpg'").fetchall()
+                    assert info.value.source == "store"
+                    assert "img-001.jpg" in str(info.value), str(info.value)
+        assert proxy.injected[code]

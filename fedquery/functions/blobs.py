@@ -12,9 +12,10 @@ A file's size (``fstat``, or the HEAD of an S3 object) is checked against the so
 the function (``limits``) before anything is read, and reads never go past it. S3 reads that
 fail with a transient error (5xx, throttling, timeouts, resets) are tried again with backoff
 and jitter, up to the source's ``read_attempts``; one that keeps failing is a ``SourceError``
-for the whole query, never a per-row error. Reads go through a bounded thread pool and a cache
-per run (``runs``: the longest prefix read of each file, and its size), so a file is not
-fetched twice by one query and never served to another.
+for the whole query, never a per-row error; so is any other failure but a missing object
+(access denied, a missing bucket, a 400 such as S3's ``VALIDATION``). Reads go through a
+bounded thread pool and a cache per run (``runs``: the longest prefix read of each file, and
+its size), so a file is not fetched twice by one query and never served to another.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ _TRANSIENT = re.compile(r"transient|cannot reach|SLOW_?DOWN|THROTTL|HTTP status 
                         r"response code:? 5\d\d|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|"
                         r"NETWORK_CONNECTION|curlCode|timed? ?out|timeout|reset by peer|"
                         r"Connection refused|Broken pipe|unexpected eof", re.I)
-_SOURCE_WIDE = re.compile(r"access denied|bucket '[^']*' does not exist", re.I)
+_NO_BUCKET = re.compile(r"bucket '[^']*' does not exist", re.I)
+_NO_SUCH_KEY = re.compile(r"NO_SUCH_KEY|NoSuchKey", re.I)  # a GET of an object gone since its HEAD
 
 
 def kind_of(uri: str) -> str | None:
@@ -82,10 +84,18 @@ class Root:
         object.__setattr__(self, "budget", MemoryBudget(self.settings.limits["decode_memory"]))
 
     def contains(self, path: str) -> bool:
-        """Whether ``path`` (normalised) lies inside this root, symlinks followed for local."""
+        """Whether ``path`` (normalised) lies strictly inside this root, symlinks followed for
+        local: the root itself is no file (on S3, the object named like the prefix lies
+        outside it)."""
         if self.scheme == "file":
-            return _under(os.path.realpath(path), self.real_path)
-        return _under(path, self.path)
+            return _strictly_under(os.path.realpath(path), self.real_path)
+        return _strictly_under(path, self.path)
+
+    def is_root(self, path: str) -> bool:
+        """Whether ``path`` (normalised) names the root itself."""
+        if self.scheme == "file":
+            return os.path.realpath(path) == self.real_path
+        return path.rstrip("/") == self.path.rstrip("/")
 
     def relative(self, path: str) -> str:
         """``path`` (inside this root) relative to the root."""
@@ -109,13 +119,24 @@ class Root:
         return os.path.realpath(self.path)
 
 
+def _names_root(uri: str, root: Root) -> ForbiddenError:
+    return ForbiddenError(f"URI {uri!r} names the root of files source {root.source!r} itself, "
+                          "not a file inside it")
+
+
 def _read_at(handle: Any, offset: int, nbytes: int) -> bytes:
     handle.seek(offset)
     return handle.read(nbytes)
 
 
 def _under(path: str, base: str) -> bool:
-    return path == base or path.startswith(base.rstrip("/") + "/")
+    return path == base or _strictly_under(path, base)
+
+
+def _strictly_under(path: str, base: str) -> bool:
+    """``path`` lies strictly under ``base`` (not ``base`` itself)."""
+    prefix = base.rstrip("/") + "/"
+    return path.startswith(prefix) and len(path) > len(prefix)
 
 
 @dataclass(frozen=True)
@@ -150,7 +171,10 @@ class Blobs:
         return cls(roots)
 
     def resolve(self, uri: str, source: str | None = None) -> Blob:
-        """The file a URI names, confined to the declared roots."""
+        """The file a URI names, confined to the declared roots: strictly beneath one (a URI
+        that names a root itself, such as ``''``, ``'.'`` or ``'a/..'``, is refused)."""
+        if "\0" in uri:
+            raise ForbiddenError(f"URI {uri!r} holds a NUL byte: no file is named so")
         if "://" in uri:
             scheme, rest = uri.split("://", 1)
             return self._inside(posixpath.normpath(rest), uri, scheme=scheme)
@@ -160,6 +184,8 @@ class Blobs:
         joined = posixpath.normpath(posixpath.join(root.path, uri))
         if root.contains(joined):
             return Blob(root, joined, uri)
+        if root.is_root(joined):
+            raise _names_root(uri, root)
         raise ForbiddenError(f"URI {uri!r} leaves the root of files source {root.source!r}")
 
     def _root_for(self, uri: str, source: str | None) -> Root:
@@ -175,9 +201,13 @@ class Blobs:
 
     def _inside(self, path: str, uri: str, *, scheme: str) -> Blob:
         scheme = "s3" if scheme in ("s3", "s3a") else scheme
-        for root in self.roots.values():
-            if root.scheme == scheme and root.contains(path):
+        roots = [root for root in self.roots.values() if root.scheme == scheme]
+        for root in roots:
+            if root.contains(path):
                 return Blob(root, path, uri)
+        named = next((root for root in roots if root.is_root(path)), None)
+        if named is not None:
+            raise _names_root(uri, named)
         raise ForbiddenError(f"URI {uri!r} is outside every declared files root")
 
     # ------------------------------------------------------------------ reads
@@ -255,18 +285,22 @@ class Blobs:
 
     def _retried(self, blob: Blob, request: Callable[[], Any]) -> Any:
         """``request()``, tried up to ``read_attempts`` times while it fails transiently, with
-        exponential backoff and jitter; then a ``SourceError``. Denied access or a missing
-        bucket is a ``SourceError`` at once; any other failure (not found) is the caller's."""
+        exponential backoff and jitter; then a ``SourceError``. A missing object is the
+        caller's (a per-row error); any other failure (access denied, a missing bucket, a 400
+        such as S3's ``VALIDATION``) is the source's: a ``SourceError`` at once."""
         attempts, last = blob.root.settings.read_attempts, ""
         for attempt in range(attempts):
             try:
                 return request()
             except OSError as exc:
                 text = str(exc).removeprefix(f"source {blob.root.source!r}: ")
-                if _SOURCE_WIDE.search(text):
-                    raise SourceError(f"{blob.uri}: {text}", source=blob.root.source) from None
-                if not _TRANSIENT.search(text):
+                missing = isinstance(exc, FileNotFoundError) or _NO_SUCH_KEY.search(text)
+                if missing and not _NO_BUCKET.search(text):
                     raise
+                if not _TRANSIENT.search(text):
+                    raise SourceError(f"{blob.uri}: {text} (S3 refused the request: neither a "
+                                      "missing object nor a transient error)",
+                                      source=blob.root.source) from None
                 last = text
             if attempt + 1 < attempts:
                 delay = min(BACKOFF_MOST, BACKOFF_FIRST * 2 ** attempt)

@@ -7,11 +7,12 @@ character trigrams group texts by spelling. Neither is a semantic model.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
+
+from fedquery.functions.images import open_image
 
 NUMPY_IMAGE_DIM = 64
 NUMPY_IMAGE_MODEL = "numpy-colorhist-64"
@@ -28,7 +29,8 @@ def embed_images_numpy(images: Sequence[bytes | None]) -> np.ndarray:
     Each image is decoded, reduced to 32x32 and its pixels are counted in a soft 4x4x4 RGB
     grid; the square roots of the bin shares (Hellinger) are L2-normalised, so the cosine
     distance compares colour distributions and scenes of similar weather and lighting lie
-    close. Bytes that do not decode (or None) give a row of NaN instead of an error.
+    close. Bytes that do not decode, in a format the image functions do not read
+    (``images.DECODED_FORMATS``), or None give a row of NaN instead of an error.
 
     >>> embed_images_numpy([png_bytes, b"not an image"]).shape
     (2, 64)
@@ -46,7 +48,7 @@ def _decode(data: bytes | None) -> np.ndarray | None:
     if not isinstance(data, bytes | bytearray | memoryview):
         return None
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data) as img:
             img.draft("RGB", (2 * _SIDE, 2 * _SIDE))  # JPEG: decode at reduced scale
             small = img.convert("RGB").resize((_SIDE, _SIDE), Image.Resampling.BOX)
     except Exception:  # noqa: BLE001 - broken files raise almost anything from the decoders

@@ -13,7 +13,9 @@ Nothing here does I/O. `image_info_from` reads headers only (Pillow's lazy `Imag
 
 `NeedMoreBytes` is raised only while `len(head) < size` and the bytes start like a known image
 format, so the loop ends: once the whole file is passed the answer is final. Every other
-problem is reported in the result's `error` field, never raised.
+problem is reported in the result's `error` field, never raised. Only `DECODED_FORMATS` are
+read (their headers parsed, their pixels decoded); another format Pillow recognises is
+reported as "format not supported".
 """
 
 from __future__ import annotations
@@ -25,9 +27,17 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageOps
 
+from fedquery.functions.rows import struct_array
+
 IMAGE_PREFIX_BYTES = 64 * 1024  # the prefix a caller should read first
+# The formats the image functions read, by Pillow's names (JPEG includes its multi-picture MPO
+# variant): decoders in C libraries that run no other program. Others Pillow knows (EPS and PS
+# call Ghostscript; PSD, FITS, ICNS, ... are rarely seen and little fuzzed) are "not supported".
+DECODED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
+SUPPORTED_TEXT = "PNG, JPEG, GIF, WebP, BMP and TIFF"
 MAX_THUMBNAIL_PX = 4096
 THUMBNAIL_PIXELS = 100_000_000  # pixels a thumbnail decodes at most, unless told otherwise
+MAX_SIDE = (1 << 31) - 1  # a width or height an INTEGER holds
 
 IMAGE_INFO_TYPE = (
     "STRUCT(format VARCHAR, width INTEGER, height INTEGER, mode VARCHAR, bytes BIGINT, error VARCHAR)"
@@ -72,9 +82,23 @@ def image_error(reason: str, size: int | None = None) -> dict[str, Any]:
     return {"format": None, "width": None, "height": None, "mode": None, "bytes": size, "error": reason}
 
 
+def unsupported(fmt: str, size: int | None = None) -> dict[str, Any]:
+    """The info of an image in a format the functions do not read (`DECODED_FORMATS`)."""
+    return {**image_error(f"format not supported: {fmt} (the image functions read "
+                          f"{SUPPORTED_TEXT})", size), "format": fmt}
+
+
+def open_image(data: bytes | io.BytesIO) -> Image.Image:
+    """Pillow's lazy open of encoded bytes, restricted to `DECODED_FORMATS` (raises on others,
+    and on anything that is not an image)."""
+    return Image.open(data if isinstance(data, io.BytesIO) else io.BytesIO(data),
+                      formats=DECODED_FORMATS)
+
+
 def image_info_array(rows: list[dict[str, Any] | None]) -> pa.StructArray:
-    """One `IMAGE_INFO_ARROW` struct per row (a None row becomes a NULL struct)."""
-    return pa.array(rows, type=IMAGE_INFO_ARROW)
+    """One `IMAGE_INFO_ARROW` struct per row (a None row becomes a NULL struct; one that does
+    not fit, an error row)."""
+    return struct_array(rows, IMAGE_INFO_ARROW)
 
 
 # --- header parsing -------------------------------------------------------------------------
@@ -98,9 +122,11 @@ class _Probe(io.BytesIO):
 def _pillow_info(head: bytes, size: int) -> dict[str, Any]:
     """Header fields through Pillow's lazy open, restricted to the format the magic bytes name."""
     fmt = _sniff(head)
+    if fmt is not None and fmt not in DECODED_FORMATS:
+        return unsupported(fmt, size)
     probe = _Probe(head)
     try:  # the plugin's own factory: its real exception, and no pixel-count limit for a header
-        img = Image.OPEN[fmt][0](probe, "") if fmt else Image.open(probe)
+        img = Image.OPEN[fmt][0](probe, "") if fmt else open_image(probe)
     except Image.DecompressionBombError as exc:
         return image_error(f"too large: {exc}", size)
     except Exception as exc:  # noqa: BLE001 - decoders raise almost anything on bad input
@@ -109,15 +135,19 @@ def _pillow_info(head: bytes, size: int) -> dict[str, Any]:
             raise NeedMoreBytes(min(size, grown)) from None
         return image_error(_open_failure(fmt, exc, probe), size)
     with img:
+        if not (0 < img.width <= MAX_SIDE and 0 < img.height <= MAX_SIDE):
+            return image_error(f"corrupt: the {img.format} header says {img.width}×{img.height} "
+                               "pixels", size)
         info = {"format": img.format, "width": img.width, "height": img.height, "mode": img.mode}
         info.update(bytes=size, error=_truncation(img, head, size, probe.tell()))
     return info
 
 
 def _sniff(head: bytes) -> str | None:
-    """The Pillow plugin whose magic-byte check accepts `head` (plugins without one are skipped)."""
+    """The Pillow plugin whose magic-byte check accepts `head`, those of `DECODED_FORMATS`
+    asked first (plugins without a check are skipped)."""
     Image.init()
-    for fmt in Image.ID:
+    for fmt in sorted(Image.ID, key=lambda f: f not in DECODED_FORMATS):
         accept = Image.OPEN[fmt][1]
         try:
             found = accept is not None and accept(head[:16])
@@ -145,6 +175,8 @@ def _webp_info(head: bytes, size: int) -> dict[str, Any]:
             raise NeedMoreBytes(min(size, 30))
         return image_error("corrupt: unreadable WEBP header", size)
     width, height, mode = parsed
+    if not (width and height):
+        return image_error(f"corrupt: the WEBP header says {width}×{height} pixels", size)
     riff_end = int.from_bytes(head[4:8], "little") + 8
     error = f"truncated: WEBP header says {riff_end} bytes, file has {size}" if riff_end > size else None
     return {"format": "WEBP", "width": width, "height": height, "mode": mode, "bytes": size, "error": error}
@@ -233,7 +265,7 @@ def thumbnail_png(data: bytes, max_px: int, max_pixels: int = THUMBNAIL_PIXELS) 
     """
     check_max_px(max_px)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data) as img:
             img.draft(None, (max_px, max_px))  # JPEG: DCT-scaled decode, still >= max_px a side
             if img.width * img.height > max_pixels:  # the header's size, before any pixel
                 return None

@@ -31,6 +31,8 @@ HEADER_BYTES = 64 * 1024  # how far PCD and NPY headers may reach
 # laszip compresses constant points about 150 to 1 per byte at best (measured with lazrs on
 # formats 0, 3 and 6); a header claiming more points than this per byte of point data lies.
 LAZ_POINTS_PER_BYTE = 1024
+VLR_HEADER_BYTES, EVLR_HEADER_BYTES = 54, 60  # the fixed part of a (extended) VLR
+MAX_COUNT = (1 << 63) - 1  # a count a BIGINT holds; a header claiming more is reported without it
 Block = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
 
 
@@ -40,7 +42,7 @@ class Unreadable(Exception):  # noqa: N818 - its message is the `error` reported
 
     def __init__(self, message: str, count: int | None = None) -> None:
         super().__init__(message)
-        self.count = count
+        self.count = count if count is not None and 0 <= count <= MAX_COUNT else None
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class Layout:
     count: int
     start: int = 0
     extra: Any = None  # per format: LAS scales and record length, NPY/PCD dtype
+
+    def __post_init__(self) -> None:
+        """Every format's count and start passed through one check: whole numbers, none
+        negative, the count within a BIGINT (each format checks them against the file too)."""
+        for name, value in (("point count", self.count), ("point data offset", self.start)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+                raise Unreadable(f"corrupt: the {self.fmt} header's {name} is {value}")
 
 
 def layout(fmt: str, head: bytes, size: int) -> Layout:
@@ -75,9 +84,10 @@ def blocks(data: bytes, where: Layout) -> Iterator[Block]:
         for start in range(0, where.count, BLOCK):
             end = min(start + BLOCK, where.count)
             yield tuple(None if c is None else c[start:end] for c in columns)  # type: ignore[misc]
-    except Unreadable:
+    except (Unreadable, KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
-    except Exception as exc:  # noqa: BLE001 - damaged files raise almost anything from parsers
+    except BaseException as exc:  # noqa: BLE001 - damaged files raise anything from parsers,
+        # lazrs a Rust panic (pyo3's PanicException derives from BaseException)
         raise Unreadable(f"corrupt: {type(exc).__name__}: {exc}"[:200]) from exc
 
 
@@ -95,19 +105,35 @@ def las_layout(head: bytes, size: int) -> Layout:
         raise NeedMoreBytes(min(size, LAS_HEADER_BYTES))
     if not head.startswith(b"LASF"):
         raise Unreadable("not a LAS file: no LASF signature")
-    minor = head[25] if len(head) > 25 else 0
-    if len(head) < (227 if minor < 3 else 235 if minor == 3 else 375):
+    major, minor = (head[24], head[25]) if len(head) > 25 else (1, 0)
+    if major != 1 or minor > 4:
+        raise Unreadable(f"unsupported: LAS version {major}.{minor} (1.0 to 1.4 are read)")
+    least = 227 if minor < 3 else 235 if minor == 3 else 375
+    if len(head) < least:
         raise Unreadable("truncated: the file ends inside the LAS header")
-    offset, _vlrs, point_format, record_length, count = struct.unpack_from("<IIBHI", head, 96)
+    (header_size,) = struct.unpack_from("<H", head, 94)
+    offset, vlrs, point_format, record_length, count = struct.unpack_from("<IIBHI", head, 96)
+    if header_size < least or offset < header_size:
+        raise Unreadable(f"corrupt: LAS {major}.{minor} header of {header_size} bytes with its "
+                         f"points at byte {offset}")
+    _check_records(vlrs, VLR_HEADER_BYTES, header_size, offset, "VLRs")
+    evlr_start, evlrs = struct.unpack_from("<QI", head, 235) if minor >= 4 else (size, 0)
+    # extended VLRs, which a reader of the points (laspy) looks for
+    _check_records(evlrs, EVLR_HEADER_BYTES, evlr_start if evlrs else size, size, "extended VLRs")
     if minor >= 4:
         (count,) = struct.unpack_from("<Q", head, 247)
     fmt = "LAZ" if point_format & 0xC0 else "LAS"  # laszip sets bit 7 (and 6) of the id
     max_x, min_x, max_y, min_y, max_z, min_z = struct.unpack_from("<6d", head, 179)
     extra = {"record_length": record_length, "scales": struct.unpack_from("<3d", head, 131),
              "offsets": struct.unpack_from("<3d", head, 155),
-             "bounds": (min_x, min_y, min_z, max_x, max_y, max_z)}
+             "bounds": (min_x, min_y, min_z, max_x, max_y, max_z),
+             "header_size": header_size, "vlrs": vlrs,
+             "points_end": evlr_start if evlrs else size}
     if record_length < 20:
         raise Unreadable(f"corrupt: LAS point records of {record_length} bytes (at least 20)")
+    if offset > size:
+        raise Unreadable(f"truncated: the LAS points start at byte {offset}, file has {size}",
+                         count)
     if fmt == "LAZ":
         most = (size - offset) * LAZ_POINTS_PER_BYTE
         if count > most:
@@ -115,6 +141,14 @@ def las_layout(head: bytes, size: int) -> Layout:
     elif offset + count * record_length > size:
         raise claims("LAS", count, (size - offset) // record_length)
     return Layout(fmt, count, offset, extra)
+
+
+def _check_records(number: int, each: int, start: int, end: int, what: str) -> None:
+    """``number`` records of at least ``each`` bytes must fit from ``start`` to ``end`` (a
+    count of millions in a small file made laspy loop for minutes over 3 GiB)."""
+    if number * each > end - start:
+        raise Unreadable(f"corrupt: the LAS header says {number} {what} of at least {each} "
+                         f"bytes from byte {start}, where only {max(end - start, 0)} bytes are")
 
 
 def las_truncation(where: Layout, head: bytes, size: int) -> str | None:
@@ -149,11 +183,15 @@ class _Scaled:
 
 
 def _laz_blocks(data: bytes, where: Layout) -> Iterator[Block]:
-    """LAZ points decompressed by laspy (lazrs) a chunk at a time: x, y, z and intensity only."""
+    """LAZ points decompressed by laspy (lazrs) a chunk at a time: x, y, z and intensity only;
+    the file's structure checked first (``laz_checks``: lazrs allocates what it says)."""
     try:
         import laspy
     except ImportError as exc:
         raise Unreadable("unsupported: reading LAZ points needs laspy and lazrs") from exc
+    from fedquery.functions.laz_checks import check_laz
+
+    check_laz(data, where)
     fields = laspy.DecompressionSelection
     only = fields.XY_RETURNS_CHANNEL | fields.Z | fields.INTENSITY
     with laspy.open(io.BytesIO(data), laz_backend=laspy.LazBackend.Lazrs,
@@ -196,6 +234,8 @@ def _npy_layout(head: bytes, size: int) -> Layout:
         raise Unreadable("unsupported: NPY holds Python objects (pickled data is never loaded)")
     if len(shape) != 2 or shape[1] not in (3, 4) or dtype.kind not in "fiu":
         raise Unreadable(f"unsupported: NPY array {dtype} {shape}, expected N×3 or N×4 numbers")
+    if shape[0] < 0:
+        raise Unreadable(f"corrupt: NPY shape {shape} has a negative dimension")
     start, row = stream.tell(), shape[1] * dtype.itemsize
     if start + shape[0] * row > size:
         raise claims("NPY", shape[0], (size - start) // row)
@@ -212,6 +252,8 @@ def _npy_columns(data: bytes, where: Layout) -> tuple:
 # --- PCD ------------------------------------------------------------------------------------
 
 _PCD_TYPES = {"F": "f", "I": "i", "U": "u"}
+_PCD_SIZES = {"f": ("2", "4", "8"), "i": ("1", "2", "4", "8"), "u": ("1", "2", "4", "8")}
+PCD_MAX_COUNT = 4096  # values of one field per point (PCL's descriptors hold up to a few hundred)
 _PCD_INTENSITY = ("intensity", "i")
 
 
@@ -264,8 +306,15 @@ def _pcd_dtype(header: dict[str, list[str]]) -> np.dtype:
         raise Unreadable(f"unsupported: PCD fields {' '.join(fields)} have no x, y, z")
     parts = []
     for i, (name, size, kind, count) in enumerate(zip(fields, sizes, types, counts, strict=True)):
-        base, repeat = f"<{_PCD_TYPES.get(kind.upper(), '?')}{size}", _pcd_number(count, "COUNT")
-        parts.append((f"_{i}" if name == "_" else name, base, (repeat,) if repeat > 1 else ()))
+        code = _PCD_TYPES.get(kind.upper())
+        if code is None or size not in _PCD_SIZES[code]:
+            raise Unreadable(f"corrupt: PCD field {name} has TYPE {kind} and SIZE {size}"[:200])
+        repeat = _pcd_number(count, "COUNT")
+        if not 1 <= repeat <= PCD_MAX_COUNT:
+            raise Unreadable(f"unsupported: PCD field {name} of COUNT {repeat} (1 to "
+                             f"{PCD_MAX_COUNT} are read)")
+        parts.append((f"_{i}" if name == "_" else name, f"<{code}{size}",
+                      (repeat,) if repeat > 1 else ()))
     try:
         return np.dtype(parts)
     except (TypeError, ValueError) as exc:
@@ -281,8 +330,9 @@ def _pcd_count(header: dict[str, list[str]]) -> int:
 
 
 def _pcd_number(text: str, key: str) -> int:
-    if not text.isdigit():
-        raise Unreadable(f"corrupt: PCD header says {key} {text}, not a count")
+    """A count written in ASCII digits, at most 19 of them (a BIGINT)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        raise Unreadable(f"corrupt: PCD header says {key} {text[:40]}, not a count")
     return int(text)
 
 

@@ -34,6 +34,7 @@ from fedquery.functions.pointcloud_formats import (
     las_truncation,
     layout,
 )
+from fedquery.functions.rows import struct_array
 
 __all__ = [
     "LAS_HEADER_BYTES",
@@ -128,7 +129,9 @@ def read_pointcloud_from(data: bytes, name: str) -> pa.Table | None:
         where = count_from(data, name, len(data))
         columns = PointColumns([where.count])
         columns.fill(0, data, where)
-    except (Unreadable, NeedMoreBytes):
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - a crafted file may make any reader raise anything
         return None
     return pa.Table.from_struct_array(columns.array().flatten())
 
@@ -139,8 +142,9 @@ def pointcloud_error(reason: str, fmt: str | None = None) -> dict[str, Any]:
 
 
 def pointcloud_info_array(rows: list[dict[str, Any] | None]) -> pa.StructArray:
-    """One `POINTCLOUD_INFO_ARROW` struct per row (a None row becomes a NULL struct)."""
-    return pa.array(rows, type=POINTCLOUD_INFO_ARROW)
+    """One `POINTCLOUD_INFO_ARROW` struct per row (a None row becomes a NULL struct; one that
+    does not fit, an error row)."""
+    return struct_array(rows, POINTCLOUD_INFO_ARROW)
 
 
 def points_array(tables: list[pa.Table | None]) -> pa.LargeListArray:
@@ -171,16 +175,17 @@ class PointColumns:
         """Decode a whole file's points into its row; `Unreadable` if they are not the count."""
         position, end = int(self.starts[row]), int(self.starts[row + 1])
         x, y, z, intensity = self.columns
-        for block in blocks(data, where):
-            n = len(block[0])
-            if position + n > end:
-                raise Unreadable(f"corrupt: more points than the header's {self.counts[row]}")
-            for column, values in zip((x, y, z), block[:3], strict=True):
-                column[position:position + n] = values
-            if block[3] is not None:
-                intensity[position:position + n] = block[3]
-                self.intensity[row] = True
-            position += n
+        with np.errstate(all="ignore"):  # a file's values are what they are: NaN, inf, huge
+            for block in blocks(data, where):
+                n = len(block[0])
+                if position + n > end:
+                    raise Unreadable(f"corrupt: more points than the header's {self.counts[row]}")
+                for column, values in zip((x, y, z), block[:3], strict=True):
+                    column[position:position + n] = values
+                if block[3] is not None:
+                    intensity[position:position + n] = block[3]
+                    self.intensity[row] = True
+                position += n
         if position != end:
             raise Unreadable(f"truncated: {position - int(self.starts[row])} of the header's "
                              f"{self.counts[row]} points")
@@ -241,13 +246,14 @@ def _bounds(data: bytes, where: Layout) -> tuple[float, ...] | None:
     """(min_x, min_y, min_z, max_x, max_y, max_z) over the finite points, None if there are
     none; a block at a time, so no copy of the whole cloud is made."""
     low, high, seen = [np.inf] * 3, [-np.inf] * 3, False
-    for block in blocks(data, where):
-        xyz = block[:3]
-        finite = np.isfinite(xyz[0]) & np.isfinite(xyz[1]) & np.isfinite(xyz[2])
-        if not finite.all():
-            xyz = [axis[finite] for axis in xyz]
-        if len(xyz[0]):
-            seen = True
-            low = [min(lo, float(axis.min())) for lo, axis in zip(low, xyz, strict=True)]
-            high = [max(hi, float(axis.max())) for hi, axis in zip(high, xyz, strict=True)]
+    with np.errstate(all="ignore"):  # scaled LAS values may overflow to inf: left out below
+        for block in blocks(data, where):
+            xyz = block[:3]
+            finite = np.isfinite(xyz[0]) & np.isfinite(xyz[1]) & np.isfinite(xyz[2])
+            if not finite.all():
+                xyz = [axis[finite] for axis in xyz]
+            if len(xyz[0]):
+                seen = True
+                low = [min(lo, float(axis.min())) for lo, axis in zip(low, xyz, strict=True)]
+                high = [max(hi, float(axis.max())) for hi, axis in zip(high, xyz, strict=True)]
     return (*low, *high) if seen else None

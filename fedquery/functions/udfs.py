@@ -5,9 +5,12 @@ reads in the I/O pool only the bytes it needs (a 64 KiB prefix for headers; the 
 within the source's cap for the function, to decode) and returns one Arrow array. ``run`` is
 the query's run token (``getvariable('__fq_run')``): caches belong to it (``runs``). A missing,
 truncated, corrupt or oversized file gives a value whose ``error`` says why (NULL for scalar
-results); with ``strict`` it raises ``SourceError`` instead. A URI outside every root raises
-``ForbiddenError``, and a read that keeps failing with transient errors ``SourceError``: both
-fail the query, recorded under a tag that ``take_failure`` finds in DuckDB's message.
+results): whatever reading one file raises (an ``OverflowError`` or ``struct.error`` from a
+crafted header, a decoder's own error, ``MemoryError``) stays that file's row, and only
+fedquery's errors fail the query. With ``strict`` a bad file raises ``SourceError`` instead.
+A URI outside every root raises ``ForbiddenError``, and a read that keeps failing with
+transient errors ``SourceError``: both fail the query, recorded under a tag that
+``take_failure`` finds in DuckDB's message.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from fedquery.errors import FedQueryError, SourceError
+from fedquery.errors import FedQueryError, PlanError, SourceError
 from fedquery.functions import embed_udfs, images, pointclouds
 from fedquery.functions.blobs import TooLarge
 from fedquery.functions.limits import size_text
@@ -33,7 +36,10 @@ if TYPE_CHECKING:
     from fedquery.functions.embedding import Embedder
 
 POINTCLOUD_DECODE_BYTES = 64 << 20  # what decoding one cloud holds beyond its file (a block)
-_ROW_ERRORS = (OSError, ValueError, Unreadable)  # per-row: the file's own problem
+
+
+class RowError(ValueError):
+    """A file's own problem found before decoding it (not an image, a format not read)."""
 
 
 class BlobFunctions:
@@ -152,6 +158,8 @@ class BlobFunctions:
         cannot be read or is over ``limits.<limit>`` (``SourceError`` when strict)."""
         def whole(blob: Blob, run: str) -> Any:
             data = self.blobs.read(blob, limit=limit, run=run)[0]
+            if limit == "embed_image":  # what an embedder decodes: a supported, capped image
+                self._decodable(blob, images.image_info_from(data))
             return (blob.root.source, data) if with_source else data
 
         return self._each(uris, sources, run, whole, scalar=True)
@@ -207,24 +215,39 @@ class BlobFunctions:
                        run: str) -> Any:
         if uri is None or max_px is None:
             return None
-        images.check_max_px(max_px)  # before anything is read
+        try:
+            images.check_max_px(max_px)  # before anything is read
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
         blob = self.blobs.resolve(uri, source)
         return self._guarded(lambda: self._thumbnail_of(blob, max_px, run), blob, uri, scalar=True)
 
-    def _thumbnail_of(self, blob: Blob, max_px: int, run: str) -> bytes | None:
+    def _thumbnail_of(self, blob: Blob, max_px: int, run: str) -> bytes:
         """Its header first: the pixels the decode needs are checked against
         ``limits.thumbnail_pixels`` and reserved from the decode budget before the file is read."""
         info = self._image_info_one(blob, run)
-        if info["width"] is None:
-            return None
-        pixels, cap = images.decoded_pixels(info, max_px), blob.root.limit("thumbnail_pixels")
-        if pixels > cap:
-            raise TooLarge(f"too large: {pixels:,} pixels to decode is over "
-                           f"limits.thumbnail_pixels ({cap:,})")
+        pixels = self._decodable(blob, info, max_px)
         self.blobs.check(blob, info["bytes"], "thumbnail")
         with blob.root.budget.reserve(info["bytes"] + images.decode_bytes(pixels, info["mode"])):
             data = self.blobs.read(blob, limit="thumbnail", run=run)[0]
-            return images.thumbnail_png(data, max_px, cap)
+            png = images.thumbnail_png(data, max_px, blob.root.limit("thumbnail_pixels"))
+        if png is None:
+            raise RowError(f"corrupt: the {info['format']} image does not decode")
+        return png
+
+    def _decodable(self, blob: Blob, info: dict[str, Any], max_px: int | None = None) -> int:
+        """The pixels decoding an image with this ``image_info`` takes (for a thumbnail of
+        ``max_px``, else at full size), checked before it is decoded: an image in a format the
+        functions read (``images.DECODED_FORMATS``), within ``limits.thumbnail_pixels``."""
+        if info["width"] is None:
+            raise RowError(info["error"] or "not an image")
+        pixels = (images.decoded_pixels(info, max_px) if max_px is not None
+                  else info["width"] * info["height"])
+        cap = blob.root.limit("thumbnail_pixels")
+        if pixels > cap:
+            raise TooLarge(f"too large: {pixels:,} pixels to decode is over "
+                           f"limits.thumbnail_pixels ({cap:,})")
+        return pixels
 
     def _pointcloud_info_one(self, blob: Blob, run: str) -> dict[str, Any]:
         """LAS/LAZ from their header alone; other formats need every point for the bounds,
@@ -281,7 +304,10 @@ class BlobFunctions:
         why (NULL for scalar results), or ``SourceError`` when strict."""
         try:
             value = read()
-        except _ROW_ERRORS as exc:
+        except (FedQueryError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a crafted file makes decoders raise
+            # anything, a Rust one a panic (pyo3's PanicException is a BaseException)
             reason = _reason(exc)
             if self.strict:
                 raise SourceError(f"{uri}: {reason}", source=blob.root.source) from exc
@@ -310,7 +336,11 @@ def _without_source(function: Callable[..., pa.Array], arity: int) -> Callable[.
     return lambda uris, other: function(uris, other, none(uris), none(uris))
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: BaseException) -> str:
+    """What is wrong with a file, in a line: the reader's own words, or what kind of error a
+    decoder tripped on (an overflow, a struct too short, memory)."""
     if isinstance(exc, FileNotFoundError | NotADirectoryError) or "not found" in str(exc).lower():
         return "file not found"
-    return str(exc).splitlines()[0] or type(exc).__name__
+    if isinstance(exc, OSError | ValueError | Unreadable | TooLarge):
+        return (str(exc).splitlines() or [""])[0][:300] or type(exc).__name__
+    return f"corrupt: {type(exc).__name__}: {str(exc)[:200]}".rstrip(": ")
