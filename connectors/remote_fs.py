@@ -85,6 +85,26 @@ class _CountingReader:
         self._handler.stats.add(self._path, buffer.size)
         return buffer
 
+    def read_into(self, view: memoryview, offset: int) -> int:
+        """Read ``len(view)`` bytes from ``offset`` straight into ``view`` (no copy); the count
+        pyarrow reports (for S3 always ``len(view)``, even when the body was short: see
+        ``fedquery.functions.reads``)."""
+        try:
+            self._inner.seek(offset)
+            got = self._inner.readinto(view)
+        except OSError as exc:
+            raise self._handler.failure("cannot read", self._path, exc) from None
+        self._handler.stats.add(self._path, got)
+        return got
+
+    def size(self) -> int:
+        """The file's size, as its opening learnt it (an S3 object's HEAD): no request."""
+        return self._inner.size()
+
+    def metadata(self) -> dict[str, Any]:
+        """What opening the file learnt of it (an S3 object's ``ETag``, ``Last-Modified``)."""
+        return self._inner.metadata()
+
     def seek(self, position: int, whence: int = 0) -> int:
         return self._inner.seek(position, whence)
 
@@ -223,6 +243,15 @@ class CountingHandler(pafs.FileSystemHandler):
         return pa.PythonFile(_CountingReader(inner, path, self), mode="r")
 
     open_input_stream = open_input_file
+
+    def open_reader(self, path: str) -> _CountingReader:
+        """The file as a counting reader of the inner filesystem, for blob reads that read into
+        buffers of their own and pin what they read (``size``, ``metadata``, ``read_into``)."""
+        try:
+            inner = self.inner.open_input_file(path)
+        except OSError as exc:
+            raise self.failure("cannot open", path, exc) from None
+        return _CountingReader(inner, path, self)
 
     def _read_only(self, *args: Any, **kwargs: Any) -> None:
         raise OSError(f"source {self.source!r} is read-only")

@@ -24,8 +24,7 @@ import functools
 import os
 import posixpath
 import random
-import re
-import time
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,9 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from fedquery.errors import ForbiddenError, SourceError
 from fedquery.functions.budget import MemoryBudget
-from fedquery.functions.confine import Escape, open_beneath, read_from
+from fedquery.functions.confine import Escape, open_beneath
+from fedquery.functions.deadline import Deadlines, ReadTimedOut, TooManyStuck
 from fedquery.functions.limits import FilesSettings, size_text
+from fedquery.functions.reads import Changed, Read, Stale, read_local, read_remote
 from fedquery.functions.runs import Runs
+from fedquery.functions.s3_status import MISSING, REFUSED, classify
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -44,14 +46,7 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 IO_THREADS = 16
-READ_CHUNK = 64 << 20  # bytes asked of S3 (or the disk) in one request
 BACKOFF_FIRST, BACKOFF_MOST = 0.05, 2.0  # seconds before the second attempt; the longest wait
-_TRANSIENT = re.compile(r"transient|cannot reach|SLOW_?DOWN|THROTTL|HTTP status 5\d\d|"
-                        r"response code:? 5\d\d|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|"
-                        r"NETWORK_CONNECTION|curlCode|timed? ?out|timeout|reset by peer|"
-                        r"Connection refused|Broken pipe|unexpected eof", re.I)
-_NO_BUCKET = re.compile(r"bucket '[^']*' does not exist", re.I)
-_NO_SUCH_KEY = re.compile(r"NO_SUCH_KEY|NoSuchKey", re.I)  # a GET of an object gone since its HEAD
 
 
 def kind_of(uri: str) -> str | None:
@@ -71,7 +66,7 @@ class TooLarge(ValueError):
 @dataclass(frozen=True)
 class Root:
     """One files source: its name, filesystem, root path, scheme (``file`` or ``s3``), its
-    settings and its decode budget."""
+    settings, its decode budget and the budget of its calls' results (``results``)."""
 
     source: str
     filesystem: pafs.FileSystem
@@ -79,9 +74,11 @@ class Root:
     scheme: str
     settings: FilesSettings = field(default_factory=FilesSettings)
     budget: MemoryBudget = field(init=False, compare=False, repr=False)
+    results: MemoryBudget = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", MemoryBudget(self.settings.limits["decode_memory"]))
+        object.__setattr__(self, "results", MemoryBudget(self.settings.limits["batch_memory"]))
 
     def contains(self, path: str) -> bool:
         """Whether ``path`` (normalised) lies strictly inside this root, symlinks followed for
@@ -124,11 +121,6 @@ def _names_root(uri: str, root: Root) -> ForbiddenError:
                           "not a file inside it")
 
 
-def _read_at(handle: Any, offset: int, nbytes: int) -> bytes:
-    handle.seek(offset)
-    return handle.read(nbytes)
-
-
 def _under(path: str, base: str) -> bool:
     return path == base or _strictly_under(path, base)
 
@@ -154,6 +146,7 @@ class Blobs:
     def __init__(self, roots: dict[str, Root]) -> None:
         self.roots = roots
         self.runs = Runs()
+        self.deadlines = Deadlines()
         self._pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="fedquery-blobs")
 
     @classmethod
@@ -214,24 +207,28 @@ class Blobs:
 
     def read(self, blob: Blob, length: int | None = None, *, limit: str | None = None,
              run: str | None = None) -> tuple[bytes, int]:
-        """The first ``length`` bytes (all when None) and the file's size. With a ``limit``,
-        a file over ``limits.<limit>`` is ``TooLarge`` before anything of it is read (also for
-        a prefix: the header of a file the caller reads whole next). With a ``run``, served
-        from and kept in that run's cache: the longest prefix read of each file, and its size."""
+        """The first ``length`` bytes (all when None) and the file's size, exactly as the file
+        is (see ``reads``). With a ``limit``, a file over ``limits.<limit>`` is ``TooLarge``
+        before anything of it is read (also for a prefix: the header of a file the caller reads
+        whole next). With a ``run``, served from and kept in that run's cache (the longest
+        prefix read of each file, its size and pin); a file whose pin differs from the one the
+        run saw before is ``Changed``: what the query learnt of it earlier no longer holds."""
         key = (run, blob.root.source, blob.path)
+        earlier = None
         if run is not None:
             hit, cached = self.runs.bytes.get(key)
-            data, size = cached if hit else (b"", -1)
-            if hit and (len(data) == size or (length is not None and length <= len(data))):
-                self.check(blob, size, limit)
-                return (data if length is None or length >= len(data) else data[:length]), size
-        reader = self._read_local if blob.root.scheme == "file" else self._read_remote
-        data, size = reader(blob, length, limit)
+            if hit:
+                data, size, earlier = cached
+                if len(data) == size or (length is not None and length <= len(data)):
+                    self.check(blob, size, limit)
+                    return (data if length is None or length >= len(data) else data[:length]), size
+        done = self._timed(blob, lambda cancel: self._read_pinned(blob, length, limit, earlier,
+                                                                 cancel))
         if run is not None:
             hit, old = self.runs.bytes.get(key)
-            if not hit or len(old[0]) < len(data):
-                self.runs.bytes.put(key, (data, size), len(data))
-        return data, size
+            if not hit or len(old[0]) < len(done.data):
+                self.runs.bytes.put(key, (done.data, done.size, done.pin), len(done.data))
+        return done.data, done.size
 
     def size(self, blob: Blob, run: str | None = None) -> int:
         """The file's size, from the run's cache or by opening it (nothing read)."""
@@ -243,7 +240,47 @@ class Blobs:
             raise TooLarge(f"too large: {size_text(size)} is over limits.{limit} "
                            f"({size_text(blob.root.limit(limit))})")
 
-    def _read_local(self, blob: Blob, length: int | None, limit: str | None) -> tuple[bytes, int]:
+    def _timed(self, blob: Blob, read: Callable[[threading.Event], Read]) -> Read:
+        """``read`` within the source's ``read_timeout`` (``deadline``); past it, or while too
+        many earlier reads are stuck, a ``SourceError``: the source, not the file, is at fault."""
+        timeout = blob.root.settings.read_timeout
+        try:
+            return self.deadlines.run(read, timeout)
+        except ReadTimedOut:
+            raise SourceError(f"{blob.uri}: reading the file took longer than the source's "
+                              f"read_timeout ({timeout:g} s): the source is too slow or stuck "
+                              "(raise read_timeout to wait longer)", source=blob.root.source) from None
+        except TooManyStuck as exc:
+            raise SourceError(f"{blob.uri}: not read: {exc} (read_timeout {timeout:g} s); "
+                              "the source is stuck: try again later", source=blob.root.source) from None
+
+    def _read_pinned(self, blob: Blob, length: int | None, limit: str | None,
+                     earlier: tuple | None, cancel: threading.Event) -> Read:
+        """One read, tried again once if the file changed while it was read; the file must
+        still be the version pinned earlier in the run, if any."""
+        def admit(size: int, pin: tuple) -> None:
+            if earlier is not None and pin != earlier:
+                raise Stale("changed while the query read it (it is not the version read "
+                              "before in the same query): run the query again")
+            self.check(blob, size, limit)
+
+        reader = self._read_local if blob.root.scheme == "file" else self._read_remote
+        try:
+            return reader(blob, length, admit, cancel)
+        except Stale:
+            raise
+        except Changed:
+            pass  # read it again, once
+        try:
+            return reader(blob, length, admit, cancel)
+        except Stale:
+            raise
+        except Changed:
+            raise Changed("changed while it was read, twice in a row: read it again once it is "
+                          "no longer being written") from None
+
+    def _read_local(self, blob: Blob, length: int | None, admit: Any,
+                    cancel: threading.Event) -> Read:
         root = blob.root
         try:
             fd = open_beneath(root.path, root.relative(blob.path), real_root=root.real_path,
@@ -252,59 +289,47 @@ class Blobs:
             raise ForbiddenError(f"URI {blob.uri!r} leads out of the root of files source "
                                  f"{root.source!r}: {exc}") from None
         try:
-            size = os.fstat(fd).st_size
-            self.check(blob, size, limit)
-            data = read_from(fd, size if length is None else min(length, size), READ_CHUNK)
+            done = read_local(fd, length, admit)
         finally:
             os.close(fd)
-        if data:
-            root.stats.add(blob.path, len(data))
-        return data, size
+        if done.data:
+            root.stats.add(blob.path, len(done.data))
+        return done
 
-    def _read_remote(self, blob: Blob, length: int | None, limit: str | None) -> tuple[bytes, int]:
-        """An object's size (its HEAD) and bytes (ranged GETs), each request tried again on
-        transient errors (see module doc)."""
-        handle = self._retried(blob, lambda: blob.root.filesystem.open_input_file(blob.path))
-        with handle:
-            size = handle.size()
-            self.check(blob, size, limit)
-            wanted = size if length is None else min(length, size)
-            if wanted <= READ_CHUNK:
-                return (self._retried(blob, lambda: _read_at(handle, 0, wanted)) if wanted
-                        else b""), size
-            buffer, done = bytearray(wanted), 0
-            while done < wanted:
-                chunk = self._retried(blob, functools.partial(
-                    _read_at, handle, done, min(READ_CHUNK, wanted - done)))
-                if not chunk:
-                    break
-                buffer[done:done + len(chunk)] = chunk
-                done += len(chunk)
-            del buffer[done:]
-            return buffer, size
+    def _read_remote(self, blob: Blob, length: int | None, admit: Any,
+                     cancel: threading.Event) -> Read:
+        """An object's size and pin (its HEAD), bytes (ranged GETs) and pin again (a HEAD),
+        each request tried again on transient errors (see module doc)."""
+        handler = blob.root.filesystem.handler
+        return read_remote(lambda: handler.open_reader(blob.path), length, admit,
+                           lambda request: self._retried(blob, request, cancel))
 
-    def _retried(self, blob: Blob, request: Callable[[], Any]) -> Any:
+    def _retried(self, blob: Blob, request: Callable[[], Any], cancel: threading.Event) -> Any:
         """``request()``, tried up to ``read_attempts`` times while it fails transiently, with
         exponential backoff and jitter; then a ``SourceError``. A missing object is the
-        caller's (a per-row error); any other failure (access denied, a missing bucket, a 400
-        such as S3's ``VALIDATION``) is the source's: a ``SourceError`` at once."""
+        caller's (a per-row error); a refusal (``s3_status``) the source's: a ``SourceError``
+        at once. A read abandoned past its deadline stops before its next attempt."""
         attempts, last = blob.root.settings.read_attempts, ""
         for attempt in range(attempts):
+            if cancel.is_set():
+                raise ReadTimedOut("abandoned")
             try:
                 return request()
             except OSError as exc:
                 text = str(exc).removeprefix(f"source {blob.root.source!r}: ")
-                missing = isinstance(exc, FileNotFoundError) or _NO_SUCH_KEY.search(text)
-                if missing and not _NO_BUCKET.search(text):
+                kind = classify(exc)
+                if kind == MISSING and isinstance(exc, FileNotFoundError):
                     raise
-                if not _TRANSIENT.search(text):
+                if kind == MISSING:  # a GET of an object deleted since its HEAD
+                    raise FileNotFoundError(text) from None
+                if kind == REFUSED:
                     raise SourceError(f"{blob.uri}: {text} (S3 refused the request: neither a "
                                       "missing object nor a transient error)",
                                       source=blob.root.source) from None
                 last = text
             if attempt + 1 < attempts:
                 delay = min(BACKOFF_MOST, BACKOFF_FIRST * 2 ** attempt)
-                time.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter, not secrets
+                cancel.wait(random.uniform(delay / 2, delay))  # noqa: S311 - jitter, not secrets
         raise SourceError(f"{blob.uri}: a request failed {attempts} attempts in a row with "
                           f"transient errors (raise the source's read_attempts to retry longer); "
                           f"last: {last}", source=blob.root.source)

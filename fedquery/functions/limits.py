@@ -1,4 +1,5 @@
-"""The settings of a ``files`` source that bound its reads: size caps, hard links, retries.
+"""The settings of a ``files`` source that bound its reads: size caps, hard links, retries,
+a deadline per read.
 
 ```yaml
 camera:
@@ -7,6 +8,7 @@ camera:
   limits: {read_blob: 64MiB, thumbnail_pixels: 50000000}   # each key optional
   allow_hard_links: false
   read_attempts: 5
+  read_timeout: 120    # seconds one read of one file may take in all
 ```
 
 Sizes are a number of bytes or a number with a unit (``256MiB``, ``1.5 GiB``, ``500MB``:
@@ -32,6 +34,7 @@ SIZE_LIMITS = {
     "read_pointcloud": 512 * MIB,  # bytes of a point-cloud file read whole for its points
     "embed_image": 32 * MIB,       # bytes of an image read whole to embed it
     "decode_memory": 1 * GIB,      # memory the source's decodes running at once may take
+    "batch_memory": 2 * GIB,       # memory the results of its calls running at once may hold
 }
 COUNT_LIMITS = {
     "thumbnail_pixels": 100_000_000,  # width x height of an image decoded for a thumbnail
@@ -40,7 +43,8 @@ COUNT_LIMITS = {
 DEFAULTS = {**SIZE_LIMITS, **COUNT_LIMITS}
 DEFAULT_READ_ATTEMPTS = 5
 MAX_READ_ATTEMPTS = 100
-SETTINGS = ("root", "options", "limits", "allow_hard_links", "read_attempts")
+DEFAULT_READ_TIMEOUT = 120.0  # seconds: a 256 MiB file at 2.5 MB/s, with room for retries
+SETTINGS = ("root", "options", "limits", "allow_hard_links", "read_attempts", "read_timeout")
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
@@ -50,11 +54,13 @@ _COUNT = re.compile(r"\s*\d[\d_]*\s*")
 
 @dataclass(frozen=True)
 class FilesSettings:
-    """What a files source allows: caps per function (``limits``), hard links, read attempts."""
+    """What a files source allows: caps per function (``limits``), hard links, read attempts,
+    the seconds one read of one file may take (``read_timeout``)."""
 
     limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULTS))
     allow_hard_links: bool = False
     read_attempts: int = DEFAULT_READ_ATTEMPTS
+    read_timeout: float = DEFAULT_READ_TIMEOUT
 
     @classmethod
     def from_spec(cls, name: str, settings: Mapping[str, Any], origin: str) -> FilesSettings:
@@ -77,7 +83,16 @@ class FilesSettings:
         if not 1 <= attempts <= MAX_READ_ATTEMPTS:
             raise fail("read_attempts", f"expected a number of attempts from 1 to "
                                         f"{MAX_READ_ATTEMPTS}, got {settings['read_attempts']!r}")
-        return cls(_limits(settings.get("limits"), fail), hard_links, attempts)
+        timeout = settings.get("read_timeout", DEFAULT_READ_TIMEOUT)
+        if not _seconds(timeout):
+            raise fail("read_timeout", f"expected a positive number of seconds, got {timeout!r}")
+        return cls(_limits(settings.get("limits"), fail), hard_links, attempts, float(timeout))
+
+
+def _seconds(value: Any) -> bool:
+    """Whether ``value`` is a finite, positive number of seconds (not a bool, not a string)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and 0 < value < float("inf"))
 
 
 def _limits(raw: Any, fail) -> dict[str, int]:

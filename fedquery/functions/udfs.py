@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from fedquery.errors import FedQueryError, PlanError, SourceError
-from fedquery.functions import embed_udfs, images, pointclouds
+from fedquery.functions import embed_udfs, images, pointclouds, results
 from fedquery.functions.blobs import TooLarge
 from fedquery.functions.limits import size_text
 from fedquery.functions.pointcloud_formats import Unreadable
@@ -148,9 +148,22 @@ class BlobFunctions:
         return pa.array(values, pa.binary())
 
     def read_blob(self, uris: pa.Array, sources: pa.Array, runs: pa.Array | None = None) -> pa.Array:
+        """Two passes over the batch: every file's size (capped by ``limits.read_blob``; the
+        sum held from ``limits.batch_memory``: ``results``), then every file's bytes."""
         with self.run_of(runs) as run:
-            values = self.read_whole(uris, sources, run, limit="read_blob")
-        return pa.array(values, pa.large_binary())  # a batch may hold over 2 GiB
+            def sized(blob: Blob, run: str) -> Blob:
+                self.blobs.check(blob, self.blobs.size(blob, run), "read_blob")
+                return blob
+
+            found = self._each(uris, sources, run, sized, scalar=True)
+            needs = results.Needs()
+            for blob in filter(None, found):
+                needs.add(blob.root, self.blobs.size(blob, run))
+            with needs.held("read_blob"):
+                values = self.blobs.map(lambda blob: blob and self._guarded(
+                    lambda: self.blobs.read(blob, limit="read_blob", run=run)[0], blob,
+                    blob.uri, scalar=True), found)
+                return pa.array(values, pa.large_binary())  # a batch may hold over 2 GiB
 
     def read_whole(self, uris: pa.Array, sources: pa.Array, run: str, *, limit: str,
                    with_source: bool = False) -> list:
@@ -182,18 +195,27 @@ class BlobFunctions:
         then one set of columns for all points, each file decoded into its rows in place."""
         with self.run_of(runs) as run:
             found = self._each(uris, sources, run, self._layout, scalar=True)
-            columns = pointclouds.PointColumns([f[1].count if f else None for f in found])
+            with self._points_held(found):
+                columns = pointclouds.PointColumns([f[1].count if f else None for f in found])
 
-            def fill(row: int) -> None:
-                blob, where, size = found[row]
-                with blob.root.budget.reserve(size + POINTCLOUD_DECODE_BYTES):
-                    data = self.blobs.read(blob, limit="read_pointcloud", run=run)[0]
-                    columns.fill(row, data, where)
+                def fill(row: int) -> None:
+                    blob, where, size = found[row]
+                    with blob.root.budget.reserve(size + pointclouds.decode_bytes(where)):
+                        data = self.blobs.read(blob, limit="read_pointcloud", run=run)[0]
+                        columns.fill(row, data, where)
 
-            rows = [i for i, f in enumerate(found) if f is not None]
-            self.blobs.map(lambda i: self._guarded(lambda: fill(i), found[i][0], found[i][0].uri,
-                                                   scalar=True), rows)
-        return columns.array()
+                rows = [i for i, f in enumerate(found) if f is not None]
+                self.blobs.map(lambda i: self._guarded(lambda: fill(i), found[i][0],
+                                                       found[i][0].uri, scalar=True), rows)
+                return columns.array()
+
+    @staticmethod
+    def _points_held(found: list) -> contextlib.AbstractContextManager:
+        """The batch's points held from ``limits.batch_memory`` (``results``)."""
+        needs = results.Needs()
+        for blob, where, _ in filter(None, found):
+            needs.add(blob.root, where.count * results.POINT_BYTES)
+        return needs.held("read_pointcloud")
 
     # ---------------------------------------------------------------- one file
 

@@ -12,7 +12,15 @@ sets which requests fail and how:
 - ``"reset"``: the connection is reset (TCP RST) before any answer;
 - ``"reset_body"``: the head and half the body, then a reset;
 - ``"cut"``: the head (with the full ``Content-Length``) and half the body, then a clean close;
-- ``"refuse"``: the connection is reset as soon as it is accepted (an outage), unread.
+- ``"refuse"``: the connection is reset as soon as it is accepted (an outage), unread;
+- ``"status"``: an S3 error of another status (``status=429``, ``code="TooManyRequests"``; the
+  code defaults by status), with its XML body (none for a HEAD);
+- ``"trickle"``: the head, then the body at ``speed`` bytes a second (a response that never
+  goes silent long enough for a client's idle timeout, yet takes minutes);
+- ``"short"``: the body ``short_by`` bytes short (8 by default), ``Content-Length`` matching
+  the short body (a server or middlebox that answers fewer bytes than the range asked for);
+- ``"replace"``: ``before()`` is called (say, to upload another object under the key) and the
+  request is then relayed as usual: an object replaced between two requests of one read.
 
 A rule applies to a seeded fraction of the requests (``rate``), optionally only to some methods
 (``methods=("GET", "HEAD")``), to paths matching a regex (``match``), or to the next ``count``
@@ -37,11 +45,15 @@ import socket
 import struct
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-FAULTS = ("503", "stall", "stall_body", "reset", "reset_body", "cut", "refuse")
+FAULTS = ("503", "stall", "stall_body", "reset", "reset_body", "cut", "refuse", "status",
+          "trickle", "short", "replace")
+CODES = {400: "BadRequest", 401: "Unauthorized", 403: "AccessDenied", 404: "NoSuchKey",
+         408: "RequestTimeout", 409: "OperationAborted", 429: "TooManyRequests",
+         499: "ClientClosedRequest", 500: "InternalError", 503: "SlowDown"}
 SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
              b"<Message>Please reduce your request rate.</Message>"
              b"<RequestId>fedquery-fault-proxy</RequestId></Error>")
@@ -58,6 +70,11 @@ class Rule:
     rate: float = 1.0
     methods: frozenset[str] | None = None
     match: re.Pattern[str] | None = None
+    status: int = 503  # "status": the status answered, and its S3 error code
+    code: str | None = None
+    speed: float = 2048.0  # "trickle": body bytes a second
+    short_by: int = 8  # "short": body bytes left out
+    before: Callable[[], object] | None = None  # "replace": called before the request is relayed
 
     def applies(self, method: str, path: str) -> bool:
         return ((self.methods is None or method in self.methods)
@@ -128,13 +145,14 @@ class FaultProxy:
     # ------------------------------------------------------------------ controls
 
     def inject(self, fault: str, *, rate: float = 1.0, methods: Iterable[str] | None = None,
-               match: str | None = None, count: int | None = None) -> None:
+               match: str | None = None, count: int | None = None, **details) -> None:
         """Fail ``rate`` of the requests that match (``methods``, ``match`` regex on the
-        decoded path), all of them or only the next ``count``, with ``fault`` (see FAULTS)."""
+        decoded path), all of them or only the next ``count``, with ``fault`` (see FAULTS);
+        ``details``: ``status``, ``code``, ``speed``, ``short_by`` or ``before`` (see Rule)."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {FAULTS}")
         rule = Rule(fault, rate, frozenset(m.upper() for m in methods) if methods else None,
-                    re.compile(match) if match else None)
+                    re.compile(match) if match else None, **details)
         with self._lock:
             self._rule, self._remaining = rule, count
             self._release.clear()
@@ -210,9 +228,9 @@ class FaultProxy:
             threading.Thread(target=self._handle, args=(client,), name="fault-proxy-relay",
                              daemon=True).start()
 
-    def _decide(self, method: str | None, path: str) -> str | None:
-        """The fault for one request (``method`` None: a connection just accepted, which only
-        ``refuse`` applies to), if any; the seeded draw is taken under the lock."""
+    def _decide(self, method: str | None, path: str) -> Rule | None:
+        """The rule that fails one request (``method`` None: a connection just accepted, which
+        only ``refuse`` applies to), if any; the seeded draw is taken under the lock."""
         with self._lock:
             rule = self._rule
             if rule is None or self._remaining == 0 or (rule.fault == "refuse") != (method is None):
@@ -224,7 +242,7 @@ class FaultProxy:
             if self._remaining is not None:
                 self._remaining -= 1
             self.injected[rule.fault] += 1
-            return rule.fault
+            return rule
 
     def _record(self, method: str, target: str, what: str, body: int = 0) -> None:
         parts = urlsplit(target)
@@ -246,7 +264,7 @@ class FaultProxy:
     def _handle_one(self, client: socket.socket) -> None:
         client.settimeout(_IO_TIMEOUT)
         with contextlib.suppress(OSError), client:
-            if self._decide(None, "") == "refuse":
+            if self._decide(None, "") is not None:
                 self._record("*", "", "refuse")
                 _reset(client)
                 return
@@ -256,26 +274,33 @@ class FaultProxy:
                 return
             method, target = (request.first.split(" ") + ["", ""])[:2]
             body = _read_body(reader, request, method="REQUEST")
-            fault = self._decide(method, unquote(urlsplit(target).path))
-            if fault in ("503", "stall", "reset"):
-                self._fail_before_answer(client, method, target, fault)
+            rule = self._decide(method, unquote(urlsplit(target).path))
+            fault = rule.fault if rule is not None else None
+            if fault in ("503", "stall", "reset", "status"):
+                self._fail_before_answer(client, method, target, fault, rule)
                 return
-            self._relay(client, request, body, method, target, fault)
+            if fault == "replace" and rule.before is not None:
+                rule.before()
+            self._relay(client, request, body, method, target, fault, rule)
 
-    def _fail_before_answer(self, client: socket.socket, method: str, target: str, fault: str) -> None:
+    def _fail_before_answer(self, client: socket.socket, method: str, target: str, fault: str,
+                            rule: Rule | None = None) -> None:
         self._record(method, target, fault)
-        if fault == "503":
-            head = _Message("HTTP/1.1 503 Slow Down", [
-                ("Content-Type", "application/xml"), ("Content-Length", str(len(SLOW_DOWN))),
+        if fault in ("503", "status"):
+            status = rule.status if fault == "status" and rule is not None else 503
+            code = (rule.code if rule is not None and rule.code else None) or CODES.get(status, "Error")
+            body = SLOW_DOWN if fault == "503" else _error_body(code)
+            head = _Message(f"HTTP/1.1 {status} {code}", [
+                ("Content-Type", "application/xml"), ("Content-Length", str(len(body))),
                 ("Connection", "close")])
-            client.sendall(head.encode() + (b"" if method == "HEAD" else SLOW_DOWN))
+            client.sendall(head.encode() + (b"" if method == "HEAD" else body))
         elif fault == "stall":
             self._stall()
         else:
             _reset(client)
 
     def _relay(self, client: socket.socket, request: _Message, body: bytes, method: str,
-               target: str, fault: str | None) -> None:
+               target: str, fault: str | None, rule: Rule | None = None) -> None:
         with socket.create_connection(self.upstream, timeout=_IO_TIMEOUT) as upstream:
             upstream.sendall(request.encode([("Connection", "close")]) + body)
             reader = upstream.makefile("rb")
@@ -286,6 +311,8 @@ class FaultProxy:
                 return
             data = b"" if method == "HEAD" else _read_body(reader, response, method="RESPONSE")
         extra = [("Connection", "close")]
+        if fault == "short" and data and rule is not None:
+            data = data[:max(0, len(data) - rule.short_by)]
         if method != "HEAD" or response.header("content-length") is None:
             extra.append(("Content-Length", str(len(data))))
             response.headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
@@ -299,6 +326,10 @@ class FaultProxy:
             elif fault == "reset_body":
                 _reset(client)
             return
+        if fault == "trickle" and data and rule is not None:
+            self._trickle(client, head, data, rule.speed)
+            self._record(method, target, fault, len(data))
+            return
         client.sendall(head + data)
         self._record(method, target, response.first.split(" ", 2)[1] if " " in response.first else "?",
                      len(data))
@@ -306,6 +337,23 @@ class FaultProxy:
     def _stall(self) -> None:
         """Hold a connection open, answering nothing, until released or closed."""
         self._release.wait()
+
+    def _trickle(self, client: socket.socket, head: bytes, data: bytes, speed: float) -> None:
+        """The head, then the body a little at a time (``speed`` bytes a second, ten sends a
+        second) until it is sent, the client goes away, or the proxy is released or closed."""
+        client.sendall(head)
+        step = max(1, int(speed / 10))
+        for start in range(0, len(data), step):
+            if self._release.wait(0.1):
+                return
+            client.sendall(data[start:start + step])
+
+
+def _error_body(code: str) -> bytes:
+    """S3's XML error body for ``code``."""
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>injected by the fault proxy</Message>"
+            f"<RequestId>fedquery-fault-proxy</RequestId></Error>").encode()
 
 
 def _read_head(reader) -> _Message | None:
