@@ -21,15 +21,52 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from connectors.remote_fs import ReadLimits, TooSlow
-
-__all__ = ["SPARE_IO", "TooSlow", "call_within", "each_within"]
+__all__ = ["SPARE_IO", "ReadLimits", "TooSlow", "call_within", "each_within"]
 
 CHECK_EVERY = 1.0  # seconds: how often a waiting thread looks at its workers' clocks at most
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How long one read (a listing, a HEAD, a footer, the bytes one scan fetches from one
+    object) may take in all, retries included: ``read_timeout`` seconds plus the time its
+    bytes take at ``min_read_speed`` (bytes per second). A body that trickles in never stays
+    silent for ``request_timeout``, so the S3 client alone would wait for it for ever.
+
+    The default ``read_timeout`` is every attempt taking its whole connect and request
+    timeouts: ``max_attempts * (connect_timeout + request_timeout)``.
+    """
+
+    read_timeout: float
+    min_read_speed: float
+    explicit: bool = False  # read_timeout was set in the catalog
+
+    def seconds(self, nbytes: int = 0) -> float:
+        return self.read_timeout + nbytes / self.min_read_speed
+
+    def describe(self, nbytes: int = 0) -> str:
+        """The deadline of a read of ``nbytes`` bytes, with the options that make it."""
+        base = f"options.read_timeout ({self.read_timeout:g} s{'' if self.explicit else ' by default'})"
+        if not nbytes:
+            return base
+        return (f"{self.seconds(nbytes):.1f} s ({base} plus {nbytes:,} bytes at "
+                f"options.min_read_speed, {self.min_read_speed:,.0f} bytes/s)")
+
+
+class TooSlow(TimeoutError):
+    """A read that outlasted its deadline; ``item`` is what was being read (a path, a
+    Footer, a fragment), ``limits`` and ``nbytes`` what made the deadline."""
+
+    def __init__(self, item: Any, limits: ReadLimits, nbytes: int) -> None:
+        super().__init__(f"no answer in time: the read took longer than {limits.describe(nbytes)}, "
+                         f"S3 sending it too slowly; raise options.read_timeout, or lower "
+                         f"options.min_read_speed, for a network this slow")
+        self.item, self.limits, self.nbytes = item, limits, nbytes
 
 
 class SpareIO:

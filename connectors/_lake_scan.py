@@ -25,15 +25,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from connectors._lake_deadline import SPARE_IO, Stopwatch, late, next_check
-from connectors.remote_fs import TooSlow
+from connectors._lake_deadline import SPARE_IO, Stopwatch, TooSlow, late, next_check
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
     import pyarrow.compute as pc
 
+    from connectors._lake_deadline import ReadLimits
     from connectors._lake_read import TableRead
-    from connectors.remote_fs import ReadLimits
 
 FILES_AT_ONCE = 4  # files read at the same time by one scan (pyarrow's fragment readahead)
 BATCHES_AHEAD = 4  # batches of one file read ahead of DuckDB

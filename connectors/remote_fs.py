@@ -25,13 +25,13 @@ import posixpath
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from connectors._lake_deadline import ReadLimits, TooSlow
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
@@ -54,44 +54,6 @@ DEFAULT_MAX_ATTEMPTS = 8  # 7 retries, 50 ms to 1.6 s apart (3.2 s in all): a 50
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_REQUEST_TIMEOUT = 5.0  # seconds a response may stay silent before the attempt fails
 DEFAULT_MIN_READ_SPEED = 100_000  # bytes per second: slower than this, a read is given up
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """How long one read (a listing, a HEAD, a footer, the bytes one scan fetches from one
-    object) may take in all, retries included: ``read_timeout`` seconds plus the time its
-    bytes take at ``min_read_speed`` (bytes per second). A body that trickles in never stays
-    silent for ``request_timeout``, so the S3 client alone would wait for it for ever.
-
-    The default ``read_timeout`` is every attempt taking its whole connect and request
-    timeouts: ``max_attempts * (connect_timeout + request_timeout)``.
-    """
-
-    read_timeout: float
-    min_read_speed: float
-    explicit: bool = False  # read_timeout was set in the catalog
-
-    def seconds(self, nbytes: int = 0) -> float:
-        return self.read_timeout + nbytes / self.min_read_speed
-
-    def describe(self, nbytes: int = 0) -> str:
-        """The deadline of a read of ``nbytes`` bytes, with the options that make it."""
-        base = f"options.read_timeout ({self.read_timeout:g} s{'' if self.explicit else ' by default'})"
-        if not nbytes:
-            return base
-        return (f"{self.seconds(nbytes):.1f} s ({base} plus {nbytes:,} bytes at "
-                f"options.min_read_speed, {self.min_read_speed:,.0f} bytes/s)")
-
-
-class TooSlow(TimeoutError):
-    """A read that outlasted its deadline; ``item`` is what was being read (a path, a
-    Footer, a fragment), ``limits`` and ``nbytes`` what made the deadline."""
-
-    def __init__(self, item: Any, limits: ReadLimits, nbytes: int) -> None:
-        super().__init__(f"no answer in time: the read took longer than {limits.describe(nbytes)}, "
-                         f"S3 sending it too slowly; raise options.read_timeout, or lower "
-                         f"options.min_read_speed, for a network this slow")
-        self.item, self.limits, self.nbytes = item, limits, nbytes
 
 
 class ReadStats:
