@@ -129,7 +129,7 @@ class Answering(FaultProxy):
             status, code, methods, match = self.rule
             if method not in methods or not re.search(match, target) or "list-type" in target:
                 return self._relay(client, request, _read_body(reader, request, method="REQUEST"),
-                                   method, target, None)
+                                   method, target, None, None)
             body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
                     f"<Message>refused by the test</Message></Error>").encode()
             head = _Message(f"HTTP/1.1 {status} Refused", [

@@ -12,6 +12,9 @@ sets which requests fail and how:
 - ``"reset"``: the connection is reset (TCP RST) before any answer;
 - ``"reset_body"``: the head and half the body, then a reset;
 - ``"cut"``: the head (with the full ``Content-Length``) and half the body, then a clean close;
+- ``"trickle"``: the head at once, then the body ``chunk`` bytes at a time with ``pause``
+  seconds between them (64 bytes every 0.05 s: 1.3 KB/s), never silent long enough for a
+  request timeout; ``release`` or ``close`` cuts it short (a clean close);
 - ``"refuse"``: the connection is reset as soon as it is accepted (an outage), unread.
 
 A rule applies to a seeded fraction of the requests (``rate``), optionally only to some methods
@@ -41,7 +44,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-FAULTS = ("503", "stall", "stall_body", "reset", "reset_body", "cut", "refuse")
+FAULTS = ("503", "stall", "stall_body", "reset", "reset_body", "cut", "trickle", "refuse")
 SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
              b"<Message>Please reduce your request rate.</Message>"
              b"<RequestId>fedquery-fault-proxy</RequestId></Error>")
@@ -58,6 +61,8 @@ class Rule:
     rate: float = 1.0
     methods: frozenset[str] | None = None
     match: re.Pattern[str] | None = None
+    chunk: int = 64  # trickle: bytes sent at a time
+    pause: float = 0.05  # trickle: seconds between them
 
     def applies(self, method: str, path: str) -> bool:
         return ((self.methods is None or method in self.methods)
@@ -128,22 +133,26 @@ class FaultProxy:
     # ------------------------------------------------------------------ controls
 
     def inject(self, fault: str, *, rate: float = 1.0, methods: Iterable[str] | None = None,
-               match: str | None = None, count: int | None = None) -> None:
+               match: str | None = None, count: int | None = None, chunk: int = 64,
+               pause: float = 0.05) -> None:
         """Fail ``rate`` of the requests that match (``methods``, ``match`` regex on the
-        decoded path), all of them or only the next ``count``, with ``fault`` (see FAULTS)."""
+        decoded path), all of them or only the next ``count``, with ``fault`` (see FAULTS);
+        a trickle sends ``chunk`` bytes every ``pause`` seconds."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {FAULTS}")
         rule = Rule(fault, rate, frozenset(m.upper() for m in methods) if methods else None,
-                    re.compile(match) if match else None)
+                    re.compile(match) if match else None, chunk, pause)
         with self._lock:
             self._rule, self._remaining = rule, count
             self._release.clear()
 
-    def clear(self) -> None:
-        """No more faults; stalled connections are released (closed without an answer)."""
+    def clear(self, *, release: bool = True) -> None:
+        """No more faults; stalled and trickling connections are released (closed), unless
+        ``release`` is False (they go on as they were)."""
         with self._lock:
             self._rule, self._remaining = None, None
-        self.release()
+        if release:
+            self.release()
 
     def release(self) -> None:
         """Close the connections stalled so far (the rule stays)."""
@@ -256,11 +265,13 @@ class FaultProxy:
                 return
             method, target = (request.first.split(" ") + ["", ""])[:2]
             body = _read_body(reader, request, method="REQUEST")
+            with self._lock:
+                rule = self._rule
             fault = self._decide(method, unquote(urlsplit(target).path))
             if fault in ("503", "stall", "reset"):
                 self._fail_before_answer(client, method, target, fault)
                 return
-            self._relay(client, request, body, method, target, fault)
+            self._relay(client, request, body, method, target, fault, rule)
 
     def _fail_before_answer(self, client: socket.socket, method: str, target: str, fault: str) -> None:
         self._record(method, target, fault)
@@ -275,7 +286,7 @@ class FaultProxy:
             _reset(client)
 
     def _relay(self, client: socket.socket, request: _Message, body: bytes, method: str,
-               target: str, fault: str | None) -> None:
+               target: str, fault: str | None, rule: Rule | None) -> None:
         with socket.create_connection(self.upstream, timeout=_IO_TIMEOUT) as upstream:
             upstream.sendall(request.encode([("Connection", "close")]) + body)
             reader = upstream.makefile("rb")
@@ -299,9 +310,22 @@ class FaultProxy:
             elif fault == "reset_body":
                 _reset(client)
             return
+        if fault == "trickle" and rule is not None:
+            self._record(method, target, fault, self._trickle(client, head, data, rule))
+            return
         client.sendall(head + data)
         self._record(method, target, response.first.split(" ", 2)[1] if " " in response.first else "?",
                      len(data))
+
+    def _trickle(self, client: socket.socket, head: bytes, data: bytes, rule: Rule) -> int:
+        """Send the head, then the body a few bytes at a time until it is all sent or the
+        proxy is released; the body bytes sent."""
+        client.sendall(head)
+        sent = 0
+        while sent < len(data) and not self._release.wait(rule.pause):
+            client.sendall(data[sent:sent + rule.chunk])
+            sent += min(rule.chunk, len(data) - sent)
+        return sent
 
     def _stall(self) -> None:
         """Hold a connection open, answering nothing, until released or closed."""
