@@ -13,8 +13,8 @@ import re
 import threading
 from typing import TYPE_CHECKING
 
-from connectors._parquet_bytes import chunk_bytes
-from connectors.remote_fs import list_files
+from connectors._lake_deadline import TooSlow
+from connectors._parquet_bytes import chunk_ranges
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
@@ -62,15 +62,16 @@ class TableRead:
         return list(whole.get_fragments(filter=filter))
 
     def prepare(self, fragments: list[ds.ParquetFileFragment], columns: set[str],
-                filter: pc.Expression | None) -> None:
+                filter: pc.Expression | None) -> dict[str, list[tuple[int, int]]]:
         """Before a scan: the footers of the files it may read, each file's columns checked
-        against the table's, and the bytes it will fetch counted."""
+        against the table's, and the bytes it will fetch counted; the byte ranges it fetches
+        from each file."""
         footers = [self.listed()[f.path] for f in fragments]
         try:
             self.lake.load(self.spec, footers, self.failure)
             for footer in footers:
                 self._check_columns(footer)
-                self._count(footer, columns, filter)
+            return {f.pin.path: self._count(f, columns, filter) for f in footers}
         except SourceError as exc:
             self.lake.remember(exc)
             raise
@@ -95,13 +96,17 @@ class TableRead:
                                   f"{field.type} in the table (from its first file when the "
                                   f"connection listed it)", source=self.lake.source)
 
-    def _count(self, footer: Footer, columns: set[str], filter: pc.Expression | None) -> None:
+    def _count(self, footer: Footer, columns: set[str],
+               filter: pc.Expression | None) -> list[tuple[int, int]]:
+        """Count the bytes a scan of one file fetches; return their ranges."""
         fragment = footer.fragment
         if filter is None:
             groups = list(range(fragment.metadata.num_row_groups))
         else:
             groups = [g.id for g in fragment.subset(filter=filter, schema=self.schema).row_groups]
-        self.lake.stats.add(footer.pin.path, chunk_bytes(fragment, columns, groups))
+        ranges = chunk_ranges(fragment, columns, groups)
+        self.lake.stats.add(footer.pin.path, sum(length for _, length in ranges))
+        return ranges
 
     def verify(self, paths: list[str]) -> None:
         """After a scan: every object read is the one pinned (else a SourceError, and its
@@ -125,8 +130,8 @@ class TableRead:
         settled = [p for p in pins if p.etag is None]
         if settled:
             try:
-                listed = {f.path: f for f in list_files(self.lake.filesystem, self.lake.path(self.spec))}
-            except OSError as exc:
+                listed = {f.path: f for f in self.lake.list_objects(self.lake.path(self.spec))}
+            except OSError as exc:  # TooSlow too
                 raise SourceError(f"table {self.spec.name!r}: cannot check that the objects read "
                                   f"are unchanged: {self.lake.location.reason(exc, settled[0].path)}",
                                   source=self.lake.source) from None
@@ -147,7 +152,7 @@ class TableRead:
     def failure(self, exc: BaseException, path: str) -> SourceError:
         """A failed read as a SourceError: a file that changed under the scan says so (a new
         object read with an old footer looks corrupt), other failures say why in words."""
-        if not _from_s3(exc):
+        if not _from_s3(exc) and not isinstance(exc, TooSlow):
             try:
                 moved = self._changed([self.listed()[path].pin])
             except SourceError:

@@ -7,7 +7,9 @@ moves, lists the table (once per query), opens the footers of the files the filt
 scan fetches (computed from the metadata: ``connectors._parquet_bytes``). Its rows come from
 one pyarrow reader per file, a few files at a time, each pulled by a Python thread: pyarrow's
 own C++ threads do the I/O over its native S3 filesystem and never call back into Python. A
-file that fails is named in the error; when every file has been read, the files are checked
+file that fails is named in the error; so is a file whose read outlasts its deadline (the
+bytes the scan fetches from it, ``connectors._lake_deadline``): its reader is abandoned, and
+its thread ends when pyarrow's read does. When every file has been read, the files are checked
 unchanged (``TableRead.verify``), so an object replaced mid-query fails the query instead of
 mixing two versions.
 """
@@ -17,18 +19,19 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from connectors._lake_deadline import SPARE_IO, Stopwatch, TooSlow, late, next_check
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
     import pyarrow.compute as pc
 
+    from connectors._lake_deadline import ReadLimits
     from connectors._lake_read import TableRead
 
 FILES_AT_ONCE = 4  # files read at the same time by one scan (pyarrow's fragment readahead)
@@ -55,8 +58,8 @@ class LakeDataset(ds.FileSystemDataset):
     def scanner(self, columns: list[str] | None = None, filter: pc.Expression | None = None,
                 **options: Any) -> Scan:
         fragments = self.read.kept(filter)
-        self.read.prepare(fragments, self._read_columns(columns, filter), filter)
-        return Scan(self, fragments, columns, filter, options)
+        ranges = self.read.prepare(fragments, self._read_columns(columns, filter), filter)
+        return Scan(self, fragments, columns, filter, options, ranges)
 
     def _read_columns(self, columns: list[str] | None, filter: pc.Expression | None) -> set[str]:
         """The columns the scan reads from the files: those it returns and those its filter
@@ -70,9 +73,9 @@ class Scan:
 
     def __init__(self, dataset: LakeDataset, fragments: list[ds.ParquetFileFragment],
                  columns: list[str] | None, filter: pc.Expression | None,
-                 options: dict[str, Any]) -> None:
+                 options: dict[str, Any], ranges: dict[str, list[tuple[int, int]]]) -> None:
         self.dataset, self.fragments, self.columns, self.filter = dataset, fragments, columns, filter
-        self.options = options
+        self.options, self.ranges = options, ranges  # the byte ranges fetched, per file
         names = dataset.schema.names if columns is None else columns
         self.projected_schema = pa.schema([dataset.schema.field(n) for n in names])
 
@@ -96,7 +99,8 @@ class Scan:
     def _batches(self) -> Iterator[pa.RecordBatch]:
         read = self.dataset.read
         try:
-            for fragment, item in _each_file(self.fragments, self._open):
+            for fragment, item in _each_file(self.fragments, self._open, read.lake.location.limits,
+                                             lambda f: self.ranges.get(f.path, [])):
                 if isinstance(item, BaseException):
                     raise read.failure(item, fragment.path)
                 yield item
@@ -106,49 +110,97 @@ class Scan:
             raise StreamError(exc) from None
 
 
-def _each_file(fragments: list, open_reader) -> Iterator[tuple[Any, Any]]:
+def _each_file(fragments: list, open_reader: Callable, limits: ReadLimits,
+               ranges: Callable[[Any], list]) -> Iterator[tuple[Any, Any]]:
     """(fragment, batch) for each batch of each file in turn, then (fragment, exception) if a
-    file fails; up to ``FILES_AT_ONCE`` files are read at once, each by a Python thread that
-    pulls its pyarrow reader (which releases the GIL while its C++ threads fetch)."""
+    file fails or its read outlasts its deadline (``TooSlow``: ``limits`` for the bytes of its
+    ``ranges``); up to ``FILES_AT_ONCE`` files are read at once, each by a ``_Pump``."""
     stop = threading.Event()
-    pool = ThreadPoolExecutor(FILES_AT_ONCE, thread_name_prefix="fedquery-lake")
-    pending: deque[tuple[Any, queue.Queue]] = deque()
+    pending: deque[_Pump] = deque()
     waiting = iter(fragments)
 
     def start_next() -> None:
         fragment = next(waiting, None)
         if fragment is not None:
-            out: queue.Queue = queue.Queue(BATCHES_AHEAD)
-            pool.submit(_pump, open_reader, fragment, out, stop)
-            pending.append((fragment, out))
+            pending.append(_Pump(fragment, ranges(fragment), limits, stop))
+            pending[-1].start(open_reader)
 
     try:
         for _ in range(FILES_AT_ONCE):
             start_next()
         while pending:
-            fragment, out = pending[0]
-            item = out.get()
+            clocks = [(p.watch, p.seconds) for p in pending]
+            try:
+                item = pending[0].out.get(timeout=next_check(clocks))
+            except queue.Empty:
+                if (index := late(clocks)) is not None:
+                    for pump in pending:  # their requests go on: spare I/O threads stand in
+                        pump.give_up()
+                    slow = pending[index]
+                    yield slow.fragment, TooSlow(slow.fragment, limits, slow.nbytes)
+                    return
+                continue
             if item is _END:
                 pending.popleft()
                 start_next()
                 continue
-            yield fragment, item
+            yield pending[0].fragment, item
             if isinstance(item, BaseException):
                 return
     finally:
         stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _pump(open_reader, fragment: Any, out: queue.Queue, stop: threading.Event) -> None:
-    """Read one file's batches into ``out`` (then ``_END``, or the exception that stopped it)."""
-    try:
-        for batch in open_reader(fragment):
-            if not _put(out, batch, stop):
-                return
-        _put(out, _END, stop)
-    except Exception as exc:  # handed to the consumer, which names the file
-        _put(out, exc, stop)
+class _Pump:
+    """One file's batches read by a daemon thread into ``out`` (then ``_END``, or the exception
+    that stopped it); ``watch`` counts the time spent reading, not the time ``out`` stays full.
+
+    A scan stopped early (a LIMIT, an error elsewhere) stops its pumps after their current
+    batch. A pump given up on (a file too slow) reads its file to the end instead, discarding
+    the batches: pre-buffering asked for all of the file's ranges at once, and the spare I/O
+    threads held for them (``SPARE_IO``) are released only once they have all arrived.
+    """
+
+    def __init__(self, fragment: Any, ranges: list, limits: ReadLimits,
+                 stop: threading.Event) -> None:
+        self.fragment, self.stop, self.watch = fragment, stop, Stopwatch()
+        self.nbytes = sum(length for _, length in ranges)
+        self.seconds = limits.seconds(self.nbytes)
+        self.requests = max(1, len(ranges))
+        self.out: queue.Queue = queue.Queue(BATCHES_AHEAD)
+        self._lock = threading.Lock()
+        self._given_up = self._finished = False
+
+    def start(self, open_reader: Callable) -> None:
+        threading.Thread(target=self._run, args=(open_reader,), name="fedquery-lake-scan",
+                         daemon=True).start()
+
+    def give_up(self) -> None:
+        """Abandon the read: its requests hold spare I/O threads until it ends."""
+        with self._lock:
+            if not self._finished and not self._given_up:
+                self._given_up = True
+                SPARE_IO.hold(self.requests)
+
+    def _run(self, open_reader: Callable) -> None:
+        try:
+            with self.watch:
+                batches = iter(open_reader(self.fragment))
+            while (batch := self._next(batches)) is not _END:
+                if not _put(self.out, batch, self.stop) and not self._given_up:
+                    return
+            _put(self.out, _END, self.stop)
+        except Exception as exc:  # handed to the consumer, which names the file
+            _put(self.out, exc, self.stop)
+        finally:
+            with self._lock:
+                self._finished = True
+                if self._given_up:
+                    SPARE_IO.release(self.requests)
+
+    def _next(self, batches: Iterator[pa.RecordBatch]) -> Any:
+        with self.watch:
+            return next(batches, _END)
 
 
 def _put(out: queue.Queue, item: Any, stop: threading.Event) -> bool:

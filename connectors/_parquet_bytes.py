@@ -30,15 +30,22 @@ def footer_bytes(size: int, metadata: pq.FileMetaData) -> int:
 
 def chunk_bytes(fragment: ds.ParquetFileFragment, columns: set[str], row_groups: list[int]) -> int:
     """Bytes of the coalesced ranges holding ``columns`` (top-level names) in ``row_groups``."""
+    return sum(length for _, length in chunk_ranges(fragment, columns, row_groups))
+
+
+def chunk_ranges(fragment: ds.ParquetFileFragment, columns: set[str],
+                 row_groups: list[int]) -> list[tuple[int, int]]:
+    """The coalesced (offset, length) ranges holding ``columns`` (top-level names) in
+    ``row_groups``: one ranged GET each, all requested at once (pre-buffering)."""
     if not columns or not row_groups:
-        return 0
+        return []
     metadata = fragment.metadata
     leaves = _leaf_columns(metadata.schema.to_arrow_schema(), columns)
     ranges = []
     for index in row_groups:
         group = metadata.row_group(index)
         ranges.extend(_chunk_range(group.column(leaf)) for leaf in leaves)
-    return sum(length for _, length in coalesce(ranges))
+    return coalesce(ranges)
 
 
 def coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

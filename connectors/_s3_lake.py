@@ -10,6 +10,12 @@ which is past the settled time. A file's footer (a pyarrow fragment's metadata) 
 the next query while its pin is the same, and after a scan the pins are checked again (one
 listing for settled objects, a HEAD for each young one): an object replaced while a query read
 it fails the query instead of mixing two versions.
+
+A table's columns are its first file's and its partition keys, as the connection first lists
+it (at the first query that reads the table, never at connect); a later listing whose
+partition folders would change them (a key's type, a key gained or lost) fails in words, as
+a file whose columns differ does. Every request runs under the read deadline of
+``connectors._lake_deadline``.
 """
 
 from __future__ import annotations
@@ -20,14 +26,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from connectors._lake_layout import parquet_format, partition_dir, partitioning_for, table_schema
+from connectors._lake_deadline import TooSlow, call_within, each_within
+from connectors._lake_layout import (
+    PartitionMismatch,
+    parquet_format,
+    partition_change,
+    partition_dir,
+    partitioning_for,
+    table_schema,
+)
 from connectors._lake_read import TableRead, changed
 from connectors._lake_scan import LakeDataset
-from connectors._parquet_bytes import footer_bytes
+from connectors._parquet_bytes import FOOTER_READ, footer_bytes
 from connectors.remote_fs import ReadStats, describe_options, list_files, open_native
 from fedquery.errors import SourceError
 
@@ -118,23 +131,47 @@ class RemoteLake:
         """List the table's files, pin them, and give each its fragment (kept or new)."""
         listed_at = time.time()
         files = self.listing(spec)
-        pins = self._pins(spec, files, listed_at)
         base_dir = partition_dir(self.path(spec))
-        if spec.name not in self._partitionings:
-            self._partitionings[spec.name] = partitioning_for(spec.partitioning,
-                                                              [f.path for f in files], base_dir)
-        footers = self._fragments(spec.name, pins, self._partitionings[spec.name], base_dir)
-        if spec.name not in self._schemas:
-            self._first_schema(spec, footers[0])
-        return footers
+        partitioning = self._partitioning(spec, [f.path for f in files], base_dir)
+        pins = self._pins(spec, files, listed_at)
+        return self._fragments(spec, pins, partitioning, base_dir)
 
-    def _first_schema(self, spec: TableSpec, first: Footer) -> None:
-        """The table's columns: its first file's, then the partition keys."""
+    def _first_schema(self, spec: TableSpec) -> None:
+        """The table's columns: its first file's (its footer read and kept for the first
+        query), then the partition keys of its folders."""
+        listed_at = time.time()
+        files = self.listing(spec)
+        base_dir = partition_dir(self.path(spec))
+        partitioning = self._partitioning(spec, [f.path for f in files], base_dir)
+        first = self._fragments(spec, self._pins(spec, files[:1], listed_at), partitioning,
+                                base_dir, keep_others=True)[0]
         self.load(spec, [first])
         physical = first.fragment.physical_schema
-        schema = table_schema(physical, self._partitionings[spec.name])
+        schema = table_schema(physical, partitioning)
         self._keys[spec.name] = set(schema.names) - set(physical.names)
         self._schemas[spec.name] = schema
+
+    def _partitioning(self, spec: TableSpec, paths: list[str], base_dir: str) -> Any:
+        """The table's partitioning: inferred at its first listing; a later listing whose
+        folders would make other partition columns fails in words (reconnect to take them)."""
+        try:
+            if spec.name not in self._partitionings:
+                self._partitionings[spec.name] = partitioning_for(spec.partitioning, paths, base_dir)
+            else:
+                change = partition_change(self._partitionings[spec.name], spec.partitioning,
+                                          paths, base_dir, self.location.url)
+                if change:
+                    raise SourceError(f"table {spec.name!r}: {change} (DuckDB's read_parquet "
+                                      f"types partition keys from every folder): reconnect to "
+                                      f"read the table's new schema", source=self.source)
+        except PartitionMismatch as exc:
+            raise SourceError(f"table {spec.name!r}: hive partitions do not match: "
+                              f"{self.location.url(exc.path)} has no folder for the partition "
+                              f"key {exc.key!r}, which {self.location.url(exc.other)} has (DuckDB's "
+                              f"read_parquet refuses such files too): put every file under the "
+                              f"same keys, or declare the table's partitioning: none",
+                              source=self.source) from None
+        return self._partitionings[spec.name]
 
     def partitioning(self, spec: TableSpec) -> Any:
         return self._partitionings.get(spec.name)
@@ -147,8 +184,8 @@ class RemoteLake:
         """The table's Parquet files (a folder's ``*.parquet``, a glob's matches, a file)."""
         path = self.path(spec)
         try:
-            files = list_files(self.filesystem, path)
-        except OSError as exc:
+            files = self.list_objects(path)
+        except OSError as exc:  # TooSlow too
             raise SourceError(f"table {spec.name!r}: cannot list {self.location.url(path)}: "
                               f"{self.location.reason(exc, path)}", source=self.source) from None
         if not globlib.has_magic(path) and not (len(files) == 1 and files[0].path == path):
@@ -159,6 +196,10 @@ class RemoteLake:
                               + (missing or f"no Parquet files match {self.location.url(path)}"),
                               source=self.source)
         return files
+
+    def list_objects(self, path: str) -> list[pafs.FileInfo]:
+        """``list_files`` within the read deadline (``TooSlow`` past it, ``OSError``)."""
+        return call_within(lambda: list_files(self.filesystem, path), self.location.limits)
 
     def _pins(self, spec: TableSpec, files: list[pafs.FileInfo], listed_at: float) -> list[Pin]:
         """A pin per file; young files' ETags asked with one HEAD each, in parallel."""
@@ -180,23 +221,31 @@ class RemoteLake:
             etag = handle.metadata().get("ETag")
             return (etag.decode() if etag else None), handle.size()
 
-    def _fragments(self, table: str, pins: list[Pin], partitioning: Any,
-                   base_dir: str) -> list[Footer]:
+    def _fragments(self, spec: TableSpec, pins: list[Pin], partitioning: Any, base_dir: str, *,
+                   keep_others: bool = False) -> list[Footer]:
         """One fragment per file: the kept one while its pin is the same object, else a new one
-        made with the listed size (so opening it takes no HEAD)."""
-        known = self._footers.get(table, {})
-        current = {}
+        made with the listed size (so opening it takes no HEAD). The table's kept footers
+        become these (``keep_others``: these are added to them)."""
+        known = self._footers.get(spec.name, {})
+        current = dict(known) if keep_others else {}
         for pin in pins:
             footer = known.get(pin.path)
             if footer is None or not footer.pin.same_object(pin):
-                folder = posixpath.relpath(posixpath.dirname(pin.path), base_dir)
-                where = partitioning.parse(f"/{folder}/") if partitioning and folder != "." else None
-                fragment = parquet_format().make_fragment(pin.path, self.filesystem, where,
-                                                          file_size=pin.size)
-                footer = Footer(fragment, pin)
+                footer = Footer(self._fragment(spec, pin, partitioning, base_dir), pin)
             current[pin.path] = footer
-        self._footers[table] = current
-        return list(current.values())
+        self._footers[spec.name] = current
+        return [current[p.path] for p in pins]
+
+    def _fragment(self, spec: TableSpec, pin: Pin, partitioning: Any,
+                  base_dir: str) -> ds.ParquetFileFragment:
+        folder = posixpath.relpath(posixpath.dirname(pin.path), base_dir)
+        try:
+            where = partitioning.parse(f"/{folder}/") if partitioning and folder != "." else None
+        except (ValueError, TypeError) as exc:  # pyarrow.ArrowInvalid: a value of another type
+            raise SourceError(f"table {spec.name!r}: cannot read the partition keys of "
+                              f"{self.location.url(pin.path)}: {exc}: reconnect to read the "
+                              f"table's new schema", source=self.source) from None
+        return parquet_format().make_fragment(pin.path, self.filesystem, where, file_size=pin.size)
 
     def forget(self, table: str, paths: Iterable[str]) -> None:
         """Drop kept footers (of objects seen to change)."""
@@ -210,7 +259,9 @@ class RemoteLake:
              failure: Callable[[BaseException, str], SourceError] | None = None) -> None:
         """Read the footers not read yet (in parallel), counting their bytes."""
         todo = [f for f in footers if not f.loaded]
-        for footer, _ in zip(todo, self._each(self._load_one, todo, spec, failure), strict=True):
+        done = self._each(self._load_one, todo, spec, failure,
+                          nbytes=lambda footer: min(footer.pin.size, FOOTER_READ))
+        for footer, _ in zip(todo, done, strict=True):
             with self._lock:
                 if footer.loaded:
                     continue
@@ -222,26 +273,29 @@ class RemoteLake:
         footer.fragment.ensure_complete_metadata()
 
     def _each(self, call: Callable[[Any], Any], items: list, spec: TableSpec,
-              failure: Callable[[BaseException, str], SourceError] | None = None) -> list:
-        """``call`` on each item (a path or a Footer), several at once; the first failure
-        raised as a SourceError naming the object (made by ``failure``)."""
+              failure: Callable[[BaseException, str], SourceError] | None = None, *,
+              nbytes: Callable[[Any], int] = lambda item: 0) -> list:
+        """``call`` on each item (a path or a Footer), several at once, each within the read
+        deadline for ``nbytes(item)`` bytes; the first failure raised as a SourceError naming
+        the object (made by ``failure``)."""
         failure = failure or (lambda exc, path: self.failure(spec, exc, path))
 
         def guarded(item: Any) -> Any:
             try:
                 return call(item)
             except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-                path = item if isinstance(item, str) else item.pin.path
-                return TableFailure(exc, path)
+                return TableFailure(exc, _path(item))
 
-        if len(items) <= 1:
-            results = [guarded(i) for i in items]
-        else:
-            with ThreadPoolExecutor(min(REQUESTS_AT_ONCE, len(items))) as pool:
-                results = list(pool.map(guarded, items))
+        try:
+            results = each_within(guarded, items, self.location.limits, nbytes=nbytes,
+                                  at_once=REQUESTS_AT_ONCE)
+        except TooSlow as exc:
+            raise failure(exc, _path(exc.item)) from None
         for result in results:
             if isinstance(result, TableFailure):
                 raise failure(result.exc, result.path)
+            if isinstance(result, BaseException):
+                raise result
         return results
 
     def failure(self, spec: TableSpec, exc: BaseException, path: str) -> SourceError:
@@ -260,7 +314,7 @@ class RemoteLake:
     def schema(self, spec: TableSpec) -> pa.Schema:
         """The table's Arrow schema, as first listed (listing it now if never before)."""
         if spec.name not in self._schemas:
-            self.pinned(spec)
+            self._first_schema(spec)
         return self._schemas[spec.name]
 
     def remember(self, error: SourceError) -> None:
@@ -284,3 +338,8 @@ class RemoteLake:
 class TableFailure:
     exc: BaseException
     path: str
+
+
+def _path(item: Any) -> str:
+    """The object a read is of: a path, or a Footer's."""
+    return item if isinstance(item, str) else item.pin.path

@@ -7,8 +7,9 @@ projections and filters, ``IN`` lists included, into the dataset scan, which pru
 and row groups and reads only the column chunks it needs. Each query gets fresh datasets
 (``relations``), which list their files at the first scan, once per table, so a query sees
 files written since the last one; the objects it reads are pinned and checked
-(``connectors._s3_lake``). A remote table whose listing failed at connect (S3 down) is listed
-again by the next query that reads it.
+(``connectors._s3_lake``). ``connect`` sends S3 nothing: a remote table is bound to a stand-in
+and listed for its columns by the first query that reads it (each table on its own, so a
+query waits only for the tables it reads); a listing that fails is tried again by the next.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ class ParquetConnector(DuckDBBound):
         self.root = spec.resolve(spec.settings["root"])
         self._specs = {t.name: t for t in catalog.tables.values() if t.source == spec.name}
         self._broken: dict[str, str] = {}
-        self._unlisted: dict[str, str] = {}  # remote tables whose listing failed, and why
-        self._bind_lock = threading.Lock()
+        self._unlisted: set[str] = set()  # remote tables not listed yet (or whose listing failed)
+        self._bind_lock = threading.Lock()  # views created on the shared connection
+        self._list_locks = {name: threading.Lock() for name in self._specs}
         self._row_counts: dict[str, int] = {}
         self._remote: RemoteLake | None = None
         if "://" in self.root:
@@ -108,38 +110,32 @@ class ParquetConnector(DuckDBBound):
             self._broken[name] = str(exc).splitlines()[0]
 
     def _bind_remote(self, con: duckdb.DuckDBPyConnection, name: str, spec: TableSpec) -> None:
-        """The table's dataset registered under a private name, and the view over it; when the
-        listing fails, a view over a stand-in, replaced once a later listing succeeds."""
+        """A view over a stand-in with no columns of the table's, under the private name its
+        datasets are registered by; the first query reading the table lists it (``_list``)."""
         import pyarrow as pa
 
-        try:
-            dataset: Any = self._remote.dataset(spec)
-        except SourceError as exc:
-            self._unlisted[name] = _reason(exc)
-            dataset = pa.table({"__unlisted": pa.array([], pa.int32())})
-        self._create_view(con, name, dataset)
+        self._create_view(con, name, pa.table({"__unlisted": pa.array([], pa.int32())}))
+        self._unlisted.add(name)
 
-    def _create_view(self, con: duckdb.DuckDBPyConnection, name: str, dataset: Any) -> None:
-        con.register(self.relation_name(name), dataset)
+    def _create_view(self, con: duckdb.DuckDBPyConnection, name: str, stand_in: Any) -> None:
+        con.register(self.relation_name(name), stand_in)
         con.execute(f"CREATE OR REPLACE VIEW {relation(self.name, TableRef('main', name))} AS "
                     f"SELECT * FROM {quote(self.relation_name(name))}")
 
-    def _relist(self, name: str) -> None:
-        """List a table whose listing failed before; on success its view takes the columns."""
-        with self._bind_lock:
+    def _list(self, name: str) -> None:
+        """List a table not listed yet for its columns (``SourceError`` in words when that
+        fails); its view then takes them. One table's listing never waits for another's."""
+        with self._list_locks[name]:
             if name not in self._unlisted:
                 return
-            try:
-                dataset = self._remote.dataset(self._specs[name])
-            except SourceError as exc:
-                self._unlisted[name] = _reason(exc)
-                raise
-            cursor = self._bound().cursor()
-            try:
-                self._create_view(cursor, name, dataset)
-            finally:
-                cursor.close()
-            del self._unlisted[name]
+            schema = self._remote.schema(self._specs[name])
+            with self._bind_lock:
+                cursor = self._bound().cursor()
+                try:
+                    self._create_view(cursor, name, schema.empty_table())
+                finally:
+                    cursor.close()
+            self._unlisted.discard(name)
 
     def relation_name(self, table: str) -> str:
         """The name a remote table's dataset is registered under in each executor cursor."""
@@ -171,9 +167,9 @@ class ParquetConnector(DuckDBBound):
 
     def check(self, table: TableRef) -> None:
         """Raise the reason a table could not be bound (no files, unreadable files); a remote
-        table whose listing failed is listed again first."""
+        table not listed yet is listed first."""
         if table.name in self._unlisted:
-            self._relist(table.name)
+            self._list(table.name)
         if table.name in self._broken:
             raise SourceError(f"table {table.name!r}: {self._broken[table.name]}", source=self.name)
 
@@ -239,11 +235,6 @@ class ParquetConnector(DuckDBBound):
         super().close()
         if self._remote:
             self._remote.close()
-
-
-def _reason(exc: SourceError) -> str:
-    """A SourceError's message without its ``source '...':`` prefix."""
-    return str(exc).removeprefix(f"source {exc.source!r}: ")
 
 
 def _first_line(text: str) -> str:

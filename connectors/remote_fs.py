@@ -7,7 +7,10 @@ filesystem in a Python one that counts the bytes it reads (per source and per fi
 made from Python threads (blob functions). S3 goes through pyarrow's ``S3FileSystem``: measured
 against s3fs it reads only the byte ranges a Parquet scan asks for (s3fs's default read-ahead
 reads whole 50 MiB blocks). Transient errors (5xx, throttling, resets, timeouts) are retried
-with exponential backoff, ``max_attempts`` attempts in all.
+with exponential backoff, ``max_attempts`` attempts in all. The S3 client only gives up on a
+response that stays silent (``request_timeout``); ``ReadLimits`` (``read_timeout``,
+``min_read_speed``) bound how long a read may take in all, kept by the lake's waiting threads
+(``connectors._lake_deadline``).
 
 >>> fs, path = open_filesystem("s3://lake/frames/", {"endpoint_url": "http://127.0.0.1:9000",
 ...     "key": "AKIA...", "secret": "..."}, source="lake", secrets=secrets)  # doctest: +SKIP
@@ -28,6 +31,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from connectors._lake_deadline import ReadLimits, TooSlow
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
@@ -44,11 +48,12 @@ _TRANSIENT = re.compile(r"SLOW_DOWN|SlowDown|THROTTL|SERVICE_UNAVAILABLE|INTERNA
 _NO_BUCKET = re.compile(r"NoSuchBucket|NO_SUCH_BUCKET|bucket does not exist", re.I)
 
 S3_OPTIONS = ("endpoint_url", "key", "secret", "token", "region", "anonymous", "max_attempts",
-              "connect_timeout", "request_timeout")
+              "connect_timeout", "request_timeout", "read_timeout", "min_read_speed")
 DEFAULT_MAX_ATTEMPTS = 8  # 7 retries, 50 ms to 1.6 s apart (3.2 s in all): a 50% 503 storm
 #                           fails one request in 256
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_REQUEST_TIMEOUT = 5.0  # seconds a response may stay silent before the attempt fails
+DEFAULT_MIN_READ_SPEED = 100_000  # bytes per second: slower than this, a read is given up
 
 
 class ReadStats:
@@ -134,9 +139,13 @@ class Location:
 
     def __init__(self, filesystem: pafs.FileSystem, *, scheme: str, source: str,
                  redact: Callable[[str], str] = str, endpoint: str | None = None,
-                 attempts: int = 1, request_timeout: float | None = None) -> None:
+                 attempts: int = 1, request_timeout: float | None = None,
+                 limits: ReadLimits | None = None) -> None:
         self.filesystem, self.scheme, self.source, self.redact = filesystem, scheme, source, redact
         self.endpoint, self.attempts, self.request_timeout = endpoint, attempts, request_timeout
+        self.limits = limits or ReadLimits(attempts * (DEFAULT_CONNECT_TIMEOUT
+                                                       + (request_timeout or DEFAULT_REQUEST_TIMEOUT)),
+                                           DEFAULT_MIN_READ_SPEED)
 
     def url(self, path: str) -> str:
         """The user-facing address of a path inside this filesystem."""
@@ -151,6 +160,8 @@ class Location:
         """Why an S3 call failed, in words: unreachable, cut off, throttled, access denied, no
         bucket, not found."""
         text = self.redact(str(exc))
+        if isinstance(exc, TooSlow):
+            return text
         where = self.redact(self.endpoint) if self.endpoint else "AWS S3"
         tried = f"gave up after {self.attempts} attempts"
         if _UNREACHABLE.search(text):
@@ -294,7 +305,8 @@ def open_native(root: str, options: Mapping[str, Any] | None, *, source: str,
                           "local folder", source=source)
     location = Location(filesystem, scheme=scheme, source=source, redact=secrets.redact,
                         endpoint=options.get("endpoint_url"), attempts=_attempts(options, source),
-                        request_timeout=_request_timeout(options, source))
+                        request_timeout=_request_timeout(options, source),
+                        limits=read_limits(options, source))
     return location, path.rstrip("/")
 
 
@@ -311,7 +323,7 @@ def _s3(root: str, options: dict[str, Any], *, source: str, secrets: Secrets) ->
         # AWS's default strategy: the standard one takes a retry quota that pyarrow never
         # refunds, so after ~100 retries a filesystem stops retrying for good
         "retry_strategy": pafs.AwsDefaultS3RetryStrategy(max_attempts=_attempts(options, source) - 1),
-        "connect_timeout": _number(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, float, source),
+        "connect_timeout": _connect_timeout(options, source),
         "request_timeout": _request_timeout(options, source),
     }
     kwargs.update(_endpoint(options.get("endpoint_url")))
@@ -329,6 +341,19 @@ def _attempts(options: Mapping[str, Any], source: str) -> int:
 
 def _request_timeout(options: Mapping[str, Any], source: str) -> float:
     return _number(options, "request_timeout", DEFAULT_REQUEST_TIMEOUT, float, source)
+
+
+def _connect_timeout(options: Mapping[str, Any], source: str) -> float:
+    return _number(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, float, source)
+
+
+def read_limits(options: Mapping[str, Any], source: str) -> ReadLimits:
+    """``ReadLimits`` from a source's options (``read_timeout``, ``min_read_speed``)."""
+    attempts = _attempts(options, source)
+    default = attempts * (_connect_timeout(options, source) + _request_timeout(options, source))
+    return ReadLimits(_number(options, "read_timeout", default, float, source),
+                      _number(options, "min_read_speed", DEFAULT_MIN_READ_SPEED, float, source),
+                      explicit=options.get("read_timeout") is not None)
 
 
 def _region(root: str, options: Mapping[str, Any]) -> str:

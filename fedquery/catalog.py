@@ -428,5 +428,6 @@ _OPTION_CHECKS = {
     "endpoint_url": _string_option, "key": _string_option, "secret": _string_option,
     "token": _string_option, "region": _string_option, "anonymous": _flag_option,
     "max_attempts": _positive(True), "connect_timeout": _positive(False),
-    "request_timeout": _positive(False),
+    "request_timeout": _positive(False), "read_timeout": _positive(False),
+    "min_read_speed": _positive(False),
 }

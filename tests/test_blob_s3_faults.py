@@ -105,14 +105,18 @@ def test_resets_and_stalls_are_retried(jpegs, s3_endpoint, s3_credentials) -> No
             assert proxy.injected[fault], proxy.injected
 
 
-@pytest.mark.parametrize("status, methods", [
-    (400, ("GET",)), (400, ("HEAD", "GET")), (403, ("HEAD", "GET")), (403, ("GET",)),
-    (409, ("HEAD", "GET")),
+@pytest.mark.parametrize("status, code, methods", [
+    (400, "ValidationError", ("GET",)),       # AWS Error VALIDATION, on the read of the bytes
+    (400, "InvalidRequest", ("HEAD", "GET")),
+    (403, "AccessDenied", ("HEAD", "GET")),
+    (403, "AccessDenied", ("GET",)),
+    (409, "OperationAborted", ("HEAD", "GET")),
 ])
 def test_a_refused_request_is_a_source_error_not_a_bad_file(jpegs, s3_endpoint, s3_credentials,
-                                                            status, methods) -> None:
+                                                            status, code, methods) -> None:
     with FaultProxy(s3_endpoint, seed=4) as proxy:
-        proxy.inject("status", status=status, methods=methods, match=f"/{PREFIX}/img-001")
+        proxy.inject("status", status=status, code=code, methods=methods,
+                     match=f"/{PREFIX}/img-001")
         for strict in (False, True):
             with fedquery.connect(_catalog(jpegs, proxy, s3_credentials), strict=strict) as con:
                 for function in ("image_info", "read_blob", "thumbnail"):

@@ -54,7 +54,7 @@ def s3_catalog(endpoint: str) -> dict[str, Any]:
     return {"sources": {"s3lake": {"kind": "parquet", "root": "s3://fq-types/lake/", "options": {
         "endpoint_url": endpoint, "key": "fedquery-test-key", "secret": "fedquery-test-secret",
         "region": "us-east-1", "anonymous": False, "max_attempts": 2, "connect_timeout": 2,
-        "request_timeout": 5}}},
+        "request_timeout": 5, "read_timeout": 30, "min_read_speed": 1000}}},
         "tables": {"events": {"source": "s3lake", "path": "events/"}}}
 
 

@@ -13,6 +13,7 @@ Python (``faulthandler``) ends a frozen process with the stacks, which no thread
 from __future__ import annotations
 
 import faulthandler
+import re
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ import pytest
 
 import connectors._s3_lake as s3_lake
 import fedquery
+from connectors._lake_deadline import SPARE_IO
 from tests.conftest import unseen_catalog
 from tests.services.s3 import s3_client, upload_tree
 from tests.services.s3_faults import FaultProxy
@@ -32,6 +34,7 @@ from tests.services.s3_faults import FaultProxy
 BUCKET = "shop-faults"
 # Small timeouts keep the suite short; a query's deadline follows from them (``deadline``).
 FAST = {"max_attempts": 6, "connect_timeout": 1, "request_timeout": 1}
+TRICKLE = {"chunk": 8, "pause": 0.2}  # 40 bytes/s, never silent: a 12 KB object takes 5 minutes
 
 QUERIES = {
     "scan_filter": "SELECT order_id, qty, note FROM orders WHERE region = 'north' AND qty > 5",
@@ -242,6 +245,81 @@ def test_a_stall_that_persists_is_a_source_error_in_time(shop) -> None:
             bounded(lambda: con.sql(QUERIES["aggregate"]).fetchall(), deadline(opts, stalls=True))
     assert info.value.source == "lake"
     assert "options.request_timeout (1 s)" in str(info.value)
+
+
+@pytest.mark.parametrize("phase", ["listing", "footer", "data"])
+def test_a_trickling_response_fails_within_read_timeout(shop, phase: str) -> None:
+    """S3 sends a body a few bytes at a time, never silent for request_timeout: each read is
+    given up once it outlasts read_timeout (plus its bytes at min_read_speed) and the query
+    fails naming the object. Abandoned reads outnumbering pyarrow's I/O threads, still
+    trickling, do not hold up the next queries; once they end the pool is its size again."""
+    catalog, ref, proxy = shop
+    opts = FAST | {"read_timeout": 2}
+    sql = QUERIES["aggregate"]
+    io_threads = pa.io_thread_count()
+    with fedquery.connect(with_options(catalog, read_timeout=2)) as con:
+        if phase == "data":
+            assert right_or_source_error(con, ref, sql, opts)  # listed, footers read and kept
+        match = rf"^/{BUCKET}/?$" if phase == "listing" else r"\.parquet$"
+        proxy.inject("trickle", methods=("GET",), match=match, **TRICKLE)
+        for _ in range(2 * io_threads):
+            with pytest.raises(fedquery.SourceError) as info:
+                bounded(lambda: con.sql(sql).fetchall(), deadline(opts))
+            assert info.value.source == "lake"
+            what = "list" if phase == "listing" else "read"
+            assert re.search(rf"table 'orders': cannot {what} s3://{BUCKET}/lake/orders/\S*: no "
+                             r"answer in time: the read took longer than .*options\.read_timeout "
+                             r"\(2 s\)", str(info.value)), info.value
+            if SPARE_IO.extra > io_threads:
+                break
+        assert SPARE_IO.extra > io_threads  # more reads abandoned than pyarrow has I/O threads
+        proxy.clear(release=False)  # the abandoned reads go on trickling
+        for _ in range(2):
+            assert right_or_source_error(con, ref, sql, opts)
+    assert not proxy.wait_idle(0.1)  # they did: still trickling
+    proxy.release()
+    _wait_for(lambda: SPARE_IO.extra == 0)
+    assert pa.io_thread_count() == io_threads
+
+
+def test_read_timeout_defaults_from_the_attempts_and_timeouts(s3_endpoint: str,
+                                                              s3_credentials: dict) -> None:
+    """Unset, read_timeout is every attempt spending its connect and request timeouts."""
+    from connectors.remote_fs import open_native
+    from fedquery.secrets import Secrets
+
+    location, _ = open_native("s3://x/", options(s3_endpoint), source="lake", secrets=Secrets())
+    assert location.limits.read_timeout == FAST["max_attempts"] * (FAST["connect_timeout"]
+                                                                   + FAST["request_timeout"])
+    assert location.limits.seconds(200_000) == location.limits.read_timeout + 2
+    for name in ("read_timeout", "min_read_speed"):
+        lake = {"kind": "parquet", "root": "s3://x/", "options": options(s3_endpoint, **{name: 0})}
+        with pytest.raises(fedquery.FedQueryError, match=rf"options\.{name}: expected a positive"):
+            fedquery.connect({"sources": {"lake": lake}, "tables": {}})
+
+
+def test_connect_sends_s3_nothing(shop) -> None:
+    """S3 is a blackhole (no request ever answered) while connecting to a lake of many
+    tables: connect sends it nothing (each table is listed by the first query reading it), a
+    query fails naming only the table it reads, and once S3 answers the same connection does."""
+    catalog, ref, proxy = shop
+    tables = {**catalog["tables"], **{f"orders_{i}": {"source": "lake", "path": "orders/",
+                                                      "partitioning": "hive"} for i in range(6)}}
+    catalog = {**catalog, "tables": tables}
+    proxy.inject("stall")
+    con = bounded(lambda: fedquery.connect(catalog), deadline(FAST))
+    with con:
+        assert proxy.log == [] and proxy.injected["stall"] == 0
+        assert right_or_source_error(con, ref, "SELECT count(*) FROM clients", FAST)
+        with pytest.raises(fedquery.SourceError) as info:
+            bounded(lambda: con.sql("SELECT count(*) FROM returns").fetchall(),
+                    deadline(FAST, stalls=True))
+        assert f"table 'returns': cannot list s3://{BUCKET}/lake/returns/" in str(info.value)
+        assert proxy.log and all("returns" in r.query for r in proxy.log)
+        proxy.clear()
+        assert right_or_source_error(con, ref, QUERIES["lake_join"], FAST)
+        assert con.sql("SELECT count(*) FROM orders_3").fetchall() == \
+            ref.sql("SELECT count(*) FROM orders").fetchall()
 
 
 @pytest.mark.parametrize("fault", ["reset", "reset_body", "cut"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,25 @@ def test_answers_equal_duckdb_on_local_files(s3_shop, sql: str) -> None:
     assert got.schema.names == want.schema.names
     assert got.schema.types == want.schema.types
     assert rows(got) == rows(want)
+
+
+def test_first_queries_from_eight_threads_on_a_new_connection(s3_shop, unseen_root: Path,
+                                                              s3_faults: FaultProxy) -> None:
+    """Nothing is listed at connect: the first queries, from eight threads at once, list the
+    lake tables they read and all answer as DuckDB does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, ref = s3_shop
+    catalog = unseen_catalog(unseen_root)
+    catalog["sources"]["lake"] = {"kind": "parquet", "root": "s3://shop/lake/",
+                                  "options": lake_options(s3_faults.url)}
+    names = list(QUERIES)
+    with fedquery.connect(catalog) as fresh:
+        assert s3_faults.log == []
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda n: fresh.sql(QUERIES[n]).arrow(), names * 2))
+    for name, got in zip(names * 2, answers, strict=True):
+        assert rows(got) == rows(ref.sql(QUERIES[name]).to_arrow_table()), name
 
 
 def test_parameters_reach_the_lake(s3_shop) -> None:
@@ -233,6 +253,7 @@ def test_bytes_read_are_the_bytes_fetched(wide_lake, s3_faults: FaultProxy, sql:
 
 def test_partition_filter_reads_no_other_partition(wide_lake) -> None:
     con, _ = wide_lake
+    con.schema("parts")  # listed for its columns: the first file's footer is read once
     stats = connector(con).read_stats
     before = stats.snapshot()
     got = con.sql("SELECT count(*), sum(f1) FROM parts WHERE day = DATE '2024-01-02'").fetchall()
@@ -253,8 +274,9 @@ def test_partition_column_types_follow_duckdb(wide_lake) -> None:
 
 @pytest.fixture()
 def bucket(request: pytest.FixtureRequest, s3_endpoint: str, s3_credentials: dict) -> str:
-    """An empty bucket of its own for one test."""
-    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    """An empty bucket of its own for one test (and each of its parameters)."""
+    unique = zlib.crc32(request.node.nodeid.encode())
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{unique}"
     s3_client(s3_endpoint).create_bucket(Bucket=name)
     return name
 
@@ -310,6 +332,101 @@ def test_files_deleted_after_connect_fail_the_query_in_words(bucket: str, s3_end
         assert f"no Parquet files match s3://{bucket}/t/" in str(info.value)
 
 
+# ------------------------------------------------------------------ partition folders that change
+
+# (partitioning, files at connect, the change: +key adds a file, -key deletes one, what it says)
+DRIFTS = {
+    "value_of_another_type": ("hive", ["k=1/a", "k=2/b"], "+k=abc/c",
+                              "partition column 'k' was BIGINT when the connection first listed "
+                              "the table, but the folder s3://{bucket}/t/k=abc/ makes it VARCHAR"),
+    "values_all_integers_now": (None, ["k=1/a", "k=abc/b"], "-k=abc/b",
+                                "partition column 'k' was VARCHAR when the connection first "
+                                "listed the table, but the values of its folders now make it BIGINT"),
+    "file_outside_the_folders": (None, ["k=1/a", "k=2/b"], "+top",
+                                 "s3://{bucket}/t/top.parquet is not under folders of the table's "
+                                 "partition keys (k) as its other files are"),
+    "another_key": (None, ["k=1/a", "k=2/b"], "+j=1/c",
+                    "s3://{bucket}/t/j=1/c.parquet is not under folders of the table's "
+                    "partition keys (k)"),
+    "another_key_declared_hive": ("hive", ["k=1/a", "k=2/b"], "+j=1/c",
+                                  "hive partitions do not match: s3://{bucket}/t/k=1/a.parquet "
+                                  "has no folder for the partition key 'j', which "
+                                  "s3://{bucket}/t/j=1/c.parquet has"),
+}
+
+
+def duckdb_answer(folder: Path, mode: str | None, sql: str):
+    """DuckDB's own read_parquet over a local copy: the Arrow table, or the error it raises."""
+    import duckdb
+
+    hive = {"hive": ", hive_partitioning = true"}.get(mode or "", "")
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{folder}/**/*.parquet'{hive})")
+        return con.sql(sql).to_arrow_table()
+    except duckdb.Error as exc:
+        return exc
+
+
+@pytest.mark.parametrize("drift", DRIFTS)
+def test_partition_folders_that_would_change_the_table_fail_in_words(
+        bucket: str, s3_endpoint: str, tmp_path: Path, drift: str) -> None:
+    """A folder added or removed after the connection first listed the table would give it
+    other partition columns (DuckDB types keys from every folder): the query fails saying
+    which column or file, and a new connection reads the files as DuckDB does now."""
+    mode, files, change, message = DRIFTS[drift]
+
+    def write(name: str, x: int) -> None:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"x": [x]}), tmp_path / f"{name}.parquet")
+        put_parquet(s3_endpoint, bucket, f"t/{name}.parquet", pa.table({"x": [x]}))
+
+    for i, name in enumerate(files):
+        write(name, i)
+    catalog = one_table(f"s3://{bucket}/", lake_options(s3_endpoint),
+                        **({"partitioning": mode} if mode else {}))
+    sql = "SELECT * FROM t ORDER BY x"
+    with fedquery.connect(catalog) as con:
+        assert con.sql(sql).arrow() == duckdb_answer(tmp_path, mode, sql)
+        if change.startswith("+"):
+            write(change[1:], 9)
+        else:
+            (tmp_path / f"{change[1:]}.parquet").unlink()
+            s3_client(s3_endpoint).delete_object(Bucket=bucket, Key=f"t/{change[1:]}.parquet")
+        for run in (lambda: con.sql(sql).fetchall(), lambda: con.explain(sql, analyze=True)):
+            with pytest.raises(fedquery.SourceError) as info:
+                run()
+            assert info.value.source == "lake"
+            assert f"table 't': {message.format(bucket=bucket)}" in str(info.value)
+    if "declared_hive" not in drift:
+        assert "reconnect to read the table's new schema" in str(info.value)
+    want = duckdb_answer(tmp_path, mode, sql)
+    with fedquery.connect(catalog) as fresh:
+        if isinstance(want, Exception):  # DuckDB refuses these files: so does fedquery
+            with pytest.raises(fedquery.SourceError, match="hive partitions do not match"):
+                fresh.sql(sql).fetchall()
+        else:
+            got = fresh.sql(sql).arrow()
+            assert got.schema == want.schema and got == want
+
+
+def test_partition_keys_are_typed_and_ordered_as_duckdb_does(bucket: str, s3_endpoint: str,
+                                                             tmp_path: Path) -> None:
+    """Keys in name order; 007 and an impossible date stay text, a folder of a key given
+    twice and a folder that is not a key are read as DuckDB reads them."""
+    files = ["z=007/d=2024-02-30/n=-05/a", "z=1/d=2024-01-01/n=9223372036854775807/b",
+             "z=2/d=2024-01-02/n=0/other/c"]
+    for i, name in enumerate(files):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"x": [i]}), tmp_path / f"{name}.parquet")
+        put_parquet(s3_endpoint, bucket, f"t/{name}.parquet", pa.table({"x": [i]}))
+    sql = "SELECT * FROM t ORDER BY x"
+    with fedquery.connect(one_table(f"s3://{bucket}/", lake_options(s3_endpoint))) as con:
+        got, want = con.sql(sql).arrow(), duckdb_answer(tmp_path, None, sql)
+    assert got.schema.names == ["x", "d", "n", "z"]
+    assert got.schema == want.schema and got == want
+
+
 # ------------------------------------------------------------------ failures
 
 
@@ -354,9 +471,10 @@ def test_transient_errors_are_retried(bucket: str, s3_endpoint: str) -> None:
     proxy = FlakyProxy(s3_endpoint, failures=2)
     try:
         with fedquery.connect(one_table(f"s3://{bucket}/", lake_options(proxy.url))) as con:
-            assert proxy.injected == 2  # the listing at connect failed twice, then went through
+            assert proxy.injected == 0  # connect sends nothing
             sql = "SELECT sum(x) FROM t"
             assert con.sql(sql).fetchall() == [(4950,)]
+            assert proxy.injected == 2  # the first listing failed twice, then went through
             proxy.fail_next(3, only="/t/a.parquet")  # the file's open and reads, not the listing
             assert con.sql(sql).fetchall() == [(4950,)]
             assert proxy.injected == 5
@@ -365,18 +483,20 @@ def test_transient_errors_are_retried(bucket: str, s3_endpoint: str) -> None:
 
 
 def test_persistent_errors_give_up(bucket: str, s3_endpoint: str) -> None:
-    """Two attempts per request, no more: the listing at connect, then again at the query."""
+    """Two attempts per request, no more: the listing at the first query, then again at the
+    next."""
     put_parquet(s3_endpoint, bucket, "t/a.parquet", pa.table({"x": [1]}))
     proxy = FlakyProxy(s3_endpoint, failures=1000)
     try:
         options = lake_options(proxy.url, max_attempts=2)
         with fedquery.connect(one_table(f"s3://{bucket}/", options)) as con:
-            assert proxy.injected == 2
-            with pytest.raises(fedquery.SourceError) as info:
-                con.sql("SELECT * FROM t").fetchall()
+            assert proxy.injected == 0
+            for tries in (1, 2):
+                with pytest.raises(fedquery.SourceError) as info:
+                    con.sql("SELECT * FROM t").fetchall()
+                assert proxy.injected == 2 * tries
         assert info.value.source == "lake"
         assert "kept failing with a transient error (gave up after 2 attempts" in str(info.value)
-        assert proxy.injected == 4
     finally:
         proxy.close()
 

@@ -13,10 +13,11 @@ sets which requests fail and how:
 - ``"reset_body"``: the head and half the body, then a reset;
 - ``"cut"``: the head (with the full ``Content-Length``) and half the body, then a clean close;
 - ``"refuse"``: the connection is reset as soon as it is accepted (an outage), unread;
+- ``"trickle"``: the head at once, then the body ``chunk`` bytes at a time with ``pause``
+  seconds between them (64 bytes every 0.05 s: 1.3 KB/s), never silent long enough for a
+  request timeout; ``release`` or ``close`` cuts it short (a clean close);
 - ``"status"``: an S3 error of another status (``status=429``, ``code="TooManyRequests"``; the
   code defaults by status), with its XML body (none for a HEAD);
-- ``"trickle"``: the head, then the body at ``speed`` bytes a second (a response that never
-  goes silent long enough for a client's idle timeout, yet takes minutes);
 - ``"short"``: the body ``short_by`` bytes short (8 by default), ``Content-Length`` matching
   the short body (a server or middlebox that answers fewer bytes than the range asked for);
 - ``"replace"``: ``before()`` is called (say, to upload another object under the key) and the
@@ -49,8 +50,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-FAULTS = ("503", "stall", "stall_body", "reset", "reset_body", "cut", "refuse", "status",
-          "trickle", "short", "replace")
+FAULTS = ("503", "stall", "stall_body", "reset", "reset_body", "cut", "trickle", "refuse",
+          "status", "short", "replace")
 CODES = {400: "BadRequest", 401: "Unauthorized", 403: "AccessDenied", 404: "NoSuchKey",
          408: "RequestTimeout", 409: "OperationAborted", 429: "TooManyRequests",
          499: "ClientClosedRequest", 500: "InternalError", 503: "SlowDown"}
@@ -70,9 +71,10 @@ class Rule:
     rate: float = 1.0
     methods: frozenset[str] | None = None
     match: re.Pattern[str] | None = None
+    chunk: int = 64  # trickle: bytes sent at a time
+    pause: float = 0.05  # trickle: seconds between them
     status: int = 503  # "status": the status answered, and its S3 error code
     code: str | None = None
-    speed: float = 2048.0  # "trickle": body bytes a second
     short_by: int = 8  # "short": body bytes left out
     before: Callable[[], object] | None = None  # "replace": called before the request is relayed
 
@@ -148,7 +150,8 @@ class FaultProxy:
                match: str | None = None, count: int | None = None, **details) -> None:
         """Fail ``rate`` of the requests that match (``methods``, ``match`` regex on the
         decoded path), all of them or only the next ``count``, with ``fault`` (see FAULTS);
-        ``details``: ``status``, ``code``, ``speed``, ``short_by`` or ``before`` (see Rule)."""
+        ``details``: ``chunk`` and ``pause`` (a trickle), ``status``, ``code``, ``short_by``
+        or ``before`` (see Rule)."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {FAULTS}")
         rule = Rule(fault, rate, frozenset(m.upper() for m in methods) if methods else None,
@@ -157,11 +160,13 @@ class FaultProxy:
             self._rule, self._remaining = rule, count
             self._release.clear()
 
-    def clear(self) -> None:
-        """No more faults; stalled connections are released (closed without an answer)."""
+    def clear(self, *, release: bool = True) -> None:
+        """No more faults; stalled and trickling connections are released (closed), unless
+        ``release`` is False (they go on as they were)."""
         with self._lock:
             self._rule, self._remaining = None, None
-        self.release()
+        if release:
+            self.release()
 
     def release(self) -> None:
         """Close the connections stalled so far (the rule stays)."""
@@ -326,27 +331,26 @@ class FaultProxy:
             elif fault == "reset_body":
                 _reset(client)
             return
-        if fault == "trickle" and data and rule is not None:
-            self._trickle(client, head, data, rule.speed)
-            self._record(method, target, fault, len(data))
+        if fault == "trickle" and rule is not None:
+            self._record(method, target, fault, self._trickle(client, head, data, rule))
             return
         client.sendall(head + data)
         self._record(method, target, response.first.split(" ", 2)[1] if " " in response.first else "?",
                      len(data))
 
+    def _trickle(self, client: socket.socket, head: bytes, data: bytes, rule: Rule) -> int:
+        """Send the head, then the body a few bytes at a time until it is all sent or the
+        proxy is released; the body bytes sent."""
+        client.sendall(head)
+        sent = 0
+        while sent < len(data) and not self._release.wait(rule.pause):
+            client.sendall(data[sent:sent + rule.chunk])
+            sent += min(rule.chunk, len(data) - sent)
+        return sent
+
     def _stall(self) -> None:
         """Hold a connection open, answering nothing, until released or closed."""
         self._release.wait()
-
-    def _trickle(self, client: socket.socket, head: bytes, data: bytes, speed: float) -> None:
-        """The head, then the body a little at a time (``speed`` bytes a second, ten sends a
-        second) until it is sent, the client goes away, or the proxy is released or closed."""
-        client.sendall(head)
-        step = max(1, int(speed / 10))
-        for start in range(0, len(data), step):
-            if self._release.wait(0.1):
-                return
-            client.sendall(data[start:start + step])
 
 
 def _error_body(code: str) -> bytes:
