@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -68,11 +69,20 @@ class Profile:
     def _repr_html_(self) -> str:
         return render_html(self)
 
-    def save_html(self, path: str | Path) -> None:
-        """A standalone HTML page of the profile."""
+    def save_html(self, path: str | os.PathLike) -> None:
+        """A standalone HTML page of the profile, in UTF-8 (as its ``meta`` says). A ``path``
+        that is not a file path is a ``PlanError``; a page that cannot be written, the ``OSError``
+        of its kind naming the path (``FileNotFoundError``, ``IsADirectoryError``...)."""
+        if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
+            raise PlanError(f"save_html: expected a file path (str or os.PathLike), got "
+                            f"{type(path).__name__}")
         title = html.escape(repr(self))
-        Path(path).write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}"
-                              f"</title></head><body>{render_html(self)}</body></html>")
+        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}"
+                f"</title></head><body>{render_html(self)}</body></html>")
+        try:
+            Path(path).write_text(page, encoding="utf-8")
+        except ValueError as exc:  # a NUL in the path
+            raise PlanError(f"save_html: not a usable file path: {exc}") from None
 
 
 def build_profile(con: Connection, source: str, column: str | None = None, by: str | None = None,

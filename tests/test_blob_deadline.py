@@ -56,7 +56,7 @@ URIS = "SELECT read_blob(u) FROM (VALUES {}) t(u)"
 
 def test_a_trickling_object_fails_the_query_at_its_deadline(trickling) -> None:
     proxy, catalog = trickling
-    proxy.inject("trickle", speed=2048, methods=("GET",), match=r"/\d\d\.bin")
+    proxy.inject("trickle", chunk=100, pause=0.05, methods=("GET",), match=r"/\d\d\.bin")
     with fedquery.connect(catalog) as con:
         with pytest.raises(fedquery.SourceError) as info:
             con.sql("SELECT read_blob('00.bin')").fetchall()
@@ -67,7 +67,7 @@ def test_a_trickling_object_fails_the_query_at_its_deadline(trickling) -> None:
 
 def test_many_trickling_objects_in_one_query_fail_it_and_later_queries_run(trickling) -> None:
     proxy, catalog = trickling
-    proxy.inject("trickle", speed=2048, methods=("GET",), match=r"/\d\d\.bin")
+    proxy.inject("trickle", chunk=100, pause=0.05, methods=("GET",), match=r"/\d\d\.bin")
     values = ", ".join(f"('{i:02d}.bin')" for i in range(20))
     with fedquery.connect(catalog) as con:
         with pytest.raises(fedquery.SourceError, match="read_timeout|still stuck"):
@@ -82,7 +82,7 @@ def test_many_trickling_objects_in_one_query_fail_it_and_later_queries_run(trick
 def test_too_many_stuck_reads_refuse_new_ones_at_once(trickling, monkeypatch) -> None:
     proxy, catalog = trickling
     monkeypatch.setattr(deadline, "MOST_ABANDONED", 2)
-    proxy.inject("trickle", speed=1024, methods=("GET",), match=r"/\d\d\.bin")
+    proxy.inject("trickle", chunk=50, pause=0.05, methods=("GET",), match=r"/\d\d\.bin")
     with fedquery.connect(catalog) as con:
         for uri in ("00.bin", "01.bin"):
             with pytest.raises(fedquery.SourceError, match="read_timeout"):

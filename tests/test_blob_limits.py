@@ -72,6 +72,12 @@ def test_sizes_parse(text, size: int) -> None:
     ({"allow_hard_links": "yes"}, "sources.cam.allow_hard_links"),
     ({"read_attempts": 0}, "sources.cam.read_attempts"),
     ({"read_atempts": 3}, "sources.cam.read_atempts"),
+    ({"read_timeout": 0}, "sources.cam.read_timeout"),
+    ({"read_timeout": -5}, "sources.cam.read_timeout"),
+    ({"read_timeout": "2 minutes"}, "sources.cam.read_timeout"),
+    ({"read_timeout": True}, "sources.cam.read_timeout"),
+    ({"read_timeout": float("inf")}, "sources.cam.read_timeout"),
+    ({"limits": {"batch_memory": "lots"}}, "sources.cam.limits.batch_memory"),
 ])
 def test_bad_settings_are_catalog_errors_naming_the_key(root: Path, settings: dict,
                                                           keypath: str) -> None:

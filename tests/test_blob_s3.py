@@ -116,7 +116,9 @@ def test_image_info_on_s3_equals_pillow(shelf) -> None:
 def test_image_info_on_s3_reads_at_most_64_kib_per_jpeg_or_png(shelf) -> None:
     """The counting filesystem counts the payload bytes S3 returned (not HTTP headers, nor the
     HEAD request that gives the size), so a header read is exactly one prefix of
-    ``min(size, 64 KiB)``: the allowance is zero bytes above 64 KiB per image."""
+    ``min(size, 64 KiB)``: the allowance is zero bytes above 64 KiB per image, but for the one
+    byte read again alone when a prefix ends in the random sentinel its read set there (one
+    read in 256: ``fedquery.functions.reads``, how a short body is caught)."""
     con, images, _ = shelf
     typical = {n: p for n, p in images.items() if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
     assert len(typical) >= 20
@@ -132,8 +134,9 @@ def test_image_info_on_s3_reads_at_most_64_kib_per_jpeg_or_png(shelf) -> None:
     assert sum(read.values()) == total_read
     assert set(read) == {f"{BUCKET}/{PREFIX}/images/{n}" for n in typical}, "only those files"
     for name, path in typical.items():
-        assert read[f"{BUCKET}/{PREFIX}/images/{name}"] == min(path.stat().st_size, PREFIX_BYTES)
-    assert total_read / len(typical) <= PREFIX_BYTES
+        wanted = min(path.stat().st_size, PREFIX_BYTES)
+        assert read[f"{BUCKET}/{PREFIX}/images/{name}"] in (wanted, wanted + 1)
+    assert total_read / len(typical) <= PREFIX_BYTES + 1
     total_size = sum(p.stat().st_size for p in typical.values())
     assert total_read * 4 < total_size, (total_read, total_size)  # far less than the files
 
@@ -147,9 +150,9 @@ def test_same_query_twice_reads_again_but_not_twice_within_a_query(shelf) -> Non
     query = f"SELECT image_info(uri), image_info(uri) FROM shots WHERE uri = '{uri}'"
     con.sql(query).fetchall()
     once = stats.bytes - before
-    assert once == PREFIX_BYTES  # the per-query cache serves the second call
+    assert once in (PREFIX_BYTES, PREFIX_BYTES + 1)  # the per-query cache serves the second call
     con.sql(query).fetchall()
-    assert stats.bytes - before == 2 * PREFIX_BYTES  # the next query reads the file again
+    assert stats.bytes - before - once in (PREFIX_BYTES, PREFIX_BYTES + 1)  # the next reads again
 
 
 def test_pointcloud_info_on_s3_equals_laspy_header(shelf) -> None:
@@ -246,4 +249,5 @@ def test_embed_image_on_s3_equals_local_and_reads_each_file_once(shelf) -> None:
         expected = embed_images_numpy([path.read_bytes()])[0]
         assert vector is not None and width == Image.open(path).width, uri
         assert vector == pytest.approx(expected.tolist(), rel=1e-6), uri
-    assert stats.bytes - before == sum(images[n].stat().st_size for n in names)
+    whole = sum(images[n].stat().st_size for n in names)
+    assert whole <= stats.bytes - before <= whole + len(names)  # a sentinel byte checked at most

@@ -172,3 +172,37 @@ def test_sample_is_a_count_or_a_fraction(crowd, sample, count: int) -> None:
 def test_bad_sample_is_a_plan_error(crowd, sample) -> None:
     with fedquery.connect(crowd) as con, pytest.raises(fedquery.PlanError, match="sample must be"):
         con.profile("shots", sample=sample)
+
+
+def test_save_html_refuses_what_is_not_a_path_and_says_why_it_cannot_write(shelf,
+                                                                           tmp_path: Path) -> None:
+    with fedquery.connect(shelf) as con:
+        profile = con.profile("shots")
+    for bad in (5, None, b"page.html"):
+        with pytest.raises(fedquery.PlanError, match="save_html: expected a file path"):
+            profile.save_html(bad)
+    with pytest.raises(fedquery.PlanError, match="save_html: not a usable file path"):
+        profile.save_html(str(tmp_path / "a\0b.html"))
+    missing = tmp_path / "no-such-folder" / "page.html"
+    with pytest.raises(FileNotFoundError) as info:
+        profile.save_html(missing)
+    assert str(missing) in str(info.value)
+    profile.save_html(tmp_path / "page.html")
+    assert (tmp_path / "page.html").read_bytes().decode("utf-8").startswith("<!doctype html>")
+
+
+def test_dotted_and_quoted_names(tmp_path: Path) -> None:
+    """A table named ``a.b`` and columns named ``u.v`` and ``c"d`` are one name each."""
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "lake").mkdir()
+    (tmp_path / "blobs" / "x.txt").write_text("hello")
+    here, gone = str(tmp_path / "blobs" / "x.txt"), str(tmp_path / "blobs" / "gone.txt")
+    pq.write_table(pa.table({"u.v": [here, here, gone], 'c"d': ["p", "q", "q"]}),
+                   tmp_path / "lake" / "s.parquet")
+    catalog = {"sources": {"lake": {"kind": "parquet", "root": str(tmp_path / "lake")},
+                           "pics": {"kind": "files", "root": str(tmp_path / "blobs")}},
+               "tables": {"a.b": {"source": "lake", "path": "s.parquet"}}}
+    with fedquery.connect(catalog) as con:
+        profile = con.profile("a.b", column="u.v", by='c"d')
+    assert profile.summary["total"] == 2 and profile.summary["missing"] == 1
+    assert {g['c"d']: g["files"] for g in profile.groups.to_pylist()} == {"p": 1, "q": 2}

@@ -91,6 +91,21 @@ def blocks(data: bytes, where: Layout) -> Iterator[Block]:
         raise Unreadable(f"corrupt: {type(exc).__name__}: {exc}"[:200]) from exc
 
 
+def decode_bytes(where: Layout, size: int) -> int:
+    """Memory decoding a ``size``-byte file takes beyond its bytes and the columns it fills,
+    for the decode budget: a block's float64 columns (LAS scales them, the others convert
+    them), plus for LAZ a copy of the file (``io.BytesIO`` of a ``bytearray``) and a chunk of
+    raw records, and for ascii PCD the body copied twice (sliced, stripped) and every value
+    parsed as a float64."""
+    block = min(where.count, BLOCK)
+    working = block * 4 * 8
+    if where.fmt == "LAZ":
+        return working + size + block * where.extra["record_length"]
+    if where.fmt == "PCD" and where.extra[1] != "binary":
+        return working + 2 * size + where.count * _pcd_width(where.extra[0]) * 8
+    return working
+
+
 def claims(fmt: str, count: int, most: int, state: str = "truncated") -> Unreadable:
     return Unreadable(f"{state}: the {fmt} header claims {count} points but the file holds at "
                       f"most {max(most, 0)}", count)

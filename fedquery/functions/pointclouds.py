@@ -31,6 +31,7 @@ from fedquery.functions.pointcloud_formats import (
     Layout,
     Unreadable,
     blocks,
+    decode_bytes,
     las_truncation,
     layout,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "PointColumns",
     "count_from",
     "count_prefix_bytes",
+    "decode_bytes",
     "pointcloud_error",
     "pointcloud_info_array",
     "pointcloud_info_from",

@@ -200,7 +200,7 @@ class BlobFunctions:
 
                 def fill(row: int) -> None:
                     blob, where, size = found[row]
-                    with blob.root.budget.reserve(size + pointclouds.decode_bytes(where)):
+                    with blob.root.budget.reserve(size + pointclouds.decode_bytes(where, size)):
                         data = self.blobs.read(blob, limit="read_pointcloud", run=run)[0]
                         columns.fill(row, data, where)
 
