@@ -3,6 +3,7 @@
 The data is generated once into ``bench/.data/blob_memory/`` (or ``--data DIR``):
 
 * ``big.bin``: a 3 GiB sparse file (no disk blocks, reads as zeros);
+* ``mid-N.bin``: eight 300 MiB sparse files;
 * ``huge-NN.png``: 16 copies of one 9400 x 9400 RGB PNG (a smooth gradient, small on disk);
 * ``clouds/*.las|laz``: 200 point clouds from laspy (100 LAS, 100 LAZ, 540,000 points each:
   108 million points in all).
@@ -11,12 +12,16 @@ Each case runs in its own subprocess and reports its peak resident memory (``ru_
 wall time and its answer:
 
 * ``read_blob_3gib``: ``SELECT octet_length(read_blob('big.bin'))``;
+* ``read_blob_8x300``: ``SELECT read_blob(uri)`` of the eight 300 MiB files, fetched (one
+  batch: ``limits.batch_memory`` must hold twice 2.3 GiB, or the query fails before reading);
 * ``thumbnail_16``: ``thumbnail(uri, 256)`` of the 16 PNGs in one query;
 * ``read_pointcloud_200``: ``sum(len(read_pointcloud(uri)))`` over the 200 clouds;
 * ``laspy_loop``: the same count with ``laspy.read`` one file after another (the floor).
 
     python bench/blob_memory.py [--data DIR] [--cases a,b] [--json FILE]
     python bench/blob_memory.py --limits '{"read_blob": "4GiB"}'   # the files source's limits
+    python bench/blob_memory.py --cases read_blob_8x300 \
+        --limits '{"read_blob": "512MiB", "batch_memory": "1GiB"}'
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 SIDE, PNG_COPIES = 9400, 16
 CLOUDS, POINTS = 200, 540_000
-CASES = ("read_blob_3gib", "thumbnail_16", "read_pointcloud_200", "laspy_loop")
+MIDS, MID_BYTES = 8, 300 << 20
+CASES = ("read_blob_3gib", "read_blob_8x300", "thumbnail_16", "read_pointcloud_200", "laspy_loop")
 
 
 # --------------------------------------------------------------------------- data
@@ -45,6 +51,11 @@ def make_data(folder: Path) -> None:
     if not big.exists():
         with open(big, "wb") as f:
             f.truncate(3 << 30)
+    for i in range(MIDS):
+        mid = folder / f"mid-{i}.bin"
+        if not mid.exists():
+            with open(mid, "wb") as f:
+                f.truncate(MID_BYTES)
     _pngs(folder)
     _clouds(folder / "clouds")
 
@@ -110,6 +121,8 @@ def run_case(case: str, folder: Path, limits: dict | None) -> dict:
         with fedquery.connect(catalog) as con:
             try:
                 answer = con.sql(_SQL[case]).fetchall()
+                if case == "read_blob_8x300":  # the values were fetched: report their sizes
+                    answer = [None if v is None else len(v) for (v,) in answer]
             except fedquery.FedQueryError as exc:  # the peak up to the failure counts too
                 answer = f"{type(exc).__name__}: {exc}"[:200]
     seconds = time.perf_counter() - started
@@ -120,6 +133,7 @@ def run_case(case: str, folder: Path, limits: dict | None) -> dict:
 
 _SQL = {
     "read_blob_3gib": "SELECT octet_length(read_blob('big.bin'))",
+    "read_blob_8x300": "SELECT read_blob(uri) FROM listing WHERE uri LIKE 'mid-%.bin'",
     "thumbnail_16": "SELECT count(*), sum(octet_length(thumbnail(uri, 256))) FROM listing "
                     "WHERE uri LIKE 'huge-%.png'",
     "read_pointcloud_200": "SELECT count(*), sum(len(read_pointcloud(uri))) FROM listing "
