@@ -50,3 +50,27 @@ def test_tables_linked_only_through_another_source_stay_apart() -> None:
                    " WHERE p.name = 'khaki'")
     assert not any(s.alias.startswith("__j") for s in tree.find_all(exp.Subquery))
     assert "CROSS JOIN" not in tree.sql("duckdb")
+
+
+def test_tables_linked_only_by_an_inequality_stay_apart() -> None:
+    """TPC-DS 64's shape: two demographics rows related by ``<>`` alone are nearly a cross
+    product (1.9M x 1.9M at scale 1); each is joined to the fact table first, in DuckDB."""
+    sales = scan("ss", "lake.main.store_sales", "cdemo", "customer")
+    tree = rewrite(f"SELECT count(*) AS n FROM {sales}"
+                   f" JOIN {scan('c', 'pg.public.customer', 'id', 'cdemo')} ON ss.customer = c.id"
+                   f" JOIN {scan('cd1', 'pg.public.demographics', 'id', 'marital')} ON ss.cdemo = cd1.id"
+                   f" JOIN {scan('cd2', 'pg.public.demographics', 'id', 'marital')} ON c.cdemo = cd2.id"
+                   " WHERE cd1.marital <> cd2.marital OR cd1.marital < cd2.marital")
+    merged = [s for s in tree.find_all(exp.Subquery) if s.alias.startswith("__j")]
+    assert len(merged) == 1, tree.sql("duckdb")
+    inner = merged[0].this.sql("duckdb")
+    assert "AS c" in inner and "AS cd2" in inner and "AS cd1" not in inner
+    assert "cd1.marital <> __j0.cd2__marital" in tree.sql("duckdb")
+
+
+def test_an_equality_with_both_tables_on_one_side_links_nothing() -> None:
+    """``a.x + b.y = 3`` is no equi-join: the source would build the cross product."""
+    tree = rewrite(f"SELECT a.x AS x FROM {scan('a', 'pg.public.t', 'x')}"
+                   f" JOIN {scan('b', 'pg.public.u', 'y')} ON TRUE"
+                   " WHERE a.x + b.y = 3")
+    assert not any(s.alias.startswith("__j") for s in tree.find_all(exp.Subquery))

@@ -8,6 +8,7 @@ correlates them: the shapes that planner scoping errors turn into wrong answers.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from tests.services import unavailable
 from tests.services.launch import ServiceError
 from tests.services.tpcds import FACTS, queries, tpcds
 
-SCALE = 0.1
+SCALE = float(os.environ.get("FEDQUERY_TPCDS_SCALE", "0.1"))  # 1 for the full-size check
 
 
 @pytest.fixture(scope="module")

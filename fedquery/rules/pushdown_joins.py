@@ -63,11 +63,16 @@ def _groups(select: exp.Select, catalog: RuleCatalog) -> list[list[exp.Subquery]
 
 
 def _links(select: exp.Select) -> list[set[str]]:
-    """Pairs of aliases a WHERE or ON conjunct relates."""
+    """Pairs of aliases an equality conjunct of the WHERE or an ON relates. Only an equi-join
+    links two tables: one related by ``<>``, ``<`` or an OR alone is nearly a cross product
+    (TPC-DS 64's ``cd1.cd_marital_status <> cd2.cd_marital_status``), which the source would
+    build in full where DuckDB first joins each side to the rest of the query."""
     conditions = conjuncts(_where(select))
     for join in select.args.get("joins") or []:
         conditions += conjuncts(join.args.get("on"))
-    return [tables for c in conditions if len(tables := referenced_tables(c) or set()) == 2]
+    return [tables for c in conditions if isinstance(c, exp.EQ)
+            and len(tables := referenced_tables(c) or set()) == 2
+            and all(referenced_tables(side) for side in (c.this, c.expression))]
 
 
 def _connected(members: list[exp.Subquery], links: list[set[str]]) -> list[list[exp.Subquery]]:
