@@ -157,11 +157,13 @@ class Session:
         calls_functions = RUN_VARIABLE in sql or any(RUN_VARIABLE in f.sql for f in plan.fragments)
         abandoned = threading.Event()
 
+        fetched: list[FragmentStats] = []  # filled as fragments open: give_up cancels them
+
         def start() -> Execution:
             with self.functions.run_on(cursor) if calls_functions else contextlib.nullcontext():
                 try:
                     stats = fetch_fragments(self, plan, params, cursor, inline=inline,
-                                            whole=analyze)
+                                            whole=analyze, opened=fetched)
                     relation = cursor.sql(sql, params=subset(params, names))
                 except duckdb.Error as exc:
                     cursor.close()
@@ -173,6 +175,10 @@ class Session:
 
         def give_up() -> None:
             abandoned.set()
+            for stat in list(fetched):  # a read still waiting for its source, while fetching
+                if stat.cancel is not None:
+                    with contextlib.suppress(Exception):
+                        stat.cancel()
             with contextlib.suppress(duckdb.Error):
                 cursor.interrupt()
 

@@ -10,6 +10,7 @@ rows and the time spent producing them; a fragment read whole also the bytes its
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from fedquery.errors import FedQueryError, SourceError
 from fedquery.parse import DIALECT
 
 VECTOR_KEYS_MAX = 10_000_000  # keys a top-k prefilter takes; more: every row instead
+PREFETCH_BYTES = 128 << 20  # a stream read ahead up to this many bytes, to know its size
+PREFETCH_TOTAL = 512 << 20  # what all the streams of one query may hold read ahead
 
 if TYPE_CHECKING:
     import duckdb
@@ -49,14 +52,18 @@ class FragmentStats:
 
 
 def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.DuckDBPyConnection,
-                    *, inline: set[str], whole: bool = False) -> list[FragmentStats]:
+                    *, inline: set[str], whole: bool = False,
+                    opened: list[FragmentStats] | None = None) -> list[FragmentStats]:
     """Register every fragment not in ``inline`` on ``cursor``; builds run first, whole.
 
     With ``whole`` every fragment is read to the end before the next one starts, so the bytes
-    each source read are each fragment's own (``explain(analyze=True)``).
+    each source read are each fragment's own (``explain(analyze=True)``). Each fragment's
+    stats go into ``opened`` as soon as it is open, for a caller that may cancel its read.
     """
     built: dict[str, pa.Table] = {}
     stats = []
+    ahead_of_join = len(plan.fragments) > 1  # DuckDB orders the join: tell it the sizes
+    ahead = PREFETCH_TOTAL if ahead_of_join else 0
     for fragment in _build_order(plan.fragments):
         if fragment.name in inline:
             continue
@@ -70,20 +77,57 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
             stat.key_filter = _describe_keys(fragment)
         connector = session.connectors[fragment.source]
         before, started = getattr(connector, "bytes_read", None), time.perf_counter()
-        opened = _open(session, fragment, params, predicate)  # where a SQL source runs it
+        from_source = _open(session, fragment, params, predicate)  # where a SQL source runs it
         if callable(getattr(connector, "cancel", None)):
-            stat.cancel = functools.partial(connector.cancel, opened)
+            stat.cancel = functools.partial(connector.cancel, from_source)
+        if opened is not None:
+            opened.append(stat)
         stat.seconds += time.perf_counter() - started
-        reader = _counted(opened, stat)
+        reader = _counted(from_source, stat)
         if fragment.materialize or whole:
             built[fragment.name] = reader.read_all()
             cursor.register(fragment.name, built[fragment.name])
             if before is not None:
                 stat.bytes_read = connector.bytes_read - before
         else:
-            cursor.register(fragment.name, reader)
+            stream, held = _read_ahead(reader, min(PREFETCH_BYTES, ahead))
+            ahead -= held
+            if isinstance(stream, pa.Table) or not ahead_of_join:
+                cursor.register(fragment.name, stream)
+            else:
+                _store(cursor, fragment.name, stream)
         stats.append(stat)
     return stats
+
+
+def _store(cursor: duckdb.DuckDBPyConnection, name: str, stream: pa.RecordBatchReader) -> None:
+    """The stream copied into a temporary table of the query's cursor (DuckDB's own storage,
+    which spills to disk past its memory limit), so that DuckDB knows its row count too."""
+    staged = f"{name}__stream"
+    cursor.register(staged, stream)
+    try:
+        cursor.execute(f'CREATE TEMP TABLE "{name}" AS SELECT * FROM "{staged}"').fetchall()
+    finally:
+        cursor.unregister(staged)
+
+
+def _read_ahead(reader: pa.RecordBatchReader, budget: int) -> tuple[Any, int]:
+    """The stream whole as a table when it ends within ``budget`` bytes, else the same stream
+    (the batches read so far first); and the bytes held. DuckDB knows a table's row count and
+    orders its joins by it; a stream it estimates at one row, and a join of several such
+    fragments could then build a near cross product first (TPC-DS 85 at scale 1: two
+    1.9M-row demographics fragments, joined to each other before the fact table, filled the
+    disk with spilled rows; read ahead, it answers in about 2 s)."""
+    if budget <= 0:
+        return reader, 0
+    batches, held = [], 0
+    for batch in reader:
+        batches.append(batch)
+        held += batch.nbytes
+        if held > budget:
+            rest = itertools.chain(batches, reader)
+            return pa.RecordBatchReader.from_batches(reader.schema, rest), held
+    return pa.Table.from_batches(batches, reader.schema), held
 
 
 def _build_order(fragments) -> list[Fragment]:
