@@ -8,7 +8,8 @@ The data is generated once into ``bench/.data/blob_memory/`` (or ``--data DIR``)
 * ``clouds/*.las|laz``: 200 point clouds from laspy (100 LAS, 100 LAZ, 540,000 points each:
   108 million points in all).
 
-Each case runs in its own subprocess and reports its peak resident memory (``ru_maxrss``), its
+Each case runs in its own subprocess and reports its peak resident memory (``VmHWM``; a child's
+``ru_maxrss`` carries its parent's), its
 wall time and its answer:
 
 * ``read_blob_3gib``: ``SELECT octet_length(read_blob('big.bin'))``;
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -106,6 +106,8 @@ def _clouds(folder: Path) -> None:
 def run_case(case: str, folder: Path, limits: dict | None) -> dict:
     """One case in this process: its answer, seconds and peak RSS in MiB."""
     sys.path.insert(0, str(BENCH_DIR.parent))
+    from tests.peak_memory import peak_rss_bytes
+
     started = time.perf_counter()
     if case == "laspy_loop":
         import laspy
@@ -126,7 +128,7 @@ def run_case(case: str, folder: Path, limits: dict | None) -> dict:
             except fedquery.FedQueryError as exc:  # the peak up to the failure counts too
                 answer = f"{type(exc).__name__}: {exc}"[:200]
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_bytes() / 2**20
     return {"case": case, "answer": repr(answer)[:200], "seconds": round(seconds, 2),
             "peak_rss_mib": round(peak)}
 

@@ -24,12 +24,13 @@ import io
 import json
 import random
 import re
-import resource
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tests.peak_memory import peak_rss_bytes
 
 IMAGES = {"png": "PNG", "jpg": "JPEG", "gif": "GIF", "webp": "WEBP", "tif": "TIFF", "bmp": "BMP"}
 CLOUDS = ("las", "laz", "bin", "npy", "ascii.pcd", "binary.pcd")
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.folder.mkdir(parents=True, exist_ok=True)
     report = check(args.folder, write_corpus(args.folder, args.count, args.seed))
-    report["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    report["peak_rss_bytes"] = peak_rss_bytes()
     json.dump(report, sys.stdout)
     return 0
 

@@ -178,12 +178,13 @@ def test_an_out_of_range_value_is_one_row_error() -> None:
 
 
 CHILD = """
-import json, resource, sys
+import json, sys
 import fedquery
+from tests.peak_memory import peak_rss_bytes
 con = fedquery.connect({"sources": {"cam": {"kind": "files", "root": sys.argv[1]}}})
 rows = con.sql("SELECT u, read_pointcloud(u) IS NULL FROM unnest($n) t(u) ORDER BY u",
                params={"n": sys.argv[2:]}).fetchall()
-print(json.dumps({"rows": rows, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+print(json.dumps({"rows": rows, "rss": peak_rss_bytes()}))
 """
 
 

@@ -160,7 +160,7 @@ def test_embed_image_cap(root: Path) -> None:
 def test_big_decodes_wait_for_the_decode_budget(tmp_path: Path) -> None:
     """Twelve 5000 x 5000 PNGs (100 MB each once decoded) thumbnailed in one query: with
     ``decode_memory: 120MiB`` they decode one at a time, and their memory is given back. The
-    peak is measured in a subprocess (``ru_maxrss``) over what one decode took before the query;
+    peak is measured in a subprocess (``VmHWM``) over what one decode took before the query;
     decoding them all at once, as before the budget, took 340 MB more."""
     ramp = np.linspace(0, 255, 5000, dtype=np.float32)
     pixels = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], np.float32(99)), axis=-1)
@@ -171,8 +171,8 @@ def test_big_decodes_wait_for_the_decode_budget(tmp_path: Path) -> None:
                                     "limits": {"decode_memory": "120MiB"}}},
                "tables": {"l": {"source": "pics"}}}
     script = textwrap.dedent(f"""
-        import json, resource, fedquery
-        peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        import json, fedquery
+        from tests.peak_memory import peak_rss_bytes as peak
         with fedquery.connect({catalog!r}) as con:
             con.sql("SELECT thumbnail('big-0.png', 4)").fetchall()  # warm: imports, first decode
             before = peak()
