@@ -53,7 +53,7 @@ HASH_SIDE, HASH_BITS_SIDE = 32, 8  # phash: grey resized to 32×32, DCT, top-lef
 # Flags (each documented at `_flags`):
 DARK_BRIGHTNESS = 0.2  # dark: mean luma below this ...
 DARK_P99 = 0.5  # ... and 99% of pixels below this luma (a dark scene with no bright part)
-OVEREXPOSED_BRIGHTNESS = 0.85  # overexposed: mean luma above this ...
+OVEREXPOSED_BRIGHTNESS = 0.8  # overexposed: mean luma above this ...
 OVEREXPOSED_P5 = 0.5  # ... and 95% of pixels above this luma (washed out, no dark part)
 BLURRY_SHARPNESS = 0.0015  # blurry: Laplacian variance of the analysis image below this
 TINY_SIDE = 32  # tiny: width or height below this many pixels
@@ -108,7 +108,7 @@ def image_stats_from(data: bytes, size: int | None = None,
         return row | _exif_of(data) | {"error": info["error"]} | _shape_flags(row)
     pixels = stats_pixels(row["width"], row["height"], row["format"])
     if pixels > max_pixels:  # before Pillow allocates anything
-        return row | _exif_of(data) | {"error": _too_large(pixels, max_pixels)} | _shape_flags(row)
+        return row | no_exif(None) | {"error": _too_large(pixels, max_pixels)} | _shape_flags(row)
     try:
         with open_image(data) as img:
             row |= exif_fields(img)
@@ -122,6 +122,13 @@ def image_stats_from(data: bytes, size: int | None = None,
     measures = measure(analysis)
     row |= {k: measures[k] for k in _MEASURES} | {"phash": perceptual_hash(hashed)}
     return row | _flags(row, measures) | {"error": None}
+
+
+def analysis_image(data: bytes, max_pixels: int = STATS_PIXELS) -> Image.Image:
+    """The image the measures are taken on (RGB or L, long side `ANALYSIS_SIDE` at most);
+    raises what Pillow raises on a bad file, `TooLarge` over `max_pixels`."""
+    with open_image(data) as img:
+        return _decode(img, max_pixels)[0]
 
 
 def image_stats_array(rows: list[dict[str, Any] | None]) -> pa.StructArray:
@@ -298,5 +305,5 @@ def _exif_of(data: bytes) -> dict[str, Any]:
 
 
 __all__ = ["ANALYSIS_SIDE", "EXIF_FIELDS", "FIELDS", "IMAGE_STATS_ARROW", "IMAGE_STATS_TYPE",
-           "content_hash", "image_stats_array", "image_stats_error", "image_stats_from",
-           "perceptual_hash", "stats_pixels"]
+           "analysis_image", "content_hash", "image_stats_array", "image_stats_error",
+           "image_stats_from", "perceptual_hash", "stats_pixels"]
