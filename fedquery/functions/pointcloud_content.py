@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from fedquery.functions import pointcloud_formats
 from fedquery.functions.images import NeedMoreBytes
-from fedquery.functions.pointcloud_formats import BLOCK, Layout, Unreadable, blocks
+from fedquery.functions.pointcloud_formats import Layout, Unreadable, blocks
 from fedquery.functions.pointclouds import count_from, format_of
 from fedquery.functions.rows import struct_array
 
@@ -153,9 +154,10 @@ def _las_blocks(data: bytes, where: Layout) -> Iterator[tuple]:
         if where.fmt == "LAZ":
             yield from _laz_blocks(data, where)
             return
-        returns = _las_returns(data, where)
-        for start, block in zip(range(0, where.count, BLOCK), blocks(data, where), strict=False):
+        returns, start = _las_returns(data, where), 0
+        for block in blocks(data, where):
             yield (*block, returns(start, start + len(block[0])))
+            start += len(block[0])
     except (Unreadable, KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - damaged files raise anything; lazrs panics
@@ -189,6 +191,6 @@ def _laz_blocks(data: bytes, where: Layout) -> Iterator[tuple]:
                     decompression_selection=only) as reader:
         if reader.header.point_count != where.count:
             raise Unreadable("corrupt: laspy reads another point count than the header's")
-        for chunk in reader.chunk_iterator(BLOCK):
+        for chunk in reader.chunk_iterator(pointcloud_formats.BLOCK):
             yield (np.asarray(chunk.x), np.asarray(chunk.y), np.asarray(chunk.z),
                    np.asarray(chunk.intensity), np.asarray(chunk.number_of_returns))
