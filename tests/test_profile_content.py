@@ -163,6 +163,34 @@ def test_reencoded_copies_are_near_duplicates(joined) -> None:
         assert near[f"re/{name}.jpg"] == near[f"orig/{name}.jpg"] == near[f"copy/{name}.jpg"]
 
 
+def test_near_duplicate_sets_equal_a_brute_force_reference(joined) -> None:
+    """Files share a set exactly when a chain of perceptual hashes, each within
+    NEAR_DUPLICATE_BITS of the next, joins them (every pair compared here)."""
+    from fedquery.profile import NEAR_DUPLICATE_BITS
+
+    rows = {r["uri"]: r for r in joined.to_arrow().to_pylist() if r["phash"] is not None}
+    uris = sorted(rows)
+    group = {u: {u} for u in uris}
+    apart = set()
+    for a in uris:
+        for b in uris:
+            bits = ((rows[a]["phash"] ^ rows[b]["phash"]) & (1 << 64) - 1).bit_count()
+            if a < b and bits <= NEAR_DUPLICATE_BITS:
+                apart.add(bits)
+            if a < b and bits <= NEAR_DUPLICATE_BITS and group[a] is not group[b]:
+                merged = group[a] | group[b]
+                for u in merged:
+                    group[u] = merged
+    truth = {frozenset(g) for g in group.values() if len(g) > 1}
+    found = defaultdict(set)
+    for u in uris:
+        if rows[u]["near_duplicate_set"] is not None:
+            found[rows[u]["near_duplicate_set"]].add(u)
+    assert {frozenset(g) for g in found.values()} == truth
+    assert any(len(g) > 3 for g in truth)  # copies, re-encodings and dark copies joined
+    assert max(apart) > 0  # and some joined hashes differ: near, not equal
+
+
 def _reference(path: Path) -> tuple[float, float]:
     """Mean luma of the full decode, and the Laplacian variance of the grey image shrunk to
     a long side of 512 (numpy, not fedquery)."""
@@ -213,8 +241,6 @@ def test_sample_is_n_distinct_files_the_same_every_run(studio, con) -> None:
     assert set(again.to_arrow().column("uri").to_pylist()) == set(uris)
     half = con.profile("shots", sample=0.5)
     assert half.summary["total"] == round(len(studio["status"]) * 0.5)
-    truth = _truth(studio, ["weather"])
-    rows = sum(1 for g in truth for _ in [g])  # noqa: F841 - groups exist
     pairs = duckdb.connect()
     pairs.execute(f"ATTACH '{studio['root'] / 'warehouse.duckdb'}' AS wh (READ_ONLY)")
     expected = pairs.execute("SELECT count(*) FROM wh.shots WHERE list_contains(?, uri)",
@@ -314,3 +340,14 @@ def test_cli_profile_prints_a_summary_and_groups(studio, tmp_path: Path, capsys)
     assert "weather | site  | files" in out and page.read_text().startswith("<!doctype html>")
     assert main(["profile", str(catalog), "shots", "--by", "weather"]) == 1
     assert "has no column 'weather'" in capsys.readouterr().err
+
+
+def test_progress_shows_on_a_terminal_only(con, monkeypatch, capsys) -> None:
+    from fedquery import profile_measure
+
+    con.profile("shots", sample=3)
+    assert capsys.readouterr().err == ""  # not a terminal, not Jupyter: quiet
+    monkeypatch.setattr(profile_measure, "interactive_stderr", lambda: True)
+    con.profile("shots", sample=3)
+    err = capsys.readouterr().err
+    assert "profile shots" in err and "0/3 [" in err and "file/s" in err
