@@ -235,13 +235,22 @@ class Blobs:
 
     def read_tail(self, blob: Blob, n: int, run: str | None = None) -> bytes:
         """The last ``n`` bytes of the file (fewer if it is shorter): from the run's cache when
-        it holds the whole file, else one positioned read (one ranged GET on S3)."""
+        it holds the whole file or this tail, else one positioned read (one ranged GET on S3),
+        kept in the run's cache."""
+        key = (run, blob.root.source, blob.path)
         if run is not None:
-            hit, cached = self.runs.bytes.get((run, blob.root.source, blob.path))
-            if hit and len(cached[0]) == cached[1]:
-                return bytes(cached[0][-n:]) if n else b""
-        if blob.root.scheme == "file":
-            return self._tail_local(blob, n)
+            hit, whole = self.runs.bytes.get(key)
+            hit_tail, tail = self.runs.bytes.get((*key, "tail"))
+            if hit and len(whole[0]) == whole[1]:
+                return bytes(whole[0][-n:]) if n else b""
+            if hit_tail and len(tail[0]) >= n:
+                return bytes(tail[0][-n:]) if n else b""
+        tail = self._tail_local(blob, n) if blob.root.scheme == "file" else self._tail_remote(blob, n)
+        if run is not None:
+            self.runs.bytes.put((*key, "tail"), (tail, -1), len(tail))
+        return tail
+
+    def _tail_remote(self, blob: Blob, n: int) -> bytes:
         handle = self._retried(blob, lambda: blob.root.filesystem.open_input_file(blob.path))
         with handle:
             size = handle.size()
