@@ -24,6 +24,7 @@ import os
 import posixpath
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -57,17 +58,23 @@ DEFAULT_MIN_READ_SPEED = 100_000  # bytes per second: slower than this, a read i
 
 
 class ReadStats:
-    """Bytes served by one filesystem, in total and per file; only ever grows."""
+    """Bytes served by one filesystem, in total and per file. The per-file counts keep the
+    ``FILES_KEPT`` files read last (a profile of a million files must not keep a million
+    entries); the total only ever grows."""
+
+    FILES_KEPT = 4096
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.bytes = 0
-        self.files: dict[str, int] = {}
+        self.files: OrderedDict[str, int] = OrderedDict()
 
     def add(self, path: str, nbytes: int) -> None:
         with self._lock:
             self.bytes += nbytes
-            self.files[path] = self.files.get(path, 0) + nbytes
+            self.files[path] = self.files.pop(path, 0) + nbytes
+            if len(self.files) > self.FILES_KEPT:
+                self.files.popitem(last=False)
 
     def snapshot(self) -> dict[str, int]:
         """Bytes read so far per file (a copy: diff two snapshots to see what a query read)."""

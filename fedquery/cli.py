@@ -60,11 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     tables = commands.add_parser("tables", help="list the tables SQL sees")
     tables.add_argument("catalog")
     tables.set_defaults(run=_tables)
-    profile = commands.add_parser("profile", help="measure the files of a files source or blob column")
+    profile = commands.add_parser("profile", help="measure the files a source or query points at")
     profile.add_argument("catalog")
-    profile.add_argument("source", help="a files source, or a table with a blob column")
-    profile.add_argument("--column", help="the table's column of URIs (default: its blob column)")
-    profile.add_argument("--by", help="group the files by this column of the table")
+    profile.add_argument("source", help="a files source, a table with a blob column, or a SELECT")
+    profile.add_argument("--column", help="the column of URIs (default: the one blob column)")
+    profile.add_argument("--by", action="append", default=[], metavar="COLUMN",
+                         help="group by this output column (repeat, or a comma list, for several)")
     profile.add_argument("--sample", type=_sample_size, help="measure N files, or a fraction in (0, 1]")
     profile.add_argument("--html", help="also write the profile as an HTML page")
     profile.set_defaults(run=_profile)
@@ -129,12 +130,12 @@ def _sample_size(text: str) -> int | float:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    import json
+    from fedquery.profile_text import summary_text
 
+    by = [name.strip() for names in args.by for name in names.split(",") if name.strip()]
     with _connect(args.catalog) as con:
-        profile = con.profile(args.source, column=args.column, by=args.by, sample=args.sample)
-    print(profile)
-    print(json.dumps(profile.summary, indent=2, default=str))
+        profile = con.profile(args.source, column=args.column, by=by or None, sample=args.sample)
+    print(summary_text(profile))
     if profile.groups is not None:
         print(format_table(profile.groups))
     if args.html:
@@ -143,6 +144,7 @@ def _profile(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"error: cannot write {args.html}: {exc.strerror or exc}", file=sys.stderr)
             return 1
+        print(f"wrote {args.html}")
     return 0
 
 

@@ -157,13 +157,14 @@ class Connection:
         with boundary(self.catalog.secrets, sources=[bound.source]):
             return self._session.schema(bound.source, bound.ref)
 
-    def profile(self, source: str, column: str | None = None, by: str | None = None,
-                sample: int | float | None = None):
-        """Measure a set of files: a ``files`` source's, or those a table's blob ``column``
-        points at, grouped by the table's column ``by``; ``sample``: a count or a fraction.
+    def profile(self, source: str, column: str | None = None,
+                by: str | list[str] | None = None, sample: int | float | None = None):
+        """Measure a set of files: a ``files`` source's, or those the URI ``column`` of a table
+        or a SELECT points at, grouped by ``by`` (an output column, or a list of them);
+        ``sample``: a count or a fraction, a seeded subset chosen in SQL.
 
-        >>> con.profile("frames", by="camera").summary["corrupt"]        # doctest: +SKIP
-        0
+        >>> con.profile("SELECT f.image_uri, d.weather FROM frames f JOIN drives d "
+        ...             "USING (drive_id)", by="weather").groups        # doctest: +SKIP
         """
         from fedquery.profile import build_profile
 

@@ -23,7 +23,8 @@ from fedquery.errors import ForbiddenError
 ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest", "vector_search",
                                      "timeline"})
 FEDQUERY_FUNCTIONS = frozenset({"image_info", "thumbnail", "read_blob", "pointcloud_info",
-                                "read_pointcloud", "embed_image", "embed_text"})
+                                "read_pointcloud", "embed_image", "embed_text", "image_stats",
+                                "pointcloud_stats"})
 # Reviewed: what each of these reaches besides its arguments.
 DENIED_FUNCTIONS = frozenset({
     # settings, environment, variables, secrets

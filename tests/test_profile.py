@@ -123,8 +123,8 @@ def test_cli_profile_writes_html(shelf, tmp_path: Path, capsys) -> None:
     page = tmp_path / "profile.html"
     assert main(["profile", str(catalog), "shots", "--by", "label", "--html", str(page)]) == 0
     out = capsys.readouterr().out
-    assert "6 files, 2 ok, 2 missing, 2 corrupt" in out and '"PNG": 1' in out
-    assert page.read_text().startswith("<!doctype html>") and "by label" in page.read_text()
+    assert "6 files, 2 ok, 2 missing, 2 corrupt" in out and "formats        PNG 1" in out
+    assert page.read_text().startswith("<!doctype html>")
 
 
 @pytest.fixture()

@@ -230,6 +230,48 @@ class Blobs:
                 self.runs.bytes.put(key, (done.data, done.size, done.pin), len(done.data))
         return done.data, done.size
 
+    def read_tail(self, blob: Blob, n: int, run: str | None = None) -> bytes:
+        """The last ``n`` bytes of the file (fewer if it is shorter): from the run's cache when
+        it holds the whole file or this tail, else one positioned read (one ranged GET on S3),
+        kept in the run's cache."""
+        key = (run, blob.root.source, blob.path)
+        if run is not None:
+            hit, whole = self.runs.bytes.get(key)
+            hit_tail, tail = self.runs.bytes.get((*key, "tail"))
+            if hit and len(whole[0]) == whole[1]:
+                return bytes(whole[0][-n:]) if n else b""
+            if hit_tail and len(tail[0]) >= n:
+                return bytes(tail[0][-n:]) if n else b""
+        tail = self._tail_local(blob, n) if blob.root.scheme == "file" else self._tail_remote(blob, n)
+        if run is not None:
+            self.runs.bytes.put((*key, "tail"), (tail, -1), len(tail))
+        return tail
+
+    def _tail_remote(self, blob: Blob, n: int) -> bytes:
+        handle = self._retried(blob, lambda: blob.root.filesystem.open_input_file(blob.path))
+        with handle:
+            size = handle.size()
+            start = max(0, size - n)
+            return self._retried(blob, lambda: _read_at(handle, start, size - start)) if n else b""
+
+    def _tail_local(self, blob: Blob, n: int) -> bytes:
+        root = blob.root
+        try:
+            fd = open_beneath(root.path, root.relative(blob.path), real_root=root.real_path,
+                              allow_hard_links=root.settings.allow_hard_links)
+        except Escape as exc:
+            raise ForbiddenError(f"URI {blob.uri!r} leads out of the root of files source "
+                                 f"{root.source!r}: {exc}") from None
+        try:
+            size = os.fstat(fd).st_size
+            start = max(0, size - n)
+            data = os.pread(fd, size - start, start) if n else b""
+        finally:
+            os.close(fd)
+        if data:
+            root.stats.add(blob.path, len(data))
+        return data
+
     def size(self, blob: Blob, run: str | None = None) -> int:
         """The file's size, from the run's cache or by opening it (nothing read)."""
         return self.read(blob, 0, run=run)[1]

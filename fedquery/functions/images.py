@@ -4,12 +4,19 @@ Nothing here does I/O. `image_info_from` reads headers only (Pillow's lazy `Imag
 `load()`), so the caller passes just a prefix of the file and the file's size:
 
     head = read_prefix(uri, IMAGE_PREFIX_BYTES)          # 64 KiB: enough for typical JPEG/PNG
+    tail = read_range(uri, max(size - IMAGE_TAIL_BYTES, 0), size) if size > len(head) else None
     while True:
         try:
-            info = image_info_from(head, size)
+            info = image_info_from(head, size, tail)
             break
         except NeedMoreBytes as more:                     # header goes on past the prefix
             head = read_prefix(uri, more.n)               # more.n <= size, and grows each time
+
+A file longer than the prefix may have lost its end (a copy cut short): its headers still read
+fine, so the caller also passes the file's last `IMAGE_TAIL_BYTES` (`tail=`), read with one
+ranged read, and a PNG or GIF whose tail lacks its end marker (the IEND chunk, the trailer
+';') is reported "truncated". Without `tail` such a file is reported fine. (Not JPEG: phones
+append videos after the image, so a JPEG's last bytes say nothing.)
 
 `NeedMoreBytes` is raised only while `len(head) < size` and the bytes start like a known image
 format, so the loop ends: once the whole file is passed the answer is final. Every other
@@ -30,6 +37,7 @@ from PIL import Image, ImageOps
 from fedquery.functions.rows import struct_array
 
 IMAGE_PREFIX_BYTES = 64 * 1024  # the prefix a caller should read first
+IMAGE_TAIL_BYTES = 64  # the end of a file a caller passes as `tail` (end markers, a little padding)
 # The formats the image functions read, by Pillow's names (JPEG includes its multi-picture MPO
 # variant): decoders in C libraries that run no other program. Others Pillow knows (EPS and PS
 # call Ghostscript; PSD, FITS, ICNS, ... are rarely seen and little fuzzed) are "not supported".
@@ -62,8 +70,9 @@ class NeedMoreBytes(Exception):  # noqa: N818 - a request, not an error
         self.n = n
 
 
-def image_info_from(head: bytes, size: int | None = None) -> dict[str, Any]:
-    """Format, size and mode of an image from its first bytes (`size`: the file's byte count).
+def image_info_from(head: bytes, size: int | None = None, tail: bytes | None = None) -> dict[str, Any]:
+    """Format, size and mode of an image from its first bytes (`size`: the file's byte count;
+    `tail`: its last `IMAGE_TAIL_BYTES`, to find a lost end when `head` is only a prefix).
 
     `size=None` means `head` is the whole file. Raises only `NeedMoreBytes` (see module doc).
     """
@@ -74,7 +83,10 @@ def image_info_from(head: bytes, size: int | None = None) -> dict[str, Any]:
         raise NeedMoreBytes(min(size, IMAGE_PREFIX_BYTES))
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return _webp_info(head, size)
-    return _pillow_info(head, size)
+    info = _pillow_info(head, size)
+    if info["error"] is None and tail is not None and len(head) < size:
+        info["error"] = _tail_end(info["format"], tail[-IMAGE_TAIL_BYTES:])
+    return info
 
 
 def image_error(reason: str, size: int | None = None) -> dict[str, Any]:
@@ -248,6 +260,19 @@ def _raw_extent(img: Image.Image, size: int) -> str | None:
             if end > size:
                 return f"truncated: pixel data needs {end} bytes, file has {size}"
     return None
+
+
+# What a whole file's last bytes hold (a little padding after it is allowed). Not JPEG: phones
+# append whole videos after the image (motion photos), so its end says nothing.
+_END_MARKERS = {"PNG": (b"IEND\xaeB`\x82", "IEND chunk"), "GIF": (b";", "trailer")}
+
+
+def _tail_end(fmt: str | None, tail: bytes) -> str | None:
+    """A "truncated: ..." reason if a file's last bytes lack its format's end marker."""
+    marker, name = _END_MARKERS.get(fmt or "", (None, ""))
+    if marker is None or marker in (tail if fmt != "GIF" else tail.rstrip(b"\0")[-1:]):
+        return None
+    return f"truncated: {fmt} has no {name} at its end"
 
 
 _FORMAT_CHECKS = {"JPEG": _jpeg_end, "MPO": _jpeg_end, "PNG": _png_end, "GIF": _gif_end, "TIFF": _tiff_strips}

@@ -33,6 +33,8 @@ SIZE_LIMITS = {
     "pointcloud_info": 512 * MIB,  # bytes of a KITTI/NPY/PCD file read whole for its bounds
     "read_pointcloud": 512 * MIB,  # bytes of a point-cloud file read whole for its points
     "embed_image": 32 * MIB,       # bytes of an image read whole to embed it
+    "image_stats": 64 * MIB,       # bytes of an image read whole for image_stats (and profile)
+    "pointcloud_stats": 512 * MIB,  # bytes of a point cloud read whole for pointcloud_stats
     "decode_memory": 1 * GIB,      # memory the source's decodes running at once may take
     "batch_memory": 2 * GIB,       # memory the results of its calls running at once may hold
 }

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from fedquery.errors import FedQueryError, PlanError, SourceError
-from fedquery.functions import embed_udfs, images, pointclouds, results
+from fedquery.functions import (
+    embed_udfs,
+    image_content,
+    images,
+    pointcloud_content,
+    pointclouds,
+    results,
+)
 from fedquery.functions.blobs import TooLarge
 from fedquery.functions.limits import size_text
 from fedquery.functions.pointcloud_formats import Unreadable
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
     from fedquery.functions.embedding import Embedder
 
 POINTCLOUD_DECODE_BYTES = 64 << 20  # what decoding one cloud holds beyond its file (a block)
+_ENDED_FORMATS = (b"\x89PNG", b"GIF8")  # formats whose end marker image_info checks (a tail)
 
 
 class RowError(ValueError):
@@ -82,6 +90,9 @@ class BlobFunctions:
             ("read_blob", self.read_blob, [text], "BLOB"),
             ("pointcloud_info", self.pointcloud_info, [text], pointclouds.POINTCLOUD_INFO_TYPE),
             ("read_pointcloud", self.read_pointcloud, [text], pointclouds.POINTS_TYPE),
+            ("image_stats", self.image_stats, [text], image_content.IMAGE_STATS_TYPE),
+            ("pointcloud_stats", self.pointcloud_stats, [text],
+             pointcloud_content.POINTCLOUD_STATS_TYPE),
         ):
             tagged = self._tagging(function, len(parameters) + 2)
             con.create_function(f"__fq_{name}", tagged, [*parameters, text, text], result,
@@ -139,6 +150,20 @@ class BlobFunctions:
         with self.run_of(runs) as run:
             rows = self._each(uris, sources, run, self._image_info_one)
         return images.image_info_array(rows)
+
+    def image_stats(self, uris: pa.Array, sources: pa.Array, runs: pa.Array | None = None) -> pa.Array:
+        """``image_content.IMAGE_STATS_TYPE`` of each image: pixel measures, EXIF, hashes, flags."""
+        with self.run_of(runs) as run:
+            rows = self._each(uris, sources, run, self.image_stats_one)
+        return image_content.image_stats_array(rows)
+
+    def pointcloud_stats(self, uris: pa.Array, sources: pa.Array,
+                         runs: pa.Array | None = None) -> pa.Array:
+        """``pointcloud_content.POINTCLOUD_STATS_TYPE`` of each point cloud: extent, density,
+        intensity and returns."""
+        with self.run_of(runs) as run:
+            rows = self._each(uris, sources, run, self.pointcloud_stats_one)
+        return pointcloud_content.pointcloud_stats_array(rows)
 
     def thumbnail(self, uris: pa.Array, sizes: pa.Array, sources: pa.Array,
                   runs: pa.Array | None = None) -> pa.Array:
@@ -219,13 +244,46 @@ class BlobFunctions:
 
     # ---------------------------------------------------------------- one file
 
-    def _image_info_one(self, blob: Blob, run: str) -> dict[str, Any]:
+    def image_stats_one(self, blob: Blob, run: str) -> dict[str, Any]:
+        """The header first (its pixels size the decode budget's reservation), then the whole
+        file within ``limits.image_stats``, decoded at reduced size within
+        ``limits.thumbnail_pixels``. A file over the cap keeps its header fields."""
+        info = self._image_info_one(blob, run, tail=False)
+        size = info["bytes"]
+        try:
+            self.blobs.check(blob, size, "image_stats")
+        except TooLarge as exc:
+            header = {k: info[k] for k in ("format", "width", "height", "mode")}
+            return image_content.image_stats_error(str(exc), size) | header
+        pixels = (image_content.stats_pixels(info["width"], info["height"], info["format"])
+                  if info["width"] and info["error"] is None else 0)
+        with blob.root.budget.reserve(size + images.decode_bytes(pixels, info["mode"])):
+            data = self.blobs.read(blob, limit="image_stats", run=run)[0]
+            return image_content.image_stats_from(data, size, blob.root.limit("thumbnail_pixels"))
+
+    def pointcloud_stats_one(self, blob: Blob, run: str) -> dict[str, Any]:
+        """The whole file within ``limits.pointcloud_stats`` and the decode budget (the points
+        are folded a block at a time)."""
+        size = self.blobs.size(blob, run)
+        self.blobs.check(blob, size, "pointcloud_stats")
+        with blob.root.budget.reserve(size + POINTCLOUD_DECODE_BYTES):
+            data = self.blobs.read(blob, limit="pointcloud_stats", run=run)[0]
+            return pointcloud_content.pointcloud_stats_from(data, blob.path, size)
+
+    def guarded(self, read: Callable[[], Any], blob: Blob, uri: str) -> Any:
+        """``read()``, or for a file that cannot be read ``{"error": why}`` (see ``_guarded``)."""
+        return self._guarded(read, blob, uri)
+
+    def _image_info_one(self, blob: Blob, run: str, *, tail: bool = True) -> dict[str, Any]:
         """From the first 64 KiB; more only when the header goes on (large EXIF, say), up to
-        ``limits.image_info``."""
+        ``limits.image_info``. A PNG or GIF longer than what was read also gives its last bytes
+        (``tail``), so a file cut short is found (``images.image_info_from``)."""
         head, size = self.blobs.read(blob, images.IMAGE_PREFIX_BYTES, run=run)
+        end = (self.blobs.read_tail(blob, images.IMAGE_TAIL_BYTES, run)
+               if tail and len(head) < size and head.startswith(_ENDED_FORMATS) else None)
         while True:  # the prefix grows until the header fits; it never passes the file's size
             try:
-                return images.image_info_from(head, size)
+                return images.image_info_from(head, size, end)
             except images.NeedMoreBytes as more:
                 if more.n > blob.root.limit("image_info"):
                     cap = size_text(blob.root.limit("image_info"))

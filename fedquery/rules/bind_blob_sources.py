@@ -16,7 +16,7 @@ from sqlglot import exp
 from fedquery.rules._shape import RuleCatalog, source_of
 
 BLOB_FUNCTIONS = {"image_info": 1, "thumbnail": 2, "read_blob": 1, "pointcloud_info": 1,
-                  "read_pointcloud": 1}
+                  "read_pointcloud": 1, "image_stats": 1, "pointcloud_stats": 1}
 PREFIX = "__fq_"
 
 
