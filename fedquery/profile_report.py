@@ -62,8 +62,20 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
 def _title(profile: Any) -> str:
-    what = f"{profile.source}.{profile.column}" if profile.column else str(profile.source)
-    return f"Profile of {what}"
+    source = str(profile.source)
+    if _is_query(source):
+        return f"Profile of {profile.column or 'the files'} from a query"
+    return f"Profile of {source}.{profile.column}" if profile.column else f"Profile of {source}"
+
+
+def _is_query(source: str) -> bool:
+    """A SELECT source (its text has spaces) rather than a table or files source's name."""
+    return any(c.isspace() for c in source.strip())
+
+
+def _source_text(profile: Any) -> str:
+    source = str(profile.source).strip()
+    return f'<pre class="fq-sql">{escape(source)}</pre>' if _is_query(source) else ""
 
 
 def _body(profile: Any) -> str:
@@ -86,7 +98,7 @@ def _body(profile: Any) -> str:
     ]
     note = (f'<p class="fq-note">{pictures.left_out} thumbnails left out to keep the page under '
             f"{rf.IMAGE_BUDGET >> 20} MB</p>" if pictures.left_out else "")
-    return (f"<h2>{escape(_title(profile))}</h2>{_header(profile, files, shown)}"
+    return (f"<h2>{escape(_title(profile))}</h2>{_source_text(profile)}{_header(profile, files, shown)}"
             f"{_legend(shown, colours, by)}{''.join(sections)}{note}")
 
 
@@ -293,6 +305,7 @@ svg.fq-map{width:420px;height:420px;display:block}
 justify-content:center;text-align:center;overflow:hidden;font-size:10px;padding:2px;box-sizing:border-box}
 .fq-card figcaption{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .fq-note{color:#777;display:block}.fq-count{color:#777;font-weight:normal;margin-right:6px}
+.fq-sql{background:#f6f6f6;padding:6px;white-space:pre-wrap;font-size:12px;margin:4px 0 8px}
 .fq-set{display:flex;align-items:center;gap:6px;margin:4px 0}.fq-flag summary{cursor:pointer;
 font-weight:bold;margin:6px 0}
 .fq-tables{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}

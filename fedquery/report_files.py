@@ -131,7 +131,8 @@ def _errors(table: pa.Table) -> list[str]:
 def _flag_section(pictures: Pictures, name: str, uris: list, notes: dict) -> str:
     if not uris:
         return ""
-    more = f" (first {FLAGGED_SHOWN})" if len(uris) > FLAGGED_SHOWN else ""
+    more = f" ({FLAGGED_SHOWN} shown)" if len(uris) > FLAGGED_SHOWN else ""
+    uris = sorted(uris, key=lambda u: u not in pictures.thumbnails)  # pictured ones first
     label = name.replace("_", " ")
     return (f'<details open class="fq-flag" data-flag="{escape(name)}"><summary>{escape(label)}: '
             f"{len(uris):,} files{more}</summary>{grid(pictures, uris[:FLAGGED_SHOWN], notes)}</details>")

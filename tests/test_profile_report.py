@@ -107,7 +107,8 @@ def test_flagged_files_each_with_its_thumbnail_and_uri(weather: rp.ModelProfile,
             assert not found, flag
             continue
         figures = found[0].all("figure")
-        assert [f.attrs["title"] for f in figures] == expected, flag
+        pictured_first = sorted(expected, key=lambda u: u not in weather.thumbnails)
+        assert [f.attrs["title"] for f in figures] == pictured_first[:report_files.FLAGGED_SHOWN], flag
         for figure in figures:
             images = figure.all("img")
             assert len(images) == (figure.attrs["title"] in weather.thumbnails), figure.attrs
@@ -157,6 +158,15 @@ def test_uris_and_group_values_are_escaped(weather: rp.ModelProfile) -> None:
         titles = {f.attrs["title"] for f in tree.iter("figure")}
         assert "rain/<script>alert(1)</script>.jpg" in titles  # attribute values round-trip
         assert any(HOSTILE in t.text for t in tree.iter("title"))  # SVG tooltips
+
+
+def test_a_select_source_is_shown_as_its_sql(weather: rp.ModelProfile) -> None:
+    sql = "SELECT f.image_uri, '<script>x</script>' AS weather\nFROM frames f"
+    tree = parse(render_page(rp.ModelProfile(**{**weather.__dict__, "source": sql})))
+    assert tree.one("h2").text == "Profile of image_uri from a query"
+    assert tree.one("pre", class_="fq-sql").text == sql and not tree.all("script")
+    assert parse(render_page(weather)).one("h2").text == "Profile of frames.image_uri"
+    assert not parse(render_page(weather)).all("pre")
 
 
 # ---------------------------------------------------------------- groups
@@ -259,6 +269,9 @@ def test_page_of_many_files_stays_small(tmp_path: Path) -> None:
         + len(report_files.FLAGS) * report_files.FLAGGED_SHOWN \
         + 2 * report_files.SETS_SHOWN * report_files.SET_MEMBERS_SHOWN
     assert len(tree.one("svg", class_="fq-map").all("circle")) == profile.embeddings.num_rows
+    dark = tree.one("details", data_flag="dark")
+    assert "150 files (24 shown)" in dark.one("summary").text
+    assert all(f.all("img") for f in dark.all("figure"))  # the pictured ones come first
 
 
 def test_thumbnails_beyond_the_byte_budget_are_left_out(weather: rp.ModelProfile) -> None:
