@@ -121,6 +121,11 @@ def _names_root(uri: str, root: Root) -> ForbiddenError:
                           "not a file inside it")
 
 
+def _read_at(handle: Any, offset: int, nbytes: int) -> bytes:
+    handle.seek(offset)
+    return handle.read(nbytes)
+
+
 def _under(path: str, base: str) -> bool:
     return path == base or _strictly_under(path, base)
 
@@ -248,11 +253,19 @@ class Blobs:
         return tail
 
     def _tail_remote(self, blob: Blob, n: int) -> bytes:
-        handle = self._retried(blob, lambda: blob.root.filesystem.open_input_file(blob.path))
-        with handle:
-            size = handle.size()
-            start = max(0, size - n)
-            return self._retried(blob, lambda: _read_at(handle, start, size - start)) if n else b""
+        """The last ``n`` bytes by one ranged GET (after the open's HEAD), each request retried
+        on transient errors, the whole under the source's ``read_timeout``."""
+        def read(cancel: threading.Event) -> bytes:
+            handle = self._retried(blob, lambda: blob.root.filesystem.open_input_file(blob.path),
+                                   cancel)
+            with handle:
+                size = handle.size()
+                start = max(0, size - n)
+                if start == size:
+                    return b""
+                return self._retried(blob, lambda: _read_at(handle, start, size - start), cancel)
+
+        return self._timed(blob, read)
 
     def _tail_local(self, blob: Blob, n: int) -> bytes:
         root = blob.root
@@ -282,7 +295,7 @@ class Blobs:
             raise TooLarge(f"too large: {size_text(size)} is over limits.{limit} "
                            f"({size_text(blob.root.limit(limit))})")
 
-    def _timed(self, blob: Blob, read: Callable[[threading.Event], Read]) -> Read:
+    def _timed(self, blob: Blob, read: Callable[[threading.Event], Any]) -> Any:
         """``read`` within the source's ``read_timeout`` (``deadline``); past it, or while too
         many earlier reads are stuck, a ``SourceError``: the source, not the file, is at fault."""
         timeout = blob.root.settings.read_timeout
