@@ -68,7 +68,9 @@ def resolve(con: Connection, source: str, column: str | None,
     tree = _query(source)
     if tree is None:
         con.schema(source)  # an unknown table: PlanError with a suggestion
-        tree = exp.select("*").from_(exp.to_table(source, dialect=DIALECT))
+        table = (exp.table_(exp.to_identifier(source, quoted=True)) if source in con.catalog.tables
+                 else exp.to_table(source, dialect=DIALECT))  # a declared "a.b" is one name
+        tree = exp.select("*").from_(table)
         what = f"table {source!r}"
     else:
         what = "the query's output"
