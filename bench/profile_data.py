@@ -34,6 +34,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 SOURCES = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png",
@@ -259,9 +260,12 @@ def _warehouse(folder: Path, rows: list[dict], seed: int) -> dict[str, int]:
     con = duckdb.connect(str(folder / "warehouse.duckdb"))
     con.execute("CREATE TABLE shoots (shoot_id INTEGER PRIMARY KEY, site VARCHAR, weather VARCHAR)")
     con.executemany("INSERT INTO shoots VALUES (?, ?, ?)", shoots)
+    photos = pa.table({"file_id": pa.array([r["file_id"] for r in rows], pa.int32()),
+                       "uri": [r["uri"] for r in rows],
+                       "shoot_id": pa.array([r["shoot_id"] for r in rows], pa.int32())})
+    con.register("new_photos", photos)  # one bulk insert: executemany goes row by row
     con.execute("CREATE TABLE photos (file_id INTEGER PRIMARY KEY, uri VARCHAR, shoot_id INTEGER)")
-    con.executemany("INSERT INTO photos VALUES (?, ?, ?)",
-                    [(r["file_id"], r["uri"], r["shoot_id"]) for r in rows])
+    con.execute("INSERT INTO photos SELECT * FROM new_photos")
     con.close()
     weather = {shoot_id: w for shoot_id, _, w in shoots}
     counts: dict[str, int] = {}
