@@ -1,7 +1,7 @@
 """Profiling photos joined to a warehouse: fedquery against Pillow loops and cleanvision.
 
     PYTHONPATH=. python bench/profile.py [--files 3000] [--data DIR] [--repeat 3]
-        [--memory-scale 10] [--mode auto|profile|layer] [--no-cleanvision]
+        [--memory-scale 10] [--no-cleanvision] [--memory-only]
 
 Data (`bench/profile_data.py`, made once under DIR, default ~/.cache/fedquery/profile-bench):
 N distinct photos of 1280x720..1920x1080 (JPEG and PNG) with planted exact and near
@@ -9,9 +9,10 @@ duplicates, dark and blurred copies and corrupt files, a warehouse linking each 
 and its weather, and a catalog. The systems, each run in a fresh process (`profile_cases.py`):
 
 - fedquery content: `con.profile(SELECT p.uri, s.weather FROM photos p JOIN shoots s ...,
-  by='weather')`; until the content profile is in (`--mode auto` falls back and says so), the
-  same SELECT run by fedquery and the content layer (`image_stats_from` over confined blob
-  reads in a pool of one thread per core, then exact and near-duplicate sets);
+  by='weather')` (said and skipped when this fedquery's profile cannot take a SELECT);
+- fedquery layer: the content layer the profile is built on, driven directly: the same SELECT
+  run by fedquery, `image_stats_from` over confined blob reads in a pool of one thread per
+  core, then exact and near-duplicate sets;
 - fedquery header: `image_info(p.uri)` in the same SELECT;
 - Pillow full decode (one thread): the statistics at full resolution with numpy, md5, phash;
 - Pillow header (one thread): `Image.open` and `size`;
@@ -44,11 +45,13 @@ import profile_cleanvision  # noqa: E402
 import profile_data  # noqa: E402
 
 HERE = Path(__file__).parent
-CASES = ("fedquery_content", "pillow_full", "cleanvision", "fedquery_header", "pillow_header")
-MEMORY_CASES = ("fedquery_content", "fedquery_header")
+CASES = ("fedquery_content", "pillow_full", "fedquery_layer", "cleanvision", "fedquery_header",
+         "pillow_header")
+MEMORY_CASES = ("fedquery_content", "fedquery_layer", "fedquery_header")
+CONTENT = ("fedquery_content", "fedquery_layer")
 
 
-def run_case(case: str, data: Path, limit: int | None, mode: str, work: Path) -> dict:
+def run_case(case: str, data: Path, limit: int | None, work: Path) -> dict:
     """One run of `case` in a fresh process; its JSON result."""
     out = work / f"{case}-{data.name}-{limit}.json"
     if case == "cleanvision":
@@ -57,20 +60,27 @@ def run_case(case: str, data: Path, limit: int | None, mode: str, work: Path) ->
                 and (limit is None or r["file_id"] < limit)]
         return profile_cleanvision.run(data / "files", uris, out, os.cpu_count() or 1)
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
-    command = [sys.executable, str(HERE / "profile_cases.py"), case, str(data), str(out),
-               "--mode", mode] + (["--limit", str(limit)] if limit is not None else [])
+    command = [sys.executable, str(HERE / "profile_cases.py"), case, str(data), str(out)]
+    command += ["--limit", str(limit)] if limit is not None else []
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{case} failed: {done.stderr[-2000:]}")
     return json.loads(out.read_text())
 
 
-def timed(cases: list[str], data: Path, repeat: int, mode: str, work: Path) -> dict[str, dict]:
-    """Best of `repeat` runs of each case, the order rotated each round; peak RSS the highest."""
+def timed(cases: list[str], data: Path, repeat: int, work: Path) -> dict[str, dict]:
+    """Best of `repeat` runs of each case, the order rotated each round; peak RSS the highest.
+    A case this fedquery cannot run (`unavailable`) is said once and dropped."""
     best: dict[str, dict] = {}
     for round_ in range(repeat):
         for case in cases[round_ % len(cases):] + cases[:round_ % len(cases)]:
-            result = run_case(case, data, None, mode, work)
+            if case in UNAVAILABLE:
+                continue
+            result = run_case(case, data, None, work)
+            if "unavailable" in result:
+                UNAVAILABLE[case] = result["unavailable"]
+                print(f"  {case}: not run, {result['unavailable']}", flush=True)
+                continue
             print(f"  round {round_ + 1} {case}: {result['files'] / result['seconds']:.1f} files/s",
                   flush=True)
             kept = best.get(case)
@@ -82,11 +92,17 @@ def timed(cases: list[str], data: Path, repeat: int, mode: str, work: Path) -> d
     return best
 
 
-def memory(data: Path, n: int, scale: int, mode: str, work: Path) -> dict[str, dict]:
+UNAVAILABLE: dict[str, str] = {}
+
+
+def memory(data: Path, n: int, scale: int, work: Path) -> dict[str, dict]:
     """Peak RSS of each memory case on the first `n` files of `data` and on all `n * scale`."""
-    return {case: {"1x": run_case(case, data, n, mode, work),
-                   f"{scale}x": run_case(case, data, None, mode, work)}
-            for case in MEMORY_CASES}
+    found = {}
+    for case in MEMORY_CASES:
+        one = run_case(case, data, n, work)
+        if "unavailable" not in one:
+            found[case] = {"1x": one, f"{scale}x": run_case(case, data, None, work)}
+    return found
 
 
 def truth_groups(data: Path) -> dict[str, int]:
@@ -113,6 +129,8 @@ def print_speed(best: dict[str, dict]) -> None:
     rate = {case: r["files"] / r["seconds"] for case, r in best.items()}
     for a, b, target in (("fedquery_content", "pillow_full", 3.0),
                          ("fedquery_content", "cleanvision", 2.0),
+                         ("fedquery_layer", "pillow_full", 3.0),
+                         ("fedquery_layer", "cleanvision", 2.0),
                          ("fedquery_header", "pillow_header", None)):
         if a in rate and b in rate:
             ratio = rate[a] / rate[b]
@@ -127,12 +145,12 @@ def print_agreement(agreement: dict) -> None:
           "Jaccard = |A∩B|/|A∪B|; near includes exact)")
     for sides, kinds in agreement["duplicates"].items():
         for kind, c in kinds.items():
-            print(f"  {sides:<26} {kind:<6} pairs {c['a']:>5} / {c['b']:>5}, both {c['both']:>5}: "
+            print(f"  {sides:<36} {kind:<6} pairs {c['a']:>5} / {c['b']:>5}, both {c['both']:>5}: "
                   f"F1 {c['f1']:.3f}, Jaccard {c['jaccard']:.3f}")
     print("\nFlags against the planted copies (manifest truth)")
     for flag, systems in agreement["flags"].items():
         for system, c in systems.items():
-            print(f"  {flag:<7}{system:<12} flagged {c['flagged']:>4}, planted {c['true']:>4}, "
+            print(f"  {flag:<7}{system:<18} flagged {c['flagged']:>4}, planted {c['true']:>4}, "
                   f"hit {c['hit']:>4}: precision {c['precision']:.3f}, recall {c['recall']:.3f}"
                   + (f"; false positives by kind {c['false']}" if c["false"] else ""))
 
@@ -151,15 +169,15 @@ def print_memory(mem: dict, n: int) -> None:
 def speed(args: argparse.Namespace, data: Path, manifest: dict, work: Path) -> tuple[dict, dict]:
     """The timed runs, the group counts, the agreement: printed; (best runs, agreement)."""
     cases = [c for c in CASES if not (args.no_cleanvision and c == "cleanvision")]
-    best = timed(cases, data, args.repeat, args.mode, work)
-    content = best["fedquery_content"]
-    print(f"\nfedquery content ran as: {content.get('mode', 'con.profile')}")
+    best = timed(cases, data, args.repeat, work)
     truth = truth_groups(data)
-    print(f"files per weather: fedquery content {dict(sorted(content['groups'].items()))}, "
-          f"header {dict(sorted(best['fedquery_header']['groups'].items()))}, "
-          f"DuckDB on the warehouse {dict(sorted(truth.items()))}: "
-          f"{'equal' if content['groups'] == truth == best['fedquery_header']['groups'] else 'DIFFERENT'}")
+    for case in (*CONTENT, "fedquery_header"):
+        if case in best:
+            groups = best[case]["groups"]
+            print(f"files per weather, {case}: {dict(sorted(groups.items()))} "
+                  f"({'equal to' if groups == truth else 'DIFFERENT from'} DuckDB on the warehouse)")
     print_speed(best)
+    content = {case: best[case] for case in CONTENT if case in best}
     agreement = profile_agreement.report(manifest, content, best.get("cleanvision"))
     print_agreement(agreement)
     return best, agreement
@@ -171,7 +189,6 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path.home() / ".cache" / "fedquery" / "profile-bench")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory-scale", type=int, default=10, help="0: no memory series")
-    parser.add_argument("--mode", choices=("auto", "profile", "layer"), default="auto")
     parser.add_argument("--no-cleanvision", action="store_true")
     parser.add_argument("--memory-only", action="store_true", help="only the memory series")
     args = parser.parse_args()
@@ -186,7 +203,7 @@ def main() -> None:
     work = args.data / "runs"
     work.mkdir(parents=True, exist_ok=True)
     best, agreement = ({}, {}) if args.memory_only else speed(args, data, manifest, work)
-    mem = memory(small, args.files, args.memory_scale, args.mode, work) if args.memory_scale else {}
+    mem = memory(small, args.files, args.memory_scale, work) if args.memory_scale else {}
     if mem:
         print_memory(mem, args.files)
     print(f"\nload average after {os.getloadavg()}, {time.perf_counter() - started:.0f} s in all")

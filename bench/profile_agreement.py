@@ -74,12 +74,14 @@ def _pairs(exact: list[list[str]], near: list[list[str]], keep: set[str]) -> tup
     return same, pairs(near, keep) | same
 
 
-def report(manifest: dict, fedquery: dict, cleanvision: dict | None) -> dict:
+def report(manifest: dict, fedquery: dict[str, dict], cleanvision: dict | None) -> dict:
     """Every comparison of the bench: duplicates (pairs) and flags, over the files that are
-    not corrupt (cleanvision is only given those: it stops at the first corrupt file)."""
+    not corrupt (cleanvision is only given those: it stops at the first corrupt file).
+    `fedquery`: name -> a run's result with `per_file`."""
     keep = {r["uri"] for r in manifest["files"] if r["kind"] not in ("truncated", "random")}
-    sides = {"truth": _pairs(*truth_sets(manifest), keep),
-             "fedquery": _pairs(*fedquery_sets(fedquery["per_file"]), keep)}
+    sides = {"truth": _pairs(*truth_sets(manifest), keep)}
+    for name, run in fedquery.items():
+        sides[name] = _pairs(*fedquery_sets(run["per_file"]), keep)
     if cleanvision is not None:
         sides["cleanvision"] = _pairs(cleanvision["sets"]["exact_duplicates"],
                                       cleanvision["sets"]["near_duplicates"], keep)
@@ -92,8 +94,9 @@ def report(manifest: dict, fedquery: dict, cleanvision: dict | None) -> dict:
     kinds = {r["uri"]: r["kind"] for r in manifest["files"]}
     for flag, column in (("dark", 1), ("blurry", 2)):
         truth = {r["uri"] for r in manifest["files"] if r["kind"] == flag}
-        out["flags"][flag] = {"fedquery": precision_recall(
-            {u for u, v in fedquery["per_file"].items() if v[column] and u in keep}, truth, kinds)}
+        out["flags"][flag] = {name: precision_recall(
+            {u for u, v in run["per_file"].items() if v[column] and u in keep}, truth, kinds)
+            for name, run in fedquery.items()}
         if cleanvision is not None:
             out["flags"][flag]["cleanvision"] = precision_recall(
                 set(cleanvision["flags"].get(flag, [])) & keep, truth, kinds)

@@ -1,11 +1,12 @@
 """One measured run of `bench/profile.py`, in a fresh process so its peak RSS is its own.
 
-    PYTHONPATH=. python bench/profile_cases.py CASE DATA OUT [--limit N] [--mode auto|profile|layer]
+    PYTHONPATH=. python bench/profile_cases.py CASE DATA OUT [--limit N]
 
 CASE: `pillow_full` (one thread: the whole image decoded, the statistics at full resolution
 with numpy, md5 and an imagehash-style phash), `pillow_header` (one thread: `Image.open` and
-`size`), `fedquery_content` (`con.profile(SELECT ..., by='weather')`, or, until the content
-profile is in, the content layer over the same files in a thread pool: `--mode`),
+`size`), `fedquery_content` (`con.profile(SELECT ..., by='weather')`), `fedquery_layer` (the content
+layer the profile is built on, driven directly: the same SELECT, `image_stats_from` in a
+thread pool, duplicate sets; the figure to have before the content profile is in),
 `fedquery_header` (`image_info` in SQL over the same SELECT). OUT gets a JSON object:
 seconds, cpu_seconds, rss_start_mb, rss_peak_mb, and per-file results for the comparison.
 Only the work is timed (for fedquery: connecting, planning and running); imports are not.
@@ -31,7 +32,8 @@ from sqlglot import exp
 
 BY = "weather"
 BATCH = 512
-NEAR_BITS = 8  # layer mode: near-duplicates within this many phash bits (the profile has its own)
+NEAR_BITS = 4  # fedquery_layer: near-duplicates within this many phash bits (the profile's
+#               fedquery.profile_measure.NEAR_DUPLICATE_BITS)
 
 
 def select(limit: int | None, *extra: str) -> str:
@@ -78,7 +80,7 @@ def full_decode(data: bytes) -> dict:
             "phash": "".join("1" if b else "0" for b in (low > np.median(low)).ravel())}
 
 
-def pillow_full(data: Path, limit: int | None, mode: str) -> dict:
+def pillow_full(data: Path, limit: int | None) -> dict:
     root, ok = data / "files", 0
     for uri in listed(data, limit):
         try:
@@ -89,7 +91,7 @@ def pillow_full(data: Path, limit: int | None, mode: str) -> dict:
     return {"ok": ok}
 
 
-def pillow_header(data: Path, limit: int | None, mode: str) -> dict:
+def pillow_header(data: Path, limit: int | None) -> dict:
     root, ok = data / "files", 0
     for uri in listed(data, limit):
         try:
@@ -104,7 +106,7 @@ def pillow_header(data: Path, limit: int | None, mode: str) -> dict:
 # --- fedquery -------------------------------------------------------------------------------
 
 
-def fedquery_header(data: Path, limit: int | None, mode: str) -> dict:
+def fedquery_header(data: Path, limit: int | None) -> dict:
     import fedquery
 
     with fedquery.connect(data / "catalog.yaml") as con:
@@ -113,27 +115,33 @@ def fedquery_header(data: Path, limit: int | None, mode: str) -> dict:
     return {"ok": table.num_rows - errors, "groups": dict(Counter(table.column(BY).to_pylist()))}
 
 
-def fedquery_content(data: Path, limit: int | None, mode: str) -> dict:
+def fedquery_content(data: Path, limit: int | None) -> dict:
+    """`con.profile(SELECT ..., by='weather')`; {"unavailable": why} when this fedquery's
+    profile cannot take a SELECT yet."""
     import fedquery
 
     with fedquery.connect(data / "catalog.yaml") as con:
-        if mode in ("auto", "profile"):
-            try:
-                return _from_profile(con.profile(select(limit), by=BY))
-            except fedquery.FedQueryError as exc:
-                if mode == "profile":
-                    raise
-                reason = str(exc).splitlines()[0][:160]
-        else:
-            reason = "--mode layer"
-        return _from_layer(con, limit) | {"mode": f"layer ({reason})"}
+        try:
+            profile = con.profile(select(limit), by=BY)
+        except fedquery.PlanError as exc:
+            if "unknown table" not in str(exc):
+                raise
+            return {"unavailable": str(exc).splitlines()[0][:200]}
+        return _from_profile(profile)
+
+
+def fedquery_layer(data: Path, limit: int | None) -> dict:
+    import fedquery
+
+    with fedquery.connect(data / "catalog.yaml") as con:
+        return _from_layer(con, limit)
 
 
 def _from_profile(profile) -> dict:
     table = profile.to_arrow()
     cols = {name: table.column(name).to_pylist() for name in
             ("uri", BY, "status", "dark", "blurry", "duplicate_set", "near_duplicate_set")}
-    return {"mode": "con.profile", "ok": cols["status"].count("ok"),
+    return {"ok": cols["status"].count("ok"),
             "groups": dict(Counter(cols[BY])), "per_file": _per_file(cols)}
 
 
@@ -176,15 +184,15 @@ def _stats(blobs, uri: str) -> dict:
 
 
 def _per_file(cols: dict) -> dict:
-    """uri -> [status, dark, blurry, duplicate_set, near_duplicate_set] (sets as uris)."""
-    uris = cols["uri"]
-    name = lambda s: None if s is None else uris[s]  # noqa: E731
+    """uri -> [status, dark, blurry, duplicate_set, near_duplicate_set] (set ids as text)."""
+    name = lambda s: None if s is None else str(s)  # noqa: E731
     return {u: [st, d, b, name(e), name(n)] for u, st, d, b, e, n in zip(
-        uris, cols["status"], cols["dark"], cols["blurry"], cols["duplicate_set"],
+        cols["uri"], cols["status"], cols["dark"], cols["blurry"], cols["duplicate_set"],
         cols["near_duplicate_set"], strict=True)}
 
 
-CASES = {f.__name__: f for f in (pillow_full, pillow_header, fedquery_content, fedquery_header)}
+CASES = {f.__name__: f for f in (pillow_full, pillow_header, fedquery_content, fedquery_layer,
+                                  fedquery_header)}
 
 
 def rss_mb() -> float:
@@ -197,12 +205,11 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--limit", type=int)
-    parser.add_argument("--mode", choices=("auto", "profile", "layer"), default="auto")
     args = parser.parse_args()
     import fedquery  # noqa: F401 - imported before the clock starts, as in a session
 
     start_rss, cpu, start = rss_mb(), time.process_time(), time.perf_counter()
-    result = CASES[args.case](args.data, args.limit, args.mode)
+    result = CASES[args.case](args.data, args.limit)
     result |= {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
                "rss_start_mb": start_rss, "rss_peak_mb": rss_mb(),
                "files": len(listed(args.data, args.limit))}
