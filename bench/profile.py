@@ -126,6 +126,9 @@ def print_speed(best: dict[str, dict]) -> None:
         note = " (+workers)" if "rss_child_peak_mb" in r else ""
         print(f"  {case:<18}{r['files']:>7}{r['seconds']:>9.1f}{r['files'] / r['seconds']:>9.1f}"
               f"{r['cpu_seconds']:>8.1f}{r['files'] / r['cpu_seconds']:>12.1f}{rss:>13.0f}{note}")
+    if "phases" in best.get("fedquery_content", {}):
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in best["fedquery_content"]["phases"].items())
+        print(f"  fedquery_content's passes over the files (best run): {phases}")
     rate = {case: r["files"] / r["seconds"] for case, r in best.items()}
     for a, b, target in (("fedquery_content", "pillow_full", 3.0),
                          ("fedquery_content", "cleanvision", 2.0),

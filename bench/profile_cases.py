@@ -120,6 +120,7 @@ def fedquery_content(data: Path, limit: int | None) -> dict:
     profile cannot take a SELECT yet."""
     import fedquery
 
+    phases = _timing_phases()
     with fedquery.connect(data / "catalog.yaml") as con:
         try:
             profile = con.profile(select(limit), by=BY)
@@ -127,7 +128,38 @@ def fedquery_content(data: Path, limit: int | None) -> dict:
             if "unknown table" not in str(exc):
                 raise
             return {"unavailable": str(exc).splitlines()[0][:200]}
-        return _from_profile(profile)
+        return _from_profile(profile) | {"phases": phases}
+
+
+PHASES = (("fedquery.profile", "measure"), ("fedquery.profile_media", "thumbnails"),
+          ("fedquery.profile_media", "embeddings"))
+
+
+def _timing_phases() -> dict[str, float]:
+    """Seconds con.profile spends in each of its passes over the files (the functions of
+    `PHASES` that this fedquery has are wrapped with a clock; the others are left out)."""
+    import importlib
+
+    spent: dict[str, float] = {}
+    for module_name, name in PHASES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        function = getattr(module, name, None)
+        if callable(function):
+            setattr(module, name, _clocked(function, name, spent))
+    return spent
+
+
+def _clocked(function, name: str, spent: dict[str, float]):
+    def clocked(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+    return clocked
 
 
 def fedquery_layer(data: Path, limit: int | None) -> dict:
