@@ -6,16 +6,18 @@ kept in the run's cache (``runs``), never seen by another query: a file may chan
 queries. A text's vector depends on nothing but the text and the embedder's registration, so
 text vectors are kept for every run alike (``TEXTS``): a query text that a connector's own
 cursor evaluates (a Lance top-k scan ordering by ``embed_text('...')``) and the residual then
-share one call of the model. Images are read in the blob I/O
-pool ``CHUNK`` distinct files at a time and a file over the source's ``limits.embed_image`` is
-not read at all, so a batch holds a bounded number of bytes. A missing, oversized or
+share one call of the model. Images are read in the blob I/O pool ``CHUNK`` distinct files at
+a time, up to ``EMBED_THREADS`` chunks of one call at once, and a file over the source's
+``limits.embed_image`` is not read at all, so a batch holds a bounded number of bytes. A missing, oversized or
 undecodable file, NULL or blank text gives NULL (with ``strict``, ``SourceError``).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from fedquery.functions.udfs import BlobFunctions
 
 CHUNK = 32  # distinct images read and embedded together
+EMBED_THREADS = min(4, os.cpu_count() or 1)  # chunks of one call embedded at once
+_POOL = ThreadPoolExecutor(EMBED_THREADS, thread_name_prefix="fedquery-embed")
 TEXTS = "texts"  # the cache scope of text vectors: every run's
 
 
@@ -38,16 +42,21 @@ def image_udf(functions: BlobFunctions, embedder: Embedder) -> Callable[[pa.Arra
         keys = [(s, u) if u is not None else None
                 for s, u in zip(sources.to_pylist(), uris.to_pylist(), strict=True)]
 
+        def embed_chunk(chunk: list[tuple], run: str) -> list[np.ndarray | None]:
+            read = functions.read_whole(pa.array([u for _, u in chunk], pa.string()),
+                                        pa.array([s for s, _ in chunk], pa.string()), run,
+                                        limit="embed_image", with_source=True)
+            labels = [(uri, r[0] if r else "") for (_, uri), r in zip(chunk, read, strict=True)]
+            return _embedded(embedder, functions, [r[1] if r else None for r in read], labels)
+
         def compute(missing: list[tuple], run: str) -> list[np.ndarray | None]:
-            out: list[np.ndarray | None] = []
-            for start in range(0, len(missing), CHUNK):
-                chunk = missing[start:start + CHUNK]
-                read = functions.read_whole(pa.array([u for _, u in chunk], pa.string()),
-                                            pa.array([s for s, _ in chunk], pa.string()), run,
-                                            limit="embed_image", with_source=True)
-                labels = [(uri, r[0] if r else "") for (_, uri), r in zip(chunk, read, strict=True)]
-                out += _embedded(embedder, functions, [r[1] if r else None for r in read], labels)
-            return out
+            chunks = [missing[i:i + CHUNK] for i in range(0, len(missing), CHUNK)]
+            if len(chunks) == 1:
+                return embed_chunk(chunks[0], run)
+            # chunks at once: decoding and most models leave the GIL (DuckDB calls a UDF from
+            # several threads too, so an embedder is called concurrently anyway)
+            done = list(_POOL.map(lambda chunk: embed_chunk(chunk, run), chunks))
+            return [vector for part in done for vector in part]
 
         with functions.run_of(runs) as run:
             found = _deduplicated(embedder, functions, keys, compute, run)
