@@ -121,6 +121,18 @@ def _names_root(uri: str, root: Root) -> ForbiddenError:
                           "not a file inside it")
 
 
+def _open_local(blob: Blob) -> int:
+    """A descriptor of the file, opened beneath its root (no symlink followed, a regular file;
+    see ``confine``); ``ForbiddenError`` for a path that leads out."""
+    root = blob.root
+    try:
+        return open_beneath(root.path, root.relative(blob.path), real_root=root.real_path,
+                            allow_hard_links=root.settings.allow_hard_links)
+    except Escape as exc:
+        raise ForbiddenError(f"URI {blob.uri!r} leads out of the root of files source "
+                             f"{root.source!r}: {exc}") from None
+
+
 def _read_at(handle: Any, offset: int, nbytes: int) -> bytes:
     handle.seek(offset)
     return handle.read(nbytes)
@@ -268,13 +280,7 @@ class Blobs:
         return self._timed(blob, read)
 
     def _tail_local(self, blob: Blob, n: int) -> bytes:
-        root = blob.root
-        try:
-            fd = open_beneath(root.path, root.relative(blob.path), real_root=root.real_path,
-                              allow_hard_links=root.settings.allow_hard_links)
-        except Escape as exc:
-            raise ForbiddenError(f"URI {blob.uri!r} leads out of the root of files source "
-                                 f"{root.source!r}: {exc}") from None
+        root, fd = blob.root, _open_local(blob)
         try:
             size = os.fstat(fd).st_size
             start = max(0, size - n)
@@ -336,13 +342,7 @@ class Blobs:
 
     def _read_local(self, blob: Blob, length: int | None, admit: Any,
                     cancel: threading.Event) -> Read:
-        root = blob.root
-        try:
-            fd = open_beneath(root.path, root.relative(blob.path), real_root=root.real_path,
-                              allow_hard_links=root.settings.allow_hard_links)
-        except Escape as exc:
-            raise ForbiddenError(f"URI {blob.uri!r} leads out of the root of files source "
-                                 f"{root.source!r}: {exc}") from None
+        root, fd = blob.root, _open_local(blob)
         try:
             done = read_local(fd, length, admit)
         finally:

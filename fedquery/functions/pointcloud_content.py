@@ -17,7 +17,6 @@ of points with number_of_returns > 1), for LAS and LAZ only; error.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,19 +177,6 @@ def _las_returns(data: bytes, where: Layout):
 def _laz_blocks(data: bytes, where: Layout) -> Iterator[tuple]:
     """LAZ points with their returns (the structure checked first, as `pointcloud_formats` does:
     lazrs allocates what a file says)."""
-    try:
-        import laspy
-    except ImportError as exc:
-        raise Unreadable("unsupported: reading LAZ points needs laspy and lazrs") from exc
-    from fedquery.functions.laz_checks import check_laz
-
-    check_laz(data, where)
-    fields = laspy.DecompressionSelection
-    only = fields.XY_RETURNS_CHANNEL | fields.Z | fields.INTENSITY
-    with laspy.open(io.BytesIO(data), laz_backend=laspy.LazBackend.Lazrs,
-                    decompression_selection=only) as reader:
-        if reader.header.point_count != where.count:
-            raise Unreadable("corrupt: laspy reads another point count than the header's")
-        for chunk in reader.chunk_iterator(pointcloud_formats.BLOCK):
-            yield (np.asarray(chunk.x), np.asarray(chunk.y), np.asarray(chunk.z),
-                   np.asarray(chunk.intensity), np.asarray(chunk.number_of_returns))
+    for chunk in pointcloud_formats.laz_chunks(data, where):
+        yield (np.asarray(chunk.x), np.asarray(chunk.y), np.asarray(chunk.z),
+               np.asarray(chunk.intensity), np.asarray(chunk.number_of_returns))

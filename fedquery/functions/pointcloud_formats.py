@@ -198,8 +198,15 @@ class _Scaled:
 
 
 def _laz_blocks(data: bytes, where: Layout) -> Iterator[Block]:
-    """LAZ points decompressed by laspy (lazrs) a chunk at a time: x, y, z and intensity only;
-    the file's structure checked first (``laz_checks``: lazrs allocates what it says)."""
+    """LAZ points decompressed by laspy (lazrs) a chunk at a time: x, y, z and intensity only."""
+    for chunk in laz_chunks(data, where):
+        yield (np.asarray(chunk.x), np.asarray(chunk.y), np.asarray(chunk.z),
+               np.asarray(chunk.intensity))
+
+
+def laz_chunks(data: bytes, where: Layout) -> Iterator[Any]:
+    """laspy's chunks of ``BLOCK`` points (x, y, z, intensity and the returns decompressed), the
+    file's structure checked first (``laz_checks``: lazrs allocates what it says)."""
     try:
         import laspy
     except ImportError as exc:
@@ -213,9 +220,7 @@ def _laz_blocks(data: bytes, where: Layout) -> Iterator[Block]:
                     decompression_selection=only) as reader:
         if reader.header.point_count != where.count:
             raise Unreadable("corrupt: laspy reads another point count than the header's")
-        for chunk in reader.chunk_iterator(BLOCK):
-            yield (np.asarray(chunk.x), np.asarray(chunk.y), np.asarray(chunk.z),
-                   np.asarray(chunk.intensity))
+        yield from reader.chunk_iterator(BLOCK)
 
 
 # --- KITTI and NumPy ------------------------------------------------------------------------
