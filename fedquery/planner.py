@@ -19,9 +19,11 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
 from connectors.base import Capabilities, TableRef
+from fedquery import array_widths
 from fedquery.bind import SOURCE, BoundTable, TableIndex, bind_tables
 from fedquery.catalog import Catalog
 from fedquery.entities import expand_entities
+from fedquery.errors import PlanError
 from fedquery.execute import Session
 from fedquery.functions.embedding import REGISTRY
 from fedquery.parameters import name_positional, param_key, select_params
@@ -186,7 +188,10 @@ class Planner:
         if described == renamed != written and isinstance(params, list | tuple):
             # DuckDB names an output after the text as written (``(x + $1)``, not ``$__p1``)
             described, values = written, list(params)
-        outputs = self.session.describe(described, values, native, macros)
+        try:
+            outputs = self.session.describe(described, values, native, macros)
+        except PlanError as exc:
+            raise array_widths.explained(exc, tree, self._array_column_types(bound)) from None
         rewritten, notes = self._rewrite(tree, sql)
         _name_outputs(rewritten, [name for name, _ in outputs])
         blob_columns = _blob_outputs(rewritten, self)
