@@ -10,6 +10,8 @@ in memory. Layout of the cache folder:
   IVF_PQ index (``--index``) is built on this copy only;
 * ``warehouse.duckdb``                ``items(item_id, category, price, sel)``.
 
+Vectors are clustered: 1024 random unit centres, each row a centre plus Gaussian noise of
+norm ~0.7, normalised; the query vector is a fresh point drawn the same way.
 ``sel`` is a uniform integer in 0..999 drawn independently of the vectors, so ``sel < 100``
 keeps 10%, ``sel < 10`` 1%, ``sel < 1`` 0.1%.
 """
@@ -33,6 +35,8 @@ from lancedb.index import IvfPq
 SEED = 20260214
 CATEGORIES = 100
 SEL_BUCKETS = 1000
+CLUSTERS = 1024
+NOISE = 0.7
 BUILD_MARKER = "BUILD_OK"
 CHUNK_ROWS = 50_000
 TABLE = "item_vectors"
@@ -79,11 +83,11 @@ def _metadata(rows: int) -> pa.Table:
 
 def _vector_chunks(rows: int, dim: int, sel: np.ndarray | None = None) -> Iterator[pa.RecordBatch]:
     """Record batches: ids 1..rows, L2-normalised float32 vectors (and ``sel`` when given)."""
+    centres = _centres(dim)
     rng = np.random.default_rng(SEED)
     for first in range(0, rows, CHUNK_ROWS):
         n = min(CHUNK_ROWS, rows - first)
-        vecs = rng.standard_normal((n, dim), dtype=np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        vecs = _around(rng, centres, n)
         ids = pa.array(np.arange(first + 1, first + n + 1, dtype=np.int64))
         vec = pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1)), dim)
         if sel is None:
@@ -110,9 +114,23 @@ def _build_into(out: Path, rows: int, dim: int) -> None:
     (out / BUILD_MARKER).write_text(f"rows={rows} dim={dim} seed={SEED}\n")
 
 
+def _centres(dim: int) -> np.ndarray:
+    c = np.random.default_rng(SEED + 3).standard_normal((CLUSTERS, dim), dtype=np.float32)
+    return c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
+def _around(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
+    """``n`` unit vectors, each a random centre plus noise of norm ~NOISE (clustered, like
+    real embeddings; uniform random vectors have no neighbourhoods for an ANN index to find)."""
+    dim = centres.shape[1]
+    vecs = centres[rng.integers(0, len(centres), n)]
+    vecs = vecs + rng.standard_normal((n, dim), dtype=np.float32) * np.float32(NOISE / dim ** 0.5)
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
 def query_vector(dim: int) -> np.ndarray:
-    q = np.random.default_rng(SEED + 2).standard_normal(dim).astype(np.float32)
-    return q / np.linalg.norm(q)
+    """A fresh point drawn like the data (not one of its rows)."""
+    return _around(np.random.default_rng(SEED + 2), _centres(dim), 1)[0]
 
 
 # --------------------------------------------------------------------------- index
