@@ -235,6 +235,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="runs per way per query (best kept)")
     p.add_argument("--index", action="store_true",
                    help="build (once) an IVF_PQ index on the denormalised copy; time LanceDB ANN")
+    p.add_argument("--rebuild-index", action="store_true",
+                   help="replace an existing index (after changing --partitions/--sub-vectors)")
     p.add_argument("--partitions", type=int, default=256, help="IVF partitions of the index")
     p.add_argument("--sub-vectors", type=int, default=16, help="PQ sub-vectors of the index")
     p.add_argument("--nprobes", type=int, nargs="+", default=[20, 60],
@@ -253,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     denorm = lancedb.connect(str(root / "lance")).open_table(DENORM)
     index_doc = None
     if args.index:
-        index, index_s = ensure_index(denorm, args.partitions, args.sub_vectors)
+        index, index_s = ensure_index(denorm, args.partitions, args.sub_vectors,
+                                       args.rebuild_index)
         stats = denorm.index_stats(index.name)
         index_doc = {"name": index.name, "type": index.index_type, "seconds": index_s,
                      "indexed_rows": stats.num_indexed_rows, "distance": stats.distance_type}

@@ -141,10 +141,12 @@ def vector_index(table: Any) -> Any | None:
     return next((i for i in table.list_indices() if i.columns == ["vec"]), None)
 
 
-def ensure_index(table: Any, partitions: int, sub_vectors: int) -> tuple[Any, float]:
-    """Build the IVF_PQ cosine index on the denormalised copy once; return it and seconds."""
+def ensure_index(table: Any, partitions: int, sub_vectors: int, rebuild: bool = False
+                 ) -> tuple[Any, float]:
+    """Build the IVF_PQ cosine index on the denormalised copy once (again when ``rebuild``,
+    replacing the old one); return it and the seconds spent."""
     found = vector_index(table)
-    if found is not None:
+    if found is not None and not rebuild:
         return found, 0.0
     start = time.perf_counter()
     table.create_index("vec", config=IvfPq(distance_type="cosine", num_partitions=partitions,
