@@ -25,7 +25,9 @@ alternately in one process, best of N each:
   copy with its IVF_PQ cosine index, ``where(..., prefilter=True).nprobes(n).refine_factor(r)``.
 
 Each answer's ids are scored as recall@10 against a numpy brute force over all vectors; rows
-returned must be min(10, qualifying).
+returned must be min(10, qualifying). After the timed runs one more run of each way samples its
+peak resident memory above the level at the start of the call (a thread reading
+/proc/self/statm every 2 ms; Linux only; allocator caches make later calls look smaller).
 
 LanceDB 0.40 / pylance 14 search API (read from the installed package source, used below):
 
@@ -64,6 +66,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -172,6 +175,38 @@ def make_ways(query: Query, q: np.ndarray, fed: Any, base: duckdb.DuckDBPyConnec
 
 # --------------------------------------------------------------------------- timing
 
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+class PeakRss:
+    """Peak resident memory above the starting level while the block runs, sampled every
+    2 ms from /proc/self/statm (Linux; short spikes between samples are missed)."""
+
+    def __enter__(self) -> PeakRss:
+        self.start = self.peak = rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, rss())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss())
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.start) / 2**20
+
 
 @dataclass
 class Result:
@@ -180,6 +215,7 @@ class Result:
     ms: dict[str, float] = field(default_factory=dict)
     recall: dict[str, float] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    peak_mib: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
 
@@ -188,8 +224,13 @@ def bench_query(query: Query, ways: dict[str, Callable[[], list[int]]], truth: T
     """Time the ways alternately, best of ``runs``; score each answer against brute force."""
     exact, qualifying = truth.nearest(query.threshold, K)
     result = Result(query.name, qualifying, {name: math.inf for name in ways})
-    for _ in range(runs):
+    for run in range(runs + 1):  # the last, untimed run measures memory
         for name, way in ways.items():
+            if run == runs:
+                with PeakRss() as mem:
+                    way()
+                result.peak_mib[name] = mem.mib
+                continue
             start = time.perf_counter()
             got = way()
             result.ms[name] = min(result.ms[name], (time.perf_counter() - start) * 1000)
@@ -216,6 +257,10 @@ def print_table(results: Sequence[Result], names: Sequence[str], runs: int) -> N
         cells = " ".join(f"{r.ms[n]:>8.1f} ({r.recall[n]:.2f}, {r.rows[n]:>2})" for n in names)
         print(f"{r.query:>6} {r.qualifying:>10,} {cells}")
     others = [n for n in names if n != "fedquery"]
+    print("\npeak resident memory above the start of the call (MiB, sampled every 2 ms)")
+    print(f"{'filter':>6} " + " ".join(f"{n:>12}" for n in names))
+    for r in results:
+        print(f"{r.query:>6} " + " ".join(f"{r.peak_mib[n]:>12.0f}" for n in names))
     print("\nfedquery / other (latency ratio)")
     print(f"{'filter':>6} " + " ".join(f"{n:>12}" for n in others))
     for r in results:
