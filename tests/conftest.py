@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import fedquery
+from fedquery.functions.embedding import REGISTRY
 
 pytest_plugins = ["tests.services.postgres", "tests.services.s3"]
 
@@ -262,3 +263,12 @@ def fleet(sample: Path):
     """A connection to the sample data set, and the folder it lives in."""
     with fedquery.connect(sample) as con:
         yield con, sample.parent
+
+
+@pytest.fixture()
+def registry():
+    """The global registry, put back as it was after the test."""
+    embedders, defaults = dict(REGISTRY._embedders), dict(REGISTRY._defaults)
+    yield REGISTRY
+    REGISTRY._embedders, REGISTRY._defaults = embedders, defaults
+    REGISTRY.generation += 1

@@ -18,15 +18,6 @@ from fedquery.functions.embedders import NUMPY_IMAGE_DIM, NUMPY_TEXT_DIM, embed_
 from fedquery.functions.embedding import REGISTRY, sentence_transformer_model
 
 
-@pytest.fixture()
-def registry():
-    """The global registry, put back as it was after the test."""
-    embedders, defaults = dict(REGISTRY._embedders), dict(REGISTRY._defaults)
-    yield REGISTRY
-    REGISTRY._embedders, REGISTRY._defaults = embedders, defaults
-    REGISTRY.generation += 1
-
-
 def _mean_rgb(images: list[bytes]) -> np.ndarray:
     """A real (if tiny) image embedder: the mean colour, from the decoded pixels."""
     out = []

@@ -7,16 +7,6 @@ import numpy as np
 import pytest
 
 import fedquery
-from fedquery.functions.embedding import REGISTRY
-
-
-@pytest.fixture()
-def registry():
-    """The global registry, put back as it was after the test."""
-    embedders, defaults = dict(REGISTRY._embedders), dict(REGISTRY._defaults)
-    yield REGISTRY
-    REGISTRY._embedders, REGISTRY._defaults = embedders, defaults
-    REGISTRY.generation += 1
 
 
 def _ones(items: list) -> np.ndarray:
