@@ -83,6 +83,22 @@ class LanceDBConnector(DuckDBBound):
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "lancedb", "uri": self.uri, "table": table.name}
 
+    def refresh(self, table: str) -> None:
+        """Re-open one table's Lance dataset at its latest version, in place of the one opened
+        at connect time, so the next queries see what ``create_index`` committed."""
+        dataset = self._datasets[table]
+        latest = dataset.checkout_version(dataset.latest_version)  # a new object: running
+        self._datasets[table] = latest                              # scans keep the old one
+        if self._con is not None:
+            self._con.register(self.relation_name(table), latest)
+
+    def indices(self, table: str) -> list[tuple[str, str, str, str]]:
+        """``(index name, column, index type, metric)`` of each vector index of one table,
+        e.g. ``("vec_idx", "vec", "IVF_PQ", "cosine")``."""
+        from fedquery.vector_index import lance_indices
+
+        return lance_indices(self._datasets[table])
+
 
 
 def _check_local_folder(uri: str, source: str) -> None:

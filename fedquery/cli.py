@@ -1,4 +1,4 @@
-"""The ``fedquery`` command: sql, explain, tables, profile, demo."""
+"""The ``fedquery`` command: sql, explain, tables, profile, index, demo."""
 
 from __future__ import annotations
 
@@ -69,6 +69,23 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument("--sample", type=_sample_size, help="measure N files, or a fraction in (0, 1]")
     profile.add_argument("--html", help="also write the profile as an HTML page")
     profile.set_defaults(run=_profile)
+    index = commands.add_parser("index", help="build a LanceDB ANN index on a vector column "
+                                "(writes the index only, never data)")
+    index.add_argument("catalog")
+    index.add_argument("table", help="a catalog table of a lancedb source")
+    index.add_argument("--column", help="the vector column (default: the table's one vector column)")
+    index.add_argument("--kind", default="IVF_PQ", metavar="KIND",
+                       help="IVF_PQ (default), IVF_HNSW_SQ, IVF_HNSW_PQ, IVF_HNSW_FLAT, IVF_FLAT, "
+                            "IVF_SQ or IVF_RQ")
+    index.add_argument("--metric", default="cosine", metavar="METRIC",
+                       help="cosine (default), l2 or dot: the distance the queries use; an index "
+                            "answers only its own")
+    index.add_argument("--partitions", type=int, metavar="N",
+                       help="IVF partitions (default: sqrt(rows), at most 1024)")
+    index.add_argument("--sub-vectors", type=int, metavar="N",
+                       help="PQ sub-vectors, a divisor of the dimension (default: dimension/4)")
+    index.add_argument("--replace", action="store_true", help="rebuild an index the column has")
+    index.set_defaults(run=_index)
     demo = commands.add_parser("demo", help="build the sample drive data set and run a showcase")
     demo.add_argument("--dir", help="where to build the sample data (default: a cache folder)")
     demo.set_defaults(run=_demo)
@@ -113,8 +130,27 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
+    """One name a line; a table with vector indices also shows them: ``IVF_PQ(vec, cosine)``."""
     with _connect(args.catalog) as con:
-        print("\n".join(con.tables()))
+        names, indices = con.tables(), con.indices()
+    width = max((len(n) for n in indices), default=0)
+    for name in names:
+        shown = ", ".join(str(i) for i in indices.get(name, ()))
+        print(f"{name.ljust(width)}  {shown}" if shown else name)
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from fedquery.catalog import load_catalog
+    from fedquery.vector_index import create_index
+
+    catalog = load_catalog(args.catalog)
+    params = {"num_partitions": args.partitions, "num_sub_vectors": args.sub_vectors}
+    with boundary(catalog.secrets):
+        info = create_index(catalog, args.table, args.column, kind=args.kind, metric=args.metric,
+                            replace=args.replace,
+                            **{k: v for k, v in params.items() if v is not None})
+    print(f"built {info}")
     return 0
 
 

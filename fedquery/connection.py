@@ -142,6 +142,41 @@ class Connection:
             extra = sorted(n for n in self._planner.index.names() if n not in self.catalog.tables)
             return names + extra
 
+    def indices(self) -> dict[str, list]:
+        """The vector indices of each catalog table that has one, as this connection sees them:
+        ``{"frame_embeddings": [VectorIndex("embedding_idx", "embedding", "IVF_PQ", "cosine")]}``.
+        """
+        with boundary(self.catalog.secrets):
+            self._check_open()
+            found = {}
+            for name, spec in self.catalog.tables.items():
+                listing = getattr(self._session.connectors[spec.source], "indices", None)
+                with boundary(self.catalog.secrets, sources=[spec.source]):
+                    indices = listing(name) if listing else []
+                if indices:
+                    found[name] = list(indices)
+            return found
+
+    def create_index(self, table: str, column: str | None = None, *, kind: str = "IVF_PQ",
+                     metric: str = "cosine", replace: bool = False, **params: Any):
+        """Build an ANN index on a vector ``column`` (default: the only one) of a LanceDB
+        table: the one method that writes, and only index files and a new manifest version.
+        ``metric`` must be the distance queries use (an index answers only its own);
+        ``params`` are the lancedb.index config's (``num_partitions``, ``num_sub_vectors``,
+        ``m``, ...), defaults measured. This connection's next queries see the index.
+
+        >>> con.create_index("frame_embeddings", kind="IVF_PQ", metric="cosine")  # doctest: +SKIP
+        """
+        from fedquery.vector_index import create_index
+
+        with boundary(self.catalog.secrets):
+            self._check_open()
+            info = create_index(self.catalog, table, column, kind=kind, metric=metric,
+                                replace=replace, **params)
+            self._session.connectors[self.catalog.tables[table].source].refresh(table)
+            self._planner.forget_plans()
+            return info
+
     def schema(self, name: str) -> pa.Schema:
         """The Arrow schema of a table (or an entity) as SQL sees it."""
         with boundary(self.catalog.secrets):

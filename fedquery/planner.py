@@ -150,6 +150,11 @@ class Planner:
         names = {n: relation_name(b) for n, b in self.index.catalog_names.items() if b == bound}
         self.session.add_names(names)
 
+    def forget_plans(self) -> None:
+        """Drop the cached plans (a source changed what they decided on, e.g. a new index)."""
+        with self._lock:
+            self._cache.clear()
+
     def cached_plan(self, sql: str, params: Any = None) -> Plan:
         """``plan`` through an LRU cache keyed by SQL text and parameter names."""
         key = (sql, param_key(params), REGISTRY.generation)
