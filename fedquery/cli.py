@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="cosine (default), l2 or dot: the distance the queries use; an index "
                             "answers only its own")
     index.add_argument("--partitions", type=int, metavar="N",
-                       help="IVF partitions (default: sqrt(rows), at most 1024)")
+                       help="IVF partitions (default: sqrt(rows), at most 4096 and rows/256)")
     index.add_argument("--sub-vectors", type=int, metavar="N",
                        help="PQ sub-vectors, a divisor of the dimension (default: dimension/4)")
     index.add_argument("--replace", action="store_true", help="rebuild an index the column has")
@@ -144,6 +145,9 @@ def _index(args: argparse.Namespace) -> int:
     from fedquery.catalog import load_catalog
     from fedquery.vector_index import create_index
 
+    # LanceDB's Rust log repeats a k-means warning per sub-vector on small tables; set
+    # LANCEDB_LOG=warn to see it. Read once, when lancedb is first imported (below).
+    os.environ.setdefault("LANCEDB_LOG", "error")
     catalog = load_catalog(args.catalog)
     params = {"num_partitions": args.partitions, "num_sub_vectors": args.sub_vectors}
     with boundary(catalog.secrets):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from sqlglot import exp
@@ -25,6 +25,9 @@ from fedquery.explain import render
 from fedquery.parse import first_keyword, require_text
 from fedquery.planner import Planner, select_params
 from fedquery.result import Result
+
+if TYPE_CHECKING:
+    from fedquery.vector_index import IndexInfo, VectorIndex
 
 CATALOG_STATEMENTS = {"SHOW", "DESCRIBE", "DESC"}
 
@@ -142,7 +145,7 @@ class Connection:
             extra = sorted(n for n in self._planner.index.names() if n not in self.catalog.tables)
             return names + extra
 
-    def indices(self) -> dict[str, list]:
+    def indices(self) -> dict[str, list[VectorIndex]]:
         """The vector indices of each catalog table that has one, as this connection sees them:
         ``{"frame_embeddings": [VectorIndex("embedding_idx", "embedding", "IVF_PQ", "cosine")]}``.
         """
@@ -158,7 +161,7 @@ class Connection:
             return found
 
     def create_index(self, table: str, column: str | None = None, *, kind: str = "IVF_PQ",
-                     metric: str = "cosine", replace: bool = False, **params: Any):
+                     metric: str = "cosine", replace: bool = False, **params: Any) -> IndexInfo:
         """Build an ANN index on a vector ``column`` (default: the only one) of a LanceDB
         table: the one method that writes, and only index files and a new manifest version.
         ``metric`` must be the distance queries use (an index answers only its own);

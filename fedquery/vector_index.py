@@ -19,7 +19,7 @@ import difflib
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -38,10 +38,13 @@ KINDS = {
 METRICS = {"cosine": "cosine", "l2": "l2", "euclidean": "l2", "dot": "dot"}
 SQL_FUNCTIONS = {"cosine": "array_cosine_distance", "l2": "array_distance",
                  "dot": "array_negative_inner_product"}
-# Defaults measured by bench/index_defaults.py (1M clustered 128-d vectors, cosine).
-MAX_PARTITIONS = 1024
+# Defaults measured by bench/index_defaults.py (1M and 5M clustered 128-d vectors, cosine):
+# sqrt(rows) partitions matched or beat 256-1024 at 1M and 1024 at 5M, and 32 for IVF_HNSW_SQ
+# at 1M (half its build time); the cap (reached at 16.8M rows, beyond what was measured)
+# bounds k-means training, which took 1.55x longer for 2236 partitions than for 1024 at 5M.
+MAX_PARTITIONS = 4096
 SAMPLE_RATE = 256  # LanceDB's default: k-means trains on sample_rate vectors a partition
-VALUES_PER_SUB_VECTOR = 4  # 128-d: 32 sub-vectors reach recall@10 1.0, 16 cap it near 0.9
+VALUES_PER_SUB_VECTOR = 4  # 128-d: 32 sub-vectors gave recall@10 0.994 at refine 10, 16 0.782
 _NOT_PARAMS = {"distance_type", "accelerator"}
 
 
@@ -132,10 +135,8 @@ def lance_table(catalog: Catalog, table: str) -> tuple[str, SourceSpec]:
         raise PlanError(f"create_index: expected a table name (str), got {type(table).__name__}")
     spec = catalog.tables.get(table)
     if spec is None:
-        hint = difflib.get_close_matches(table, list(catalog.tables), n=1)
-        did = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise PlanError(f"unknown table {table!r}{did}; an index is built on a catalog table "
-                        f"of a lancedb source")
+        raise PlanError(f"unknown table {table!r}{_did_you_mean(table, catalog.tables)}; an "
+                        "index is built on a catalog table of a lancedb source")
     source = catalog.sources[spec.source]
     if source.kind != "lancedb":
         raise PlanError(f"only LanceDB tables take an index; {table} is in {source.name} "
@@ -150,17 +151,17 @@ def index_kind(kind: str) -> str:
         for name, config in KINDS.items():
             if wanted in (name.replace("_", "").lower(), config.lower()):
                 return name
-    hint = difflib.get_close_matches(str(kind).upper(), list(KINDS), n=1)
-    did = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise PlanError(f"unknown index kind {kind!r}{did}; one of {', '.join(KINDS)}")
+    raise PlanError(f"unknown index kind {kind!r}{_did_you_mean(str(kind).upper(), KINDS)}; "
+                    f"one of {', '.join(KINDS)}")
 
 
 def index_metric(metric: str) -> str:
     """``cosine``, ``l2`` or ``dot`` (``euclidean`` is ``l2``), as ``vector_search`` names them."""
     found = METRICS.get(metric.lower()) if isinstance(metric, str) else None
     if found is None:
-        raise PlanError(f"unknown metric {metric!r}; one of {', '.join(sorted(METRICS))} (the "
-                        "index answers only queries of its own distance)")
+        uses = ", ".join(f"{m} for {f}" for m, f in SQL_FUNCTIONS.items())
+        raise PlanError(f"unknown metric {metric!r}; one of {', '.join(sorted(METRICS))}: the "
+                        f"distance of the queries, as an index answers only its own ({uses})")
     return found
 
 
@@ -182,10 +183,8 @@ def vector_column(table: str, schema: pa.Schema, wanted: str | None) -> str:
         raise PlanError(f"{table}.{wanted} is not a vector column (it is "
                         f"{schema.field(wanted).type}); an ANN index takes a fixed-size list of "
                         f"floats: {', '.join(arrays) or 'none here'}")
-    hint = difflib.get_close_matches(wanted, schema.names, n=1)
-    did = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise PlanError(f"{table} has no column {wanted!r}{did}; its vector columns: "
-                    f"{', '.join(arrays) or 'none'}")
+    raise PlanError(f"{table} has no column {wanted!r}{_did_you_mean(wanted, schema.names)}; its "
+                    f"vector columns: {', '.join(arrays) or 'none'}")
 
 
 def index_params(kind: str, rows: int, dim: int, given: Mapping[str, Any], table: str = "table"
@@ -200,9 +199,8 @@ def index_params(kind: str, rows: int, dim: int, given: Mapping[str, Any], table
     known = [f.name for f in fields(_config_class(kind)) if f.name not in _NOT_PARAMS]
     for name, value in given.items():
         if name not in known:
-            hint = difflib.get_close_matches(name, known, n=1)
-            did = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise PlanError(f"{kind} takes no parameter {name!r}{did}; it takes {', '.join(known)}")
+            raise PlanError(f"{kind} takes no parameter {name!r}{_did_you_mean(name, known)}; it "
+                            f"takes {', '.join(known)}")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise PlanError(f"{name} must be a positive integer, got {value!r}")
     options = {"num_partitions": default_partitions(rows)}
@@ -214,7 +212,7 @@ def index_params(kind: str, rows: int, dim: int, given: Mapping[str, Any], table
 
 
 def default_partitions(rows: int) -> int:
-    """IVF partitions: sqrt(rows), at most 1024, and at most one for each 256 rows (k-means
+    """IVF partitions: sqrt(rows), at most 4096, and at most one for each 256 rows (k-means
     is trained on 256 vectors a partition; LanceDB trims an IVF_PQ asking for more)."""
     return max(1, min(MAX_PARTITIONS, round(math.sqrt(rows)), rows // SAMPLE_RATE))
 
@@ -248,6 +246,11 @@ def lance_indices(dataset: Any) -> list[VectorIndex]:
             found.append(VectorIndex(desc.name, desc.field_names[0], desc.index_type,
                                      METRICS.get(metric.lower(), metric.lower())))
     return found
+
+
+def _did_you_mean(name: str, options: Iterable[str]) -> str:
+    hint = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
 def _config_class(kind: str) -> type:

@@ -182,11 +182,22 @@ def test_the_connection_sees_its_new_index(world):
         assert con.indices() == {"items": [VectorIndex("vec_idx", "vec", "IVF_PQ", "cosine")]}
         assert con._session.connectors["v"].indices("items") == [("vec_idx", "vec", "IVF_PQ",
                                                                    "cosine")]
+        scanned = con._session.connectors["v"].relations(["items"])  # what each query registers
+        assert [d.version for d in scanned.values()] == [info.version]
         assert con.sql(TOP_K, params={"q": QUERY}).arrow().equals(exact)
         assert con.sql("SELECT count(*) FROM items").fetchall() == [(ROWS,)]
         con.create_index("items", kind="IVF_HNSW_SQ", metric="dot", replace=True, num_partitions=2)
         assert con.indices()["items"] == [VectorIndex("vec_idx", "vec", "IVF_HNSW_SQ", "dot")]
         assert con.sql(TOP_K, params={"q": QUERY}).arrow().equals(exact)
+
+
+def test_other_open_connections_keep_the_version_they_opened(world):
+    with fedquery.connect(str(world)) as other, fedquery.connect(str(world)) as con:
+        con.create_index("items", num_partitions=4)
+        assert other.indices() == {}
+        assert other.sql("SELECT count(*) FROM items").fetchall() == [(ROWS,)]
+    with fedquery.connect(str(world)) as again:
+        assert list(again.indices()) == ["items"]
 
 
 def test_the_column_is_inferred_and_metric_aliases(world):
@@ -323,11 +334,11 @@ def _lance_indices_of(world: Path, name: str) -> list[VectorIndex]:
 def test_defaults():
     assert index_params("IVF_PQ", 1_000_000, 128, {}) == {"num_partitions": 1000,
                                                           "num_sub_vectors": 32}
-    assert index_params("IVF_HNSW_SQ", 5_000_000, 768, {}) == {"num_partitions": 1024}
+    assert index_params("IVF_HNSW_SQ", 5_000_000, 768, {}) == {"num_partitions": 2236}
     assert index_params("IVF_PQ", 3000, 32, {"num_partitions": 5}) == {"num_partitions": 5,
                                                                        "num_sub_vectors": 8}
     assert [default_partitions(n) for n in (0, 100, 3000, 65_536, 1_000_000, 10**8)] == [
-        1, 1, 11, 256, 1000, 1024]
+        1, 1, 11, 256, 1000, 4096]
     assert [default_sub_vectors(d) for d in (4, 8, 32, 128, 130, 768, 1536)] == [
         1, 2, 8, 32, 26, 192, 384]
     assert [index_kind(k) for k in ("ivf_pq", "IVF-HNSW-SQ", "HnswSq", "ivfflat")] == [
