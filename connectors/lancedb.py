@@ -1,8 +1,10 @@
 """``kind: lancedb``: tables of a LanceDB database, scanned by DuckDB as Arrow datasets.
 
-A Lance dataset is a pyarrow Dataset, so DuckDB pushes projections and filters into it.
-Sources are only read: a local database (a path or a ``file://`` URL) must be an existing
-folder before lancedb is called, as ``lancedb.connect`` creates a missing one.
+A Lance dataset is a pyarrow Dataset, so DuckDB pushes projections and filters into it. A
+top-k scan (``ScanRequest.vector``) is answered by a search of our own instead
+(``connectors/_lance_search.py``): the table's ANN index when many rows qualify, an exact
+pass when few do. Sources are only read: a local database (a path or a ``file://`` URL) must
+be an existing folder before lancedb is called, as ``lancedb.connect`` creates a missing one.
 """
 
 from __future__ import annotations
@@ -11,8 +13,17 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from connectors._native import DuckDBBound, attach_memory, quote, relation, scan_reader, table_ref
-from connectors.base import Capabilities, ScanRequest, TableRef
+from connectors._lance_search import Search, describe_plan, settings_for, vector_indexes
+from connectors._native import (
+    DuckDBBound,
+    attach_memory,
+    quote,
+    relation,
+    scan_reader,
+    table_ref,
+    used_params,
+)
+from connectors.base import Capabilities, ScanRequest, SearchSettings, TableRef
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
@@ -36,6 +47,11 @@ class LanceDBConnector(DuckDBBound):
         _check_local_folder(self.uri, self.name)
         declared = {t.name: t.table or t.name for t in catalog.tables.values()
                     if t.source == spec.name}
+        self._settings: dict[str, SearchSettings] = {}
+        for t in catalog.tables.values():
+            if t.source == spec.name and t.vector_search is not None:
+                self._settings.setdefault(t.table or t.name, t.vector_search)
+        self._indexes: dict[str, dict] = {}
         try:
             self._db = lancedb.connect(self.uri)
             available = set(_table_names(self._db))
@@ -74,7 +90,42 @@ class LanceDBConnector(DuckDBBound):
         cursor = self._bound().cursor()
         for name, dataset in self.relations([table.name]).items():
             cursor.register(name, dataset)
+        if request.vector is not None and request.limit and request.columns:
+            found = self._search(cursor, request, table.name)
+            if found is not None:
+                return found.to_reader()
         return scan_reader(cursor, self.name, request, table)
+
+    def _search(self, cursor: duckdb.DuckDBPyConnection, request: ScanRequest,
+                table: str) -> pa.Table | None:
+        """The top-k rows by our own search; None when DuckDB must scan (a NULL or
+        mistyped query vector, a filter Lance cannot take)."""
+        import numpy as np
+
+        vector = request.vector
+        sql = f"SELECT {vector.query}"
+        value = cursor.sql(sql, params=used_params(sql, request.params)).fetchall()[0][0]
+        dataset = self._datasets[table]
+        size = dataset.schema.field(vector.column).type.list_size
+        if value is None or len(value) != size or any(v is None for v in value):
+            return None
+        index = self.vector_indexes(table).get(vector.column)
+        settings = settings_for(index, self._settings.get(table), vector.settings)
+        query = np.asarray(value, dtype=np.float32)
+        return Search(dataset, request, query, index, settings).run()
+
+    def vector_indexes(self, table: str) -> dict:
+        """The ANN indexes of a table by column (read once per connection)."""
+        if table not in self._indexes:
+            self._indexes[table] = vector_indexes(self._datasets[table])
+        return self._indexes[table]
+
+    def describe_search(self, request: ScanRequest) -> str:
+        """How a top-k scan request will be answered, for ``explain``."""
+        table, vector = table_ref(request.table).name, request.vector
+        index = self.vector_indexes(table).get(vector.column)
+        settings = settings_for(index, self._settings.get(table), vector.settings)
+        return describe_plan(index, vector.column, vector.metric, settings)
 
     def estimate_rows(self, table: TableRef) -> int | None:
         """Rows of the Lance dataset, from its manifest."""
