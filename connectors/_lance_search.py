@@ -44,7 +44,8 @@ OVERFETCH = 2.0  # candidates per qualifying row expected, in the first over-fet
 MAX_ROUNDS = 6
 SLACK = 16  # rows kept past the k-th, for ties and rounding; DuckDB orders them
 BATCH_ROWS = 65_536
-DEFAULT_REFINE = 10
+DEFAULT_REFINE = 20
+DEFAULT_REFINE_DOT = 40  # inner products rank by unnormalised vectors: PQ errors weigh more
 DEFAULT_NPROBES = 20  # per 256 partitions (recall@10 >= 0.95 measured: bench/vectors.py)
 TOLERANCE = 1e-5  # relative: distances this close to the k-th may order either way
 
@@ -89,12 +90,14 @@ def _statistics(dataset: Any, name: str) -> tuple[str, int | None]:
     return str(stats.get("index_type") or "vector"), int(partitions) if partitions else None
 
 
-def settings_for(index: VectorIndex | None, *layers: SearchSettings | None) -> SearchSettings:
+def settings_for(index: VectorIndex | None, metric: str,
+                 *layers: SearchSettings | None) -> SearchSettings:
     """The settings of one search: the query's over the table's over the defaults."""
     nprobes = DEFAULT_NPROBES
     if index is not None and index.partitions:
         nprobes = max(DEFAULT_NPROBES, math.ceil(index.partitions * DEFAULT_NPROBES / 256))
-    merged = SearchSettings(nprobes, DEFAULT_REFINE, None)
+    refine = DEFAULT_REFINE_DOT if metric == "dot" else DEFAULT_REFINE
+    merged = SearchSettings(nprobes, refine, None)
     for layer in layers:
         if layer is not None:
             merged = SearchSettings(*(mine if mine is not None else old for mine, old in
@@ -222,16 +225,17 @@ class Search:
         else:
             best = self._exact_streamed()
         if best is None:
-            self.trace.append("NULL or NaN distances would rank among the k: DuckDB scans")
+            self.trace.append("a NULL vector, element or NaN distance in play: DuckDB scans")
             return None
         return self.dataset._take_rows(best, columns=self.columns).select(self.columns)
 
     def _exact_taken(self) -> list[int] | None:
         """Row ids of the nearest among the rows whose key is one of a few keys."""
         column = self.keys.column
-        listed = self.dataset.to_table(columns=[column], filter=self.own, with_row_id=True)
-        hits = pc.is_in(listed.column(column), value_set=pc.unique(self.keys.values))
-        ids = pc.filter(listed.column("_rowid"), hits)
+        keys = pc.field(column).isin(pc.unique(self.keys.values))
+        wanted = keys if self.own is None else self.own & keys
+        ids = self.dataset.to_table(columns=[column], filter=wanted, with_row_id=True)
+        ids = ids.column("_rowid").combine_chunks()
         best = _Best(self.k, self.query, self.vector.metric)
         for start in range(0, len(ids), BATCH_ROWS):
             chunk = ids.slice(start, BATCH_ROWS)
@@ -242,18 +246,40 @@ class Search:
     def _exact_streamed(self) -> list[int] | None:
         """Row ids of the nearest, in one pass over the vectors (and keys)."""
         columns = [self.vector.column] + ([self.keys.column] if self.keys is not None else [])
-        keys = pc.unique(self.keys.values) if self.keys is not None and len(self.keys) <= (
-            1 << 20) else (self.keys.values if self.keys is not None else None)
+        keys = _Membership(self.keys.values) if self.keys is not None else None
         scanner = self.dataset.scanner(columns=columns, filter=self.own, with_row_id=True,
                                        batch_size=BATCH_ROWS)
         best = _Best(self.k, self.query, self.vector.metric)
         for batch in scanner.to_reader():
-            vectors, ids = batch.column(self.vector.column), batch.column("_rowid")
-            if keys is not None:
-                hits = pc.is_in(batch.column(self.keys.column), value_set=keys)
-                vectors, ids = pc.filter(vectors, hits), pc.filter(ids, hits)
-            best.add(vectors, ids.to_numpy())
+            hits = keys.of(batch.column(self.keys.column)) if keys is not None else None
+            best.add(batch.column(self.vector.column), batch.column("_rowid").to_numpy(), hits)
         return best.row_ids()
+
+
+class _Membership:
+    """Whether values are among a set of keys, the set built once: integer keys sorted (a
+    binary search per value), others through Arrow's hash lookup (its set rebuilt per call)."""
+
+    def __init__(self, keys: pa.Array) -> None:
+        self.integers = pa.types.is_integer(keys.type)
+        if self.integers:
+            numbers = keys.to_numpy()
+            ordered = len(numbers) < 2 or bool(np.all(numbers[1:] >= numbers[:-1]))
+            self.keys = numbers if ordered else np.sort(numbers)  # often already in order
+        else:
+            self.keys = pc.unique(keys)
+
+    def of(self, values: pa.Array) -> np.ndarray:
+        """A boolean mask: which values are keys (NULL never is)."""
+        if not (self.integers and pa.types.is_integer(values.type)):
+            found = pc.is_in(values, value_set=self.keys)
+            return found.to_numpy(zero_copy_only=False)
+        if len(self.keys) == 0:
+            return np.zeros(len(values), bool)
+        valid = values.is_valid().to_numpy(zero_copy_only=False)
+        numbers = values.fill_null(0).to_numpy()
+        at = np.minimum(np.searchsorted(self.keys, numbers), len(self.keys) - 1)
+        return valid & (self.keys[at] == numbers)
 
 
 class _Best:
@@ -272,31 +298,38 @@ class _Best:
         self.distances = np.empty(0, np.float64)
         self.ids = np.empty(0, np.uint64)
         self.unranked = 0
+        self.refused = False  # a wanted vector holds a NULL element
 
-    def add(self, vectors: pa.Array, ids: np.ndarray) -> None:
+    def add(self, vectors: pa.Array, ids: np.ndarray, wanted: np.ndarray | None = None) -> None:
+        """Rank a batch of vectors (only the rows ``wanted``, when given), ``ids`` their row
+        ids. Distances are computed for the whole batch: cheaper than copying the wanted."""
         if isinstance(vectors, pa.ChunkedArray):
             vectors = vectors.combine_chunks()
         if len(vectors) == 0:
             return
         dim = vectors.type.list_size
         child = vectors.values.slice(vectors.offset * dim, len(vectors) * dim)
-        valid = np.ones(len(vectors), bool)
+        wanted = np.ones(len(vectors), bool) if wanted is None else wanted
+        ranked = np.ones(len(vectors), bool)
         if vectors.null_count:
-            valid &= vectors.is_valid().to_numpy(zero_copy_only=False)
-        if child.null_count:
-            valid &= ~child.is_null().to_numpy(zero_copy_only=False).reshape(-1, dim).any(axis=1)
+            ranked &= vectors.is_valid().to_numpy(zero_copy_only=False)
+        if child.null_count:  # DuckDB refuses such a vector: let it say so
+            holes = child.is_null().to_numpy(zero_copy_only=False).reshape(-1, dim).any(axis=1)
+            self.refused = self.refused or bool((holes & wanted).any())
+            ranked &= ~holes
         matrix = child.to_numpy(zero_copy_only=False).reshape(-1, dim)
         distances = self._distances(matrix)
-        valid &= np.isfinite(distances)
-        self.unranked += int((~valid).sum())
-        self._merge(distances[valid], ids[valid])
+        ranked &= np.isfinite(distances)
+        self.unranked += int((wanted & ~ranked).sum())
+        keep = wanted & ranked
+        self._merge(distances[keep], ids[keep])
 
     def _distances(self, matrix: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
             dots = (matrix @ self.query).astype(np.float64)
             if self.metric == "dot":
                 return -dots
-            squares = np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64)
+            squares = np.einsum("ij,ij->i", matrix, matrix).astype(np.float64)
             if self.metric == "l2":
                 return squares - 2 * dots + self.norm ** 2
             return 1.0 - dots / (np.sqrt(squares) * self.norm)
@@ -312,7 +345,7 @@ class _Best:
     def row_ids(self) -> list[int] | None:
         """The ids of the k nearest and of any row within rounding of the k-th; None when
         rows without a distance would rank among them."""
-        if len(self.distances) < self.k and self.unranked:
+        if self.refused or (len(self.distances) < self.k and self.unranked):
             return None
         order = np.argsort(self.distances, kind="stable")
         distances, ids = self.distances[order], self.ids[order]

@@ -47,10 +47,9 @@ class LanceDBConnector(DuckDBBound):
         _check_local_folder(self.uri, self.name)
         declared = {t.name: t.table or t.name for t in catalog.tables.values()
                     if t.source == spec.name}
-        self._settings: dict[str, SearchSettings] = {}
-        for t in catalog.tables.values():
-            if t.source == spec.name and t.vector_search is not None:
-                self._settings.setdefault(t.table or t.name, t.vector_search)
+        self._settings: dict[str, SearchSettings] = {
+            t.name: t.vector_search for t in catalog.tables.values()
+            if t.source == spec.name and t.vector_search is not None}
         self._indexes: dict[str, dict] = {}
         try:
             self._db = lancedb.connect(self.uri)
@@ -110,7 +109,7 @@ class LanceDBConnector(DuckDBBound):
         if value is None or len(value) != size or any(v is None for v in value):
             return None
         index = self.vector_indexes(table).get(vector.column)
-        settings = settings_for(index, self._settings.get(table), vector.settings)
+        settings = settings_for(index, vector.metric, self._settings.get(table), vector.settings)
         query = np.asarray(value, dtype=np.float32)
         return Search(dataset, request, query, index, settings).run()
 
@@ -124,7 +123,7 @@ class LanceDBConnector(DuckDBBound):
         """How a top-k scan request will be answered, for ``explain``."""
         table, vector = table_ref(request.table).name, request.vector
         index = self.vector_indexes(table).get(vector.column)
-        settings = settings_for(index, self._settings.get(table), vector.settings)
+        settings = settings_for(index, vector.metric, self._settings.get(table), vector.settings)
         return describe_plan(index, vector.column, vector.metric, settings)
 
     def estimate_rows(self, table: TableRef) -> int | None:
