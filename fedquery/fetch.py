@@ -187,7 +187,7 @@ def _with_vector_keys(session: Session, fragment: Fragment, params: Any) -> Frag
     if planned.count is not None and planned.check is not None:
         count = session.run(planned.count, subset(params, planned.count.parameters)).table()
         count = int(count.column(0)[0].as_py() or 0)
-        if LAZY_KEYS < count <= VECTOR_KEYS_MAX:
+        if count > LAZY_KEYS:  # loaded only by an exact pass, however many
             keys = KeySet(planned.column, count=count, load=load,
                           check=functools.partial(_check_keys, session, planned.check, params))
             return replace(fragment, request=replace(fragment.request, keys=keys))
