@@ -185,7 +185,7 @@ class Search:
     def _prefiltered(self, estimate: str) -> pa.Table:
         prefilter = self.own
         if self.keys is not None:
-            keys = pc.field(self.keys.column).isin(pc.unique(self.keys.values))
+            keys = pc.field(self.keys.column).isin(self._key_values())
             prefilter = keys if prefilter is None else prefilter & keys
         found = self._ann(self.k, prefilter, self.settings.refine)
         self.trace.append(f"index, prefiltered ({estimate}): {self.index}, nprobes "
@@ -207,6 +207,12 @@ class Search:
                 return self._best(kept.sort_by("_distance"))
             fetch = min(rows, fetch * (2 if kept.num_rows else 4))
         return None
+
+    def _key_values(self, unique: bool = True) -> pa.Array:
+        """The keys, typed as the vector table's key column (an int32 warehouse key against
+        an int64 Lance column...)."""
+        values = self.keys.values.cast(self.dataset.schema.field(self.keys.column).type)
+        return pc.unique(values) if unique else values
 
     def _best(self, found: pa.Table) -> pa.Table:
         """The first k rows of ``found`` (sorted by ``_distance``) and any within rounding
@@ -232,7 +238,7 @@ class Search:
     def _exact_taken(self) -> list[int] | None:
         """Row ids of the nearest among the rows whose key is one of a few keys."""
         column = self.keys.column
-        keys = pc.field(column).isin(pc.unique(self.keys.values))
+        keys = pc.field(column).isin(self._key_values())
         wanted = keys if self.own is None else self.own & keys
         ids = self.dataset.to_table(columns=[column], filter=wanted, with_row_id=True)
         ids = ids.column("_rowid").combine_chunks()
@@ -246,7 +252,7 @@ class Search:
     def _exact_streamed(self) -> list[int] | None:
         """Row ids of the nearest, in one pass over the vectors (and keys)."""
         columns = [self.vector.column] + ([self.keys.column] if self.keys is not None else [])
-        keys = _Membership(self.keys.values) if self.keys is not None else None
+        keys = _Membership(self._key_values(unique=False)) if self.keys is not None else None
         # Lance's own batch size: larger batches read several times slower (measured)
         scanner = self.dataset.scanner(columns=columns, filter=self.own, with_row_id=True)
         best = _Best(self.k, self.query, self.vector.metric)

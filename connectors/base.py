@@ -78,8 +78,8 @@ class KeySet:
 
         candidates = pc.unique(candidates.drop_null())
         if self._values is None and self._check is not None:
-            return pc.unique(self._check(candidates))
-        values = self.values  # hash the smaller side: a few candidates against many keys
+            return pc.unique(self._check(candidates)).cast(candidates.type)
+        values = self.values.cast(candidates.type)  # the smaller side hashed: few candidates
         if len(values) > 8 * len(candidates):
             return pc.unique(pc.filter(values, pc.is_in(values, value_set=candidates)))
         return pc.filter(candidates, pc.is_in(candidates, value_set=values))

@@ -24,7 +24,7 @@ from connectors._native import (
     used_params,
 )
 from connectors.base import Capabilities, ScanRequest, SearchSettings, TableRef
-from fedquery.errors import SourceError
+from fedquery.errors import FedQueryError, SourceError
 
 if TYPE_CHECKING:
     import duckdb
@@ -111,7 +111,15 @@ class LanceDBConnector(DuckDBBound):
         index = self.vector_indexes(table).get(vector.column)
         settings = settings_for(index, vector.metric, self._settings.get(table), vector.settings)
         query = np.asarray(value, dtype=np.float32)
-        return Search(dataset, request, query, index, settings).run()
+        try:
+            return Search(dataset, request, query, index, settings).run()
+        except FedQueryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Lance refused: DuckDB scans, as exactly
+            if request.trace is not None:
+                request.trace.append(f"Lance search failed ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0][:200]}): DuckDB scans")
+            return None
 
     def vector_indexes(self, table: str) -> dict:
         """The ANN indexes of a table by column (read once per connection)."""

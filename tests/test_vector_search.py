@@ -56,10 +56,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
         con.register("src", pa.table({"id": ids, "sel": sel, "half": ids % 2}))
         con.execute("CREATE TABLE meta AS SELECT * FROM src")
+        con.execute("CREATE TABLE meta32 AS SELECT id::INTEGER AS id, sel::SMALLINT AS sel "
+                    "FROM src")
     catalog = {
         "sources": {"wh": {"kind": "duckdb", "path": str(root / "warehouse.duckdb")},
                     "vs": {"kind": "lancedb", "uri": str(root / "lance")}},
         "tables": {"meta": {"source": "wh", "table": "meta"},
+                   "meta32": {"source": "wh", "table": "meta32"},
                    **{f"v_{n}": {"source": "vs", "table": n} for n in ("plain", *METRICS)},
                    "v_cosine_exact": {"source": "vs", "table": "cosine",
                                       "vector_search": {"exact": True}}},
@@ -257,6 +260,17 @@ def test_many_keys_are_checked_not_loaded(world) -> None:
     text = con.explain(_join_sql("v_cosine", "cosine", 500), analyze=True, params={"q": q})
     assert "counted, candidates checked" in text
     assert ROWS // 2 > _lance_search.PREFILTER_KEYS  # the 50% case over-fetches
+
+
+@pytest.mark.parametrize("threshold", [500, 200, 10])
+def test_keys_of_another_type_than_the_vector_tables(world, threshold) -> None:
+    con, q = world["con"], world["queries"][2]
+    for table, exact in (("v_cosine", False), ("v_plain", True)):
+        sql = _join_sql(table, "cosine", threshold).replace("JOIN meta m", "JOIN meta32 m")
+        got = con.sql(sql, params={"q": q}).arrow().column("id").to_pylist()
+        truth = _truth(world, q, "cosine", _mask(world, threshold), 10)
+        assert got == truth if exact else len(set(got) & set(truth)) >= 9
+        assert "failed" not in _search_line(con, sql, q)
 
 
 def test_untranslatable_filter_scans_with_duckdb(world) -> None:
