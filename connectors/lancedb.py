@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from connectors._lance_keys import KeyIndexes
 from connectors._lance_search import Search, describe_plan, settings_for, vector_indexes
 from connectors._native import (
     DuckDBBound,
@@ -51,6 +52,7 @@ class LanceDBConnector(DuckDBBound):
             t.name: t.vector_search for t in catalog.tables.values()
             if t.source == spec.name and t.vector_search is not None}
         self._indexes: dict[str, dict] = {}
+        self._key_indexes = KeyIndexes()
         try:
             self._db = lancedb.connect(self.uri)
             available = set(_table_names(self._db))
@@ -86,33 +88,52 @@ class LanceDBConnector(DuckDBBound):
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         table = table_ref(request.table)
-        cursor = self._bound().cursor()
-        for name, dataset in self.relations([table.name]).items():
-            cursor.register(name, dataset)
         if request.vector is not None and request.limit and request.columns:
-            found = self._search(cursor, request, table.name)
+            found = self._search(request, table.name)
             if found is not None:
                 return found.to_reader()
-        return scan_reader(cursor, self.name, request, table)
+        return scan_reader(self._cursor(table.name), self.name, request, table)
 
-    def _search(self, cursor: duckdb.DuckDBPyConnection, request: ScanRequest,
-                table: str) -> pa.Table | None:
+    def _cursor(self, table: str) -> duckdb.DuckDBPyConnection:
+        """A cursor of the executor's DuckDB with the table's Lance dataset registered."""
+        cursor = self._bound().cursor()
+        for name, dataset in self.relations([table]).items():
+            cursor.register(name, dataset)
+        return cursor
+
+    def _query_vector(self, request: ScanRequest, table: str) -> Any:
+        """The query vector's value: a ``$name`` parameter's own, else computed by DuckDB
+        (a literal, an embedding call)."""
+        query, params = request.vector.query, request.params or {}
+        if query.startswith("$") and query[1:] in params:
+            value = params[query[1:]]
+            value = getattr(value, "object", value)  # a typed DuckDB value holds it
+            if value is None or hasattr(value, "__len__"):
+                return value
+        sql = f"SELECT {query}"
+        cursor = self._cursor(table)
+        return cursor.sql(sql, params=used_params(sql, request.params)).fetchall()[0][0]
+
+    def _search(self, request: ScanRequest, table: str) -> pa.Table | None:
         """The top-k rows by our own search; None when DuckDB must scan (a NULL or
         mistyped query vector, a filter Lance cannot take)."""
         import numpy as np
 
         vector = request.vector
-        sql = f"SELECT {vector.query}"
-        value = cursor.sql(sql, params=used_params(sql, request.params)).fetchall()[0][0]
+        value = self._query_vector(request, table)
         dataset = self._datasets[table]
         size = dataset.schema.field(vector.column).type.list_size
-        if value is None or len(value) != size or any(v is None for v in value):
+        if isinstance(value, str | bytes) or value is None or len(value) != size or any(
+                v is None for v in value):
             return None
         index = self.vector_indexes(table).get(vector.column)
         settings = settings_for(index, vector.metric, self._settings.get(table), vector.settings)
         query = np.asarray(value, dtype=np.float32)
+        def key_index(column: str):
+            return self._key_indexes.get(table, dataset, column)
+
         try:
-            return Search(dataset, request, query, index, settings).run()
+            return Search(dataset, request, query, index, settings, key_index).run()
         except FedQueryError:
             raise
         except Exception as exc:  # noqa: BLE001 - Lance refused: DuckDB scans, as exactly
