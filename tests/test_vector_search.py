@@ -44,17 +44,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     sel = rng.integers(0, 1000, ROWS).astype(np.int32)
     shade = np.array(["red", "green", "blue", "grey"])[rng.integers(0, 4, ROWS)]
     vec_type = pa.list_(pa.float32(), DIM)
-    table = pa.table({"id": ids, "shade": shade,
+    codes = np.array([f"k{i}" for i in ids])
+    table = pa.table({"id": ids, "shade": shade, "code": codes,
                       "vec": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)})
     db = lancedb.connect(str(root / "lance"))
     for name in ("plain", *METRICS):
         created = db.create_table(name, data=table.cast(pa.schema(
-            [("id", pa.int64()), ("shade", pa.string()), ("vec", vec_type)])))
+            [("id", pa.int64()), ("shade", pa.string()), ("code", pa.string()),
+             ("vec", vec_type)])))
         if name != "plain":
             created.create_index("vec", config=lancedb.index.IvfPq(
                 distance_type=name, num_partitions=16, num_sub_vectors=4))
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
-        con.register("src", pa.table({"id": ids, "sel": sel, "half": ids % 2}))
+        con.register("src", pa.table({"id": ids, "sel": sel, "half": ids % 2, "code": codes}))
         con.execute("CREATE TABLE meta AS SELECT * FROM src")
         con.execute("CREATE TABLE meta32 AS SELECT id::INTEGER AS id, sel::SMALLINT AS sel "
                     "FROM src")
@@ -267,6 +269,18 @@ def test_keys_of_another_type_than_the_vector_tables(world, threshold) -> None:
     con, q = world["con"], world["queries"][2]
     for table, exact in (("v_cosine", False), ("v_plain", True)):
         sql = _join_sql(table, "cosine", threshold).replace("JOIN meta m", "JOIN meta32 m")
+        got = con.sql(sql, params={"q": q}).arrow().column("id").to_pylist()
+        truth = _truth(world, q, "cosine", _mask(world, threshold), 10)
+        assert got == truth if exact else len(set(got) & set(truth)) >= 9
+        assert "failed" not in _search_line(con, sql, q)
+
+
+@pytest.mark.parametrize("threshold", [500, 200, 10])
+def test_text_keys(world, threshold) -> None:
+    """Keys no key index serves: an IN prefilter, an IN scan, or over-fetch and check."""
+    con, q = world["con"], world["queries"][3]
+    for table, exact in (("v_cosine", False), ("v_plain", True)):
+        sql = _join_sql(table, "cosine", threshold).replace("m.id = v.id", "m.code = v.code")
         got = con.sql(sql, params={"q": q}).arrow().column("id").to_pylist()
         truth = _truth(world, q, "cosine", _mask(world, threshold), 10)
         assert got == truth if exact else len(set(got) & set(truth)) >= 9
