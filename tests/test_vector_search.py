@@ -304,3 +304,16 @@ def test_queries_never_write(world) -> None:
     for threshold in SELECTIVITIES.values():
         con.sql(_join_sql("v_cosine", "cosine", threshold), params={"q": q}).arrow()
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+
+
+def test_embedded_query_vector_with_a_tie_breaker(world, registry) -> None:
+    """A query vector made by an embedder (volatile for DuckDB) with another ORDER BY key: the
+    vector scan keeps ties by ranking, outside the call."""
+    fixed = world["queries"][0]
+    fedquery.register_embedder("fixed-16", lambda texts: np.tile(fixed, (len(texts), 1)), DIM,
+                               kind="text")
+    sql = ("SELECT v.id FROM v_plain v JOIN meta m ON m.id = v.id WHERE m.sel < 500 "
+           "ORDER BY array_cosine_distance(v.vec, embed_text('anything', 'fixed-16')), m.half "
+           "LIMIT 10")
+    got = world["con"].sql(sql).arrow().column("id").to_pylist()
+    assert got == _truth(world, fixed, "cosine", _mask(world, 500), 10)
