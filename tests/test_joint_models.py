@@ -293,3 +293,15 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", "import fedquery"], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and "FEDQUERY_CLIP_MODEL='/nonexistent/clip' is not registered" in done.stderr
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "", "path": "x"}, "register_clip: name must be a non-empty string"),
+    ({"name": "c", "path": ""}, "register_clip('c'): path must be a folder, a file or a cached model id"),
+    ({"name": "c", "path": "x", "library": "torch"}, "library must be 'open_clip' or"),
+    ({"name": "c", "path": "x", "device": 0}, "device must be a string such as 'cpu' or 'cuda'"),
+    ({"name": "c", "path": "x", "default": "yes"}, "default must be True or False"),
+])
+def test_register_clip_checks_its_arguments(registry, kwargs: dict, message: str) -> None:
+    with pytest.raises(fedquery.PlanError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        fedquery.register_clip(**kwargs)

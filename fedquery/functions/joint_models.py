@@ -13,9 +13,9 @@ What ``path`` may be, in the order it is looked at:
 - a folder with ``open_clip_config.json`` and its weights (``open_clip_model.safetensors``,
   ``open_clip_pytorch_model.bin``, ...): what open_clip saves, and what the Hugging Face cache
   holds for an open_clip model;
-- an open_clip weights file (``.pt``, ``.pth``, ``.bin``, ``.safetensors``) with ``architecture``
-  an open_clip model name (``"ViT-B-32"``) or a model config JSON file; a file named after its
-  architecture (``ViT-B-32.pt``) needs none;
+- an open_clip weights file (a state dict: ``.pt``, ``.pth``, ``.bin``, ``.safetensors``) with
+  ``architecture`` an open_clip model name (``"ViT-B-32"``) or a model config JSON file; a file
+  named after its architecture (``ViT-B-32.pt``) needs none;
 - a folder with ``modules.json`` (a saved sentence-transformers CLIP model) or a transformers
   CLIP folder (``config.json``), loaded with sentence-transformers;
 - ``org/name`` (or ``hf-hub:org/name``): that model's snapshot in the Hugging Face cache.
@@ -49,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fedquery.errors import PlanError, SourceError
-from fedquery.functions.embedding import REGISTRY, cached_model_dir, check_arguments
+from fedquery.functions.embedding import REGISTRY, cached_model_dir
 
 Library = Literal["open_clip", "sentence-transformers"]
 LIBRARIES: tuple[Library, ...] = ("open_clip", "sentence-transformers")
@@ -79,15 +79,18 @@ def register_clip(name: str, path: str | os.PathLike, *, architecture: str | Non
     one); ``default=True`` makes it the model ``embed_image(uri)`` and ``embed_text(text)`` use.
     Returns the loaded model (``embed_images``, ``embed_texts``, ``dim``, ``device``).
 
-    >>> fedquery.register_clip("clip", "/models/ViT-B-32.pt")                    # doctest: +SKIP
+    >>> fedquery.register_clip("clip", "/models/open_clip/ViT-B-32")              # doctest: +SKIP
     >>> con.sql("SELECT frame_id FROM shots s ORDER BY array_cosine_distance(s.embedding, "
     ...         "embed_text('rainy street at night', 'clip')) LIMIT 5")        # doctest: +SKIP
     """
     from fedquery.boundary import boundary
 
     with boundary():
+        if not isinstance(name, str) or not name.strip():
+            raise PlanError(f"register_clip: name must be a non-empty string, got {name!r}")
         where = f"register_clip({name!r})"
-        check_arguments(name, _no_fn, 1, "image", default)
+        if not isinstance(default, bool):
+            raise PlanError(f"{where}: default must be True or False, got {default!r}")
         if not isinstance(path, str | os.PathLike) or not str(path).strip():
             raise PlanError(f"{where}: path must be a folder, a file or a cached model id, got "
                             f"{path!r}")
@@ -100,10 +103,6 @@ def register_clip(name: str, path: str | os.PathLike, *, architecture: str | Non
         model = JointModel(name, spec, device).load()
         model.register(default=default)
         return model
-
-
-def _no_fn(items: list) -> None:  # stands for the functions while the arguments are checked
-    return None
 
 
 @dataclass(frozen=True)
