@@ -103,14 +103,31 @@ def scan_sql(source: str, request: ScanRequest, table: TableRef) -> str:
             condition = column.isin(query=exp.select("key").from_(KEYS_TABLE))
         select = select.where(condition)
     if request.with_ties and request.order_by and request.limit is not None:
-        order = ", ".join(request.order_by)
-        return select.qualify(f"rank() OVER (ORDER BY {order}) <= {int(request.limit)}",
-                              dialect="duckdb").sql("duckdb")
+        return _with_ties(select, columns, request).sql("duckdb")
     if request.order_by:
         select = select.order_by(*request.order_by, dialect="duckdb")
     if request.limit is not None:
         select = select.limit(request.limit)
     return select.sql("duckdb")
+
+
+def _with_ties(select: exp.Select, columns: list[exp.Expr], request: ScanRequest) -> exp.Select:
+    """The first ``limit`` rows in order and every row tied with the last: the sort keys
+    computed as columns of an inner SELECT, ranked outside it (DuckDB refuses a volatile
+    function, such as an embedding call, inside a window's ORDER BY)."""
+    keys = []
+    for i, text in enumerate(request.order_by):
+        ordered = sqlglot.parse_one(f"SELECT 1 ORDER BY {text}", dialect="duckdb").args["order"]
+        ordered = ordered.expressions[0]
+        select = select.select(exp.alias_(ordered.this.copy(), f"__fq_order_{i}"))
+        ordered.set("this", exp.column(f"__fq_order_{i}"))
+        keys.append(ordered)
+    rank = exp.Window(this=exp.Anonymous(this="rank"), order=exp.Order(expressions=keys))
+    hidden = [exp.column(f"__fq_order_{i}") for i in range(len(keys))]
+    outer = [exp.column(c.name, quoted=True) if isinstance(c, exp.Column)
+             else exp.Star(except_=hidden) for c in columns]
+    return (exp.select(*outer).from_(select.subquery("__fq_ranked"))
+            .qualify(exp.LTE(this=rank, expression=exp.Literal.number(int(request.limit)))))
 
 
 def scan_reader(cursor: duckdb.DuckDBPyConnection, source: str, request: ScanRequest,

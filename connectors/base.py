@@ -8,7 +8,7 @@ tables into the executor's DuckDB so that DuckDB's own pushdown applies.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -43,16 +43,81 @@ class Capabilities:
     max_identifier_length: int | None = None
 
 
-@dataclass(frozen=True)
 class KeySet:
-    """Rows whose ``column`` is one of ``values`` (an Arrow array, without NULLs): the exact
-    prefilter of a top-k scan, kept out of the SQL text because it may hold many keys."""
+    """Rows whose ``column`` is one of a set of keys: the exact prefilter of a top-k scan,
+    kept out of the SQL text because it may hold many keys.
 
-    column: str
-    values: pa.Array
+    Given as ``values`` (an Arrow array without NULLs, maybe with duplicates), or, when there
+    are many, lazily: ``count`` (at least the number of distinct keys), ``load`` (every key,
+    called at most once, on first use of ``values``) and ``check`` (which of some candidate
+    keys are in the set), so a source that over-fetches and checks never loads them all.
+    """
+
+    def __init__(self, column: str, values: pa.Array | None = None, *, count: int | None = None,
+                 load: Callable[[], pa.Array] | None = None,
+                 check: Callable[[pa.Array], pa.Array] | None = None) -> None:
+        if values is None and load is None:
+            raise ValueError("a KeySet needs its values or a way to load them")
+        self.column, self._values, self._load, self._check = column, values, load, check
+        self.count = len(values) if values is not None else int(count or 0)
+
+    @property
+    def loaded(self) -> bool:
+        return self._values is not None
+
+    @property
+    def values(self) -> pa.Array:
+        if self._values is None:
+            self._values = self._load()
+            self.count = len(self._values)
+        return self._values
+
+    def contains(self, candidates: pa.Array) -> pa.Array:
+        """The distinct ``candidates`` that are keys of the set."""
+        import pyarrow.compute as pc
+
+        candidates = pc.unique(candidates.drop_null())
+        if self._values is None and self._check is not None:
+            return pc.unique(self._check(candidates)).cast(candidates.type)
+        values = self.values.cast(candidates.type)  # the smaller side hashed: few candidates
+        if len(values) > 8 * len(candidates):
+            return pc.unique(pc.filter(values, pc.is_in(values, value_set=candidates)))
+        return pc.filter(candidates, pc.is_in(candidates, value_set=values))
 
     def __len__(self) -> int:
-        return len(self.values)
+        return self.count
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a vector top-k may use an ANN index: ``nprobes`` (index partitions searched first),
+    ``refine`` (candidates re-ranked with the exact vectors, a multiple of k), ``exact`` (True:
+    never the index; False: the index whenever there is one; None: the planner's choice by
+    the number of qualifying rows). None for a number: the default."""
+
+    nprobes: int | None = None
+    refine: int | None = None
+    exact: bool | None = None
+
+    def over(self, defaults: SearchSettings) -> SearchSettings:
+        """These settings, each unset one taken from ``defaults``."""
+        return SearchSettings(*(mine if mine is not None else theirs for mine, theirs in
+                                zip(self.astuple(), defaults.astuple(), strict=True)))
+
+    def astuple(self) -> tuple:
+        return (self.nprobes, self.refine, self.exact)
+
+
+@dataclass(frozen=True)
+class VectorQuery:
+    """The nearest-first order of a top-k scan as data, for a source that searches vectors
+    itself: ``metric`` (``cosine``, ``l2`` or ``dot``) between ``column`` and the query vector
+    ``query`` (DuckDB SQL of a constant: a ``$parameter``, a literal, an embedding call)."""
+
+    column: str
+    metric: str
+    query: str
+    settings: SearchSettings = SearchSettings()
 
 
 @dataclass(frozen=True)
@@ -64,7 +129,9 @@ class ScanRequest:
     ``with_ties`` also every row tied with the last of them.
     ``keys`` (native sources only) keeps the rows whose column is one of a set of keys.
     ``params`` are the values of the ``$name`` placeholders in ``filter``: the plan holds the
-    request without them, the executor adds them for one run.
+    request without them, the executor adds them for one run. ``vector`` says that
+    ``order_by`` is nearest-first to a query vector (a source with ``vector_search`` may then
+    answer with its own search); the source appends what it did to ``trace`` when given one.
     """
 
     table: str
@@ -75,6 +142,8 @@ class ScanRequest:
     with_ties: bool = False
     keys: KeySet | None = field(default=None, compare=False)
     params: Mapping[str, Any] | None = field(default=None, compare=False)
+    vector: VectorQuery | None = None
+    trace: list[str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

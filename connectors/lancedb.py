@@ -1,8 +1,10 @@
 """``kind: lancedb``: tables of a LanceDB database, scanned by DuckDB as Arrow datasets.
 
-A Lance dataset is a pyarrow Dataset, so DuckDB pushes projections and filters into it.
-Sources are only read: a local database (a path or a ``file://`` URL) must be an existing
-folder before lancedb is called, as ``lancedb.connect`` creates a missing one.
+A Lance dataset is a pyarrow Dataset, so DuckDB pushes projections and filters into it. A
+top-k scan (``ScanRequest.vector``) is answered by a search of our own instead
+(``connectors/_lance_search.py``): the table's ANN index when many rows qualify, an exact
+pass when few do. Sources are only read: a local database (a path or a ``file://`` URL) must
+be an existing folder before lancedb is called, as ``lancedb.connect`` creates a missing one.
 """
 
 from __future__ import annotations
@@ -11,9 +13,19 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from connectors._native import DuckDBBound, attach_memory, quote, relation, scan_reader, table_ref
-from connectors.base import Capabilities, ScanRequest, TableRef
-from fedquery.errors import SourceError
+from connectors._lance_keys import KeyIndexes
+from connectors._lance_search import Search, describe_plan, settings_for, vector_indexes
+from connectors._native import (
+    DuckDBBound,
+    attach_memory,
+    quote,
+    relation,
+    scan_reader,
+    table_ref,
+    used_params,
+)
+from connectors.base import Capabilities, ScanRequest, SearchSettings, TableRef
+from fedquery.errors import FedQueryError, SourceError
 
 if TYPE_CHECKING:
     import duckdb
@@ -36,6 +48,11 @@ class LanceDBConnector(DuckDBBound):
         _check_local_folder(self.uri, self.name)
         declared = {t.name: t.table or t.name for t in catalog.tables.values()
                     if t.source == spec.name}
+        self._settings: dict[str, SearchSettings] = {
+            t.name: t.vector_search for t in catalog.tables.values()
+            if t.source == spec.name and t.vector_search is not None}
+        self._indexes: dict[str, dict] = {}
+        self._key_indexes = KeyIndexes()
         try:
             self._db = lancedb.connect(self.uri)
             available = set(_table_names(self._db))
@@ -71,10 +88,72 @@ class LanceDBConnector(DuckDBBound):
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         table = table_ref(request.table)
+        if request.vector is not None and request.limit and request.columns:
+            found = self._search(request, table.name)
+            if found is not None:
+                return found.to_reader()
+        return scan_reader(self._cursor(table.name), self.name, request, table)
+
+    def _cursor(self, table: str) -> duckdb.DuckDBPyConnection:
+        """A cursor of the executor's DuckDB with the table's Lance dataset registered."""
         cursor = self._bound().cursor()
-        for name, dataset in self.relations([table.name]).items():
+        for name, dataset in self.relations([table]).items():
             cursor.register(name, dataset)
-        return scan_reader(cursor, self.name, request, table)
+        return cursor
+
+    def _query_vector(self, request: ScanRequest, table: str) -> Any:
+        """The query vector's value: a ``$name`` parameter's own, else computed by DuckDB
+        (a literal, an embedding call)."""
+        query, params = request.vector.query, request.params or {}
+        if query.startswith("$") and query[1:] in params:
+            value = params[query[1:]]
+            value = getattr(value, "object", value)  # a typed DuckDB value holds it
+            if value is None or hasattr(value, "__len__"):
+                return value
+        sql = f"SELECT {query}"
+        cursor = self._cursor(table)
+        return cursor.sql(sql, params=used_params(sql, request.params)).fetchall()[0][0]
+
+    def _search(self, request: ScanRequest, table: str) -> pa.Table | None:
+        """The top-k rows by our own search; None when DuckDB must scan (a NULL or
+        mistyped query vector, a filter Lance cannot take)."""
+        import numpy as np
+
+        vector = request.vector
+        value = self._query_vector(request, table)
+        dataset = self._datasets[table]
+        size = dataset.schema.field(vector.column).type.list_size
+        if isinstance(value, str | bytes) or value is None or len(value) != size or any(
+                v is None for v in value):
+            return None
+        index = self.vector_indexes(table).get(vector.column)
+        settings = settings_for(index, vector.metric, self._settings.get(table), vector.settings)
+        query = np.asarray(value, dtype=np.float32)
+        def key_index(column: str):
+            return self._key_indexes.get(table, dataset, column)
+
+        try:
+            return Search(dataset, request, query, index, settings, key_index).run()
+        except FedQueryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Lance refused: DuckDB scans, as exactly
+            if request.trace is not None:
+                request.trace.append(f"Lance search failed ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0][:200]}): DuckDB scans")
+            return None
+
+    def vector_indexes(self, table: str) -> dict:
+        """The ANN indexes of a table by column (read once per connection)."""
+        if table not in self._indexes:
+            self._indexes[table] = vector_indexes(self._datasets[table])
+        return self._indexes[table]
+
+    def describe_search(self, request: ScanRequest) -> str:
+        """How a top-k scan request will be answered, for ``explain``."""
+        table, vector = table_ref(request.table).name, request.vector
+        index = self.vector_indexes(table).get(vector.column)
+        settings = settings_for(index, vector.metric, self._settings.get(table), vector.settings)
+        return describe_plan(index, vector.column, vector.metric, settings)
 
     def estimate_rows(self, table: TableRef) -> int | None:
         """Rows of the Lance dataset, from its manifest."""
@@ -89,15 +168,14 @@ class LanceDBConnector(DuckDBBound):
         dataset = self._datasets[table]
         latest = dataset.checkout_version(dataset.latest_version)  # a new object: running
         self._datasets[table] = latest                              # scans keep the old one
-        if self._con is not None:
+        self._indexes.pop(table, None)  # read again on the next search; the key indexes stay
+        if self._con is not None:       # valid: an index moves no row
             self._con.register(self.relation_name(table), latest)
 
     def indices(self, table: str) -> list[tuple[str, str, str, str]]:
         """``(index name, column, index type, metric)`` of each vector index of one table,
         e.g. ``("vec_idx", "vec", "IVF_PQ", "cosine")``."""
-        from fedquery.vector_index import lance_indices
-
-        return lance_indices(self._datasets[table])
+        return [(i.name, i.column, i.kind, i.metric) for i in self.vector_indexes(table).values()]
 
 
 

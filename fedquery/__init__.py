@@ -17,6 +17,7 @@ from fedquery.errors import (
     SourceError,
 )
 from fedquery.functions.embedding import register_embedder
+from fedquery.functions.joint_models import register_clip
 from fedquery.profile import Profile
 from fedquery.result import Result
 
@@ -33,6 +34,7 @@ __all__ = [
     "Result",
     "SourceError",
     "connect",
+    "register_clip",
     "register_embedder",
     "__version__",
 ]

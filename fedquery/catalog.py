@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors.base import SearchSettings
 from fedquery.catalog_yaml import read_yaml
 from fedquery.errors import CatalogError
 from fedquery.secrets import Secrets
@@ -51,6 +52,7 @@ class TableSpec:
     table: str | None = None
     path: str | None = None
     partitioning: str | None = None
+    vector_search: SearchSettings | None = None  # a LanceDB table's ANN search defaults
 
 
 @dataclass(frozen=True)
@@ -330,7 +332,8 @@ class _Loader:
         for name, spec, keypath in self.entries(raw, "tables", "table"):
             spec = self.mapping(spec, keypath)
             source = sources[self.choice(spec.get("source"), sources, f"{keypath}.source", "source")]
-            self.known_keys(spec, ("source", "table", "path", "partitioning"), keypath)
+            self.known_keys(spec, ("source", "table", "path", "partitioning", "vector_search"),
+                            keypath)
             table = self.text(spec.get("table"), f"{keypath}.table")
             path = self.text(spec.get("path"), f"{keypath}.path", required=(
                 "required for a parquet source (folder, glob or file)"
@@ -340,8 +343,32 @@ class _Loader:
                 raise self.fail(f"{keypath}.partitioning", f"expected 'hive' or 'none', got "
                                 f"{describe(partitioning)}")
             table = table or (None if source.kind in ("parquet", "files") else name)
-            out[name] = TableSpec(name, source.name, table, path, partitioning)
+            search = self.search_settings(spec.get("vector_search"), source,
+                                          f"{keypath}.vector_search")
+            out[name] = TableSpec(name, source.name, table, path, partitioning, search)
         return out
+
+    def search_settings(self, raw: Any, source: SourceSpec, keypath: str) -> SearchSettings | None:
+        """``vector_search: {nprobes: n, refine: n, exact: bool}`` of a LanceDB table."""
+        if raw is None:
+            return None
+        if source.kind != "lancedb":
+            raise self.fail(keypath, f"only tables of a lancedb source search vectors; source "
+                            f"{source.name!r} is kind {source.kind!r}")
+        spec = self.mapping(raw, keypath)
+        self.known_keys(spec, ("nprobes", "refine", "exact"), keypath)
+        numbers = {}
+        for key in ("nprobes", "refine"):
+            value = spec.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 1 <= value <= 100_000):
+                raise self.fail(f"{keypath}.{key}", f"expected an integer from 1 to 100000, got "
+                                f"{describe(value)}")
+            numbers[key] = value
+        exact = spec.get("exact")
+        if exact is not None and not isinstance(exact, bool):
+            raise self.fail(f"{keypath}.exact", f"expected true or false, got {describe(exact)}")
+        return SearchSettings(numbers["nprobes"], numbers["refine"], exact)
 
     def blobs(self, raw: Any, sources: dict, tables: dict) -> dict[str, str]:
         out = {}

@@ -132,11 +132,13 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _tables(args: argparse.Namespace) -> int:
     """One name a line; a table with vector indices also shows them: ``IVF_PQ(vec, cosine)``."""
+    from fedquery.vector_index import label
+
     with _connect(args.catalog) as con:
         names, indices = con.tables(), con.indices()
     width = max((len(n) for n in indices), default=0)
     for name in names:
-        shown = ", ".join(str(i) for i in indices.get(name, ()))
+        shown = ", ".join(label(i) for i in indices.get(name, ()))
         print(f"{name.ljust(width)}  {shown}" if shown else name)
     return 0
 

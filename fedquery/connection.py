@@ -27,7 +27,8 @@ from fedquery.planner import Planner, select_params
 from fedquery.result import Result
 
 if TYPE_CHECKING:
-    from fedquery.vector_index import IndexInfo, VectorIndex
+    from connectors._lance_search import VectorIndex
+    from fedquery.vector_index import IndexInfo
 
 CATALOG_STATEMENTS = {"SHOW", "DESCRIBE", "DESC"}
 
@@ -147,17 +148,18 @@ class Connection:
 
     def indices(self) -> dict[str, list[VectorIndex]]:
         """The vector indices of each catalog table that has one, as this connection sees them:
-        ``{"frame_embeddings": [VectorIndex("embedding_idx", "embedding", "IVF_PQ", "cosine")]}``.
+        ``{"frame_embeddings": [VectorIndex("embedding_idx", "embedding", "IVF_PQ", "cosine",
+        20)]}`` (name, column, kind, metric, partitions).
         """
         with boundary(self.catalog.secrets):
             self._check_open()
             found = {}
             for name, spec in self.catalog.tables.items():
-                listing = getattr(self._session.connectors[spec.source], "indices", None)
+                listing = getattr(self._session.connectors[spec.source], "vector_indexes", None)
                 with boundary(self.catalog.secrets, sources=[spec.source]):
-                    indices = listing(name) if listing else []
+                    indices = list(listing(name).values()) if listing else []
                 if indices:
-                    found[name] = list(indices)
+                    found[name] = indices
             return found
 
     def create_index(self, table: str, column: str | None = None, *, kind: str = "IVF_PQ",

@@ -46,6 +46,8 @@ def _measured(stat: FragmentStats) -> str:
         text += f", {stat.bytes_read:,} bytes read"
     if stat.key_filter:
         text += f"; keys sent: {stat.key_filter}"
+    if stat.search:
+        text += f"; search: {stat.search}"
     return text
 
 
@@ -68,6 +70,9 @@ def _fragment_lines(fragment: Fragment, session: Session) -> list[str]:
         if request.limit is not None:
             ties = " (and rows tied with the last)" if request.with_ties else ""
             lines.append(f"  limit:   {request.limit}{ties}")
+    planned_search = getattr(connector, "describe_search", None)
+    if fragment.request is not None and fragment.request.vector is not None and planned_search:
+        lines.append(f"  search:  {planned_search(fragment.request)}")
     if fragment.vector_keys is not None:
         keys = fragment.vector_keys
         lines.append(f"  top-k:   nearest {fragment.request.limit} among rows whose "

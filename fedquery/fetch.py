@@ -27,6 +27,8 @@ from fedquery.errors import FedQueryError, SourceError
 from fedquery.parse import DIALECT
 
 VECTOR_KEYS_MAX = 10_000_000  # keys a top-k prefilter takes; more: every row instead
+UNIQUE_KEYS_MAX = 65_536  # keys deduplicated here; more are passed on as they come
+LAZY_KEYS = 16_384  # more keys than this go to a vector search as a count and a check
 PREFETCH_BYTES = 128 << 20  # a stream read ahead up to this many bytes, to know its size
 PREFETCH_TOTAL = 512 << 20  # what all the streams of one query may hold read ahead
 
@@ -47,6 +49,7 @@ class FragmentStats:
     seconds: float = 0.0
     bytes_read: int | None = None
     key_filter: str | None = None
+    search: str | None = None  # what a vector search did (strategy, estimate, settings)
     error: BaseException | None = None
     cancel: Callable[[], None] | None = None  # wakes a read that waits for its source
 
@@ -75,6 +78,8 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
         if fragment.vector_keys is not None:
             fragment = _with_vector_keys(session, fragment, params)
             stat.key_filter = _describe_keys(fragment)
+        if fragment.request is not None and fragment.request.vector is not None:
+            fragment = replace(fragment, request=replace(fragment.request, trace=[]))
         connector = session.connectors[fragment.source]
         before, started = getattr(connector, "bytes_read", None), time.perf_counter()
         from_source = _open(session, fragment, params, predicate)  # where a SQL source runs it
@@ -83,6 +88,8 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
         if opened is not None:
             opened.append(stat)
         stat.seconds += time.perf_counter() - started
+        if fragment.request is not None and fragment.request.trace:
+            stat.search = "; ".join(fragment.request.trace)
         reader = _counted(from_source, stat)
         if fragment.materialize or whole:
             built[fragment.name] = reader.read_all()
@@ -168,14 +175,35 @@ def key_predicate(fragment: Fragment, built: dict[str, pa.Table]) -> exp.Expr | 
 def _with_vector_keys(session: Session, fragment: Fragment, params: Any) -> Fragment:
     """Run a top-k scan's keys plan: the fragment whose request keeps those keys; past
     ``VECTOR_KEYS_MAX`` keys, the fragment without its top-k (every row, exactly as if
-    unplanned: the residual still orders and limits)."""
+    unplanned: the residual still orders and limits). A source that searches vectors gets
+    more than ``LAZY_KEYS`` keys lazily: their count, and a check of candidates."""
     planned = fragment.vector_keys
-    table = session.run(planned.plan, subset(params, planned.plan.parameters)).table()
-    keys = pc.unique(table.column(0)).drop_null()
+
+    def load() -> pa.Array:
+        table = session.run(planned.plan, subset(params, planned.plan.parameters)).table()
+        keys = table.column(0).combine_chunks().drop_null()
+        return pc.unique(keys) if len(keys) <= UNIQUE_KEYS_MAX else keys  # else a set is built
+
+    if planned.count is not None and planned.check is not None:
+        count = session.run(planned.count, subset(params, planned.count.parameters)).table()
+        count = int(count.column(0)[0].as_py() or 0)
+        if count > LAZY_KEYS:  # loaded only by an exact pass, however many
+            keys = KeySet(planned.column, count=count, load=load,
+                          check=functools.partial(_check_keys, session, planned.check, params))
+            return replace(fragment, request=replace(fragment.request, keys=keys))
+    keys = load()
     if len(keys) > VECTOR_KEYS_MAX:
-        whole = replace(fragment.request, order_by=(), limit=None, with_ties=False)
+        whole = replace(fragment.request, order_by=(), limit=None, with_ties=False, vector=None)
         return replace(fragment, request=whole)
     return replace(fragment, request=replace(fragment.request, keys=KeySet(planned.column, keys)))
+
+
+def _check_keys(session: Session, check: tuple[str, Plan], params: Any,
+                candidates: pa.Array) -> pa.Array:
+    """Which of the candidates are keys: the keys plan kept to them."""
+    name, plan = check
+    values = {**(subset(params, plan.parameters) or {}), name: candidates.to_pylist()}
+    return session.run(plan, values).table().column(0).combine_chunks()
 
 
 def _with_query_vector(session: Session, fragment: Fragment, params: Any) -> dict[str, Any]:
@@ -196,6 +224,9 @@ def _describe_keys(fragment: Fragment) -> str:
     request = fragment.request
     if request.keys is None:
         return f"top-k dropped: more than {VECTOR_KEYS_MAX:,} keys pass the rest of the join"
+    if not request.keys.loaded:
+        return (f"{request.keys.column} IN (up to {len(request.keys):,} keys of the rest of the "
+                f"join: counted, candidates checked), top {request.limit}")
     return (f"{request.keys.column} IN ({len(request.keys):,} keys from the rest of the join), "
             f"top {request.limit}")
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field, replace
 
 from sqlglot import exp
 
-from connectors.base import ScanRequest
+from connectors.base import ScanRequest, SearchSettings, VectorQuery
 from fedquery.parse import DIALECT
 from fedquery.rules._shape import ROW_MARKER, RuleCatalog, scan_table, source_of, subtree_source
 from fedquery.rules.dynamic_filters import DYNAMIC_FILTER, IN_LIST_MAX, MATERIALIZE
-from fedquery.rules.pushdown_vector_topk import VECTOR_TOPK
+from fedquery.rules.pushdown_vector_topk import METRICS, VECTOR_TOPK
+from fedquery.vector_search import SEARCH_SETTINGS
 from fedquery.vectors import array_type
 
 FRAGMENT_PREFIX = "__f"
@@ -46,7 +47,8 @@ class Fragment:
     def inline(self) -> bool:
         """Run inside the residual by DuckDB, rather than fetched first and registered."""
         return (self.native and not self.materialize and self.key_filter is None
-                and self.vector_keys is None and self.query_vector is None)
+                and self.vector_keys is None and self.query_vector is None
+                and (self.request is None or self.request.vector is None))
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,14 @@ class QueryVector:
 @dataclass(frozen=True)
 class VectorKeys:
     """The prefilter of a top-k vector scan: ``column IN`` the keys ``plan`` returns (its one
-    column), run first; an exact set, whatever its size."""
+    column), run first; an exact set, whatever its size. For a source that searches vectors,
+    ``count`` tells how many keys there are, and ``check`` which of some candidates are keys,
+    so that many keys need not be loaded."""
 
     column: str
     plan: Plan
+    count: Plan | None = None  # at least the number of distinct keys (one row, one column)
+    check: tuple[str, Plan] | None = None  # ($name of a list of candidates, which are keys)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,7 @@ def _has_streamed(expression: exp.Expr, is_native) -> bool:
     """Whether some fragment will be fetched first rather than run inline by DuckDB."""
     for node in expression.find_all(exp.Subquery):
         topk = node.meta.get(VECTOR_TOPK)
-        if MATERIALIZE in node.meta or (topk and (topk.keys or topk.query_vector)):
+        if MATERIALIZE in node.meta or (topk and (topk.keys or topk.query_vector or topk.searched)):
             return True
     return any(not is_native(source_of(t)) for t in expression.find_all(exp.Table)
                if source_of(t) is not None)
@@ -174,8 +180,12 @@ def _fragment_of(node: exp.Expr, catalog, index: int, is_native) -> Fragment | N
         vector_keys = query_vector = None
         if topk is not None:
             request = replace(request, with_ties=topk.with_ties)
+            if topk.searched:
+                request = replace(request, vector=_vector_query(node.this, table))
             if topk.keys is not None:
-                vector_keys = VectorKeys(topk.column, catalog.subplan(topk.keys))
+                count = catalog.subplan(topk.count) if topk.count is not None else None
+                check = (topk.check[0], catalog.subplan(topk.check[1])) if topk.check else None
+                vector_keys = VectorKeys(topk.column, catalog.subplan(topk.keys), count, check)
             if topk.query_vector is not None:
                 parameter, query = topk.query_vector
                 field = catalog.table_schema(table).field(topk.vector_column)
@@ -191,6 +201,23 @@ def _fragment_of(node: exp.Expr, catalog, index: int, is_native) -> Fragment | N
         return Fragment(name, source, "sql", query.sql(DIALECT), tables, is_native(source),
                         parameters=placeholders(query), **marks)
     return None
+
+
+def _vector_query(select: exp.Select, table: exp.Table) -> VectorQuery | None:
+    """The nearest-first ORDER BY of a top-k scan as data, when it is the scan's only sort
+    key (another key breaks ties, which only the exact scan keeps)."""
+    order = select.args.get("order")
+    if order is None or len(order.expressions) != 1 or order.expressions[0].args.get("desc"):
+        return None
+    call = order.expressions[0].this
+    if not (isinstance(call, exp.Anonymous) and call.name.lower() in METRICS):
+        return None
+    columns = [a for a in call.expressions if isinstance(a, exp.Column)]
+    if len(columns) != 1 or len(call.expressions) != 2:
+        return None
+    query = next(a for a in call.expressions if a is not columns[0])
+    settings = table.meta.get(SEARCH_SETTINGS) or SearchSettings()
+    return VectorQuery(columns[0].name, METRICS[call.name.lower()], query.sql(DIALECT), settings)
 
 
 def _link_key_filter(fragment: Fragment, names: dict[int, str]) -> Fragment:

@@ -188,6 +188,7 @@ class Planner:
         vectors = vector_parameters(tree, self._array_column_types(bound))
         values = select_params(placeholders, params, vectors)
         described, macros, embedders = describe_sql(sql, tree)
+        array_widths.check_models(tree)  # two models' vectors, whatever their widths
         for embedder in embedders:
             self.session.add_embedder(embedder)
         if described == renamed != written and isinstance(params, list | tuple):

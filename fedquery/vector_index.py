@@ -21,11 +21,12 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
+from connectors._lance_search import VectorIndex, vector_indexes
 from fedquery.catalog import Catalog, SourceSpec, load_catalog
 from fedquery.errors import CatalogError, PlanError, SourceError
 from fedquery.vectors import array_type
@@ -48,16 +49,9 @@ VALUES_PER_SUB_VECTOR = 4  # 128-d: 32 sub-vectors gave recall@10 0.994 at refin
 _NOT_PARAMS = {"distance_type", "accelerator"}
 
 
-class VectorIndex(NamedTuple):
-    """One vector index of a Lance dataset: ``("vec_idx", "vec", "IVF_PQ", "cosine")``."""
-
-    name: str
-    column: str
-    kind: str
-    metric: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}({self.column}, {self.metric})"
+def label(index: VectorIndex) -> str:
+    """``IVF_PQ(vec, cosine)``: an index as ``fedquery tables`` and the errors show it."""
+    return f"{index.kind}({index.column}, {index.metric})"
 
 
 @dataclass(frozen=True)
@@ -110,11 +104,11 @@ def create_index(catalog: Catalog | str | os.PathLike | Mapping[str, Any], table
 
 def _existing_index(target: Any, table: str, column: str, replace: bool) -> str | None:
     """The name of the index ``column`` has (an error unless ``replace``), or None."""
-    existing = [i for i in lance_indices(target.to_lance()) if i.column == column]
-    if existing and not replace:
-        raise PlanError(f"{table}.{column} already has the index {existing[0].name!r} "
-                        f"({existing[0]}); pass --replace (replace=True) to build it anew")
-    return existing[0].name if existing else None
+    existing = vector_indexes(target.to_lance()).get(column)
+    if existing is not None and not replace:
+        raise PlanError(f"{table}.{column} already has the index {existing.name!r} "
+                        f"({label(existing)}); pass --replace (replace=True) to build it anew")
+    return existing.name if existing is not None else None
 
 
 def _build(target: Any, info: IndexInfo, source: SourceSpec, replace: bool) -> IndexInfo:
@@ -234,18 +228,6 @@ def _check_shape(kind: str, rows: int, dim: int, options: Mapping[str, Any], tab
     if sub_vectors is not None and (sub_vectors > dim or dim % sub_vectors):
         raise PlanError(f"{kind}: num_sub_vectors must divide the dimension {dim}, got "
                         f"{sub_vectors} (the default is {default_sub_vectors(dim)})")
-
-
-def lance_indices(dataset: Any) -> list[VectorIndex]:
-    """The vector indices of a Lance dataset (scalar indices have no metric and are left out)."""
-    found = []
-    for desc in dataset.describe_indices():
-        details = desc.details if isinstance(desc.details, dict) else {}
-        metric = details.get("metric_type")
-        if metric and len(desc.field_names) == 1:
-            found.append(VectorIndex(desc.name, desc.field_names[0], desc.index_type,
-                                     METRICS.get(metric.lower(), metric.lower())))
-    return found
 
 
 def _did_you_mean(name: str, options: Iterable[str]) -> str:

@@ -1,11 +1,14 @@
-"""``vector_search('table', query_vector, k [, metric := 'cosine'] [, column := 'vec'])``.
+"""``vector_search('table', query_vector, k [, metric := 'cosine'] [, column := 'vec']
+[, nprobes := n] [, refine := n] [, exact := true])``.
 
 A convenience table function: the k rows of a vector table nearest to the query vector, with
 the table's columns and ``_distance``. It is expanded before planning into the SQL it stands
 for, ``(SELECT *, array_cosine_distance(vec, q) AS _distance FROM table ORDER BY _distance
 LIMIT k)``, so the planner's top-k rewrite sends it to the vector table as a top-k scan.
 Conditions on its output filter those k rows (as for any table function); to filter first, join
-the vector table and order by the distance instead.
+the vector table and order by the distance instead. ``nprobes``, ``refine`` and ``exact`` set
+how an ANN index of the table is used for this query (``SearchSettings``); they ride on the
+table's node to the top-k scan.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ from collections.abc import Callable
 import pyarrow as pa
 from sqlglot import exp
 
+from connectors.base import SearchSettings
 from fedquery.errors import PlanError
 from fedquery.vectors import array_type
 
 METRICS = {"cosine": "array_cosine_distance", "l2": "array_distance",
            "euclidean": "array_distance", "dot": "array_negative_inner_product"}
 USAGE = ("vector_search('table', query_vector, k [, metric := 'cosine'|'l2'|'dot'] "
-         "[, column := 'name'])")
+         "[, column := 'name'] [, nprobes := n] [, refine := n] [, exact := true|false])")
 DISTANCE = "_distance"
+SEARCH_SETTINGS = "search_settings"  # meta on the table node: this query's SearchSettings
 
 
 def expand_vector_search(tree: exp.Expr, schema_of: Callable[[str], pa.Schema]) -> bool:
@@ -55,6 +60,9 @@ def _expanded(table: exp.Table, schema_of: Callable[[str], pa.Schema]) -> exp.Su
                         f"{', '.join(sorted(METRICS))}")
     target = _table_named(name.name)
     column = _vector_column(name.name, schema_of(target.sql("duckdb")), _option(named, "column", None))
+    settings = SearchSettings(_count(named, "nprobes"), _count(named, "refine"), _flag(named, "exact"))
+    if settings != SearchSettings():
+        target.meta[SEARCH_SETTINGS] = settings
     if named:
         raise PlanError(f"vector_search: unknown option {sorted(named)[0]!r}: {USAGE}")
     distance = exp.Anonymous(this=METRICS[metric], expressions=[exp.column(column, quoted=True),
@@ -101,6 +109,25 @@ def _option(named: dict[str, exp.Expr], key: str, default: str | None) -> str | 
     if not (isinstance(value, exp.Literal) and value.is_string):
         raise PlanError(f"vector_search: {key} must be a string literal, not {value.sql('duckdb')}")
     return value.name.lower() if key == "metric" else value.name
+
+
+def _count(named: dict[str, exp.Expr], key: str) -> int | None:
+    value = named.pop(key, None)
+    if value is None:
+        return None
+    if not (isinstance(value, exp.Literal) and value.is_int and 1 <= int(value.this) <= 100_000):
+        raise PlanError(f"vector_search: {key} must be an integer literal from 1 to 100000, not "
+                        f"{value.sql('duckdb')}")
+    return int(value.this)
+
+
+def _flag(named: dict[str, exp.Expr], key: str) -> bool | None:
+    value = named.pop(key, None)
+    if value is None:
+        return None
+    if not isinstance(value, exp.Boolean):
+        raise PlanError(f"vector_search: {key} must be true or false, not {value.sql('duckdb')}")
+    return bool(value.this)
 
 
 def _vector_column(table: str, schema: pa.Schema, wanted: str | None) -> str:

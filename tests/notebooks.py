@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-NOTEBOOKS = ("sql_from_python", "profiling", "similarity")
+NOTEBOOKS = ("sql_from_python", "profiling", "similarity", "text_to_image")
 PROFILE_API_TAG = "needs-profile-api"
 KERNEL = "fedquery-tests"
 TIMEOUT = 300  # seconds a cell may take

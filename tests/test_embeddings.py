@@ -278,13 +278,16 @@ def test_a_registration_while_planning_does_not_break_the_plan(fleet, registry, 
     assert len(rows[0][0]) == NUMPY_TEXT_DIM
 
 
-def test_a_name_that_changes_kind_leaves_a_default(fleet, registry) -> None:
+def test_one_name_holds_an_image_and_a_text_embedder(fleet, registry) -> None:
+    """A joint model: registering a name for the other kind adds that kind, replacing nothing
+    (the image embedder stays the default)."""
     con, _ = fleet
     fedquery.register_embedder("flip", _mean_rgb, 3, default=True)
-    assert con.sql("SELECT len(embed_image(image_uri)) FROM frames LIMIT 1").fetchall() == [(3,)]
-    fedquery.register_embedder("flip", lambda xs: np.ones((len(xs), 2)), 2, kind="text")
-    assert con.sql("SELECT len(embed_image(image_uri)) FROM frames LIMIT 1").fetchall() == [
-        (NUMPY_IMAGE_DIM,)]
+    fedquery.register_embedder("flip", lambda xs: np.ones((len(xs), 3)), 3, kind="text")
+    assert con.sql("SELECT len(embed_image(image_uri)), embed_text('x', 'flip') FROM frames "
+                   "LIMIT 1").fetchall() == [(3, [1.0, 1.0, 1.0])]
+    assert REGISTRY.names()["flip"] == ("image", "text")
+    assert REGISTRY.get("text").name != "flip", "the text default is still the first text model"
 
 
 def test_an_oversized_file_is_not_read_for_embedding(shots) -> None:

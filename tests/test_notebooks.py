@@ -58,3 +58,15 @@ def test_similarity(tmp_path_factory: pytest.TempPathFactory) -> None:
     text = "".join(outputs(nb, "text/plain"))
     assert "data:image/png;base64," in html  # the neighbours' pictures
     assert "frame_embeddings" in text and "ARRAY_COSINE_DISTANCE" in text  # the plan
+
+
+def test_text_to_image(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A tiny CLIP-style model trained in the notebook (no download), registered with
+    register_clip, an embedding column made with it, searched by text."""
+    nb = executed("text_to_image", tmp_path_factory)
+    html = "".join(outputs(nb, "text/html"))
+    text = "".join(outputs(nb, "text/plain"))
+    assert "JointModel('tiny-clip'" in text and "open_clip_model.safetensors" in text
+    assert "data:image/png;base64," in html and "rain" in html  # the rainy night frames
+    assert ("PlanError: array_cosine_distance compares vectors of 64 and 16 dimensions: column "
+            "e.embedding (FLOAT[64]) against embed_text with model 'tiny-clip' (16 dims)") in text

@@ -24,10 +24,10 @@ import pytest
 import yaml
 
 import fedquery
+from connectors._lance_search import vector_indexes
 from fedquery import cli
 from fedquery.vector_index import (
     KINDS,
-    VectorIndex,
     create_index,
     default_partitions,
     default_sub_vectors,
@@ -131,14 +131,18 @@ def test_replacing_an_index_also_leaves_the_data_files(world):
     assert {p.split("/")[0] for p in set(after) - set(before)} <= {"_indices", "_versions",
                                                                     "_transactions"}
     indices = _lance_indices(world)
-    assert indices == [VectorIndex("vec_idx", "vec", "IVF_FLAT", "l2")]
+    assert indices == [("vec_idx", "vec", "IVF_FLAT", "l2")]
     assert info.kind == "IVF_FLAT" and info.metric == "l2"
 
 
-def _lance_indices(world: Path) -> list[VectorIndex]:
-    from fedquery.vector_index import lance_indices
+def _lance_indices(world: Path, name: str = LANCE_NAME) -> list[tuple[str, str, str, str]]:
+    """(name, column, kind, metric) of each vector index of a table, read from its folder."""
+    dataset = lance.dataset(str(world.parent / "vectors" / f"{name}.lance"))
+    return described(vector_indexes(dataset).values())
 
-    return lance_indices(lance.dataset(str(table_dir(world))))
+
+def described(indices) -> list[tuple[str, str, str, str]]:
+    return sorted((i.name, i.column, i.kind, i.metric) for i in indices)
 
 
 QUERIES = [
@@ -179,7 +183,8 @@ def test_the_connection_sees_its_new_index(world):
         assert con.indices() == {}
         info = con.create_index("items", num_partitions=4)
         assert str(info).startswith("IVF_PQ index 'vec_idx' on items.vec (cosine; num_partitions=4")
-        assert con.indices() == {"items": [VectorIndex("vec_idx", "vec", "IVF_PQ", "cosine")]}
+        assert {t: described(i) for t, i in con.indices().items()} == {
+            "items": [("vec_idx", "vec", "IVF_PQ", "cosine")]}
         assert con._session.connectors["v"].indices("items") == [("vec_idx", "vec", "IVF_PQ",
                                                                    "cosine")]
         scanned = con._session.connectors["v"].relations(["items"])  # what each query registers
@@ -187,8 +192,26 @@ def test_the_connection_sees_its_new_index(world):
         assert con.sql(TOP_K, params={"q": QUERY}).arrow().equals(exact)
         assert con.sql("SELECT count(*) FROM items").fetchall() == [(ROWS,)]
         con.create_index("items", kind="IVF_HNSW_SQ", metric="dot", replace=True, num_partitions=2)
-        assert con.indices()["items"] == [VectorIndex("vec_idx", "vec", "IVF_HNSW_SQ", "dot")]
+        assert described(con.indices()["items"]) == [("vec_idx", "vec", "IVF_HNSW_SQ", "dot")]
         assert con.sql(TOP_K, params={"q": QUERY}).arrow().equals(exact)
+
+
+def test_its_searches_use_the_new_index_for_its_metric_only(world):
+    """The connection's own top-k searches (``exact := false``: the index whenever there is one
+    for the metric) go through the index built on it, and only for the index's distance."""
+    search = "SELECT item_id FROM vector_search('items', $q, 10, metric := '{}', exact := false)"
+    with fedquery.connect(str(world)) as con:
+        def searched(metric: str) -> str:
+            text = con.explain(search.format(metric), analyze=True, params={"q": QUERY})
+            return next(line for line in text.splitlines() if "analyze:" in line and "search:" in line)
+
+        assert "search: exact" in searched("cosine") and "no ANN index on vec" in searched("cosine")
+        con.create_index("items", num_partitions=4)
+        assert "search: index, prefiltered" in searched("cosine")
+        assert "IVF_PQ index 'vec_idx' (cosine, 4 partitions)" in searched("cosine")
+        assert "search: exact" in searched("l2") and "no ANN index on vec for l2" in searched("l2")
+        con.create_index("items", metric="l2", replace=True, num_partitions=4)
+        assert "search: index" in searched("l2") and "search: exact" in searched("cosine")
 
 
 def test_other_open_connections_keep_the_version_they_opened(world):
@@ -203,10 +226,10 @@ def test_other_open_connections_keep_the_version_they_opened(world):
 def test_the_column_is_inferred_and_metric_aliases(world):
     with fedquery.connect(str(world)) as con:
         con.create_index("pairs", "b", metric="euclidean", num_partitions=2)
-        assert con.indices() == {"pairs": [VectorIndex("b_idx", "b", "IVF_PQ", "l2")]}
+        assert described(con.indices()["pairs"]) == [("b_idx", "b", "IVF_PQ", "l2")]
         con.create_index("pairs", "a", kind="ivf-flat", num_partitions=2)
-        assert sorted(con.indices()["pairs"]) == [VectorIndex("a_idx", "a", "IVF_FLAT", "cosine"),
-                                                  VectorIndex("b_idx", "b", "IVF_PQ", "l2")]
+        assert described(con.indices()["pairs"]) == [("a_idx", "a", "IVF_FLAT", "cosine"),
+                                                  ("b_idx", "b", "IVF_PQ", "l2")]
         assert con.create_index("items", kind="IvfSq", num_partitions=2).column == "vec"
 
 
@@ -214,7 +237,7 @@ def test_the_column_is_inferred_and_metric_aliases(world):
 def test_every_kind_builds_with_its_metric(world, kind):
     params = {"num_partitions": 2}
     info = create_index(str(world), "items", kind=kind, metric="dot", **params)
-    assert _lance_indices(world) == [VectorIndex("vec_idx", "vec", kind, "dot")]
+    assert _lance_indices(world) == [("vec_idx", "vec", kind, "dot")]
     assert info.params["num_partitions"] == 2
     assert ("num_sub_vectors" in info.params) == ("PQ" in kind)
 
@@ -319,13 +342,9 @@ def test_cli_as_a_process(world):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("built IVF_PQ index 'a_idx' on pairs.a (dot; num_partitions=2, "
                                   "num_sub_vectors=2) over 600 rows")
-    assert _lance_indices_of(world, "pairs") == [VectorIndex("a_idx", "a", "IVF_PQ", "dot")]
+    assert _lance_indices(world, "pairs") == [("a_idx", "a", "IVF_PQ", "dot")]
 
 
-def _lance_indices_of(world: Path, name: str) -> list[VectorIndex]:
-    from fedquery.vector_index import lance_indices
-
-    return lance_indices(lance.dataset(str(world.parent / "vectors" / f"{name}.lance")))
 
 
 # ------------------------------------------------------------------ defaults

@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +53,11 @@ class Embedder:
     kind: Kind
     serial: int = field(default_factory=lambda: next(_serials))
 
+    def __deepcopy__(self, memo: dict) -> Embedder:
+        """Itself: a plan tree's copy keeps the registration its calls resolved to (and never
+        copies a model behind ``fn``, such as a bound method of a loaded torch model)."""
+        return self
+
     @property
     def function_name(self) -> str:
         """The executor function that runs it: ``__fq_embed_<kind>__<name>_<serial>``."""
@@ -78,11 +83,15 @@ class Embedder:
 
 
 class Registry:
-    """Embedders by name, the default of each kind and a generation that moves on every change
-    (plans that name embedder functions are cached by it)."""
+    """Embedders by kind and name, the default of each kind and a generation that moves on every
+    change (plans that name embedder functions are cached by it).
+
+    A name may hold one embedder of each kind: a joint text-image model (CLIP) registers its
+    image and its text embedder under one name, and ``embed_image(uri, 'clip')`` and
+    ``embed_text(text, 'clip')`` then give vectors of one space."""
 
     def __init__(self) -> None:
-        self._embedders: dict[str, Embedder] = {}
+        self._embedders: dict[tuple[Kind, str], Embedder] = {}
         self._defaults: dict[Kind, str] = {}
         self._lock = threading.Lock()
         self.generation = 0
@@ -92,15 +101,9 @@ class Registry:
         check_arguments(name, fn, dim, kind, default)
         embedder = Embedder(name, fn, dim, kind)
         with self._lock:
-            self._embedders[name] = embedder
+            self._embedders[kind, name] = embedder
             if default or kind not in self._defaults:
                 self._defaults[kind] = name
-            for other, default_name in list(self._defaults.items()):
-                if self._embedders[default_name].kind != other:  # the name changed kind
-                    del self._defaults[other]
-                    first = next((n for n, e in self._embedders.items() if e.kind == other), None)
-                    if first is not None:
-                        self._defaults[other] = first
             self.generation += 1
         return embedder
 
@@ -109,24 +112,34 @@ class Registry:
         function = f"embed_{kind}"
         with self._lock:
             name = model if model is not None else self._defaults.get(kind)
-            embedder = self._embedders.get(name) if name is not None else None
-            names = sorted(n for n, e in self._embedders.items() if e.kind == kind)
+            embedder = self._embedders.get((kind, name)) if name is not None else None
+            other = [k for k, n in self._embedders if n == name and k != kind]
+            names = sorted(n for k, n in self._embedders if k == kind)
         if name is None:
             raise PlanError(f"{function}: no {kind} embedder is registered; add one with "
                             "fedquery.register_embedder(name, fn, dim, kind=...)")
+        if embedder is None and other:
+            raise PlanError(f"{function}: model {name!r} embeds {other[0]}s, not {kind}s (registered "
+                            f"{kind} embedders: {', '.join(names) or 'none'})")
         if embedder is None:
             lowered = {n.lower(): n for n in names}
             hint = [lowered[h] for h in difflib.get_close_matches(name.lower(), lowered, n=1)]
             did = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise PlanError(f"{function}: unknown model {name!r}{did}; registered {kind} embedders: "
                             f"{', '.join(names) or 'none'}")
-        if embedder.kind != kind:
-            raise PlanError(f"{function}: model {name!r} embeds {embedder.kind}s, not {kind}s")
         return embedder
 
-    def names(self) -> dict[str, Kind]:
+    def names(self) -> dict[str, tuple[Kind, ...]]:
+        """Each registered name and the kinds it embeds (both for a joint model)."""
+        found: dict[str, tuple[Kind, ...]] = {}
+        for embedder in self.embedders():
+            found[embedder.name] = (*found.get(embedder.name, ()), embedder.kind)
+        return found
+
+    def embedders(self) -> list[Embedder]:
+        """Every registered embedder, by name and then kind."""
         with self._lock:
-            return {n: e.kind for n, e in self._embedders.items()}
+            return sorted(self._embedders.values(), key=lambda e: (e.name, KINDS.index(e.kind)))
 
 
 REGISTRY = Registry()
@@ -161,8 +174,10 @@ def register_embedder(name: str, fn: Callable[[list], Any], dim: int, *, kind: K
     list of encoded image bytes) or ``embed_text(text, name)`` (``kind="text"``: a list of str).
 
     ``fn`` returns a 2-D array of ``len(inputs)`` rows and ``dim`` columns; a row of NaN marks an
-    input it could not embed (that row gives NULL). Registering a name again replaces it;
-    ``default=True`` makes it the model used when SQL names none.
+    input it could not embed (that row gives NULL). Registering a name again for the same kind
+    replaces it; ``default=True`` makes it the model used when SQL names none. One name may hold
+    an image and a text embedder whose vectors share one space (a joint model: register both,
+    or load a CLIP checkpoint with ``fedquery.register_clip``).
 
     >>> fedquery.register_embedder("ones", lambda xs: np.ones((len(xs), 4)), 4)  # doctest: +SKIP
     """
@@ -183,12 +198,31 @@ def sentence_transformer_model(env: dict[str, str] | None = None) -> tuple[str, 
     directory = Path(wanted).expanduser()
     if directory.is_dir():
         return directory.name, str(directory)
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
+    found = cached_model_dir(wanted, ("modules.json",), env)
+    return (wanted.rsplit("/", 1)[-1], str(found)) if found else None
+
+
+def cached_model_dir(repo_id: str, markers: Sequence[str],
+                     env: Mapping[str, str] | None = None) -> Path | None:
+    """The snapshot folder of model ``repo_id`` (``org/name``) in the Hugging Face cache that
+    holds one of ``markers``, or None: the cache's layout read directly (``HF_HUB_CACHE``,
+    ``HF_HOME`` or ``~/.cache/huggingface``; ``refs/main`` names the snapshot), so nothing is
+    imported, asked or downloaded, and any other string is simply not found."""
+    env = os.environ if env is None else env
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo_id) or ".." in repo_id:
         return None
-    found = try_to_load_from_cache(wanted, "modules.json")
-    return (wanted.rsplit("/", 1)[-1], str(Path(found).parent)) if isinstance(found, str) else None
+    cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if not cache:
+        home = env.get("HF_HOME") or str(Path(env.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface")
+        cache = str(Path(home) / "hub")
+    repo = Path(cache).expanduser() / ("models--" + repo_id.replace("/", "--"))
+    try:
+        revision = (repo / "refs" / "main").read_text().strip()
+        snapshots = [repo / "snapshots" / revision]
+    except OSError:
+        snapshots = sorted((repo / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime,
+                           reverse=True) if (repo / "snapshots").is_dir() else []
+    return next((s for s in snapshots for m in markers if (s / m).is_file()), None)
 
 
 def _sentence_transformer_dim(path: str) -> int | None:

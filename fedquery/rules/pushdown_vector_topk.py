@@ -37,7 +37,9 @@ from fedquery.rules._shape import (
 from fedquery.rules.dynamic_filters import DYNAMIC_FILTER, ESTIMATE, MATERIALIZE, KeyFilter
 
 VECTOR_TOPK = "vector_topk"  # meta on the vector scan: the planned TopK
-NEAREST_FIRST = {"array_cosine_distance", "array_distance", "array_negative_inner_product"}
+METRICS = {"array_cosine_distance": "cosine", "array_distance": "l2",
+           "array_negative_inner_product": "dot"}  # DuckDB's function: the metric's name
+NEAREST_FIRST = set(METRICS)
 MAX_K = 100_000
 _vectors = itertools.count()
 
@@ -53,6 +55,9 @@ class TopK:
     with_ties: bool
     query_vector: tuple[str, exp.Select] | None = None  # ($name in the scan, query run first)
     vector_column: str | None = None
+    searched: bool = False  # the source searches vectors itself (the scan is fetched from it)
+    count: exp.Select | None = None  # how many keys at most (a searched scan with keys)
+    check: tuple[str, exp.Select] | None = None  # ($name of candidates, which are keys)
 
 
 def pushdown_vector_topk(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
@@ -111,10 +116,17 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
                 arg.replace(exp.Placeholder(this=query_vector[0]))
     scan.set("order", exp.Order(expressions=[nearest] + (extra if vector_only else [])))
     scan.set("limit", exp.Limit(expression=exp.Literal.number(k)))
-    keys = None if key is None else _keys_query(select, {column.table} | nullable, key, conditions)
-    vector.meta[VECTOR_TOPK] = TopK(key[0].name if key else None, keys, k,
-                                    with_ties=bool(extra) and not vector_only,
-                                    query_vector=query_vector, vector_column=column.name)
+    keys = None if key is None else _keys_query(select, {column.table} | nullable, key, conditions,
+                                                 catalog)
+    with_ties = bool(extra) and not vector_only
+    searched = (catalog.capabilities(source_of(scan_table(vector))).vector_search
+                and not extra)
+    count = check = None
+    if searched and keys is not None:
+        count, check = _count_query(keys), _check_query(keys)
+    vector.meta[VECTOR_TOPK] = TopK(key[0].name if key else None, keys, k, with_ties=with_ties,
+                                    query_vector=query_vector, vector_column=column.name,
+                                    searched=searched, count=count, check=check)
     if key is not None and len(key[1]) == 1:
         _send_top_keys(vector, (key[0], key[1][0]), sides, k, catalog)
 
@@ -298,20 +310,45 @@ def _equality(condition: exp.Expr, alias: str) -> tuple[exp.Column, exp.Expr] | 
 
 
 def _keys_query(select: exp.Select, left_out: set[str], key: tuple[exp.Column, list[exp.Expr]],
-                conditions: list[exp.Expr]) -> exp.Select:
+                conditions: list[exp.Expr], catalog: RuleCatalog) -> exp.Select:
     """``SELECT DISTINCT <other side> AS key FROM <the other inner-joined scans> WHERE <the
-    rest>``; when ``v.key`` equals several other sides, they equal each other there."""
+    rest>``; when ``v.key`` equals several other sides, they equal each other there. Over
+    sources DuckDB reads itself the keys come without DISTINCT (a set is built from them
+    anyway, and DuckDB's DISTINCT of a million keys costs more than the search); a remote
+    source deduplicates before the keys cross the network."""
     alias = key[0].table
     others = [item.this for item in [select.args["from_"]] + list(select.args.get("joins") or [])
               if item.this.alias not in left_out]
     first, *more = key[1]
-    query = exp.select(exp.alias_(first.copy(), "key")).distinct()
+    query = exp.select(exp.alias_(first.copy(), "key"))
+    if not all(catalog.capabilities(source_of(scan_table(o))).native for o in others):
+        query = query.distinct()
     query = query.from_(others[0].copy())
     for other in others[1:]:
         query = query.join(other.copy(), join_type="cross")
     rest = [c.copy() for c in conditions if alias not in (referenced_tables(c) or set())]
     rest += [exp.EQ(this=first.copy(), expression=other.copy()) for other in more]
     return query.where(exp.and_(*rest)) if rest else query
+
+
+def _count_query(keys: exp.Select) -> exp.Select:
+    """``SELECT count(<key>) ...``: at least the number of distinct keys, without them."""
+    query = keys.copy()
+    query.set("distinct", None)
+    key = query.expressions[0].unalias()
+    query.set("expressions", [exp.alias_(exp.Count(this=key.copy()), "n")])
+    return query
+
+
+def _check_query(keys: exp.Select) -> tuple[str, exp.Select]:
+    """The keys query kept to some candidate keys (a list parameter): which of them are keys.
+    A source that over-fetches nearest rows checks its candidates with it instead of loading
+    every key."""
+    name = f"__fq_candidates_{next(_vectors)}"
+    query = keys.copy()
+    key = query.expressions[0].unalias()
+    candidates = exp.select(exp.Unnest(expressions=[exp.Placeholder(this=name)]))
+    return name, query.where(exp.In(this=key.copy(), query=exp.Subquery(this=candidates)))
 
 
 def _resolved(ordered: exp.Ordered, select: exp.Select) -> exp.Ordered:
