@@ -40,6 +40,8 @@ partitions: ``--rows 5000000 --index`` gives item_vectors 512 too.) The ways, al
   (``WHERE sel < t ORDER BY array_cosine_distance(vec, $q) LIMIT 10``);
 * ``lance_exact``    LanceDB on the denormalised copy, ``where("sel < t", prefilter=True)``,
   ``bypass_vector_index()``;
+* ``scan_npN_rfR``   the same search through pylance's ``dataset.scanner(nearest=...,
+  filter=..., prefilter=True)`` (the layer under LanceDB's query builder, which fedquery calls);
 * ``ann_npN_rfR``    (when the denormalised copy has an index) LanceDB's filtered ANN search
   on the denormalised copy, the best a user could hand-write: ``where(..., prefilter=True)
   .minimum_nprobes(N).maximum_nprobes(0).refine_factor(R)``, one way per (``--nprobes``,
@@ -240,7 +242,21 @@ def make_ways(query: Query, fed: Any, fed_exact: Any, base: duckdb.DuckDBPyConne
     }
     for n, r in grid:
         ways[ann_name(n, r)] = lambda q, n=n, r=r: lance_search(q, n, r)
+    dataset = denorm.to_lance()  # pylance's scanner under LanceDB: no query-builder layer
+
+    def lance_scan(q: np.ndarray, nprobes: int, refine: int) -> list[int]:
+        nearest = {"column": "vec", "q": q, "k": K, "metric": "cosine",
+                   "minimum_nprobes": nprobes, "refine_factor": refine}
+        return ids_of(dataset.scanner(columns=["item_id", "_distance"], nearest=nearest,
+                                      filter=where, prefilter=True).to_table())
+
+    for n, r in grid:
+        ways[scan_name(n, r)] = lambda q, n=n, r=r: lance_scan(q, n, r)
     return ways
+
+
+def scan_name(nprobes: int, refine: int) -> str:
+    return f"scan_np{nprobes}_rf{refine}"
 
 
 # --------------------------------------------------------------------------- timing
@@ -301,6 +317,7 @@ class Result:
     ways: dict[str, WayStats] = field(default_factory=dict)
     ann: str | None = None  # fastest grid setting at the target recall
     best_lance: str | None = None  # the same counting lance_exact
+    scan: str | None = None  # fastest pylance scanner setting at the target recall
     problems: list[str] = field(default_factory=list)
 
 
@@ -366,6 +383,7 @@ def choose_references(result: Result, target: float) -> None:
     grid = [n for n in result.ways if n.startswith("ann_")]
     result.ann = fastest(grid)
     result.best_lance = fastest([*grid, "lance_exact"])
+    result.scan = fastest([n for n in result.ways if n.startswith("scan_")])
 
 
 # --------------------------------------------------------------------------- report
@@ -409,6 +427,16 @@ def print_summary(results: Sequence[Result], target: float) -> None:
         exact = f"{ratio(fx.ms, dd.ms)}{' ok' if fx.ms <= dd.ms else ' >1.0'}"
         print(f"{r.query:>6} {fed.ms:>11.1f} {fed.recall:>6.3f} {ann:>26} {fed_ann:>7}"
               f" {fx.ms:>12.1f} {dd.ms:>9.1f} {exact:>12}   {best:>26} {fed_best:>8}")
+    print("\nthe same ANN search through pylance's scanner (the layer under LanceDB's query "
+          "builder; what fedquery itself calls):")
+    for r in results:
+        fed = r.ways["fedquery"]
+        if r.scan:
+            a = r.ways[r.scan]
+            print(f"{r.query:>6} {r.scan} {a.ms:.1f} ms ({a.recall:.2f}); fedquery / it "
+                  f"{ratio(fed.ms, a.ms)}")
+        else:
+            print(f"{r.query:>6} no scanner setting reaches the target recall")
     for r in results:
         for problem in r.problems:
             print(f"WARNING {r.query}: {problem}")
@@ -515,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "pylance": lance.__version__}
         doc = {"meta": meta, "queries": [asdict(r) for r in results]}
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
-    fed_problems = [p for r in results for p in r.problems if not p.startswith("ann_")]
+    fed_problems = [p for r in results for p in r.problems if not p.startswith(("ann_", "scan_"))]
     return 1 if fed_problems else 0
 
 
