@@ -6,12 +6,13 @@ in memory. Layout of the cache folder:
 
 * ``lance/item_vectors.lance``        ``(item_id, vec FLOAT[dim])``: what fedquery federates;
 * ``lance/item_vectors_denorm.lance`` ``(item_id, sel, vec)``: a denormalised copy carrying the
-  filter column, the best a user could hand-write for LanceDB's own filtered search; the
-  IVF_PQ index (``--index``) is built on this copy only;
+  filter column, the best a user could hand-write for LanceDB's own filtered search;
+  ``--index`` builds the same IVF_PQ cosine index on both Lance tables (``ensure_index``);
 * ``warehouse.duckdb``                ``items(item_id, category, price, sel)``.
 
 Vectors are clustered: 1024 random unit centres, each row a centre plus Gaussian noise of
-norm ~0.7, normalised; the query vector is a fresh point drawn the same way.
+norm ~0.7, normalised; query vectors are fresh points drawn the same way with other seeds
+(``query_vectors``; the first is the fixed ``query_vector``).
 ``sel`` is a uniform integer in 0..999 drawn independently of the vectors, so ``sel < 100``
 keeps 10%, ``sel < 10`` 1%, ``sel < 1`` 0.1%.
 """
@@ -133,6 +134,14 @@ def query_vector(dim: int) -> np.ndarray:
     return _around(np.random.default_rng(SEED + 2), _centres(dim), 1)[0]
 
 
+def query_vectors(dim: int, n: int) -> np.ndarray:
+    """``n`` query vectors (rows): ``query_vector`` first, then fresh points drawn like the
+    data with seeds of their own (each near a random centre, like the rows)."""
+    centres = _centres(dim)
+    rest = [_around(np.random.default_rng(SEED + 1000 + i), centres, 1)[0] for i in range(1, n)]
+    return np.stack([query_vector(dim), *rest][:n])
+
+
 # --------------------------------------------------------------------------- index
 
 
@@ -141,45 +150,119 @@ def vector_index(table: Any) -> Any | None:
     return next((i for i in table.list_indices() if i.columns == ["vec"]), None)
 
 
+def index_settings(table: Any) -> dict[str, Any] | None:
+    """The build settings of a LanceDB table's index on ``vec`` (type, distance, partitions,
+    sub-vectors, indexed and unindexed rows), read from Lance's index statistics; None when
+    there is no index."""
+    index = vector_index(table)
+    if index is None:
+        return None
+    stats = table.index_stats(index.name)
+    segment = (table.to_lance().stats.index_stats(index.name).get("indices") or [{}])[0]
+    sub_index = segment.get("sub_index") if isinstance(segment.get("sub_index"), dict) else {}
+    return {"name": index.name, "type": stats.index_type, "distance": stats.distance_type,
+            "partitions": segment.get("num_partitions"),
+            "sub_vectors": sub_index.get("num_sub_vectors"),
+            "indexed_rows": stats.num_indexed_rows, "unindexed_rows": stats.num_unindexed_rows}
+
+
 def ensure_index(table: Any, partitions: int, sub_vectors: int, rebuild: bool = False
-                 ) -> tuple[Any, float]:
-    """Build the IVF_PQ cosine index on the denormalised copy once (again when ``rebuild``,
-    replacing the old one); return it and the seconds spent."""
-    found = vector_index(table)
+                 ) -> tuple[dict[str, Any], float]:
+    """Build the IVF_PQ cosine index on ``vec`` of a LanceDB table once (again when
+    ``rebuild``, replacing the old one); return its settings and the seconds spent."""
+    found = index_settings(table)
     if found is not None and not rebuild:
         return found, 0.0
     start = time.perf_counter()
     table.create_index("vec", config=IvfPq(distance_type="cosine", num_partitions=partitions,
-                                           num_sub_vectors=sub_vectors))
-    return vector_index(table), time.perf_counter() - start
+                                           num_sub_vectors=sub_vectors), replace=True)
+    seconds = time.perf_counter() - start
+    return index_settings(table), seconds
 
 
 # --------------------------------------------------------------------------- ground truth
 
 
 class Truth:
-    """Exact cosine distances of every vector to ``q`` (numpy brute force) and the ``sel``."""
+    """Exact cosine distances of every vector to each query vector (numpy brute force in
+    float64, one streaming pass over the denormalised copy: the vectors are never all in
+    memory, only ``rows x queries`` distances) and each row's ``sel``."""
 
-    def __init__(self, root: Path, q: np.ndarray) -> None:
+    def __init__(self, root: Path, queries: np.ndarray) -> None:
+        qs = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+        qs = qs / np.linalg.norm(qs, axis=1, keepdims=True)
         ds = lance.dataset(str(root / "lance" / f"{DENORM}.lance"))
-        n, dist, ids, sel = 0, [], [], []
+        dist, ids, sel = [], [], []
         for batch in ds.to_batches(columns=["item_id", "sel", "vec"], batch_size=CHUNK_ROWS):
             vec = batch.column("vec")
-            mat = vec.values.to_numpy().reshape(len(vec), -1)
-            dist.append(1.0 - mat.astype(np.float64) @ q.astype(np.float64))
+            mat = vec.values.to_numpy().reshape(len(vec), -1).astype(np.float64)
+            norms = np.linalg.norm(mat, axis=1)
+            dist.append(1.0 - (mat @ qs.T) / norms[:, None])
             ids.append(batch.column("item_id").to_numpy())
             sel.append(batch.column("sel").to_numpy())
-            n += len(vec)
-        self.dist, self.ids, self.sel = np.concatenate(dist), np.concatenate(ids), np.concatenate(sel)
+        self.dist = np.concatenate(dist)  # rows x queries
+        self.ids, self.sel = np.concatenate(ids), np.concatenate(sel)
+        self._order = np.argsort(self.ids, kind="stable")
+        self._nearest: dict[tuple[int | None, int, int], tuple[list[int], int]] = {}
+        self._qualifies: dict[int | None, np.ndarray] = {}
 
-    def nearest(self, threshold: int | None, k: int) -> tuple[list[int], int]:
-        """Exact top-k ids among rows with ``sel < threshold`` (all when None) and their count."""
+    def rows_of(self, ids: list[int]) -> np.ndarray:
+        """Row positions of item ids (-1 for an id that is not in the data)."""
+        wanted = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self.ids, wanted, sorter=self._order)
+        pos = np.minimum(pos, len(self.ids) - 1)
+        rows = self._order[pos]
+        return np.where(self.ids[rows] == wanted, rows, -1)
+
+    def qualifies(self, threshold: int | None) -> np.ndarray:
+        if threshold not in self._qualifies:
+            self._qualifies[threshold] = (np.ones(len(self.ids), bool) if threshold is None
+                                          else self.sel < threshold)
+        return self._qualifies[threshold]
+
+    def nearest(self, threshold: int | None, k: int, query: int = 0) -> tuple[list[int], int]:
+        """Exact top-k ids among rows with ``sel < threshold`` (all when None) for query
+        vector ``query``, and the count of qualifying rows (computed once, then cached)."""
+        key = (threshold, k, query)
+        if key not in self._nearest:
+            self._nearest[key] = self._compute_nearest(threshold, k, query)
+        return self._nearest[key]
+
+    def _compute_nearest(self, threshold: int | None, k: int, query: int
+                         ) -> tuple[list[int], int]:
+        dist = self.dist[:, query]
         idx = np.arange(len(self.ids)) if threshold is None else np.flatnonzero(self.sel < threshold)
+        qualifying = len(idx)
         if len(idx) > k:
-            idx = idx[np.argpartition(self.dist[idx], k)[:k]]
-        idx = idx[np.argsort(self.dist[idx], kind="stable")]
-        qualifying = len(self.ids) if threshold is None else int((self.sel < threshold).sum())
+            idx = idx[np.argpartition(dist[idx], k)[:k]]
+        idx = idx[np.argsort(dist[idx], kind="stable")]
         return self.ids[idx].tolist(), qualifying
+
+    def check(self, threshold: int | None, k: int, query: int, got: list[int]
+              ) -> tuple[float, float, list[str]]:
+        """Score an answer: recall@k by ids, recall counting as found any returned row whose
+        exact distance ties the k-th (within 1e-6: float32 rounding may order ties either
+        way), and what is wrong with it (wrong row count, duplicates, rows failing the
+        filter or not in the data)."""
+        exact, qualifying = self.nearest(threshold, k, query)
+        problems = []
+        if len(got) != min(k, qualifying):
+            problems.append(f"{len(got)} rows, expected {min(k, qualifying)}")
+        if len(set(got)) != len(got):
+            problems.append("duplicate ids")
+        rows = self.rows_of(got)
+        if (rows < 0).any():
+            problems.append("ids not in the data")
+        rows = rows[rows >= 0]
+        passing = self.qualifies(threshold)[rows]
+        if not passing.all():
+            problems.append("rows failing the filter")
+        rows = np.unique(rows[passing])
+        if not exact:
+            return float(not got), float(not got), problems
+        kth = self.dist[self.rows_of(exact[-1:]), query][0]
+        close = int((self.dist[rows, query] <= kth + 1e-6).sum())
+        return recall(exact, got), min(close, len(exact)) / len(exact), problems
 
 
 def recall(truth: list[int], got: list[int]) -> float:
