@@ -9,7 +9,7 @@ use: ``cosine`` (the default, as for ``vector_search``) for ``array_cosine_dista
 for ``array_distance``, ``dot`` for ``array_negative_inner_product``.
 
 >>> create_index("catalog.yaml", "frame_embeddings", "embedding")  # doctest: +SKIP
-IndexInfo(table='frame_embeddings', column='embedding', kind='IVF_PQ', metric='cosine', ...)
+IndexInfo(table='frame_embeddings', column='embedding', name='embedding_idx', kind='IVF_PQ', ...)
 """
 
 from __future__ import annotations
