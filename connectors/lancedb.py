@@ -132,8 +132,10 @@ class LanceDBConnector(DuckDBBound):
         def key_index(column: str):
             return self._key_indexes.get(table, dataset, column)
 
+        widen = not any(layer is not None and layer.nprobes is not None
+                        for layer in (self._settings.get(table), vector.settings))
         try:
-            return Search(dataset, request, query, index, settings, key_index).run()
+            return Search(dataset, request, query, index, settings, key_index, widen).run()
         except FedQueryError:
             raise
         except Exception as exc:  # noqa: BLE001 - Lance refused: DuckDB scans, as exactly
