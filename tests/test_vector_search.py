@@ -134,7 +134,7 @@ def test_strategy_follows_the_qualifying_rows(world) -> None:
     con, q = world["con"], world["queries"][0]
     assert "over-fetched" in _search_line(con, _join_sql("v_cosine", "cosine", None), q)
     assert "over-fetched" in _search_line(con, _join_sql("v_cosine", "cosine", 500), q)
-    assert "prefiltered" in _search_line(con, _join_sql("v_cosine", "cosine", 200), q)
+    assert "prefiltered" in _search_line(con, _join_sql("v_cosine", "cosine", 300), q)
     assert "exact (" in _search_line(con, _join_sql("v_cosine", "cosine", 10), q)
     assert "no ANN index" in _search_line(con, _join_sql("v_plain", "cosine", 100), q)
     planned = con.explain(_join_sql("v_cosine", "cosine", 100), params={"q": q})
