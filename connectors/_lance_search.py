@@ -105,8 +105,7 @@ def settings_for(index: VectorIndex | None, metric: str,
     merged = SearchSettings(nprobes, refine, None)
     for layer in layers:
         if layer is not None:
-            merged = SearchSettings(*(mine if mine is not None else old for mine, old in
-                                      zip(layer.astuple(), merged.astuple(), strict=True)))
+            merged = layer.over(merged)
     return merged
 
 

@@ -129,6 +129,7 @@ class LanceDBConnector(DuckDBBound):
         index = self.vector_indexes(table).get(vector.column)
         settings = settings_for(index, vector.metric, self._settings.get(table), vector.settings)
         query = np.asarray(value, dtype=np.float32)
+
         def key_index(column: str):
             return self._key_indexes.get(table, dataset, column)
 

@@ -264,23 +264,20 @@ def test_many_keys_are_checked_not_loaded(world) -> None:
     assert ROWS // 2 > _lance_search.PREFILTER_KEYS  # the 50% case over-fetches
 
 
+JOIN_KEYS = {
+    "int32 keys": ("JOIN meta m", "JOIN meta32 m"),
+    # keys no key index serves: an IN prefilter, an IN scan, or over-fetch and check
+    "text keys": ("m.id = v.id", "m.code = v.code"),
+}
+
+
+@pytest.mark.parametrize("keys", list(JOIN_KEYS))
 @pytest.mark.parametrize("threshold", [500, 200, 10])
-def test_keys_of_another_type_than_the_vector_tables(world, threshold) -> None:
+def test_keys_of_another_type_than_the_vector_tables(world, keys, threshold) -> None:
     con, q = world["con"], world["queries"][2]
+    old, new = JOIN_KEYS[keys]
     for table, exact in (("v_cosine", False), ("v_plain", True)):
-        sql = _join_sql(table, "cosine", threshold).replace("JOIN meta m", "JOIN meta32 m")
-        got = con.sql(sql, params={"q": q}).arrow().column("id").to_pylist()
-        truth = _truth(world, q, "cosine", _mask(world, threshold), 10)
-        assert got == truth if exact else len(set(got) & set(truth)) >= 9
-        assert "failed" not in _search_line(con, sql, q)
-
-
-@pytest.mark.parametrize("threshold", [500, 200, 10])
-def test_text_keys(world, threshold) -> None:
-    """Keys no key index serves: an IN prefilter, an IN scan, or over-fetch and check."""
-    con, q = world["con"], world["queries"][3]
-    for table, exact in (("v_cosine", False), ("v_plain", True)):
-        sql = _join_sql(table, "cosine", threshold).replace("m.id = v.id", "m.code = v.code")
+        sql = _join_sql(table, "cosine", threshold).replace(old, new)
         got = con.sql(sql, params={"q": q}).arrow().column("id").to_pylist()
         truth = _truth(world, q, "cosine", _mask(world, threshold), 10)
         assert got == truth if exact else len(set(got) & set(truth)) >= 9
