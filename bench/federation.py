@@ -836,6 +836,8 @@ def _peer_answer(result: PeerResult, system: str, answer: dict[str, Any], out: P
         result.status[system] = _classify(answer["error"])
         result.errors[system] = answer["error"]
         return False
+    if answer.get("note") and answer["note"] not in result.notes:
+        result.notes.append(answer["note"])
     with pa.memory_map(str(out)) as source:
         table = pa.ipc.open_file(source).read_all()
     if table.column_names != expected.column_names and table.num_columns == expected.num_columns:
