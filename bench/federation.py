@@ -748,7 +748,7 @@ class PeerWorker:
                         "killed": "memory"}
             if time.monotonic() > deadline:
                 self.stop()
-                return {"error": f"killed: no answer in {timeout:.0f} s", "killed": "timeout"}
+                return {"error": f"killed: no answer in {timeout:g} s", "killed": "timeout"}
 
     def stop(self) -> None:
         process, self.process = self.process, None
