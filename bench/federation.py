@@ -670,8 +670,6 @@ def ensure_peer_venv(venv: Path = PEER_VENV) -> Path:
         return python
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        if not python.exists():  # a venv made by a venv's python may lack pip: use the system's
-            subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_REQUIREMENTS], check=True)
     marker.write_text(wanted)
     return python
