@@ -42,7 +42,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -449,7 +449,10 @@ def analyze_fedquery(con: Any, sql: str, proxy: FaultProxy) -> tuple[pa.Table, F
         else:
             stats.s3_rows += s.rows
         stats.s3_bytes_fragment_sum += s.bytes_read or 0
-        stats.fragments.append({k: v for k, v in asdict(s).items() if k != "error"})
+        # Shallow: ``asdict`` would deep-copy ``cancel`` (a bound method holding the source's
+        # connection, which cannot be copied).
+        stats.fragments.append({f.name: getattr(s, f.name) for f in fields(s)
+                                if f.name not in ("error", "cancel")})
     return table, stats
 
 
