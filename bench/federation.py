@@ -17,6 +17,16 @@ The best of N runs of each is reported, and the three answers are checked to be 
 
     python bench/federation.py [--runs 5] [--sf 0.1] [--json FILE] [--orders-order date|custkey|key]
 
+Peer mode (``--peers``): fedquery against DuckDB 1.5.5 with its postgres and httpfs extensions
+and Daft 0.7.26 over the same PostgreSQL and S3, on the 22 TPC-H queries and the selective ones
+above: best time of each, rows PostgreSQL sent and bytes S3 sent to each (one counted run
+through counting proxies), every answer checked against local DuckDB's. The peers run in a venv
+of their own (``~/.cache/fedquery/peer-venv``, made with pip at the first run), every system in
+a worker process (``federation_peer.py``) killed past ``--timeout`` or ``--max-rss-gb``:
+
+    python bench/federation.py --peers [--sf 0.3] [--runs 3] [--tpch 1 5 ...] [--queries ...]
+        [--systems fedquery duckdb daft] [--json FILE]
+
 Services: pgserver and ``moto_server`` are started (and stopped) here, unless
 ``FEDQUERY_BENCH_PG_DSN`` / ``FEDQUERY_BENCH_S3_ENDPOINT`` point at running ones.
 """
@@ -27,11 +37,12 @@ import argparse
 import contextlib
 import json
 import math
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +51,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import services
-from overhead import compare, data_dir, ensure_data, import_fedquery, timed
+from overhead import compare, data_dir, ensure_data, geomean, import_fedquery, timed
+from tpch_queries import ALL_ORDER_KEYS, ALL_QUERIES
 
 from tests.services.s3_faults import FaultProxy  # services put the repository on sys.path
 
@@ -437,7 +449,10 @@ def analyze_fedquery(con: Any, sql: str, proxy: FaultProxy) -> tuple[pa.Table, F
         else:
             stats.s3_rows += s.rows
         stats.s3_bytes_fragment_sum += s.bytes_read or 0
-        stats.fragments.append({k: v for k, v in asdict(s).items() if k != "error"})
+        # Shallow: ``asdict`` would deep-copy ``cancel`` (a bound method holding the source's
+        # connection, which cannot be copied).
+        stats.fragments.append({f.name: getattr(s, f.name) for f in fields(s)
+                                if f.name not in ("error", "cancel")})
     return table, stats
 
 
@@ -626,6 +641,381 @@ def print_query(r: QueryResult) -> None:
         print(f"  PROBLEM: {problem}")
 
 
+# --------------------------------------------------------------------------- peer mode
+#
+# ``--peers``: fedquery against what a user would pick instead of it over the same PostgreSQL and
+# S3: DuckDB 1.5.5 with its postgres and httpfs extensions, and Daft. Every system runs in a
+# long-lived worker process (``federation_peer.py``; the peers in their own venv, since Daft pins
+# an older pyarrow and sqlglot than fedquery's) driven over JSON lines, so the systems alternate
+# in one loop and a run that hangs or grows past a memory cap is killed without taking the bench
+# down. Per query and system: one counted run on a fresh connection through two counting proxies
+# (rows PostgreSQL sent, at ``pg_rows.RowCountingProxy``; object bytes S3 sent, at
+# ``FaultProxy``), then ``runs`` timed runs on a kept connection straight to the servers, best
+# kept. Every answer is checked against local DuckDB's over the same data.
+
+PEER_SYSTEMS = ("fedquery", "duckdb", "daft")
+PEER_VENV = Path.home() / ".cache" / "fedquery" / "peer-venv"
+PEER_EXT_DIR = Path.home() / ".cache" / "fedquery" / "peer-ext"
+PEER_REQUIREMENTS = ("duckdb==1.5.5", "duckdb-extension-postgres==1.5.5",
+                     "duckdb-extension-httpfs==1.5.5", "daft[sql]==0.7.26", "connectorx==0.4.6")
+PEER_WORKER = BENCH_DIR / "federation_peer.py"
+# Daft parses no ``substring(x FROM a FOR b)``; the same function in the form it reads.
+DAFT_REWRITES = {"q22": (("substring(c_phone FROM 1 FOR 2)", "substring(c_phone, 1, 2)"),)}
+
+
+def ensure_peer_venv(venv: Path = PEER_VENV) -> Path:
+    """The peers' venv with ``PEER_REQUIREMENTS`` (made with pip from the package index unless
+    already there); returns its python."""
+    python = venv / "bin" / "python"
+    marker = venv / "fedquery-peer-requirements.txt"
+    wanted = "\n".join(PEER_REQUIREMENTS) + "\n"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_REQUIREMENTS], check=True)
+    marker.write_text(wanted)
+    return python
+
+
+def _rss_bytes(pid: int) -> int:
+    """Resident memory of a process (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class PeerWorker:
+    """One system's worker process: ``ask`` sends a request and waits for the answer, killing
+    the process (and starting it again at the next request) past ``timeout`` seconds or
+    ``max_rss`` bytes of resident memory."""
+
+    def __init__(self, system: str, python: Path, setup: dict[str, Any], log: Path,
+                 max_rss: int) -> None:
+        self.system, self.python, self.setup = system, python, setup
+        self.log_path, self.max_rss = log, max_rss
+        self.process: subprocess.Popen | None = None
+        self.versions: dict[str, str] = {}
+        self.peak_rss = 0
+
+    def _start(self) -> None:
+        log = self.log_path.open("a")
+        self.process = subprocess.Popen([str(self.python), str(PEER_WORKER), self.system],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                        text=True, cwd=str(BENCH_DIR.parent))
+        log.close()
+        answer = self._exchange({"op": "setup", **self.setup}, timeout=600)
+        if "error" in answer:
+            self.stop()
+            raise RuntimeError(f"{self.system} worker setup failed: {answer['error']}")
+        if not self.versions:
+            self.versions = self._exchange({"op": "versions"}, timeout=60).get("versions", {})
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if self.process is None or self.process.poll() is not None:
+            self._start()
+        return self._exchange(request, timeout)
+
+    def _exchange(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        import select
+
+        process = self.process
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+        except OSError as exc:
+            self.stop()
+            return {"error": f"worker gone: {exc}"}
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, _, _ = select.select([process.stdout], [], [], 0.2)
+            if ready:
+                line = process.stdout.readline()
+                if not line:
+                    code = process.wait()
+                    self.process = None
+                    return {"error": f"worker exited ({code}); see {self.log_path}"}
+                return json.loads(line)
+            rss = _rss_bytes(process.pid)
+            self.peak_rss = max(self.peak_rss, rss)
+            if rss > self.max_rss:
+                self.stop()
+                return {"error": f"killed: resident memory {rss / 2**30:.1f} GiB over the cap",
+                        "killed": "memory"}
+            if time.monotonic() > deadline:
+                self.stop()
+                return {"error": f"killed: no answer in {timeout:g} s", "killed": "timeout"}
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for stream in (process.stdin, process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.process.stdin.flush()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+        self.stop()
+
+
+@dataclass(frozen=True)
+class PeerQuery:
+    """One query of the peer mode: a TPC-H query or one of the selective ``QUERIES``."""
+
+    name: str
+    title: str
+    sql: str
+    order_keys: tuple[str, ...]
+
+
+def peer_queries(tpch: Sequence[int], selective: Sequence[str]) -> list[PeerQuery]:
+    out = [PeerQuery(f"q{n}", f"TPC-H Q{n}", ALL_QUERIES[n].strip(), tuple(ALL_ORDER_KEYS[n]))
+           for n in tpch]
+    out += [PeerQuery(QUERIES[s].name, QUERIES[s].title, QUERIES[s].sql.strip(),
+                      QUERIES[s].order_keys) for s in selective]
+    return out
+
+
+@dataclass
+class PeerResult:
+    """Every figure for one query in the peer mode; times in ms (best of the runs)."""
+
+    name: str
+    title: str
+    sql: str
+    rows: int = 0
+    local_ms: float = math.inf
+    ms: dict[str, float | None] = field(default_factory=dict)
+    pg_rows: dict[str, int | None] = field(default_factory=dict)  # COPY rows at the proxy
+    pg_other_rows: dict[str, int | None] = field(default_factory=dict)  # DataRows (catalog etc.)
+    s3_bytes: dict[str, int | None] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)  # ok, wrong, unsupported, killed, error
+    errors: dict[str, str] = field(default_factory=dict)
+    ratios: dict[str, float | None] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _peer_sql(system: str, query: PeerQuery, result: PeerResult) -> str:
+    sql = query.sql
+    if system == "daft":
+        for old, new in DAFT_REWRITES.get(query.name, ()):
+            if old in sql:
+                sql = sql.replace(old, new)
+                note = f"daft ran it with {old!r} written {new!r}"
+                if note not in result.notes:
+                    result.notes.append(note)
+    return sql
+
+
+def _classify(error: str) -> str:
+    if error.startswith("killed"):
+        return "killed"
+    unsupported = ("InvalidSQLException", "Unsupported SQL", "not supported", "NotImplemented",
+                   "Not implemented", "Unable to create logical plan")
+    return "unsupported" if any(u in error for u in unsupported) else "error"
+
+
+def _peer_answer(result: PeerResult, system: str, answer: dict[str, Any], out: Path,
+                 expected: pa.Table, keys: Sequence[str]) -> bool:
+    """Record an error or check the answer; True when it is right."""
+    if "error" in answer:
+        result.status[system] = _classify(answer["error"])
+        result.errors[system] = answer["error"]
+        return False
+    if answer.get("note") and answer["note"] not in result.notes:
+        result.notes.append(answer["note"])
+    with pa.memory_map(str(out)) as source:
+        table = pa.ipc.open_file(source).read_all()
+    if table.column_names != expected.column_names and table.num_columns == expected.num_columns:
+        # An unaliased expression's name is each system's own (Daft calls sum(l_quantity)
+        # l_quantity): noted, and the values checked by position.
+        note = f"{system}: columns named {table.column_names}, local {expected.column_names}"
+        if note not in result.notes:
+            result.notes.append(note)
+        table = table.rename_columns(expected.column_names)
+    wrong = False
+    for problem in compare(expected, table, keys):
+        if problem.startswith("types differ"):
+            differ = [f"{e.name} {a.type} (local {e.type})"
+                      for e, a in zip(expected.schema, table.schema, strict=True) if e.type != a.type]
+            note = f"{system}: types differ: {', '.join(differ)}"
+            if not any(n.startswith(f"{system}: types differ") for n in result.notes):
+                result.notes.append(note)
+        else:
+            wrong = True
+            message = f"{system} vs local: {problem}"
+            if message not in result.problems:
+                result.problems.append(message)
+    if wrong:
+        result.status[system] = "wrong"
+    return not wrong
+
+
+def bench_peer_query(query: PeerQuery, workers: dict[str, PeerWorker],
+                     local: duckdb.DuckDBPyConnection, runs: int, timeout: float,
+                     s3_proxy: FaultProxy, pg_proxy: Any, scratch: Path) -> PeerResult:
+    """One query: counted runs of each system, then ``runs`` rounds of timed runs."""
+    result = PeerResult(query.name, query.title, query.sql)
+    expected = local.sql(query.sql).to_arrow_table()
+    result.rows = expected.num_rows
+    live = []
+    for system, worker in workers.items():
+        out = scratch / f"{system}.arrow"
+        s3_before, pg_before = s3_proxy.object_bytes(), pg_proxy.counts()
+        answer = worker.ask({"op": "run", "sql": _peer_sql(system, query, result), "counted": True,
+                             "out": str(out)}, timeout)
+        pg_after = pg_proxy.counts()
+        result.s3_bytes[system] = s3_proxy.object_bytes() - s3_before
+        result.pg_rows[system] = pg_after["copy_rows"] - pg_before["copy_rows"]
+        result.pg_other_rows[system] = pg_after["data_rows"] - pg_before["data_rows"]
+        result.ms[system] = None
+        if _peer_answer(result, system, answer, out, expected, query.order_keys):
+            result.status[system] = "ok"
+            live.append(system)
+    times: dict[str, list[float]] = {s: [] for s in workers}
+    local_times = []
+    for _ in range(runs):
+        for system in list(live):
+            out = scratch / f"{system}.arrow"
+            answer = workers[system].ask({"op": "run", "sql": _peer_sql(system, query, result),
+                                          "out": str(out)}, timeout)
+            if not _peer_answer(result, system, answer, out, expected, query.order_keys):
+                live.remove(system)
+                continue
+            times[system].append(answer["ms"])
+        local_times.append(timed(lambda: local.sql(query.sql).to_arrow_table())[0])
+    result.local_ms = min(local_times) if local_times else math.inf
+    for system, values in times.items():
+        if values and result.status.get(system) == "ok":
+            result.ms[system] = min(values)
+    result.ratios = {f"fedquery/{peer}": _ratio(result.ms.get("fedquery"), result.ms.get(peer))
+                     for peer in workers if peer != "fedquery"}
+    result.ratios |= {f"{s}/local": _ratio(result.ms.get(s), result.local_ms) for s in workers}
+    return result
+
+
+def _cell(result: PeerResult, system: str) -> str:
+    """A system's best time, or what happened instead."""
+    if result.status.get(system) == "ok":
+        return _n(result.ms.get(system), ".1f")
+    return result.status.get(system, "-")
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1e6:,.1f}"
+
+
+def peer_summary(results: Sequence[PeerResult], systems: Sequence[str]) -> dict[str, Any]:
+    """Geometric means of the time ratios (over the queries both systems answered right), the
+    largest ratio, and per system how many queries it answered right."""
+    summary: dict[str, Any] = {"answered_right": {s: sum(r.status.get(s) == "ok" for r in results)
+                                                  for s in systems}}
+    groups = {"tpch": [r for r in results if r.name.startswith("q") and r.name[1:].isdigit()],
+              "selective": [r for r in results if not (r.name.startswith("q") and r.name[1:].isdigit())]}
+    groups["all"] = list(results)
+    for group, rows in groups.items():
+        for key in [f"fedquery/{p}" for p in systems if p != "fedquery"] + [f"{s}/local" for s in systems]:
+            values = [r.ratios.get(key) for r in rows]
+            values = [v for v in values if v]
+            summary[f"{group} {key}"] = {"geomean": geomean(values), "max": max(values, default=None),
+                                         "queries": len(values)}
+    return summary
+
+
+def print_peer_results(results: Sequence[PeerResult], systems: Sequence[str]) -> dict[str, Any]:
+    peers = [s for s in systems if s != "fedquery"]
+    head = f"{'query':<11}{'rows':>6} {'local':>8}" + "".join(f" {s[:8]:>8}" for s in systems)
+    head += "".join(f" {'fq/' + p[:6]:>9}" for p in peers if "fedquery" in systems)
+    head += "".join(f" {'PGrows ' + s[:4]:>12}" for s in systems)
+    head += "".join(f" {'S3 MB ' + s[:4]:>10}" for s in systems)
+    print("\ntimes in ms (best of the timed runs); PG rows: rows PostgreSQL sent (COPY), at the "
+          "proxy; S3 MB: object bytes S3 sent; both from one counted run on a fresh connection")
+    print(head)
+    for r in results:
+        line = f"{r.name:<11}{r.rows:>6} {r.local_ms:>8.1f}"
+        line += "".join(f" {_cell(r, s):>8}" for s in systems)
+        if "fedquery" in systems:
+            line += "".join(f" {_n(r.ratios.get(f'fedquery/{p}'), '.2f'):>9}" for p in peers)
+        line += "".join(f" {_n(r.pg_rows.get(s)):>12}" for s in systems)
+        line += "".join(f" {_mb(r.s3_bytes.get(s)):>10}" for s in systems)
+        print(line)
+    summary = peer_summary(results, systems)
+    print()
+    for key, value in summary.items():
+        if key == "answered_right":
+            print(f"answered right: {value} of {len(results)}")
+        elif value["queries"]:
+            print(f"{key}: geomean {value['geomean']:.3f}, max {value['max']:.2f} "
+                  f"over {value['queries']} queries")
+    for r in results:
+        for system, error in r.errors.items():
+            print(f"{r.name} {system} {r.status[system]}: {error[:300]}")
+        for problem in r.problems:
+            print(f"{r.name} PROBLEM: {problem}")
+        for note in r.notes:
+            print(f"{r.name} note: {note}")
+    return summary
+
+
+def run_peers(args: argparse.Namespace, dsn: str, endpoint: str, local: duckdb.DuckDBPyConnection,
+              stack: contextlib.ExitStack) -> tuple[list[PeerResult], dict[str, Any]]:
+    """The peer mode over running services; returns the results and the systems' versions."""
+    import tempfile
+
+    from pg_rows import RowCountingProxy, tcp_dsn, upstream_of
+
+    peer_python = ensure_peer_venv() if set(args.systems) - {"fedquery"} else None
+    s3_proxy = stack.enter_context(FaultProxy(endpoint))
+    pg_proxy = stack.enter_context(RowCountingProxy(upstream_of(dsn)))
+    counted_dsn = tcp_dsn(dsn, pg_proxy.port)
+    cat = catalog(dsn, endpoint)
+    counted_cat = proxied_catalog(cat, s3_proxy.url)
+    counted_cat["sources"]["pg"] = {**counted_cat["sources"]["pg"], "dsn": counted_dsn}
+    setup = {"timed": {"pg_dsn": dsn, "s3_endpoint": endpoint, "catalog": cat},
+             "counted": {"pg_dsn": counted_dsn, "s3_endpoint": s3_proxy.url,
+                         "catalog": counted_cat},
+             "pg_schema": PG_SCHEMA, "pg_tables": list(PG_TABLES),
+             "lake_tables": list(LAKE_TABLES), "bucket": BUCKET, "prefix": PREFIX,
+             "creds": services.S3_CREDENTIALS, "ext_dir": str(PEER_EXT_DIR)}
+    workers = {}
+    for system in args.systems:
+        python = Path(sys.executable) if system == "fedquery" else peer_python
+        log = BENCH_DIR / ".data" / f"federation-peer-{system}.log"
+        log.write_text("")
+        workers[system] = PeerWorker(system, python, setup, log, int(args.max_rss_gb * 2**30))
+        stack.callback(workers[system].close)
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fedquery-peers-")))
+    results = []
+    for query in peer_queries(args.tpch, args.queries):
+        started = time.perf_counter()
+        result = bench_peer_query(query, workers, local, args.runs, args.timeout, s3_proxy,
+                                  pg_proxy, scratch)
+        results.append(result)
+        cells = ", ".join(f"{s} {_cell(result, s)}" for s in args.systems)
+        print(f"{query.name}: {cells}; local {result.local_ms:.1f} ms "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+    versions = {s: w.versions for s, w in workers.items()}
+    versions |= {s: {**v, "peak_rss_gib": round(workers[s].peak_rss / 2**30, 2)}
+                 for s, v in versions.items()}
+    return results, versions
+
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -637,7 +1027,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--orders-order", choices=("date", "custkey", "key"), default="date",
                    help="sort the orders objects by o_orderdate (default) or o_custkey, or keep "
                         "their o_orderkey order")
-    p.add_argument("--queries", nargs="+", choices=sorted(QUERIES), default=list(QUERIES))
+    p.add_argument("--queries", nargs="*", choices=sorted(QUERIES), default=list(QUERIES),
+                   help="the selective queries to run (none: just --queries)")
+    p.add_argument("--peers", action="store_true",
+                   help="peer mode: fedquery against DuckDB with its postgres and httpfs "
+                        "extensions and Daft, on the 22 TPC-H queries and the selective ones")
+    p.add_argument("--tpch", type=int, nargs="*", choices=sorted(ALL_QUERIES),
+                   default=sorted(ALL_QUERIES), help="peer mode: the TPC-H queries to run")
+    p.add_argument("--systems", nargs="+", choices=PEER_SYSTEMS, default=list(PEER_SYSTEMS),
+                   help="peer mode: the systems to run")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="peer mode: seconds a run may take before its worker is killed")
+    p.add_argument("--max-rss-gb", type=float, default=8.0,
+                   help="peer mode: resident memory past which a worker is killed")
     return p.parse_args(argv)
 
 
@@ -648,7 +1050,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup["tpch_generate_s"] = ensure_data(args.sf)
     setup["lake_layout_s"] = ensure_layout(args.sf, args.orders_order)
     warehouse, layout = data_dir(args.sf) / "warehouse.duckdb", layout_dir(args.sf, args.orders_order)
-    fq = import_fedquery()
+    fq = None if args.peers else import_fedquery()
     with contextlib.ExitStack() as stack:
         t0 = time.perf_counter()
         dsn = stack.enter_context(services.postgres())
@@ -668,11 +1070,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("setup seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in setup.items()))
         for problem in round_trip:
             print(f"PROBLEM (PostgreSQL round trip): {problem}")
+        local = local_connection(warehouse, layout)
+        stack.callback(local.close)
+        if args.peers:
+            results, versions = run_peers(args, dsn, endpoint, local, stack)
+            return report_peers(args, results, versions, setup, uploaded, round_trip)
         import adbc_driver_postgresql.dbapi as adbc
 
         pg_conn = stack.enter_context(adbc.connect(dsn, autocommit=True))
-        local = local_connection(warehouse, layout)
-        stack.callback(local.close)
         cat = catalog(dsn, endpoint)
         explain_out: list[str] = []
         proxy = stack.enter_context(FaultProxy(endpoint))
@@ -688,6 +1093,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                "row_group_rows": ROW_GROUP_ROWS, "setup_seconds": setup, "uploaded_bytes": uploaded,
                "pg_round_trip_problems": round_trip, "explain_file": str(EXPLAIN_FILE),
                "duckdb": duckdb.__version__, "pyarrow": pa.__version__,
+               "queries": [asdict(r) for r in results]}
+        args.json.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        print(f"\nfigures written to {args.json}")
+    return 0
+
+
+def report_peers(args: argparse.Namespace, results: Sequence[PeerResult],
+                 versions: dict[str, Any], setup: dict[str, float], uploaded: int,
+                 round_trip: list[str]) -> int:
+    """Print the peer mode's table and summary; write ``--json``."""
+    print(f"\nruns per system: {args.runs} (best kept); sf {args.sf:g}; versions {versions}")
+    summary = print_peer_results(results, args.systems)
+    if args.json:
+        doc = {"mode": "peers", "sf": args.sf, "runs": args.runs, "orders_order": args.orders_order,
+               "systems": args.systems, "timeout_s": args.timeout, "max_rss_gb": args.max_rss_gb,
+               "setup_seconds": setup, "uploaded_bytes": uploaded,
+               "pg_round_trip_problems": round_trip, "versions": versions, "summary": summary,
                "queries": [asdict(r) for r in results]}
         args.json.write_text(json.dumps(doc, indent=2, default=str) + "\n")
         print(f"\nfigures written to {args.json}")
