@@ -1,10 +1,11 @@
 """One query's read of one lake table on S3: its objects pinned, checked and counted.
 
-A ``TableRead`` belongs to the dataset one query registers (``RemoteLake.dataset``). The first
-scan lists the table and pins its objects (``RemoteLake.pinned``); before each scan reads rows,
-``prepare`` opens the footers of the files it may read, checks each file's columns against the
-table's and counts the bytes the scan fetches; after it, ``verify`` checks the objects are the
-ones pinned. Failures become ``SourceError``s that name the object.
+A ``TableRead`` is what one query's view of a table reads (``RemoteLake.view``): the table
+listed and its objects pinned once (``RemoteLake.pinned``); DuckDB's Parquet reader then asks
+it for byte ranges (``read_range``, through ``connectors._lake_files``): the first read of a
+file reads its footer and checks its columns against the table's; every byte fetched is
+counted; after the query, ``verify`` checks the objects read are the ones pinned. Failures
+become ``SourceError``s that name the object.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ import re
 import threading
 from typing import TYPE_CHECKING
 
-from connectors._lake_deadline import TooSlow
-from connectors._parquet_bytes import chunk_ranges
+from connectors._lake_deadline import TooSlow, call_within
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
     from connectors._s3_lake import Footer, Pin, RemoteLake
     from connectors.remote_fs import Location
@@ -30,14 +28,17 @@ _NOT_FOUND = re.compile(r"NO_SUCH_KEY|NoSuchKey|HTTP status 404|RESOURCE_NOT_FOU
 
 
 class TableRead:
-    """One query's read of one table: the objects it pinned when first scanned, and the checks
-    and counts made around each scan of them (``LakeDataset.scanner``)."""
+    """One query's read of one table: the objects it pinned, and the checks and counts made
+    around DuckDB's reads of them."""
 
     def __init__(self, lake: RemoteLake, spec: TableSpec) -> None:
         self.lake, self.spec = lake, spec
         self.schema = lake.schema(spec)
         self.footers: dict[str, Footer] | None = None
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()  # first opens of files, one at a time
+        self.token: str | None = None  # under which ``RemoteLake.files`` serves this read
+        self.opened: set[str] = set()  # objects DuckDB read from (``read_range``)
 
     def listed(self) -> dict[str, Footer]:
         """The table's files, listed and pinned once for this query (every scan of the table
@@ -51,35 +52,20 @@ class TableRead:
                     raise
             return self.footers
 
-    def kept(self, filter: pc.Expression | None) -> list[ds.ParquetFileFragment]:
-        """The fragments a filter's partition keys leave."""
-        import pyarrow.dataset as ds
-
-        from connectors._lake_layout import parquet_format
-
-        fragments = [f.fragment for f in self.listed().values()]
-        whole = ds.FileSystemDataset(fragments, self.schema, parquet_format(), self.lake.filesystem)
-        return list(whole.get_fragments(filter=filter))
-
-    def prepare(self, fragments: list[ds.ParquetFileFragment], columns: set[str],
-                filter: pc.Expression | None) -> dict[str, list[tuple[int, int]]]:
-        """Before a scan: the footers of the files it may read, each file's columns checked
-        against the table's, and the bytes it will fetch counted; the byte ranges it fetches
-        from each file."""
-        footers = [self.listed()[f.path] for f in fragments]
-        try:
-            self.lake.load(self.spec, footers, self.failure)
-            for footer in footers:
-                self._check_columns(footer)
-            return {f.pin.path: self._count(f, columns, filter) for f in footers}
-        except SourceError as exc:
-            self.lake.remember(exc)
-            raise
+    def _first_open(self, footer: Footer) -> None:
+        """When DuckDB first reads a file: its footer read (kept while the object is the same),
+        its columns checked against the table's."""
+        with self._open_lock:
+            if footer.pin.path in self.opened:
+                return
+            self.lake.load(self.spec, [footer], self.failure)
+            self._check_columns(footer)
+            self.opened.add(footer.pin.path)
 
     def _check_columns(self, footer: Footer) -> None:
         """A file must have every column of the table, of the same type (as DuckDB's
         ``read_parquet`` refuses a file of a glob that lacks one)."""
-        physical = footer.fragment.physical_schema
+        physical = footer.metadata.schema.to_arrow_schema()
         keys = self.lake.keys(self.spec)
         for field in self.schema:
             if field.name in keys:
@@ -96,17 +82,55 @@ class TableRead:
                                   f"{field.type} in the table (from its first file when the "
                                   f"connection listed it)", source=self.lake.source)
 
-    def _count(self, footer: Footer, columns: set[str],
-               filter: pc.Expression | None) -> list[tuple[int, int]]:
-        """Count the bytes a scan of one file fetches; return their ranges."""
-        fragment = footer.fragment
-        if filter is None:
-            groups = list(range(fragment.metadata.num_row_groups))
-        else:
-            groups = [g.id for g in fragment.subset(filter=filter, schema=self.schema).row_groups]
-        ranges = chunk_ranges(fragment, columns, groups)
-        self.lake.stats.add(footer.pin.path, sum(length for _, length in ranges))
-        return ranges
+    # ------------------------------------------------------------ DuckDB's reads (_lake_files)
+
+    def has(self, path: str) -> bool:
+        return self.footers is not None and path in self.footers
+
+    def size(self, path: str) -> int:
+        return self.listed()[path].pin.size
+
+    def mtime_ns(self, path: str) -> int:
+        return self.listed()[path].pin.mtime_ns
+
+    def read_range(self, path: str, start: int, end: int) -> bytes:
+        """Bytes ``start:end`` of a pinned object, as DuckDB's Parquet reader asks for them:
+        the footer's tail from the lake's cache, anything else one ranged GET within the read
+        deadline (counted). A failure is remembered as a SourceError naming the object and
+        raised as an OSError with its words, which DuckDB passes on."""
+        footer = self.listed()[path]
+        end = min(end, footer.pin.size)
+        try:
+            self._first_open(footer)
+            if end <= start:
+                return b""
+            tail = self.lake.tail(footer.pin)
+            if start >= footer.pin.size - len(tail):
+                offset = start - (footer.pin.size - len(tail))
+                return tail[offset:offset + end - start]
+            data = self._get(path, start, end - start)
+        except SourceError as exc:
+            self.remember(exc)
+            raise OSError(str(exc).removeprefix(f"source {exc.source!r}: ")) from None
+        except Exception as exc:  # noqa: BLE001  any failure of the read names the object
+            error = self.failure(exc, path)
+            self.remember(error)
+            raise OSError(str(error).removeprefix(f"source {error.source!r}: ")) from None
+        self.lake.stats.add(path, len(data))
+        return data
+
+    def _get(self, path: str, start: int, nbytes: int) -> bytes:
+        handle = self.lake.handle(self.listed()[path].pin)
+        return call_within(lambda: handle.read_at(nbytes, start), self.lake.location.limits, nbytes)
+
+    def finish(self) -> None:
+        """After DuckDB's reads: the objects read are the ones pinned (``verify``)."""
+        if self.opened:
+            try:
+                self.verify(sorted(self.opened))
+            except SourceError as exc:
+                self.remember(exc)
+                raise
 
     def verify(self, paths: list[str]) -> None:
         """After a scan: every object read is the one pinned (else a SourceError, and its

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
@@ -49,6 +50,10 @@ class SharedConnection:
     def register(self, name: str, obj: Any) -> None:
         with self._lock:
             self._con.register(name, obj)
+
+    def register_filesystem(self, filesystem: Any) -> None:
+        with self._lock:
+            self._con.register_filesystem(filesystem)
 
 
 class Fetched:
@@ -174,14 +179,38 @@ def attach_memory(con: duckdb.DuckDBPyConnection, source: str) -> None:
     con.execute(f"ATTACH ':memory:' AS {quote(source)}")
 
 
+@dataclass
+class View:
+    """A relation a query's cursor creates as a temporary view (``sql``), and what is done
+    with it after the query: ``finish`` checks what it read (raising ``SourceError``),
+    ``release`` frees it whatever happened."""
+
+    sql: str
+    finish: Callable[[], None]
+    release: Callable[[], None]
+
+
+def open_relations(cursor: duckdb.DuckDBPyConnection, relations: Mapping[str, Any]) -> list[View]:
+    """Register each relation on a cursor (a ``View`` as a temporary view); the views made."""
+    views = []
+    for name, obj in relations.items():
+        if isinstance(obj, View):
+            cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS {obj.sql}")
+            views.append(obj)
+        else:
+            cursor.register(name, obj)
+    return views
+
+
 class DuckDBBound:
     """What native connectors share: the executor connection they were bound to."""
 
     name: str
     _con: SharedConnection | None = None
 
-    def relations(self, tables: list[str] | None = None) -> dict[str, Any]:
-        """Python objects each executor cursor must register (none by default)."""
+    def relations(self, tables: list[str] | None = None, *, reading: bool = True) -> dict[str, Any]:
+        """Python objects (or ``View``s) each executor cursor must register (none by default);
+        not ``reading``: only to describe queries, nothing is read."""
         return {}
 
     def schema(self, table: TableRef) -> pa.Schema:

@@ -1,13 +1,14 @@
 """A Parquet lake on S3: listings, objects pinned for one query, footers kept while safe.
 
-Each query lists a table's files (``RemoteLake.dataset``) and pins each object it may read:
+Each query lists a table's files (``RemoteLake.view``) and pins each object it may read:
 its size and modification time from the listing and, for an object written less than
 ``SETTLED_AFTER`` seconds before the listing, its ETag (one HEAD). S3 times have a resolution
 of one second, so two versions of a young object written in the same second can share size
 and time; a settled one cannot, because AWS (and MinIO) refuse clients whose clock is more
 than 15 minutes off: a later rewrite is stamped at least the listing's time minus that skew,
-which is past the settled time. A file's footer (a pyarrow fragment's metadata) is kept for
-the next query while its pin is the same, and after a scan the pins are checked again (one
+which is past the settled time. A file's tail (where its footer is), its parsed metadata and
+its reader are kept for the next query while its pin is the same, and after a query the pins
+are checked again (one
 listing for settled objects, a HEAD for each young one): an object replaced while a query read
 it fails the query instead of mixing two versions.
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from connectors._lake_deadline import TooSlow, call_within, each_within
+from connectors._lake_files import LakeFiles
 from connectors._lake_layout import (
     PartitionMismatch,
     parquet_format,
@@ -39,8 +41,6 @@ from connectors._lake_layout import (
     table_schema,
 )
 from connectors._lake_read import TableRead, changed
-from connectors._lake_scan import LakeDataset
-from connectors._parquet_bytes import FOOTER_READ, footer_bytes
 from connectors.remote_fs import ReadStats, describe_options, list_files, open_native
 from fedquery.errors import SourceError
 
@@ -48,12 +48,20 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
 
     from fedquery.catalog import Catalog, TableSpec
 
 CLOCK_SKEW_MAX = 15 * 60  # AWS and MinIO answer RequestTimeTooSkewed past this
 SETTLED_AFTER = CLOCK_SKEW_MAX + 2  # seconds: one for the time's resolution, one to spare
 REQUESTS_AT_ONCE = 8  # HEADs and footer reads of one table, in parallel
+FOOTER_READ = 64 * 1024  # the tail of a file read (and kept) to find its footer
+
+
+def footer_bytes(size: int, metadata: pq.FileMetaData) -> int:
+    """Bytes read to open a file of ``size`` bytes: one read from its end, a second one when
+    the footer is longer than the first read."""
+    return max(min(size, FOOTER_READ), metadata.serialized_size + 8)
 
 
 @dataclass(frozen=True)
@@ -81,10 +89,12 @@ class Footer:
     fragment: ds.ParquetFileFragment
     pin: Pin
     loaded: bool = False
+    metadata: pq.FileMetaData | None = None
 
 
 class RemoteLake:
-    """The tables of a lake on S3, as pyarrow datasets over pyarrow's native S3 filesystem."""
+    """The tables of a lake on S3, read by DuckDB's Parquet reader through ``files`` (bytes
+    from pyarrow's native S3 filesystem)."""
 
     def __init__(self, source: str, root: str, options: dict[str, Any], catalog: Catalog) -> None:
         self.source, self.root = source, root
@@ -98,6 +108,9 @@ class RemoteLake:
         self._footers: dict[str, dict[str, Footer]] = {}
         self._lock = threading.Lock()
         self._failures: deque[SourceError] = deque(maxlen=64)
+        self.files = LakeFiles.for_lake()  # what DuckDB's own Parquet reader reads through
+        self._tails: dict[str, tuple[Pin, bytes]] = {}
+        self._handles: dict[str, tuple[Pin, Any]] = {}
 
     # ------------------------------------------------------------------ names
 
@@ -118,14 +131,53 @@ class RemoteLake:
 
     # ------------------------------------------------------------------ datasets
 
-    def dataset(self, spec: TableSpec) -> LakeDataset:
-        """The dataset one query scans: its files are listed and pinned by the first scan of
-        it (``TableRead.listed``), so registering it costs nothing; the table's schema is
-        listed now if never before. Raises ``SourceError`` in words."""
-        schema = self.schema(spec)
-        dataset = LakeDataset([], schema, parquet_format(), self.filesystem)
-        dataset.read = TableRead(self, spec)
-        return dataset
+    def view(self, spec: TableSpec, hive_types: str) -> tuple[str, TableRead]:
+        """The SQL one query reads a table with (DuckDB's ``read_parquet`` over the objects
+        listed and pinned now, through ``self.files``) and the read that serves it. A file's
+        footer is read and its columns checked when DuckDB first opens it (files pruned by
+        their partition keys are never opened)."""
+        read = TableRead(self, spec)
+        footers = list(read.listed().values())
+        token = self.files.add(read)
+        read.token = token
+        paths = ", ".join("'" + self.files.url(token, f.pin.path).replace("'", "''") + "'"
+                          for f in footers)
+        hive = f"hive_partitioning = true{hive_types}" if self.keys(spec) else "hive_partitioning = false"
+        return f"SELECT * FROM read_parquet([{paths}], {hive})", read
+
+    def release(self, read: TableRead) -> None:
+        """A read done with: its token served no more, its readers closed."""
+        if read.token:
+            self.files.remove(read.token)
+
+    def handle(self, pin: Pin) -> Any:
+        """pyarrow's reader of an object (its ranged GETs), opened once while the object is
+        the same (opening costs a HEAD)."""
+        with self._lock:
+            kept = self._handles.get(pin.path)
+        if kept is not None and kept[0].same_object(pin):
+            return kept[1]
+        handle = call_within(lambda: self.filesystem.open_input_file(pin.path), self.location.limits)
+        with self._lock:
+            self._handles[pin.path] = (pin, handle)
+        return handle
+
+    def tail(self, pin: Pin) -> bytes:
+        """The last ``FOOTER_READ`` bytes of an object (where DuckDB finds the footer), kept
+        while the object is the same."""
+        with self._lock:
+            kept = self._tails.get(pin.path)
+        if kept is not None and kept[0].same_object(pin):
+            return kept[1]
+        nbytes = min(pin.size, FOOTER_READ)
+
+        handle = self.handle(pin)
+        data = call_within(lambda: handle.read_at(nbytes, pin.size - nbytes),
+                           self.location.limits, nbytes)
+        self.stats.add(pin.path, len(data))
+        with self._lock:
+            self._tails[pin.path] = (pin, data)
+        return data
 
     def pinned(self, spec: TableSpec) -> list[Footer]:
         """List the table's files, pin them, and give each its fragment (kept or new)."""
@@ -146,7 +198,7 @@ class RemoteLake:
         first = self._fragments(spec, self._pins(spec, files[:1], listed_at), partitioning,
                                 base_dir, keep_others=True)[0]
         self.load(spec, [first])
-        physical = first.fragment.physical_schema
+        physical = first.metadata.schema.to_arrow_schema()
         schema = table_schema(physical, partitioning)
         self._keys[spec.name] = set(schema.names) - set(physical.names)
         self._schemas[spec.name] = schema
@@ -252,6 +304,9 @@ class RemoteLake:
         known = self._footers.get(table, {})
         for path in paths:
             known.pop(path, None)
+            with self._lock:
+                self._tails.pop(path, None)
+                self._handles.pop(path, None)
 
     # ------------------------------------------------------------------ reads
 
@@ -261,16 +316,27 @@ class RemoteLake:
         todo = [f for f in footers if not f.loaded]
         done = self._each(self._load_one, todo, spec, failure,
                           nbytes=lambda footer: min(footer.pin.size, FOOTER_READ))
-        for footer, _ in zip(todo, done, strict=True):
+        for footer, metadata in zip(todo, done, strict=True):
             with self._lock:
                 if footer.loaded:
                     continue
-                footer.loaded = True
-            self.stats.add(footer.pin.path, footer_bytes(footer.pin.size, footer.fragment.metadata))
+                footer.metadata, footer.loaded = metadata, True
 
-    @staticmethod
-    def _load_one(footer: Footer) -> None:
+    def _load_one(self, footer: Footer) -> pq.FileMetaData:
+        """A file's metadata, parsed from its kept tail (``tail``); a footer longer than the
+        tail is read by pyarrow (a second read, counted)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tail = self.tail(footer.pin)
+        if len(tail) < 8 or tail[-4:] != b"PAR1":
+            raise ValueError("not a Parquet file (no PAR1 magic at its end)")
+        if int.from_bytes(tail[-8:-4], "little") + 8 <= len(tail):
+            return pq.read_metadata(pa.BufferReader(tail))
         footer.fragment.ensure_complete_metadata()
+        metadata = footer.fragment.metadata
+        self.stats.add(footer.pin.path, footer_bytes(footer.pin.size, metadata) - len(tail))
+        return metadata
 
     def _each(self, call: Callable[[Any], Any], items: list, spec: TableSpec,
               failure: Callable[[BaseException, str], SourceError] | None = None, *,
@@ -309,7 +375,7 @@ class RemoteLake:
         """Rows of a table, from its files' footers."""
         footers = self.pinned(spec)
         self.load(spec, footers)
-        return sum(f.fragment.metadata.num_rows for f in footers)
+        return sum(f.metadata.num_rows for f in footers)
 
     def schema(self, spec: TableSpec) -> pa.Schema:
         """The table's Arrow schema, as first listed (listing it now if never before)."""
@@ -332,6 +398,8 @@ class RemoteLake:
     def close(self) -> None:
         self._schemas.clear()
         self._footers.clear()
+        self._tails.clear()
+        self._handles.clear()
 
 
 @dataclass

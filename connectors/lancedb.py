@@ -78,7 +78,7 @@ class LanceDBConnector(DuckDBBound):
         self._con = con
         return []
 
-    def relations(self, tables: list[str] | None = None) -> dict[str, Any]:
+    def relations(self, tables: list[str] | None = None, *, reading: bool = True) -> dict[str, Any]:
         """Objects each executor cursor must register: the Lance datasets (of ``tables``)."""
         return {self.relation_name(t): ds for t, ds in self._datasets.items()
                 if tables is None or t in tables}

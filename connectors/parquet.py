@@ -1,13 +1,12 @@
 """``kind: parquet``: a lake of Parquet tables under one root (a folder, glob or file each).
 
 Local lakes are bound into the executor's DuckDB as views over ``read_parquet`` so DuckDB's own
-projection, filter, partition and row-group pruning apply. Remote lakes (``root: s3://...``) are
-bound as views over pyarrow datasets (DuckDB here cannot read ``s3://`` itself): DuckDB pushes
-projections and filters, ``IN`` lists included, into the dataset scan, which prunes partitions
-and row groups and reads only the column chunks it needs. Each query gets fresh datasets
-(``relations``), which list their files at the first scan, once per table, so a query sees
-files written since the last one; the objects it reads are pinned and checked
-(``connectors._s3_lake``). ``connect`` sends S3 nothing: a remote table is bound to a stand-in
+projection, filter, partition and row-group pruning apply. Remote lakes (``root: s3://...``)
+are read by the same ``read_parquet`` (DuckDB here cannot read ``s3://`` itself): each query
+gets, per table it reads (``relations``), a temporary view over the objects listed and pinned
+for it, which DuckDB reads through a filesystem of ours (``connectors._lake_files``), so a
+query sees files written since the last one, and the objects it reads are checked unchanged
+afterwards (``connectors._s3_lake``). ``connect`` sends S3 nothing: a remote table is bound to a stand-in
 and listed for its columns by the first query that reads it (each table on its own, so a
 query waits only for the tables it reads); a listing that fails is tried again by the next.
 """
@@ -22,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from connectors._native import (
     DuckDBBound,
+    View,
     attach_memory,
     literal,
+    open_relations,
     quote,
     relation,
     scan_reader,
@@ -70,8 +71,8 @@ class ParquetConnector(DuckDBBound):
 
     @property
     def bytes_read(self) -> int | None:
-        """Bytes a remote lake's scans fetched so far (monotonic; computed from the Parquet
-        metadata, see docs/catalog.md); None for a local lake, whose files DuckDB reads itself."""
+        """Bytes a remote lake's reads fetched so far (monotonic, see docs/catalog.md); None for
+        a local lake, whose files DuckDB reads itself."""
         return self._remote.stats.bytes if self._remote else None
 
     @property
@@ -95,7 +96,10 @@ class ParquetConnector(DuckDBBound):
         for name, spec in self._specs.items():
             bind_one(con, name, spec)
         self._con = con
-        return [] if self._remote else [self.root]
+        if self._remote:  # DuckDB's Parquet reader reads the lake through it
+            con.register_filesystem(self._remote.files)
+            return [self._remote.files.root()]
+        return [self.root]
 
     def _bind_local(self, con: duckdb.DuckDBPyConnection, name: str, spec: TableSpec) -> None:
         import duckdb
@@ -141,9 +145,10 @@ class ParquetConnector(DuckDBBound):
         """The name a remote table's dataset is registered under in each executor cursor."""
         return f"__parquet_{self.name}_{table}"
 
-    def relations(self, tables: list[str] | None = None) -> dict[str, Any]:
-        """Fresh datasets of a remote lake, one per table: what one query sees (each lists its
-        files at its first scan).
+    def relations(self, tables: list[str] | None = None, *, reading: bool = True) -> dict[str, Any]:
+        """What each query of a remote lake reads, one per table: a ``View`` over DuckDB's
+        ``read_parquet`` of the objects listed and pinned now (or, not ``reading``, a stand-in
+        with the table's columns and no rows, for describing queries).
 
         ``tables`` limits them to the tables a query reads (default: every table), so a table
         whose listing fails (``SourceError``, in words) fails only the queries reading it.
@@ -151,9 +156,35 @@ class ParquetConnector(DuckDBBound):
         if not self._remote:
             return {}
         names = [n for n in (tables if tables is not None else self._specs) if n in self._specs]
+        out: dict[str, Any] = {}
         for name in names:
             self.check(TableRef("main", name))
-        return {self.relation_name(n): self._remote.dataset(self._specs[n]) for n in names}
+            spec = self._specs[name]
+            if not reading:
+                out[self.relation_name(name)] = self._remote.schema(spec).empty_table()
+                continue
+            sql, read = self._remote.view(spec, self._hive_types(name))
+            out[self.relation_name(name)] = View(sql, read.finish,
+                                                 lambda read=read: self._remote.release(read))
+        return out
+
+    def _hive_types(self, name: str) -> str:
+        """``, hive_types = {...}``: the partition keys typed as the table has them."""
+        keys = self._remote.keys(self._specs[name])
+        if not keys:
+            return ""
+        types = self._duckdb_types(name)
+        pairs = ", ".join(f"{literal(k)}: {literal(types[k])}" for k in sorted(keys))
+        return f", hive_types = {{{pairs}}}"
+
+    def _duckdb_types(self, name: str) -> dict[str, str]:
+        schema = self._remote.schema(self._specs[name])
+        cursor = self._bound().cursor()
+        try:
+            relation = cursor.from_arrow(schema.empty_table())
+            return {c: str(t) for c, t in zip(relation.columns, relation.types, strict=True)}
+        finally:
+            cursor.close()
 
     def tables(self) -> list[TableRef]:
         return [TableRef("main", name) for name in self._specs]
@@ -176,30 +207,41 @@ class ParquetConnector(DuckDBBound):
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         table = table_ref(request.table)
         self.check(table)
-        cursor = self._bound().cursor()
-        for name, dataset in self.relations([table.name]).items():
-            cursor.register(name, dataset)
         if not self._remote:
-            return scan_reader(cursor, self.name, request, table)
+            return scan_reader(self._bound().cursor(), self.name, request, table)
+        cursor = self._bound().cursor()
+        views: list[View] = []
         try:
-            return self._translated(scan_reader(cursor, self.name, request, table))
-        except FedQueryError:
-            raise
-        except Exception as exc:  # DuckDB runs the scan's first batches here already
-            raise self._failure(exc) from exc
+            views = open_relations(cursor, self.relations([table.name]))
+            return self._translated(scan_reader(cursor, self.name, request, table), cursor, views)
+        except BaseException as exc:
+            for view in views:
+                view.release()
+            cursor.close()
+            if isinstance(exc, FedQueryError) or not isinstance(exc, Exception):
+                raise
+            raise self._failure(exc) from exc  # DuckDB runs the scan's first batches here
 
-    def _translated(self, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    def _translated(self, reader: pa.RecordBatchReader, cursor: duckdb.DuckDBPyConnection,
+                    views: list[View]) -> pa.RecordBatchReader:
         """A remote scan's stream whose failures are the SourceErrors the lake raised (they
-        come out of DuckDB's Arrow stream as pyarrow errors holding their text)."""
+        come out of DuckDB's Arrow stream as errors holding their text); at its end the
+        objects read are checked unchanged, and the cursor is closed."""
         import pyarrow as pa
 
         def batches():
             try:
                 yield from reader
+                for view in views:
+                    view.finish()
             except FedQueryError:
                 raise
             except Exception as exc:
                 raise self._failure(exc) from exc
+            finally:
+                for view in views:
+                    view.release()
+                cursor.close()
 
         return pa.RecordBatchReader.from_batches(reader.schema, batches())
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from connectors._native import BATCH_ROWS, SharedConnection, quote
+from connectors._native import BATCH_ROWS, SharedConnection, View, open_relations, quote
 from connectors.base import Connector, TableRef
 from fedquery.conform import ArrowTypes, conform, expected
 from fedquery.errors import FedQueryError, PlanError, QueryCancelled, SourceError
@@ -53,11 +53,14 @@ class Session:
             # an unknown table name must never resolve to a Python variable of the caller's frame
             "python_enable_replacements": False,
             "temp_directory": self._tmp.name,
+            # remote lakes are read through per-query paths: a cache across queries never hits
+            "enable_external_file_cache": False,
         })
         self._lock = threading.RLock()
         self._running: weakref.WeakSet = weakref.WeakSet()  # cursors of queries not yet done
         self.closing = threading.Event()  # set by close(): every wait for a query ends
         self._shadow_catalogs: set[str] = set()
+        self._views: dict[int, list[View]] = {}  # per query cursor: what to check and free
         self.arrow_types = ArrowTypes()
         allowed = [self._tmp.name]
         shared = SharedConnection(self.con, self._lock)
@@ -68,7 +71,7 @@ class Session:
         self._lock_down(allowed)
 
     def _lock_down(self, allowed: list[str]) -> None:
-        directories = [d.rstrip("/") + "/" for d in allowed]
+        directories = [d if d.endswith("://") else d.rstrip("/") + "/" for d in allowed]
         self.con.execute("SET allowed_directories = $dirs", {"dirs": directories})
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
@@ -76,20 +79,40 @@ class Session:
     def schema(self, source: str, table: TableRef) -> pa.Schema:
         return self.connectors[source].schema(table)
 
-    def cursor(self, tables: Iterable[str] = ()) -> duckdb.DuckDBPyConnection:
+    def cursor(self, tables: Iterable[str] = (), *, reading: bool = True) -> duckdb.DuckDBPyConnection:
         """A cursor on which DuckDB can scan the given native tables (``source.schema.table``):
-        their sources' Python-side objects (Lance datasets, remote lake listings) registered."""
+        their sources' Python-side objects (Lance datasets, a remote lake's pinned objects)
+        registered; not ``reading``, stand-ins that only describe them."""
         with self._lock:
             cursor = self.con.cursor()
         by_source: dict[str, list[str]] = {}
         for key in tables:
             source, _, name = key.split(".", 2)
             by_source.setdefault(source, []).append(name)
-        for source, names in by_source.items():
-            relations = getattr(self.connectors[source], "relations", None)
-            for name, obj in (relations(tables=names) if relations else {}).items():
-                cursor.register(name, obj)
+        views: list[View] = []
+        try:
+            for source, names in by_source.items():
+                relations = getattr(self.connectors[source], "relations", None)
+                if relations:
+                    views += open_relations(cursor, relations(tables=names, reading=reading))
+        except BaseException:
+            for view in views:
+                view.release()
+            cursor.close()
+            raise
+        if views:
+            self._views[id(cursor)] = views
         return cursor
+
+    def finish_views(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """After a query's last row: what its views read is checked (``SourceError``)."""
+        for view in self._views.get(id(cursor), ()):
+            view.finish()
+
+    def _release_views(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        for view in self._views.pop(id(cursor), ()):
+            with contextlib.suppress(Exception):
+                view.release()
 
     def shadow(self, source: str, table: TableRef, schema: pa.Schema, *,
                alias_schema: bool) -> None:
@@ -131,7 +154,7 @@ class Session:
         its error messages point into the user's SQL; ``macros`` (temporary, on this query's
         cursor) stand for functions that the plan spells otherwise.
         """
-        cursor = self.cursor(tables)
+        cursor = self.cursor(tables, reading=False)
         try:
             for macro in macros:
                 cursor.execute(macro)
@@ -166,9 +189,11 @@ class Session:
                                             whole=analyze, opened=fetched)
                     relation = cursor.sql(sql, params=subset(params, names))
                 except duckdb.Error as exc:
+                    self._release_views(cursor)
                     cursor.close()
                     raise self.translate(exc, plan) from exc
                 except BaseException:
+                    self._release_views(cursor)
                     cursor.close()
                     raise
             return Execution(self, plan, cursor, relation, stats)
@@ -184,6 +209,7 @@ class Session:
 
         def close_if_abandoned() -> None:
             if abandoned.is_set():
+                self._release_views(cursor)
                 cursor.close()
 
         self._running.add(cursor)
@@ -234,6 +260,7 @@ class Session:
     def finished(self, cursor: duckdb.DuckDBPyConnection) -> None:
         """A query's cursor is done with (closed by the thread that ran it)."""
         self._running.discard(cursor)
+        self._release_views(cursor)
 
     def close(self, wait: float = 5.0) -> None:
         """Interrupt the queries still running (their callers get ``QueryCancelled``), give
@@ -273,7 +300,9 @@ class Execution:
 
     def _table(self) -> pa.Table:
         try:
-            return conform(self._relation.to_arrow_table(), self._wanted, self._plan.columns)
+            table = self._relation.to_arrow_table()
+            self._session.finish_views(self._cursor)
+            return conform(table, self._wanted, self._plan.columns)
         except duckdb.Error as exc:
             raise self._session.translate(exc, self._plan, self.stats) from exc
         except pa.ArrowInvalid as exc:
@@ -303,6 +332,7 @@ class Execution:
         try:
             for batch in source:
                 yield conform(batch, self._wanted, self._plan.columns)
+            self._session.finish_views(self._cursor)
         except (duckdb.Error, OSError) as exc:  # OSError: DuckDB's error through its Arrow stream
             raise self._session.translate(exc, self._plan, self.stats) from exc
         except pa.ArrowInvalid as exc:
