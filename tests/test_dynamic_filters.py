@@ -112,9 +112,29 @@ def test_float_keys_that_no_literal_or_range_holds_send_no_filter(special: float
     assert isinstance(key_predicate(fragment(planned), finite), exp.In)
 
 
+CHAIN = """SELECT x.label AS label
+    FROM (SELECT d.drive_id FROM pg.public.drives AS d WHERE d.city = 'Austin') AS d
+    JOIN (SELECT f.drive_id, f.frame_id FROM lake.main.frames AS f) AS f
+      ON f.drive_id = d.drive_id
+    JOIN (SELECT x.frame_id, x.label FROM lake.main.detections AS x) AS x
+      ON x.frame_id = f.frame_id"""
+
+
+def test_a_lake_probe_takes_no_long_key_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames of one city's drives are estimated at 80,000 (2M frames, 2 of 50 drives): the
+    detections, a lake DuckDB reads itself, are left to DuckDB's own join filters rather than
+    wait for 80,000 keys; the frames still take the drives' keys."""
+    monkeypatch.setitem(ROWS, "lake.main.detections", 20_000_000)
+    tree = dynamic_filters(bound(CHAIN), catalog=Catalog({"pg", "lake"}))
+    d, f, x = (sides(tree)[a] for a in "dfx")
+    assert f.meta[DYNAMIC_FILTER].build is d
+    assert DYNAMIC_FILTER not in x.meta and MATERIALIZE not in f.meta
+
+
 def test_keys_flow_along_a_chain_of_joins(monkeypatch: pytest.MonkeyPatch) -> None:
     """One city's drives filter their frames; the few frames' keys then filter detections."""
     monkeypatch.setitem(ROWS, "lake.main.detections", 20_000_000)
+    monkeypatch.setitem(ROWS, "lake.main.frames", 20_000)  # 800 of them for two drives
     sql = """SELECT x.label AS label
     FROM (SELECT d.drive_id FROM pg.public.drives AS d WHERE d.city = 'Austin') AS d
     JOIN (SELECT f.drive_id, f.frame_id FROM lake.main.frames AS f) AS f

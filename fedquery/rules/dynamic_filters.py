@@ -3,7 +3,12 @@
 For an inner equi-join ``a.x = b.y`` between two fragments, when ``a`` is estimated small (its
 table's row count from the source, times the selectivity of its filters) and ``b`` at least
 ``PROBE_FACTOR`` times bigger, ``a`` is evaluated first and its keys are sent into ``b``: an
-``IN`` list up to ``IN_LIST_MAX`` keys, a ``BETWEEN min AND max`` range beyond. The decision is
+``IN`` list up to ``IN_LIST_MAX`` keys, a ``BETWEEN min AND max`` range beyond. A probe that
+DuckDB reads itself (a Parquet lake, local or on S3; a DuckDB file) takes the keys only of a
+build estimated at ``NATIVE_PROBE_BUILD_MAX`` rows or fewer: a short list skips row groups by
+their statistics, and an empty build skips the scan, while for longer lists DuckDB's own join
+filters do the same work without the probe waiting for the build (TPC-H Q3 at SF 0.3 over
+PostgreSQL + S3: 526 -> 262 ms when 9,088 customer keys no longer gate the orders scan). The decision is
 written on the tree as node metadata (``DYNAMIC_FILTER`` on the probe, ``MATERIALIZE`` on the
 build side), which the plan turns into data. Only where a side is remote: between two local
 sources DuckDB's own join-filter pushdown already does this.
@@ -28,6 +33,7 @@ from fedquery.rules._shape import (
 DYNAMIC_FILTER, MATERIALIZE, ESTIMATE = "dynamic_filter", "materialize", "estimated_rows"
 IN_LIST_MAX = 10_000
 MAX_BUILD_ROWS = 100_000
+NATIVE_PROBE_BUILD_MAX = 1_000  # a probe DuckDB reads itself takes keys of builds this small
 PROBE_FACTOR = 2
 SELECTIVITY = {exp.EQ: 0.05, exp.In: 0.1, exp.Like: 0.1, exp.ILike: 0.1, exp.Is: 0.05}
 DEFAULT_SELECTIVITY = 0.33
@@ -103,6 +109,8 @@ def _consider(build: exp.Subquery, build_key: exp.Column, probe: exp.Subquery,
     build_rows, probe_rows = estimate(build, catalog), estimate(probe, catalog)
     if build_rows is None or build_rows > MAX_BUILD_ROWS:
         return
+    if _is_native(probe, catalog) and build_rows > NATIVE_PROBE_BUILD_MAX:
+        return  # DuckDB reads the probe itself: its own join filters, without waiting
     if probe_rows is not None and probe_rows < build_rows * PROBE_FACTOR:
         return
     current = probe.meta.get(DYNAMIC_FILTER)
@@ -142,6 +150,11 @@ def _unfiltered(side: exp.Subquery, catalog: RuleCatalog) -> int | None:
 def _is_remote(side: exp.Subquery, catalog: RuleCatalog) -> bool:
     source = next(source_of(t) for t in side.find_all(exp.Table) if source_of(t))
     return catalog.capabilities(source).remote
+
+
+def _is_native(side: exp.Subquery, catalog: RuleCatalog) -> bool:
+    source = next(source_of(t) for t in side.find_all(exp.Table) if source_of(t))
+    return catalog.capabilities(source).native
 
 
 def estimate(side: exp.Subquery, catalog: RuleCatalog) -> int | None:
