@@ -22,13 +22,16 @@ def isolate_tables(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
     return expression
 
 
-def _tables_to_isolate(node: exp.Expr, catalog: RuleCatalog) -> list[exp.Table]:
-    """Bound tables reached without entering a pushable subtree or an existing scan."""
-    if subtree_source(node, catalog) is not None or scan_table(node) is not None:
-        return []
-    if source_of(node) is not None:
-        return [node]
-    found = []
-    for child in node.iter_expressions():
-        found.extend(_tables_to_isolate(child, catalog))
+def _tables_to_isolate(root: exp.Expr, catalog: RuleCatalog) -> list[exp.Table]:
+    """Bound tables reached without entering a pushable subtree or an existing scan, in the
+    order of the query's text (a loop, not recursion: 5,000 ORs nest 5,000 deep)."""
+    found, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        if subtree_source(node, catalog) is not None or scan_table(node) is not None:
+            continue
+        if source_of(node) is not None:
+            found.append(node)
+            continue
+        stack.extend(reversed(list(node.iter_expressions())))
     return found
