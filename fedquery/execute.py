@@ -191,7 +191,7 @@ class Session:
                 except duckdb.Error as exc:
                     self._release_views(cursor)
                     cursor.close()
-                    raise self.translate(exc, plan) from exc
+                    raise self.translate(exc, plan, fetched) from exc
                 except BaseException:
                     self._release_views(cursor)
                     cursor.close()
