@@ -977,12 +977,12 @@ def run_peers(args: argparse.Namespace, dsn: str, endpoint: str, local: duckdb.D
     """The peer mode over running services; returns the results and the systems' versions."""
     import tempfile
 
-    from pg_rows import RowCountingProxy, tcp_dsn, upstream_of
+    from pg_rows import RowCountingProxy, proxied_dsn, upstream_of
 
     peer_python = ensure_peer_venv() if set(args.systems) - {"fedquery"} else None
     s3_proxy = stack.enter_context(FaultProxy(endpoint))
     pg_proxy = stack.enter_context(RowCountingProxy(upstream_of(dsn)))
-    counted_dsn = tcp_dsn(dsn, pg_proxy.port)
+    counted_dsn = proxied_dsn(dsn, pg_proxy.port)
     cat = catalog(dsn, endpoint)
     counted_cat = proxied_catalog(cat, s3_proxy.url)
     counted_cat["sources"]["pg"] = {**counted_cat["sources"]["pg"], "dsn": counted_dsn}

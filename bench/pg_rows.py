@@ -8,7 +8,7 @@ DuckDB's postgres extension, ADBC's PostgreSQL driver and ConnectorX all read wi
 ``COPY``, and their catalog and planning queries come back as ``DataRow``s, so the two counts
 are kept apart (``copy_rows``, ``data_rows``); ``rows`` is their sum.
 
-Clients reach it at ``tcp_dsn(dsn, proxy.port)`` (TLS off: the relay must read the bytes).
+Clients reach it at ``proxied_dsn(dsn, proxy.port)`` (TLS off: the relay must read the bytes).
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import struct
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.services.tcp_proxy import FaultProxy, Link, unix_socket_of  # noqa: E402
+from tests.services.tcp_proxy import FaultProxy, Link, proxied_dsn, upstream_of  # noqa: E402,F401
 
 SSL_REQUEST, GSSENC_REQUEST = 80877103, 80877104
 
@@ -129,23 +128,3 @@ class RowCountingProxy(FaultProxy):
         copy = sum(w.copy_rows for w in wires)
         data = sum(w.data_rows for w in wires)
         return {"copy_rows": copy, "data_rows": data, "rows": copy + data}
-
-
-def upstream_of(dsn: str) -> str | tuple[str, int]:
-    """Where a DSN's server listens: its unix socket path, or (host, port)."""
-    path = unix_socket_of(dsn) if "://" in dsn else None
-    if path:
-        return path
-    parts = urlsplit(dsn)
-    return parts.hostname or "127.0.0.1", parts.port or 5432
-
-
-def tcp_dsn(dsn: str, port: int) -> str:
-    """The same role and database reached at 127.0.0.1:``port``, TLS off (a libpq URI)."""
-    parts = urlsplit(dsn)
-    query = "&".join(p for p in parts.query.split("&")
-                     if p and p.split("=", 1)[0] not in ("host", "port", "sslmode"))
-    user = parts.username or "postgres"
-    login = f"{user}:{parts.password}" if parts.password else user
-    query = "&".join(filter(None, [query, "sslmode=disable"]))
-    return urlunsplit((parts.scheme, f"{login}@127.0.0.1:{port}", parts.path, query, ""))

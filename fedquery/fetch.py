@@ -1,7 +1,8 @@
 """Fetching fragments from their sources: build sides first, join keys into probes, counted.
 
 Each fragment that is not run inline by DuckDB is opened through its connector (``scan`` or
-``run_sql``) and registered on the query's cursor as an Arrow stream. A build side of a
+``run_sql``): the one fragment of a plan is registered on the query's cursor as an Arrow
+stream; the fragments of a join are stored as temporary tables (``_store``). A build side of a
 dynamic filter is read whole first (it is small by decision); its distinct keys become an IN
 list, or a min/max range past the limit, added to the probe's request. Every stream counts its
 rows and the time spent producing them; a fragment read whole also the bytes its source read.

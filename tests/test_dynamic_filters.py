@@ -135,13 +135,7 @@ def test_keys_flow_along_a_chain_of_joins(monkeypatch: pytest.MonkeyPatch) -> No
     """One city's drives filter their frames; the few frames' keys then filter detections."""
     monkeypatch.setitem(ROWS, "lake.main.detections", 20_000_000)
     monkeypatch.setitem(ROWS, "lake.main.frames", 20_000)  # 800 of them for two drives
-    sql = """SELECT x.label AS label
-    FROM (SELECT d.drive_id FROM pg.public.drives AS d WHERE d.city = 'Austin') AS d
-    JOIN (SELECT f.drive_id, f.frame_id FROM lake.main.frames AS f) AS f
-      ON f.drive_id = d.drive_id
-    JOIN (SELECT x.frame_id, x.label FROM lake.main.detections AS x) AS x
-      ON x.frame_id = f.frame_id"""
-    tree = dynamic_filters(bound(sql), catalog=Catalog({"pg", "lake"}))
+    tree = dynamic_filters(bound(CHAIN), catalog=Catalog({"pg", "lake"}))
     d, f, x = (sides(tree)[a] for a in "dfx")
     assert f.meta[DYNAMIC_FILTER].build is d and f.meta[MATERIALIZE]
     assert x.meta[DYNAMIC_FILTER].build is f

@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from tests.services import unavailable
 from tests.services.launch import ServiceError, postgres_server
+from tests.services.tcp_proxy import proxied_dsn, upstream_of  # noqa: F401  (tests import them here)
 
 _COUNTER = itertools.count()
 
@@ -167,39 +168,6 @@ def shop_on_postgres_and_s3(db: PgDatabase, unseen: tuple, unseen_root: Path, s3
 
 
 # ---------------------------------------------------------------------- faults
-
-
-def proxied_dsn(dsn: str, port: int) -> str:
-    """The same role and database reached over TCP at 127.0.0.1:``port`` (a ``FaultProxy``),
-    without TLS (the proxy relays bytes it cannot read)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if "://" not in dsn:
-        return f"{dsn} host=127.0.0.1 port={port} sslmode=disable"
-    parts = urlsplit(dsn)
-    query = "&".join(p for p in parts.query.split("&")
-                     if p and p.split("=", 1)[0] not in ("host", "port", "sslmode"))
-    user = parts.username or "postgres"
-    login = f"{user}:{parts.password}" if parts.password else user
-    query = "&".join(filter(None, [query, "sslmode=disable"]))
-    return urlunsplit((parts.scheme, f"{login}@127.0.0.1:{port}", parts.path, query, ""))
-
-
-def upstream_of(dsn: str) -> str | tuple[str, int]:
-    """Where a DSN's server listens: its unix socket path, or (host, port)."""
-    from urllib.parse import urlsplit
-
-    from tests.services.tcp_proxy import unix_socket_of
-
-    if "://" in dsn:
-        path = unix_socket_of(dsn)
-        if path:
-            return path
-        parts = urlsplit(dsn)
-        return parts.hostname or "127.0.0.1", parts.port or 5432
-    found = dict(re.findall(r"(\w+)\s*=\s*(\S+)", dsn))
-    host, port = found.get("host", "127.0.0.1"), int(found.get("port", 5432))
-    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
 
 
 @pytest.fixture
