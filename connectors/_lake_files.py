@@ -7,8 +7,7 @@ filesystem for one lake. A query's read of a table (``TableRead``) is given a to
 DuckDB reads ``<protocol>://<token>/<bucket>/<key>``: only objects that read pinned exist, at
 their pinned size and time, so a query never sees a file listed by another. Every byte comes
 through ``TableRead.read_range``: the footer's tail from the lake's cache, the rest as ranged
-GETs on pyarrow's native S3 filesystem, each within its read deadline, counted, and read a
-few row groups ahead (``connectors._lake_ahead``).
+GETs on pyarrow's native S3 filesystem, each within its read deadline, and counted.
 """
 
 from __future__ import annotations

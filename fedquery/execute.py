@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -171,6 +171,16 @@ class Session:
         With ``analyze`` every fragment is fetched through its connector, none runs inline, so
         each one's rows, time and bytes are counted; the residual is then ``plan.residual``.
         """
+        return self._start(plan, params, analyze=analyze)
+
+    def table(self, plan: Plan, params: Any) -> pa.Table:
+        """Every row of a plan, started and fetched in one hand-off to a worker thread."""
+        return self._start(plan, params, then=Execution.fetch_table)
+
+    def _start(self, plan: Plan, params: Any, *, analyze: bool = False,
+               then: Callable[[Execution], Any] | None = None) -> Any:
+        """``run``'s work on a worker thread; with ``then``, its value for the execution,
+        computed on the same worker (the cursor is closed after it)."""
         inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
         cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
@@ -196,7 +206,13 @@ class Session:
                     self._release_views(cursor)
                     cursor.close()
                     raise
-            return Execution(self, plan, cursor, relation, stats)
+            execution = Execution(self, plan, cursor, relation, stats)
+            if then is None:
+                return execution
+            try:
+                return then(execution)
+            finally:
+                execution.close()
 
         def give_up() -> None:
             abandoned.set()
@@ -293,8 +309,12 @@ class Execution:
     def table(self) -> pa.Table:
         """Every row, materialised by DuckDB in parallel (on a worker thread: the caller's
         Ctrl-C interrupts the query at once)."""
+        return off_thread(self.fetch_table, self.interrupt, self.close, self._session.closing)
+
+    def fetch_table(self) -> pa.Table:
+        """``table()``'s work, on the calling thread."""
         started = time.perf_counter()
-        table = off_thread(self._table, self.interrupt, self._close, self._session.closing)
+        table = self._table()
         self.residual_rows, self.seconds = table.num_rows, time.perf_counter() - started
         return table
 
@@ -315,16 +335,16 @@ class Execution:
             source = off_thread(lambda: self._relation.to_arrow_reader(BATCH_ROWS), self.interrupt,
                                 stop=self._session.closing)
         except duckdb.Error as exc:
-            self._close()
+            self.close()
             raise self._session.translate(exc, self._plan, self.stats) from exc
         except pa.ArrowInvalid as exc:
-            self._close()
+            self.close()
             raise arrow_error(exc) from exc
         except BaseException:
-            self._close()
+            self.close()
             raise
         schema = conform(source.schema.empty_table(), self._wanted, self._plan.columns).schema
-        batches = Producer(self._batches(source), self.interrupt, self._close,
+        batches = Producer(self._batches(source), self.interrupt, self.close,
                            stop=self._session.closing)
         return pa.RecordBatchReader.from_batches(schema, iter(batches))
 
@@ -348,7 +368,8 @@ class Execution:
         with contextlib.suppress(duckdb.Error):  # it may have ended and closed meanwhile
             self._cursor.interrupt()
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Free the query's cursor (after its rows, or when it is abandoned)."""
         self._session.finished(self._cursor)
         with contextlib.suppress(duckdb.Error):  # its connection may be closed already
             self._cursor.close()

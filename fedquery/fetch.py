@@ -163,12 +163,12 @@ def _with_vector_keys(session: Session, fragment: Fragment, params: Any) -> Frag
     planned = fragment.vector_keys
 
     def load() -> pa.Array:
-        table = session.run(planned.plan, subset(params, planned.plan.parameters)).table()
+        table = session.table(planned.plan, subset(params, planned.plan.parameters))
         keys = table.column(0).combine_chunks().drop_null()
         return pc.unique(keys) if len(keys) <= UNIQUE_KEYS_MAX else keys  # else a set is built
 
     if planned.count is not None and planned.check is not None:
-        count = session.run(planned.count, subset(params, planned.count.parameters)).table()
+        count = session.table(planned.count, subset(params, planned.count.parameters))
         count = int(count.column(0)[0].as_py() or 0)
         if count > LAZY_KEYS:  # loaded only by an exact pass, however many
             keys = KeySet(planned.column, count=count, load=load,
@@ -186,14 +186,14 @@ def _check_keys(session: Session, check: tuple[str, Plan], params: Any,
     """Which of the candidates are keys: the keys plan kept to them."""
     name, plan = check
     values = {**(subset(params, plan.parameters) or {}), name: candidates.to_pylist()}
-    return session.run(plan, values).table().column(0).combine_chunks()
+    return session.table(plan, values).column(0).combine_chunks()
 
 
 def _with_query_vector(session: Session, fragment: Fragment, params: Any) -> dict[str, Any]:
     """Run a top-k scan's query-vector plan: ``params`` with its one value, typed as the vector
     column (no row: NULL, as the scalar subquery gives)."""
     planned = fragment.query_vector
-    table = session.run(planned.plan, subset(params, planned.plan.parameters)).table()
+    table = session.table(planned.plan, subset(params, planned.plan.parameters))
     value = table.column(0)[0].as_py() if table.num_rows else None
     values = {**(params or {}), planned.parameter: value}
     if planned.sql_type and value is not None:

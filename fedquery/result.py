@@ -59,7 +59,7 @@ class Result:
         if self._table is None:
             with self._guard():
                 self._check_open()
-                self._table = self._session.run(self._plan, self._params).table()
+                self._table = self._session.table(self._plan, self._params)
         return self._table
 
     def df(self) -> pandas.DataFrame:

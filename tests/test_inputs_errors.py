@@ -342,7 +342,7 @@ def test_internal_io_error_while_running_is_a_source_error(netted: fedquery.Conn
     from fedquery.execute import Session
 
     result = netted.sql("SELECT count(*) FROM orders")
-    monkeypatch.setattr(Session, "run", _raise(ConnectionResetError(f"reset by {SECRET}")))
+    monkeypatch.setattr(Session, "_start", _raise(ConnectionResetError(f"reset by {SECRET}")))
     for call in (result.fetchall, result.arrow, result.df, result.batches, result.__len__,
                  lambda: netted.explain("SELECT count(*) FROM orders", analyze=True)):
         with pytest.raises(fedquery.SourceError) as info:
@@ -370,7 +370,7 @@ def test_interrupts_pass_through(netted: fedquery.Connection, monkeypatch, exc) 
     from fedquery.execute import Session
     from fedquery.planner import Planner
 
-    monkeypatch.setattr(Session, "run", _raise(exc))
+    monkeypatch.setattr(Session, "_start", _raise(exc))
     result = netted.sql("SELECT count(*) FROM orders")
     with pytest.raises(type(exc)) as info:
         result.fetchall()
