@@ -7,8 +7,8 @@ whole row ``f`` or ``to_json(f)``), over every reference, so a CTE read twice ke
 columns; outer scopes are pruned first, so a scan under a CTE keeps what survives above it. What
 decides rows or positions keeps all its columns: ``SELECT DISTINCT``, ``UNION`` (not ``ALL``),
 ``INTERSECT``/``EXCEPT``, an IN subquery; ``UNION ALL`` branches are narrowed alike, position by
-position. A SELECT with a star left unexpanded (``u.*`` of an UNNEST) keeps its projections, and
-its sources keep theirs. A scan that no column is read from (as in ``count(*)``) keeps one
+position. A SELECT with a star left unexpanded (``u.*`` of an UNNEST), or ordered BY ALL, keeps
+its projections, and what they read. A scan that no column is read from (as in ``count(*)``) keeps one
 constant, ``TRUE AS __row``, so the source sends rows and no values.
 """
 
