@@ -82,6 +82,20 @@ CASES = [
         SELECT c.name FROM clients AS c
         WHERE EXISTS (SELECT 1 FROM x WHERE x.customer_id = c.customer_id AND x.qty > 8)""",
          {"orders": [{"customer_id", "qty"}], "clients": [{"customer_id", "name"}]}),
+    Case("exists_select_star", """
+        SELECT c.name FROM clients AS c
+        WHERE EXISTS (SELECT * FROM orders AS o WHERE o.customer_id = c.customer_id AND o.qty > 8)""",
+         {"orders": [{"customer_id"}], "clients": [{"customer_id", "name"}]}),  # qty: the scan's filter
+    Case("not_exists_select_star_same_table", """
+        SELECT o.order_id FROM orders AS o
+        WHERE NOT EXISTS (SELECT * FROM orders AS i WHERE i.customer_id = o.customer_id
+                          AND i.qty > o.qty)""",
+         {"orders": [{"customer_id", "order_id", "qty"}, {"customer_id", "qty"}]}),
+    Case("exists_of_an_aggregate_keeps_its_row", """
+        SELECT c.name FROM clients AS c
+        WHERE EXISTS (SELECT max(o.note) FROM orders AS o WHERE o.customer_id = c.customer_id
+                      AND o.qty > 1)""",
+         {"orders": [{"customer_id", "note"}], "clients": [{"customer_id", "name"}]}),
     Case("in_over_a_derived_table", """
         SELECT c.name FROM clients AS c
         WHERE c.customer_id IN (SELECT s.customer_id FROM (SELECT * FROM orders) AS s WHERE s.qty > 8)""",

@@ -8,8 +8,9 @@ columns; outer scopes are pruned first, so a scan under a CTE keeps what survive
 decides rows or positions keeps all its columns: ``SELECT DISTINCT``, ``UNION`` (not ``ALL``),
 ``INTERSECT``/``EXCEPT``, an IN subquery; ``UNION ALL`` branches are narrowed alike, position by
 position. A SELECT with a star left unexpanded (``u.*`` of an UNNEST), or ordered BY ALL, keeps
-its projections, and what they read. A scan that no column is read from (as in ``count(*)``) keeps one
-constant, ``TRUE AS __row``, so the source sends rows and no values.
+its projections, and what they read. An EXISTS subquery selects one constant. A scan that no
+column is read from (as in ``count(*)``) keeps one constant, ``TRUE AS __row``, so the source
+sends rows and no values.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ HIDDEN_STAR = "__fq_star"  # a star projection is named so while sqlglot analyse
 
 def pushdown_projections(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
     """Drop the projections of every derived table, CTE and scan that nothing outside reads."""
+    for exists in expression.find_all(exp.Exists):
+        _select_nothing(exists.this)
     scans = [s.this for s in expression.find_all(exp.Subquery) if scan_table(s) is not None]
     with _as_sqlglot_expects(expression), contextlib.suppress(OptimizeError):
         # OptimizeError: a UNION of a star and columns, whose positions are unknown
@@ -36,6 +39,21 @@ def pushdown_projections(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.E
         if [p.sql() for p in select.expressions] == ["1 AS _"]:  # sqlglot's placeholder
             select.set("expressions", [exp.alias_(exp.true(), ROW_MARKER)])
     return expression
+
+
+def _select_nothing(query: exp.Expr) -> None:
+    """An EXISTS subquery's projections decide nothing (only whether a row exists): one constant
+    instead (``EXISTS (SELECT * FROM t WHERE ...)`` reads only what its WHERE reads). Not where a
+    projection can make or drop rows: an aggregate (one row even from none), a window, DISTINCT,
+    grouping, HAVING, QUALIFY or ORDER BY (which may name a projection)."""
+    if not isinstance(query, exp.Select) or any(
+            query.args.get(k) for k in ("distinct", "group", "having", "qualify", "order")):
+        return
+    if any(p.find(exp.AggFunc, exp.Window) for p in query.expressions):
+        return
+    if len(query.expressions) == 1 and isinstance(query.expressions[0].unalias(), exp.Literal):
+        return  # already one constant (``SELECT 1``)
+    query.set("expressions", [exp.Literal.number(1)])
 
 
 @contextlib.contextmanager
