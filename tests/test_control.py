@@ -231,3 +231,23 @@ def test_progress_bar_past_a_second(capfd, progress, shown: bool) -> None:
         con.sql("SELECT 1").arrow()  # quick: never a bar
     err = capfd.readouterr().err
     assert ("fedquery:" in err) == shown, err[-500:]
+
+
+def test_ctrl_c_in_the_command_line_exits_130(tmp_path: Path) -> None:
+    """The CLI prints ``interrupted`` and exits 130 for Ctrl-C during a query (it printed the
+    QueryCancelled as an error, exit 1, once Ctrl-C became one)."""
+    import subprocess
+    import sys
+
+    catalog = tmp_path / "empty.yaml"
+    catalog.write_text("sources: {}\nsettings: {progress: true}\n")  # the bar: inside the query
+    process = subprocess.Popen([sys.executable, "-m", "fedquery.cli", "sql", str(catalog), RECURSIVE],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen, deadline = b"", time.monotonic() + 60
+    while b"fedquery:" not in seen and time.monotonic() < deadline:
+        seen += os.read(process.stderr.fileno(), 4096)
+    assert b"fedquery:" in seen  # the query has run a second
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert err.decode().replace("\r", "\n").strip().splitlines()[-1] == "interrupted"
