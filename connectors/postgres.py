@@ -53,6 +53,7 @@ from connectors._postgres_settings import BATCH_BYTES, Settings, location
 from connectors._postgres_stream import FragmentStream, Statement
 from connectors._postgres_types import numeric_type, target_schema
 from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.control import stopping
 from fedquery.errors import FedQueryError, SourceError
 from fedquery.secrets import MASK
 
@@ -342,7 +343,11 @@ class PostgresConnector:
     def _start(self, sql: str, fresh: bool, check: Callable[[Any], None] | None) -> Statement:
         session, _ = self._pool.acquire(fresh)
         try:
-            return Statement.start(session, sql, self._settings.read_timeout, BATCH_BYTES, check)
+            # until its first rows, a statement has no stream to cancel: a stop of the query
+            # cancels the session (PostgreSQL may compute for minutes before it sends a row)
+            with stopping(session.cancel):
+                return Statement.start(session, sql, self._settings.read_timeout, BATCH_BYTES,
+                                       check)
         except Exception as exc:
             self._pool.release(session, healthy=not connection_lost(exc))
             raise

@@ -14,6 +14,7 @@ from fedquery.errors import (
     ParseError,
     PlanError,
     QueryCancelled,
+    QueryTimeout,
     SourceError,
 )
 from fedquery.functions.embedding import register_embedder
@@ -31,6 +32,7 @@ __all__ = [
     "PlanError",
     "Profile",
     "QueryCancelled",
+    "QueryTimeout",
     "Result",
     "SourceError",
     "connect",

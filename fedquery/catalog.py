@@ -76,6 +76,19 @@ class EntitySpec:
     members: Mapping[str, MemberSpec]
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The connection's limits and manners (``settings:`` in the catalog): a query's
+    ``timeout`` in seconds, DuckDB's ``memory_limit`` (``"4GB"``), the most rows a result may
+    hold (``max_rows``), and whether long queries show a progress bar (``auto``, ``true``,
+    ``false``)."""
+
+    timeout: float | None = None
+    memory_limit: str | None = None
+    max_rows: int | None = None
+    progress: str | bool = "auto"
+
+
 @dataclass
 class Catalog:
     """A checked catalog; build it with ``load_catalog``."""
@@ -86,6 +99,7 @@ class Catalog:
     blobs: dict[str, str]
     entities: dict[str, EntitySpec]
     secrets: Secrets = field(repr=False)
+    settings: Settings = field(default_factory=Settings)
 
     def entity(self, name: str) -> EntitySpec | None:
         """The entity SQL names ``name`` (case-insensitive), if any."""
@@ -164,7 +178,35 @@ class _Loader:
         tables = self.tables(data.get("tables"), sources)
         blobs = self.blobs(data.get("blobs"), sources, tables)
         entities = self.entities(data.get("entities"), tables)
-        return Catalog(self.origin, sources, tables, blobs, entities, self.secrets)
+        settings = self.settings(data.get("settings"))
+        return Catalog(self.origin, sources, tables, blobs, entities, self.secrets, settings)
+
+    def settings(self, value: Any) -> Settings:
+        """``settings:``: each key optional, checked for its type."""
+        spec = self.mapping(value, "settings", optional=True)
+        self.known_keys(spec, SETTING_KEYS, "settings")
+        timeout = spec.get("timeout")
+        if timeout is not None:
+            _positive(False)(self, timeout, "settings.timeout")
+            timeout = float(timeout)
+        max_rows = spec.get("max_rows")
+        if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int)
+                                     or max_rows <= 0):
+            raise self.fail("settings.max_rows",
+                            f"expected a positive integer, got {describe(max_rows)}")
+        memory = self.text(spec.get("memory_limit"), "settings.memory_limit")
+        if memory is not None and not re.fullmatch(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B|%)?\s*",
+                                                   memory, re.IGNORECASE):
+            raise self.fail("settings.memory_limit", f"expected a size such as 4GB, 512MiB or "
+                            f"50% (of the machine's memory), got {describe(memory)}")
+        progress = spec.get("progress", "auto")
+        if isinstance(progress, str) and progress.strip().lower() in _FLAGS | {"auto"}:
+            word = progress.strip().lower()
+            progress = "auto" if word == "auto" else word in ("true", "1", "yes")
+        if progress not in (True, False, "auto"):
+            raise self.fail("settings.progress", f"expected auto, true or false, got "
+                            f"{describe(progress)}")
+        return Settings(timeout, memory, max_rows, progress)
 
     # ------------------------------------------------------------------ typed values
 
@@ -439,7 +481,8 @@ def _any_scalar(loader: _Loader, value: Any, keypath: str) -> None:
         raise loader.fail(keypath, f"expected a single value, got {describe(value)}")
 
 
-TOP_LEVEL = ("sources", "tables", "blobs", "entities")
+TOP_LEVEL = ("sources", "tables", "blobs", "entities", "settings")
+SETTING_KEYS = ("timeout", "memory_limit", "max_rows", "progress")
 PATH_KEYS = {"path", "root", "uri"}
 URL_KEYS = {"dsn", "endpoint_url"}  # a dsn may also be libpq's key=value form
 MAX_SETTING_DEPTH = 16

@@ -25,12 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with boundary():
             return args.run(args)
+    except KeyboardInterrupt:  # Ctrl-C, also while a query ran (a QueryCancelled too)
+        print("interrupted", file=sys.stderr)
+        return 130
     except FedQueryError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 @contextlib.contextmanager

@@ -77,7 +77,7 @@ class Connection:
                 with boundary(catalog.secrets, sources=[name], opening=True):
                     connectors[name] = open_connector(spec, catalog)
             self._session = Session(connectors, catalog.secrets,
-                                    blob_functions(catalog, strict=strict))
+                                    blob_functions(catalog, strict=strict), catalog.settings)
             self._planner = Planner(catalog, self._session)
         except BaseException:
             for connector in connectors.values():
@@ -85,17 +85,26 @@ class Connection:
             raise
 
     def sql(self, query: str, params: Mapping[str, Any] | list | tuple | None = None,
-            **unknown: Any) -> Result:
+            timeout: float | None = None, **unknown: Any) -> Result:
         """Plan a query now (errors surface here) and return its lazily run ``Result``.
 
         ``params``: a mapping for ``$name`` parameters, or a list or tuple for ``?`` and ``$1``.
+        ``timeout``: seconds the query may run (each time it runs) before it is stopped with
+        ``QueryTimeout``; default the catalog's ``settings.timeout``, else none.
         """
         with boundary(self.catalog.secrets):
-            _no_unknown("sql", unknown, ("params",))
+            _no_unknown("sql", unknown, ("params", "timeout"))
             self._check_open()
-            return self._sql(require_text(query), checked_params(params))
+            return self._sql(require_text(query), checked_params(params), checked_timeout(timeout))
 
-    def _sql(self, query: str, params: Any) -> Result:
+    def interrupt(self) -> None:
+        """Stop every query of this connection running now, from any thread (their callers get
+        ``QueryCancelled``); the connection stays open for the next query."""
+        with boundary(self.catalog.secrets):
+            if not self._closed:
+                self._session.interrupt()
+
+    def _sql(self, query: str, params: Any, timeout: float | None = None) -> Result:
         if first_keyword(query) in CATALOG_STATEMENTS:
             tree = self._planner.parse_checked(query)
             if isinstance(tree, exp.Show | exp.Describe):
@@ -103,7 +112,7 @@ class Connection:
         plan = self._planner.cached_plan(query, params)
         return Result(self._session, plan,
                       select_params(plan.parameters, params, plan.vector_parameters),
-                      closed=lambda: self._closed)
+                      closed=lambda: self._closed, timeout=timeout)
 
     def explain(self, query: str, analyze: bool = False,
                 params: Mapping[str, Any] | list | tuple | None = None, **unknown: Any) -> str:
@@ -251,6 +260,16 @@ class Connection:
             plan = self._planner.cached_plan(tree.this.sql("duckdb"), params)
             table = pa.table({"column_name": list(plan.columns), "column_type": list(plan.types)})
         return _TableResult(table)
+
+
+def checked_timeout(timeout: Any) -> float | None:
+    """``timeout=``: None, or a positive number of seconds."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0 \
+            or timeout != timeout:
+        raise PlanError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
 
 
 def checked_params(params: Any) -> dict[str, Any] | list | None:

@@ -41,7 +41,18 @@ class SourceError(FedQueryError):
 
 
 class QueryCancelled(FedQueryError):
-    """A query stopped before its end: the connection was closed, or it was interrupted."""
+    """A query stopped before its end: cancelled (``Result.cancel``, ``Connection.interrupt``,
+    Ctrl-C), or its connection was closed."""
+
+
+class QueryTimeout(QueryCancelled):
+    """A query stopped because it ran past its ``timeout`` (``con.sql(..., timeout=)`` or the
+    catalog's ``settings.timeout``)."""
+
+
+class Interrupted(QueryCancelled, KeyboardInterrupt):
+    """Ctrl-C while a query ran: a ``QueryCancelled`` that is also the ``KeyboardInterrupt``
+    it stands for, so ``except KeyboardInterrupt`` and ``except FedQueryError`` both see it."""
 
 
 def _caret(sql: str | None, line: int | None, col: int | None) -> str:

@@ -10,6 +10,7 @@ as Arrow streams.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import tempfile
 import threading
@@ -23,7 +24,10 @@ import pyarrow as pa
 
 from connectors._native import BATCH_ROWS, SharedConnection, View, open_relations, quote
 from connectors.base import Connector, TableRef
+from fedquery import progress
+from fedquery.catalog import Settings
 from fedquery.conform import ArrowTypes, conform, expected
+from fedquery.control import QueryControl
 from fedquery.errors import FedQueryError, PlanError, QueryCancelled, SourceError
 from fedquery.fetch import FragmentStats, fetch_fragments, subset
 from fedquery.functions.runs import RUN_VARIABLE
@@ -44,10 +48,12 @@ class Session:
     """The executor's DuckDB database and the connectors bound into it."""
 
     def __init__(self, connectors: dict[str, Connector], secrets: Secrets,
-                 functions: BlobFunctions) -> None:
+                 functions: BlobFunctions, settings: Settings | None = None) -> None:
         self.connectors, self.secrets, self.functions = connectors, secrets, functions
+        self.settings = settings or Settings()
         self._tmp = tempfile.TemporaryDirectory(prefix="fedquery-")
-        self.con = duckdb.connect(":memory:", config={
+        memory = {"memory_limit": self.settings.memory_limit} if self.settings.memory_limit else {}
+        self.con = duckdb.connect(":memory:", config={**memory,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             # an unknown table name must never resolve to a Python variable of the caller's frame
@@ -58,6 +64,8 @@ class Session:
         })
         self._lock = threading.RLock()
         self._running: weakref.WeakSet = weakref.WeakSet()  # cursors of queries not yet done
+        self._controls: weakref.WeakSet = weakref.WeakSet()  # stop switches of those queries
+        self._progress = progress.wanted(self.settings.progress)
         self.closing = threading.Event()  # set by close(): every wait for a query ends
         self._shadow_catalogs: set[str] = set()
         self._views: dict[int, list[View]] = {}  # per query cursor: what to check and free
@@ -165,22 +173,48 @@ class Session:
             cursor.close()
         return [(r[0], r[1]) for r in rows]
 
-    def run(self, plan: Plan, params: Any, *, analyze: bool = False) -> Execution:
+    def control(self, timeout: float | None = None) -> QueryControl:
+        """A new query's stop switch: ``timeout`` seconds (else the catalog's), stopped by
+        ``interrupt()`` and ``close()`` too."""
+        control = QueryControl(timeout if timeout is not None else self.settings.timeout,
+                               self.closing)
+        self._controls.add(control)
+        return control
+
+    def _check_rows(self, rows: int) -> None:
+        if self._max_rows is not None and rows > self._max_rows:
+            raise PlanError(f"the result has more than {self._max_rows:,} rows, the most this "
+                            "connection returns (settings.max_rows in the catalog); add a LIMIT "
+                            "or an aggregate, or raise the setting")
+
+    def interrupt(self) -> None:
+        """Stop every query running now (their callers get ``QueryCancelled``); the connection
+        stays open for the next."""
+        for control in list(self._controls):
+            control.stop(QueryCancelled("the query was interrupted by Connection.interrupt()"))
+
+    def run(self, plan: Plan, params: Any, *, analyze: bool = False,
+            control: QueryControl | None = None, max_rows: int | None = None) -> Execution:
         """Start a plan: fragments fetched and registered, the local SQL bound.
 
         With ``analyze`` every fragment is fetched through its connector, none runs inline, so
         each one's rows, time and bytes are counted; the residual is then ``plan.residual``.
+        ``control`` stops it; more than ``max_rows`` rows fail it (``PlanError``).
         """
-        return self._start(plan, params, analyze=analyze)
+        return self._start(plan, params, analyze=analyze, control=control, max_rows=max_rows)
 
-    def table(self, plan: Plan, params: Any) -> pa.Table:
+    def table(self, plan: Plan, params: Any, *, control: QueryControl | None = None,
+              max_rows: int | None = None) -> pa.Table:
         """Every row of a plan, started and fetched in one hand-off to a worker thread."""
-        return self._start(plan, params, then=Execution.fetch_table)
+        return self._start(plan, params, then=Execution.fetch_table, control=control,
+                           max_rows=max_rows)
 
     def _start(self, plan: Plan, params: Any, *, analyze: bool = False,
-               then: Callable[[Execution], Any] | None = None) -> Any:
+               then: Callable[[Execution], Any] | None = None,
+               control: QueryControl | None = None, max_rows: int | None = None) -> Any:
         """``run``'s work on a worker thread; with ``then``, its value for the execution,
         computed on the same worker (the cursor is closed after it)."""
+        control = control or self.control()
         inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
         cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
@@ -193,20 +227,27 @@ class Session:
         fetched: list[FragmentStats] = []  # filled as fragments open: give_up cancels them
 
         def start() -> Execution:
-            with self.functions.run_on(cursor) if calls_functions else contextlib.nullcontext():
+            with (control.current(),
+                  self.functions.run_on(cursor) if calls_functions else contextlib.nullcontext() as run):
+                if run is not None:  # blob functions stop between files once it is stopped
+                    control.on_stop(functools.partial(self.functions.runs.cancel, run))
                 try:
                     stats = fetch_fragments(self, plan, params, cursor, inline=inline,
                                             whole=analyze, opened=fetched)
                     relation = cursor.sql(sql, params=subset(params, names))
+                    if max_rows is not None:
+                        relation = relation.limit(max_rows + 1)
                 except duckdb.Error as exc:
-                    self._release_views(cursor)
+                    self.finished(cursor)
                     cursor.close()
-                    raise self.translate(exc, plan, fetched) from exc
+                    control.done()
+                    raise self.translate(exc, plan, fetched, control) from exc
                 except BaseException:
-                    self._release_views(cursor)
+                    self.finished(cursor)
                     cursor.close()
+                    control.done()
                     raise
-            execution = Execution(self, plan, cursor, relation, stats)
+            execution = Execution(self, plan, cursor, relation, stats, control, max_rows)
             if then is None:
                 return execution
             try:
@@ -225,19 +266,34 @@ class Session:
 
         def close_if_abandoned() -> None:
             if abandoned.is_set():
-                self._release_views(cursor)
+                self.finished(cursor)
                 cursor.close()
+                control.done()
 
         self._running.add(cursor)
-        return off_thread(start, give_up, close_if_abandoned, self.closing)
+        control.on_stop(give_up)
+        return off_thread(start, give_up, close_if_abandoned, control,
+                          self._progress_of(cursor) if then is not None else None)
 
-    def translate(self, exc: duckdb.Error, plan: Plan,
-                  stats: list[FragmentStats] = ()) -> FedQueryError:
-        """A DuckDB error as fedquery's: a fragment's own error when a stream failed, a file
-        that failed names its source."""
+    def _progress_of(self, cursor: duckdb.DuckDBPyConnection) -> Callable[[], float] | None:
+        """How far the query on ``cursor`` is (DuckDB's estimate, percent), for the progress
+        bar; None when bars are off."""
+        return cursor.query_progress if self._progress else None
+
+    def translate(self, exc: duckdb.Error, plan: Plan, stats: list[FragmentStats] = (),
+                  control: QueryControl | None = None) -> FedQueryError:
+        """A DuckDB error as fedquery's: why the query was stopped when it was, a fragment's
+        own error when a stream failed, a file that failed names its source."""
+        stopped = control.reason() if control is not None else None
+        if stopped is not None:
+            return stopped
         if isinstance(exc, duckdb.InterruptException):
             return QueryCancelled("the query was interrupted (Ctrl-C, or its connection was "
                                   "closed while it ran)")
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            return PlanError(f"the query needs more memory than the connection may use "
+                             f"({_first_line(str(exc))}); ask for fewer rows or columns, or raise "
+                             "settings.memory_limit in the catalog")
         failed = self.functions.take_failure(str(exc)) or self._connector_failure(str(exc))
         failed = failed or next((s.error for s in stats if s.error is not None), None)
         if isinstance(failed, FedQueryError | KeyboardInterrupt):
@@ -299,9 +355,10 @@ class Execution:
     """A bound query on its own cursor: fetch it whole or as a stream, once."""
 
     def __init__(self, session: Session, plan: Plan, cursor: duckdb.DuckDBPyConnection,
-                 relation: duckdb.DuckDBPyRelation, stats: list[FragmentStats]) -> None:
+                 relation: duckdb.DuckDBPyRelation, stats: list[FragmentStats],
+                 control: QueryControl, max_rows: int | None = None) -> None:
         self._session, self._plan, self._cursor, self._relation = session, plan, cursor, relation
-        self.stats = stats
+        self.stats, self.control, self._max_rows = stats, control, max_rows
         self.residual_rows: int | None = None
         self.seconds = 0.0
         self._wanted = expected(plan.types, session.arrow_types)
@@ -309,7 +366,8 @@ class Execution:
     def table(self) -> pa.Table:
         """Every row, materialised by DuckDB in parallel (on a worker thread: the caller's
         Ctrl-C interrupts the query at once)."""
-        return off_thread(self.fetch_table, self.interrupt, self.close, self._session.closing)
+        return off_thread(self.fetch_table, self.interrupt, self.close, self.control,
+                          self._session._progress_of(self._cursor))
 
     def fetch_table(self) -> pa.Table:
         """``table()``'s work, on the calling thread."""
@@ -321,10 +379,11 @@ class Execution:
     def _table(self) -> pa.Table:
         try:
             table = self._relation.to_arrow_table()
+            self._check_rows(table.num_rows)
             self._session.finish_views(self._cursor)
             return conform(table, self._wanted, self._plan.columns)
         except duckdb.Error as exc:
-            raise self._session.translate(exc, self._plan, self.stats) from exc
+            raise self._session.translate(exc, self._plan, self.stats, self.control) from exc
         except pa.ArrowInvalid as exc:
             raise arrow_error(exc) from exc
 
@@ -333,10 +392,10 @@ class Execution:
         cursor closes when the stream ends or the reader is dropped."""
         try:
             source = off_thread(lambda: self._relation.to_arrow_reader(BATCH_ROWS), self.interrupt,
-                                stop=self._session.closing)
+                                control=self.control)
         except duckdb.Error as exc:
             self.close()
-            raise self._session.translate(exc, self._plan, self.stats) from exc
+            raise self._session.translate(exc, self._plan, self.stats, self.control) from exc
         except pa.ArrowInvalid as exc:
             self.close()
             raise arrow_error(exc) from exc
@@ -345,18 +404,27 @@ class Execution:
             raise
         schema = conform(source.schema.empty_table(), self._wanted, self._plan.columns).schema
         batches = Producer(self._batches(source), self.interrupt, self.close,
-                           stop=self._session.closing)
+                           control=self.control)
         return pa.RecordBatchReader.from_batches(schema, iter(batches))
 
     def _batches(self, source: pa.RecordBatchReader):
+        rows = 0
         try:
             for batch in source:
+                rows += batch.num_rows
+                self._check_rows(rows)
                 yield conform(batch, self._wanted, self._plan.columns)
             self._session.finish_views(self._cursor)
         except (duckdb.Error, OSError) as exc:  # OSError: DuckDB's error through its Arrow stream
-            raise self._session.translate(exc, self._plan, self.stats) from exc
+            raise self._session.translate(exc, self._plan, self.stats, self.control) from exc
         except pa.ArrowInvalid as exc:
             raise arrow_error(exc) from exc
+
+    def _check_rows(self, rows: int) -> None:
+        if self._max_rows is not None and rows > self._max_rows:
+            raise PlanError(f"the result has more than {self._max_rows:,} rows, the most this "
+                            "connection returns (settings.max_rows in the catalog); add a LIMIT "
+                            "or an aggregate, or raise the setting")
 
     def interrupt(self) -> None:
         """Stop the query DuckDB runs for this execution (its worker then cleans up): the
@@ -370,6 +438,7 @@ class Execution:
 
     def close(self) -> None:
         """Free the query's cursor (after its rows, or when it is abandoned)."""
+        self.control.done()
         self._session.finished(self._cursor)
         with contextlib.suppress(duckdb.Error):  # its connection may be closed already
             self._cursor.close()
@@ -402,6 +471,10 @@ def _without_describe(message: str) -> str:
                 lines[i + 1] = lines[i + 1][len(prefix):]
             break
     return "\n".join(lines)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def _duckdb_message(exc: duckdb.Error) -> str:

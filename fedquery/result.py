@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from fedquery.boundary import CLOSED, boundary, guarded_batches
-from fedquery.errors import FedQueryError, PlanError
+from fedquery.errors import FedQueryError, PlanError, QueryCancelled
 from fedquery.pyvalues import has_temporal, python_rows
 
 if TYPE_CHECKING:
     import pandas
 
+    from fedquery.control import QueryControl
     from fedquery.execute import Session
     from fedquery.plan import Plan
 
@@ -34,10 +35,11 @@ class Result:
     """
 
     def __init__(self, session: Session, plan: Plan, params: Any,
-                 closed: Callable[[], bool] = lambda: False) -> None:
+                 closed: Callable[[], bool] = lambda: False, timeout: float | None = None) -> None:
         self._session, self._plan, self._params = session, plan, params
-        self._closed = closed
+        self._closed, self._timeout = closed, timeout
         self._table: pa.Table | None = None
+        self._control: QueryControl | None = None  # the run going on now, if any
 
     @property
     def columns(self) -> list[str]:
@@ -50,7 +52,8 @@ class Result:
             return self._table.to_reader()
         with self._guard():
             self._check_open()
-            reader = self._session.run(self._plan, self._params).reader()
+            reader = self._session.run(self._plan, self._params, control=self._new_control(),
+                                       max_rows=self._session.settings.max_rows).reader()
             return guarded_batches(reader, self._session.secrets, self._sources(),
                                    closed=self._closed)
 
@@ -59,8 +62,21 @@ class Result:
         if self._table is None:
             with self._guard():
                 self._check_open()
-                self._table = self._session.table(self._plan, self._params)
+                self._table = self._session.table(self._plan, self._params,
+                                                  control=self._new_control(),
+                                                  max_rows=self._session.settings.max_rows)
         return self._table
+
+    def cancel(self) -> None:
+        """Stop this result's query if it runs (from any thread): its caller gets
+        ``QueryCancelled`` within a fraction of a second; the connection stays usable."""
+        control = self._control
+        if control is not None:
+            control.stop(QueryCancelled("the query was cancelled by Result.cancel()"))
+
+    def _new_control(self) -> QueryControl:
+        self._control = self._session.control(self._timeout)
+        return self._control
 
     def df(self) -> pandas.DataFrame:
         """All rows as a pandas DataFrame."""

@@ -4,8 +4,11 @@ DuckDB runs a query on its own threads, and those may wait for a source inside a
 stream (a silent PostgreSQL server, an S3 object arriving slowly). A caller waiting inside
 DuckDB cannot take Ctrl-C until they return. So the work runs on a worker thread and the
 caller only waits for it, in Python, where a KeyboardInterrupt arrives at once: the query is
-then interrupted (``on_interrupt``) and the KeyboardInterrupt goes on; the worker finishes in
-the background and cleans up after itself.
+then interrupted (``on_interrupt``) and the caller gets ``Interrupted`` (a ``QueryCancelled``
+that is also a KeyboardInterrupt); the worker finishes in the background and cleans up after
+itself. Between its short waits the caller also asks the query's ``QueryControl`` whether it
+was stopped (cancelled, timed out, its connection closed) and raises its reason; and past a
+second it shows a progress bar (``fedquery.progress``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from fedquery.errors import QueryCancelled
+from fedquery.errors import Interrupted, QueryCancelled
+
+if TYPE_CHECKING:
+    from fedquery.control import QueryControl
 
 T = TypeVar("T")
 POLL_SECONDS = 0.1
@@ -24,11 +30,14 @@ WORKER = "fedquery-query"
 
 def off_thread(work: Callable[[], T], on_interrupt: Callable[[], None],
                cleanup: Callable[[], None] | None = None,
-               stop: threading.Event | None = None) -> T:
+               control: QueryControl | None = None,
+               progress: Callable[[], float] | None = None) -> T:
     """``work()``'s value (or exception), computed on a worker thread; ``cleanup`` runs on
-    the worker when ``work`` has ended, also after the caller gave up waiting. ``stop`` set
-    (the connection closing) also ends the wait: QueryCancelled. Called on a worker already (a
-    plan run to fetch another's fragment), ``work`` runs right there."""
+    the worker when ``work`` has ended, also after the caller gave up waiting. A ``control``
+    stopped (cancelled, timed out, the connection closing) ends the wait with its reason;
+    ``progress`` (percent done, or negative when unknown) feeds a progress bar past a second.
+    Called on a worker already (a plan run to fetch another's fragment), ``work`` runs right
+    there."""
     if threading.current_thread().name == WORKER:  # a plan run for a fragment: already off
         try:
             return work()
@@ -51,16 +60,47 @@ def off_thread(work: Callable[[], T], on_interrupt: Callable[[], None],
                 done.set()
 
     _WORKERS.submit(job)
+    bar = None
     try:
         while not done.wait(POLL_SECONDS):
-            if stop is not None and stop.is_set():
-                raise _cancelled()
-    except (KeyboardInterrupt, QueryCancelled):
+            stopped = control.reason() if control is not None else None
+            if stopped is not None:
+                raise stopped
+            if progress is not None:
+                bar = bar or _progress_bar()
+                bar.update(progress)
+    except KeyboardInterrupt as exc:
+        on_interrupt()
+        raise _interrupted(exc, control) from None
+    except QueryCancelled:
         on_interrupt()
         raise
+    finally:
+        if bar is not None:
+            bar.close(done.is_set() and "error" not in outcome)
     if "error" in outcome:
+        stopped = control.reason() if control is not None else None
+        if stopped is not None and not isinstance(outcome["error"], QueryCancelled):
+            # the failure the stop caused (a cancelled read, an interrupted DuckDB): say why
+            raise stopped from outcome["error"]
         raise outcome["error"]  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]
+
+
+def _interrupted(exc: KeyboardInterrupt, control: QueryControl | None) -> BaseException:
+    """Ctrl-C as the query's ``Interrupted`` (kept as the control's reason)."""
+    if isinstance(exc, Interrupted):
+        return exc
+    error = Interrupted("the query was interrupted (Ctrl-C); the connection can run the next one")
+    if control is not None:
+        control.stop(error)
+    return error
+
+
+def _progress_bar():
+    from fedquery.progress import ProgressBar
+
+    return ProgressBar()
 
 
 class _Workers:
@@ -114,12 +154,12 @@ class Producer:
     (``close``), when it stops."""
 
     def __init__(self, source, on_interrupt: Callable[[], None], close: Callable[[], None],
-                 depth: int = 2, stop: threading.Event | None = None) -> None:
+                 depth: int = 2, control: QueryControl | None = None) -> None:
         import queue
 
         self._queue: queue.Queue = queue.Queue(depth)
         self._stop = threading.Event()
-        self._closing = stop
+        self._control = control
         self._on_interrupt, self._close = on_interrupt, close
         threading.Thread(target=self._pull, args=(source,), name=WORKER, daemon=True).start()
 
@@ -155,21 +195,24 @@ class Producer:
                 try:
                     kind, item = self._queue.get(timeout=POLL_SECONDS)
                 except queue.Empty:
-                    if self._closing is not None and self._closing.is_set():
-                        raise _cancelled() from None
+                    stopped = self._control.reason() if self._control is not None else None
+                    if stopped is not None:
+                        raise stopped from None
                     continue
                 if kind == "batch":
                     yield item
                     continue
                 finished = True
                 if kind == "error":
+                    stopped = self._control.reason() if self._control is not None else None
+                    if stopped is not None and not isinstance(item, QueryCancelled):
+                        raise stopped from item
                     raise item
                 return
+        except KeyboardInterrupt as exc:
+            raise _interrupted(exc, self._control) from None
         finally:
             self._stop.set()
             if not finished:  # Ctrl-C, or the consumer stopped reading: stop the query too
                 self._on_interrupt()
 
-
-def _cancelled() -> QueryCancelled:
-    return QueryCancelled("the connection was closed while the query ran")

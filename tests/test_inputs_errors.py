@@ -252,8 +252,9 @@ def test_explain_params_given_twice(fq: fedquery.Connection) -> None:
     (lambda con: con.sql("SELECT 1", parms={}), r"sql\(\) got an unknown argument 'parms' "
                                                  r"\(did you mean 'params'\?\); it takes params"),
     (lambda con: con.explain("SELECT 1", analyse=True), r"'analyse' \(did you mean 'analyze'\?\)"),
-    (lambda con: con.sql("SELECT 1", timeout=5), r"unknown argument 'timeout'; it takes params"),
-], ids=["sql", "explain", "not_yet"])
+    (lambda con: con.sql("SELECT 1", timout=5), r"unknown argument 'timout' \(did you mean "
+                                                r"'timeout'\?\); it takes params, timeout"),
+], ids=["sql", "explain", "timeout"])
 def test_unknown_keyword_arguments(fq: fedquery.Connection, call, message: str) -> None:
     with pytest.raises(fedquery.PlanError, match=message):
         call(fq)

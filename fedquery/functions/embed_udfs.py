@@ -43,6 +43,7 @@ def image_udf(functions: BlobFunctions, embedder: Embedder) -> Callable[[pa.Arra
                 for s, u in zip(sources.to_pylist(), uris.to_pylist(), strict=True)]
 
         def embed_chunk(chunk: list[tuple], run: str) -> list[np.ndarray | None]:
+            functions.runs.check(run)  # a stopped query embeds no further chunk
             read = functions.read_whole(pa.array([u for _, u in chunk], pa.string()),
                                         pa.array([s for s, _ in chunk], pa.string()), run,
                                         limit="embed_image", with_source=True)

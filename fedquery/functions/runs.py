@@ -22,6 +22,8 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
+from fedquery.errors import QueryCancelled
+
 RUN_VARIABLE = "__fq_run"
 CACHE_ENTRIES = 512
 CACHE_BYTES = 64 << 20
@@ -48,6 +50,7 @@ class Runs:
         self._serial = itertools.count()
         self._ended: list[str] = []
         self._lock = threading.Lock()
+        self._cancelled: set[str] = set()  # runs whose query was stopped
 
     def start(self, cursor: Any, joining: str | None = None) -> str:
         """A new run on ``cursor`` (or the run ``joining``, for a plan that is part of it): its
@@ -61,11 +64,22 @@ class Runs:
             weakref.finalize(cursor, self._ended.append, token)
         return token
 
+    def cancel(self, token: str) -> None:
+        """Stop run ``token``: its functions raise ``QueryCancelled`` before their next file."""
+        with self._lock:
+            self._cancelled.add(token)
+
+    def check(self, token: str) -> None:
+        """Raise ``QueryCancelled`` if run ``token`` was stopped (called between files)."""
+        if token in self._cancelled:
+            raise QueryCancelled("the query was stopped while its blob functions ran")
+
     def end(self, token: str) -> None:
         """Forget what run ``token`` cached and the errors it left untaken."""
         self.bytes.drop(token)
         self.vectors.drop(token)
         with self._lock:
+            self._cancelled.discard(token)
             for tag in [t for t in self._failures if t.startswith(token + ".")]:
                 del self._failures[tag]
 

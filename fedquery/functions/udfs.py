@@ -169,7 +169,7 @@ class BlobFunctions:
                   runs: pa.Array | None = None) -> pa.Array:
         with self.run_of(runs) as run:
             items = list(zip(uris.to_pylist(), sizes.to_pylist(), sources.to_pylist(), strict=True))
-            values = self.blobs.map(lambda item: self._thumbnail_one(*item, run), items)
+            values = self._map(lambda item: self._thumbnail_one(*item, run), items, run)
         return pa.array(values, pa.binary())
 
     def read_blob(self, uris: pa.Array, sources: pa.Array, runs: pa.Array | None = None) -> pa.Array:
@@ -185,9 +185,9 @@ class BlobFunctions:
             for blob in filter(None, found):
                 needs.add(blob.root, self.blobs.size(blob, run))
             with needs.held("read_blob"):
-                values = self.blobs.map(lambda blob: blob and self._guarded(
+                values = self._map(lambda blob: blob and self._guarded(
                     lambda: self.blobs.read(blob, limit="read_blob", run=run)[0], blob,
-                    blob.uri, scalar=True), found)
+                    blob.uri, scalar=True), found, run)
                 return pa.array(values, pa.large_binary())  # a batch may hold over 2 GiB
 
     def read_whole(self, uris: pa.Array, sources: pa.Array, run: str, *, limit: str,
@@ -230,8 +230,8 @@ class BlobFunctions:
                         columns.fill(row, data, where)
 
                 rows = [i for i, f in enumerate(found) if f is not None]
-                self.blobs.map(lambda i: self._guarded(lambda: fill(i), found[i][0],
-                                                       found[i][0].uri, scalar=True), rows)
+                self._map(lambda i: self._guarded(lambda: fill(i), found[i][0],
+                                                  found[i][0].uri, scalar=True), rows, run)
                 return columns.array()
 
     @staticmethod
@@ -376,7 +376,16 @@ class BlobFunctions:
             return self._guarded(lambda: one(blob, run), blob, uri, scalar=scalar)
 
         pairs = list(zip(uris.to_pylist(), sources.to_pylist(), strict=True))
-        return self.blobs.map(each, pairs)
+        return self._map(each, pairs, run)
+
+    def _map(self, function: Callable[[Any], Any], items: list, run: str) -> list:
+        """``function`` over ``items`` in the I/O pool; once the run is stopped, every item not
+        yet begun raises ``QueryCancelled`` at once (a stopped query ends within a file)."""
+        def checked(item: Any) -> Any:
+            self.runs.check(run)
+            return function(item)
+
+        return self.blobs.map(checked, items)
 
     def _guarded(self, read: Callable[[], Any], blob: Blob, uri: str, *,
                  scalar: bool = False) -> Any:
