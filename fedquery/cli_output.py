@@ -18,6 +18,7 @@ from fedquery.pyvalues import column_values
 FORMATS = ("table", "csv", "json", "parquet")
 TABLE_ROWS = 40    # rows a text table shows unless --max-rows says otherwise
 CELL_WIDTH = 40    # characters of one table cell
+SLICE_ROWS = 8192  # rows converted to Python values at a time
 
 
 def write_csv(reader: pa.RecordBatchReader, out: IO[str]) -> None:
@@ -71,9 +72,10 @@ def table_text(schema: pa.Schema, batches: Iterable[list[tuple]], max_rows: int 
         shown += [[_cell(v, k) for v, k in zip(row, kinds, strict=True)] for row in rows[:room]]
         total += len(rows)
     widths = [max([len(n)] + [len(r[i]) for r in shown]) for i, n in enumerate(names)]
-    lines = [" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)),
+    lines = [" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip(),
              "-+-".join("-" * w for w in widths)]
-    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in shown]
+    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+              for r in shown]
     if total > len(shown):
         lines.append(f"... {total - len(shown)} more rows not shown (--max-rows N, or all)")
     lines.append(f"({total} rows)")
@@ -81,11 +83,14 @@ def table_text(schema: pa.Schema, batches: Iterable[list[tuple]], max_rows: int 
 
 
 def _row_batches(reader: pa.RecordBatchReader) -> Iterator[list[tuple]]:
-    """The rows of each batch as tuples of Python values (those ``fetchall`` gives)."""
+    """The rows of each batch, ``SLICE_ROWS`` at a time, as tuples of Python values (those
+    ``fetchall`` gives): a batch of a million rows is never held as Python objects at once."""
     for batch in reader:
-        columns = [column_values(c, n) for c, n in zip(batch.columns, batch.schema.names,
-                                                        strict=True)]
-        yield list(zip(*columns, strict=True)) if columns else [()] * batch.num_rows
+        for start in range(0, batch.num_rows, SLICE_ROWS):
+            part = batch.slice(start, SLICE_ROWS)
+            columns = [column_values(c, n) for c, n in zip(part.columns, part.schema.names,
+                                                            strict=True)]
+            yield list(zip(*columns, strict=True)) if columns else [()] * part.num_rows
 
 
 def _quoted(text: str | None) -> str:
