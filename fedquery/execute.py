@@ -323,7 +323,10 @@ class Execution:
         except BaseException:
             self._close()
             raise
-        schema = conform(source.schema.empty_table(), self._wanted, self._plan.columns).schema
+        # from_batches, not schema.empty_table(): that builds arrays from Python lists, which
+        # imports pandas (0.2-0.4 s) and fails on a UNION column
+        empty = pa.Table.from_batches([], schema=source.schema)
+        schema = conform(empty, self._wanted, self._plan.columns).schema
         batches = Producer(self._batches(source), self.interrupt, self._close,
                            stop=self._session.closing)
         return pa.RecordBatchReader.from_batches(schema, iter(batches))

@@ -24,6 +24,7 @@ import fedquery
 after_import = loaded()
 con = fedquery.connect(sys.argv[1])
 one = con.sql("SELECT 1").fetchall()
+streamed = con.sql("SELECT 1 AS a").batches().read_all()  # what the CLI reads
 rows = con.sql("SELECT count(*) FROM t JOIN p ON t.a = p.a").fetchall()
 print(json.dumps({"import": after_import, "query": loaded(), "rows": [one, rows]}))
 """.replace("{!r}", repr(HEAVY))
