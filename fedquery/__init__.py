@@ -6,6 +6,8 @@
 ...         params={"c": "front"}).fetchall()                   # doctest: +SKIP
 """
 
+from typing import TYPE_CHECKING
+
 from fedquery.connection import Connection, connect
 from fedquery.errors import (
     CatalogError,
@@ -19,8 +21,10 @@ from fedquery.errors import (
 )
 from fedquery.functions.embedding import register_embedder
 from fedquery.functions.joint_models import register_clip
-from fedquery.profile import Profile
 from fedquery.result import Result
+
+if TYPE_CHECKING:
+    from fedquery.profile import Profile
 
 __version__ = "0.1.0"
 __all__ = [
@@ -40,3 +44,13 @@ __all__ = [
     "register_embedder",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``fedquery.Profile``, imported on first use: profiling needs Pillow, which
+    ``import fedquery`` does not load."""
+    if name == "Profile":
+        from fedquery.profile import Profile
+
+        return Profile
+    raise AttributeError(f"module 'fedquery' has no attribute {name!r}")

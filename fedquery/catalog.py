@@ -130,6 +130,9 @@ def load_catalog(catalog: str | os.PathLike | Mapping[str, Any]) -> Catalog:
         raise CatalogError(f"expected a catalog: the path of a YAML file or a dict, got "
                            f"{describe(catalog)}")
     path = Path(os.path.expanduser(catalog))
+    if path.is_dir():
+        hint = " (it holds a catalog.yaml: pass that)" if (path / "catalog.yaml").is_file() else ""
+        raise CatalogError(f"{path}: is a folder, not a catalog file{hint}")
     if not path.is_file():
         raise CatalogError(f"{path}: catalog file not found")
     data = read_yaml(path)

@@ -6,16 +6,24 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-import pyarrow as pa
+from typing import IO
 
 from fedquery.boundary import boundary
+from fedquery.cli_output import (
+    FORMATS,
+    TABLE_ROWS,
+    format_table,
+    write_csv,
+    write_json,
+    write_parquet,
+    write_table,
+)
+from fedquery.cli_params import CommandError, parse_params
 from fedquery.errors import FedQueryError
-from fedquery.pyvalues import python_rows
 
-FORMATS = ("table", "csv", "json", "parquet")
+__all__ = ["CommandError", "format_table", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C, also while a query ran (a QueryCancelled too)
         print("interrupted", file=sys.stderr)
         return 130
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except FedQueryError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -43,20 +54,27 @@ def _connect(catalog: str):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from fedquery import __version__
+
     parser = argparse.ArgumentParser(prog="fedquery", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fedquery {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     sql = commands.add_parser("sql", help="run a query and print or write its rows")
     sql.add_argument("catalog")
     sql.add_argument("query")
     sql.add_argument("--format", choices=FORMATS, default="table")
     sql.add_argument("--output", help="write to this file instead of standard output")
-    sql.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    sql.add_argument("--param", action="append", default=[], metavar="NAME[:TYPE]=VALUE",
+                     help=PARAM_HELP)
+    sql.add_argument("--max-rows", type=_max_rows, default=TABLE_ROWS, metavar="N",
+                     help=f"rows a table shows (default {TABLE_ROWS}; 0 or all: every row)")
     sql.set_defaults(run=_sql)
     explain = commands.add_parser("explain", help="show what each source receives")
     explain.add_argument("catalog")
     explain.add_argument("query")
     explain.add_argument("--analyze", action="store_true")
-    explain.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    explain.add_argument("--param", action="append", default=[], metavar="NAME[:TYPE]=VALUE",
+                         help=PARAM_HELP)
     explain.set_defaults(run=_explain)
     tables = commands.add_parser("tables", help="list the tables SQL sees")
     tables.add_argument("catalog")
@@ -93,40 +111,87 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _params(pairs: list[str]) -> dict[str, object] | None:
-    """``NAME=VALUE`` pairs; values that parse as numbers become numbers."""
-    params: dict[str, object] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
-        params[name.lstrip("$")] = _number_or_text(value)
-    return params or None
+PARAM_HELP = ("a query parameter $NAME; VALUE is text, typed by the column it is compared "
+              "with; NAME:TYPE=VALUE gives the type (text, int, float, decimal, bool, date, "
+              "time, timestamp, json)")
+WRITERS = {"csv": write_csv, "json": write_json, "parquet": write_parquet}
 
 
-def _number_or_text(value: str) -> object:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
+def _max_rows(text: str) -> int | None:
+    """``--max-rows``: a count, or ``0`` / ``all`` for every row (None)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a row count or 'all': {text!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"not a row count or 'all': {text!r}")
+    return count or None
 
 
 def _sql(args: argparse.Namespace) -> int:
-    with _connect(args.catalog) as con:
-        table = con.sql(args.query, params=_params(args.param)).arrow()
-        try:
-            _write(table, args.format, args.output)
-        except OSError as exc:
-            print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+    params = parse_params(args.param)
+    if args.format == "parquet" and not args.output:
+        raise CommandError("--format parquet needs --output FILE")
+    with _destination(args.output, binary=args.format == "parquet") as out, \
+            _connect(args.catalog) as con:
+        reader = con.sql(args.query, params=params).batches()
+        with _quiet_broken_pipe():
+            if args.format == "table":
+                write_table(reader, out, args.max_rows)
+            else:
+                WRITERS[args.format](reader, out)
     return 0
+
+
+@contextlib.contextmanager
+def _destination(output: str | None, *, binary: bool = False) -> Iterator[IO]:
+    """Standard output, or the ``--output`` file, opened before the query runs (a path that
+    cannot be written is reported at once); a command that fails leaves no partial file."""
+    if not output:
+        yield sys.stdout
+        return
+    path = Path(output).expanduser()
+    try:
+        # closed by the with below, which also removes the file of a command that failed
+        handle = (open(path, "wb") if binary  # noqa: SIM115
+                  else open(path, "w", encoding="utf-8", newline=""))  # noqa: SIM115
+    except OSError as exc:
+        raise CommandError(_cannot_write(path, exc)) from None
+    try:
+        with handle:
+            yield handle
+    except BaseException:
+        if path.is_file():  # never a device or pipe (--output /dev/stdout)
+            path.unlink()
+        raise
+
+
+def _cannot_write(path: Path, exc: OSError) -> str:
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        return f"cannot write {path}: the folder {folder} does not exist (create it first)"
+    if path.is_dir():
+        return f"cannot write {path}: it is a folder; give a file name"
+    return f"cannot write {path}: {exc.strerror or exc}"
+
+
+@contextlib.contextmanager
+def _quiet_broken_pipe() -> Iterator[None]:
+    """Output piped into ``head`` stops quietly (and the query with it) when the reader goes
+    away."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _explain(args: argparse.Namespace) -> int:
     with _connect(args.catalog) as con:
-        print(con.explain(args.query, analyze=args.analyze, params=_params(args.param)))
+        print(con.explain(args.query, analyze=args.analyze, params=parse_params(args.param)))
     return 0
 
 
@@ -184,8 +249,7 @@ def _profile(args: argparse.Namespace) -> int:
         try:
             profile.save_html(args.html)
         except OSError as exc:
-            print(f"error: cannot write {args.html}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+            raise CommandError(_cannot_write(Path(args.html), exc)) from None
         print(f"wrote {args.html}")
     return 0
 
@@ -193,60 +257,8 @@ def _profile(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from fedquery.demo import run_demo
 
-    run_demo(Path(args.dir) if args.dir else None)
+    run_demo(Path(args.dir).expanduser() if args.dir else None)
     return 0
-
-
-def _write(table: pa.Table, fmt: str, output: str | None) -> None:
-    if fmt == "parquet":
-        if not output:
-            raise SystemExit("--format parquet needs --output FILE")
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, output)
-        return
-    text = {"table": format_table, "csv": _csv, "json": _json}[fmt](table)
-    if output:
-        Path(output).write_text(text)
-    else:
-        sys.stdout.write(text)
-
-
-def _csv(table: pa.Table) -> str:
-    import pyarrow.csv as pacsv
-
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="needed"))
-    return sink.getvalue().to_pybytes().decode()
-
-
-def _json(table: pa.Table) -> str:
-    import json
-
-    names = table.column_names
-    return "".join(json.dumps(dict(zip(names, row, strict=True)), default=str) + "\n"
-                   for row in python_rows(table))
-
-
-def format_table(table: pa.Table, max_rows: int = 40, max_width: int = 40) -> str:
-    """A plain-text table of the first rows, columns padded to their widest value."""
-    names = table.column_names
-    rows = [[_cell(v, max_width) for v in row] for row in python_rows(table.slice(0, max_rows))]
-    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
-    line = "-+-".join("-" * w for w in widths)
-    out = [" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)), line]
-    out += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    if table.num_rows > max_rows:
-        out.append(f"... {table.num_rows - max_rows} more rows")
-    out.append(f"({table.num_rows} rows)")
-    return "\n".join(out) + "\n"
-
-
-def _cell(value: object, width: int) -> str:
-    text = "NULL" if value is None else str(value)
-    if isinstance(value, bytes):
-        text = f"<{len(value)} bytes>"
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 if __name__ == "__main__":

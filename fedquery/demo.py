@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import fedquery
-from fedquery.cli import format_table
+from fedquery.cli_output import format_table
+from fedquery.cli_params import CommandError
 
 SHOWCASE = [
     ("Rainy drives in Austin and their front-camera frames (warehouse x lake)",
@@ -61,7 +62,7 @@ def run_demo(dest: Path | None = None) -> None:
 
     dest = dest or default_dir()
     started = time.perf_counter()
-    catalog = build(dest)
+    catalog = _build(build, dest)
     print(f"sample data: {catalog} ({time.perf_counter() - started:.1f} s)\n")
     with fedquery.connect(catalog) as con:
         print("tables:", ", ".join(con.tables()), "\n")
@@ -71,6 +72,19 @@ def run_demo(dest: Path | None = None) -> None:
         _nearest_frames(con)
         print("== The plan of the first query: what each source receives")
         print(con.explain(SHOWCASE[0][1], params={"city": "Austin"}))
+
+
+def _build(build, dest: Path) -> Path:
+    """The sample set built in ``dest``; a folder that cannot hold it is a one-line error."""
+    if dest.exists() and not dest.is_dir():
+        raise CommandError(f"demo --dir {dest}: is a file; give a new or empty folder")
+    try:
+        return build(dest)
+    except FileExistsError as exc:
+        raise CommandError(f"demo --dir {dest}: {exc}") from None
+    except OSError as exc:
+        raise CommandError(f"demo --dir {dest}: cannot build the sample data there "
+                            f"({exc.strerror or exc}); give a folder you can write to") from None
 
 
 NEAREST = """SELECT f.frame_id, d.city, d.weather, f.camera,

@@ -392,7 +392,8 @@ class Execution:
         cursor closes when the stream ends or the reader is dropped."""
         try:
             source = off_thread(lambda: self._relation.to_arrow_reader(BATCH_ROWS), self.interrupt,
-                                control=self.control)
+                                control=self.control,
+                                progress=self._session._progress_of(self._cursor))
         except duckdb.Error as exc:
             self.close()
             raise self._session.translate(exc, self._plan, self.stats, self.control) from exc
@@ -402,9 +403,12 @@ class Execution:
         except BaseException:
             self.close()
             raise
-        schema = conform(source.schema.empty_table(), self._wanted, self._plan.columns).schema
+        # from_batches, not schema.empty_table(): that builds arrays from Python lists, which
+        # imports pandas (0.2-0.4 s) and fails on a UNION column
+        empty = pa.Table.from_batches([], schema=source.schema)
+        schema = conform(empty, self._wanted, self._plan.columns).schema
         batches = Producer(self._batches(source), self.interrupt, self.close,
-                           control=self.control)
+                           control=self.control, progress=self._session._progress_of(self._cursor))
         return pa.RecordBatchReader.from_batches(schema, iter(batches))
 
     def _batches(self, source: pa.RecordBatchReader):

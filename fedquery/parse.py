@@ -10,7 +10,9 @@ of ``AND`` or ``OR`` counts once, as sqlglot walks those without recursing).
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
@@ -70,6 +72,7 @@ def parse_statements(sql: str) -> list[exp.Expr]:
     """Parse one or more statements (at least one), each no deeper than ``MAX_DEPTH``."""
     dialect = Dialect.get_or_raise(DIALECT)
     parser = dialect.parser(error_level=ErrorLevel.RAISE)
+    tokens: list[Token] = []
     try:
         tokens = dialect.tokenize(require_text(sql))
         _check_nesting(tokens, sql)
@@ -78,13 +81,16 @@ def parse_statements(sql: str) -> list[exp.Expr]:
         raise ParseError(f"the query is nested too deeply to parse (at most {MAX_NESTING} "
                          "levels); simplify it, or split it with WITH", sql=sql) from None
     except SqlglotParseError as exc:
+        unknown = _unknown_statement(tokens)
+        if unknown is not None:
+            raise unknown_statement_error(unknown, sql) from None
         first = exc.errors[0] if exc.errors else {}
         description = first.get("description") or str(exc)
         if "VectorSearch" in description:  # sqlglot's own name for it, and its argument names
             description = ("vector_search takes ('table', query_vector, k [, metric := 'cosine'] "
                            "[, column := 'name'])")
-        raise ParseError(f"syntax error: {description}", sql=sql, line=first.get("line"),
-                         col=first.get("col")) from None
+        raise ParseError(f"syntax error: {readable(description)}", sql=sql,
+                         line=first.get("line"), col=first.get("col")) from None
     except TokenError as exc:
         line, col = _position_of_unclosed(sql)
         raise ParseError(f"syntax error: {exc}", sql=sql, line=line, col=col) from None
@@ -99,6 +105,50 @@ def parse_statements(sql: str) -> list[exp.Expr]:
     for statement in statements:
         _check_depth(statement, sql)
     return statements
+
+
+STATEMENT_WORDS = ("SELECT", "WITH", "VALUES", "FROM", "DESCRIBE", "SHOW", "SUMMARIZE", "TABLE")
+_CLASS = re.compile(r"<class '(?:\w+\.)*(\w+)'>")
+_TOKEN = re.compile(r"<Token token_type: TokenType\.(\w+), text: (.*?), line: \d+.*?>")
+_MISSING = re.compile(r"Required keyword: '(\w+)' missing for (\w+)")
+_OPERATORS = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Mod": "%", "EQ": "=",
+              "NEQ": "<>", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=", "And": "AND",
+              "Or": "OR", "Like": "LIKE", "ILike": "ILIKE", "Is": "IS", "DPipe": "||"}
+_CLAUSES = {"Where": "WHERE", "Having": "HAVING", "Qualify": "QUALIFY", "Limit": "LIMIT",
+            "Offset": "OFFSET", "Order": "ORDER BY", "Group": "GROUP BY", "Join": "JOIN",
+            "From": "FROM"}
+
+
+def readable(description: str) -> str:
+    """sqlglot's error text in SQL words: no Python class or token reprs."""
+    description = _TOKEN.sub(lambda m: "the end of the query" if m.group(1) == "SENTINEL"
+                             else repr(m.group(2)), description)
+    description = _CLASS.sub(lambda m: m.group(1), description)
+    missing = _MISSING.fullmatch(description)
+    if missing:
+        part, kind = missing.groups()
+        if kind in _OPERATORS:
+            side = "left" if part == "this" else "right"
+            return f"the {side}-hand side of {_OPERATORS[kind]!r} is missing"
+        if kind in _CLAUSES:
+            return f"{_CLAUSES[kind]} is not followed by what it needs"
+        return f"an incomplete {kind.lower()} expression"
+    return description
+
+
+def _unknown_statement(tokens: list[Token]) -> Token | None:
+    """The first token when it is a plain word where a statement keyword must stand."""
+    first = next((t for t in tokens if t.token_type not in _OPEN | {TokenType.SEMICOLON}), None)
+    return first if first is not None and first.token_type == TokenType.VAR else None
+
+
+def unknown_statement_error(token: Token, sql: str) -> ParseError:
+    """``SELEC * FROM t``: what a statement starts with, and the nearest keyword."""
+    close = difflib.get_close_matches(token.text.upper(), STATEMENT_WORDS, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ParseError(f"syntax error at or near {token.text!r}: a query starts with SELECT, "
+                      f"WITH, VALUES, FROM, DESCRIBE or SHOW{hint}", sql=sql, line=token.line,
+                      col=token.col - len(token.text) + 1)
 
 
 def _check_nesting(tokens: list[Token], sql: str) -> None:

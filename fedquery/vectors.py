@@ -62,11 +62,25 @@ def typed_vectors(params: Mapping[str, Any], types: tuple[tuple[str, str], ...])
     return out
 
 
+def _json_array(name: str, value: Any) -> Any:
+    """A string holding a JSON array (``'[0.1, 0.2]'``, as the CLI's ``--param`` passes it) as
+    that list, as DuckDB casts such text to ``FLOAT[n]``; any other value unchanged."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        import json
+
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise PlanError(f"${name}: a query vector given as text must be a JSON array of "
+                            "numbers, like [0.1, 0.2]") from None
+    return value
+
+
 def _floats(name: str, value: Any, sql_type: str) -> list[float]:
     """The vector as a list of floats of the type's length; PlanError otherwise."""
     size = int(sql_type.rsplit("[", 1)[1].rstrip("]"))
     tolist = getattr(value, "tolist", None)
-    items = tolist() if callable(tolist) else value
+    items = tolist() if callable(tolist) else _json_array(name, value)
     if isinstance(items, str | bytes) or not hasattr(items, "__len__"):
         raise PlanError(f"${name} must be a list or 1-D array of {size} numbers for {sql_type}, "
                         f"not {type(value).__name__}")

@@ -154,12 +154,13 @@ class Producer:
     (``close``), when it stops."""
 
     def __init__(self, source, on_interrupt: Callable[[], None], close: Callable[[], None],
-                 depth: int = 2, control: QueryControl | None = None) -> None:
+                 depth: int = 2, control: QueryControl | None = None,
+                 progress: Callable[[], float] | None = None) -> None:
         import queue
 
         self._queue: queue.Queue = queue.Queue(depth)
         self._stop = threading.Event()
-        self._control = control
+        self._control, self._progress = control, progress
         self._on_interrupt, self._close = on_interrupt, close
         threading.Thread(target=self._pull, args=(source,), name=WORKER, daemon=True).start()
 
@@ -189,7 +190,7 @@ class Producer:
     def __iter__(self):
         import queue
 
-        finished = False
+        finished, bar = False, None
         try:
             while True:
                 try:
@@ -198,6 +199,9 @@ class Producer:
                     stopped = self._control.reason() if self._control is not None else None
                     if stopped is not None:
                         raise stopped from None
+                    if self._progress is not None:  # waiting for the next batch
+                        bar = bar or _progress_bar()
+                        bar.update(self._progress)
                     continue
                 if kind == "batch":
                     yield item
@@ -212,6 +216,8 @@ class Producer:
         except KeyboardInterrupt as exc:
             raise _interrupted(exc, self._control) from None
         finally:
+            if bar is not None:
+                bar.close(finished)
             self._stop.set()
             if not finished:  # Ctrl-C, or the consumer stopped reading: stop the query too
                 self._on_interrupt()

@@ -114,7 +114,7 @@ def test_result_fetched_before_close_still_answers(closing: fedquery.Connection)
 
 
 @pytest.mark.parametrize(("fmt", "expected"), [
-    ("json", '{"t": "294247-01-10 00:00:00", "d": "9999-12-31"}\n'),
+    ("json", '{"t":"294247-01-10 00:00:00","d":"9999-12-31"}\n'),  # compact JSON lines
     ("table", "294247-01-10 00:00:00 | 9999-12-31"),
 ])
 def test_cli_prints_values_python_cannot_hold(tmp_path, capsys, fmt: str, expected: str) -> None:

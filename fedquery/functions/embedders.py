@@ -10,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
-
-from fedquery.functions.images import open_image
 
 NUMPY_IMAGE_DIM = 64
 NUMPY_IMAGE_MODEL = "numpy-colorhist-64"
@@ -45,6 +42,10 @@ def embed_images_numpy(images: Sequence[bytes | None]) -> np.ndarray:
 
 def _decode(data: bytes | None) -> np.ndarray | None:
     """Pixels of one encoded image as a (_SIDE * _SIDE, 3) uint8 array, or None if corrupt."""
+    from PIL import Image  # Pillow is imported by the first image, not by import fedquery
+
+    from fedquery.functions.images import open_image
+
     if not isinstance(data, bytes | bytearray | memoryview):
         return None
     try:

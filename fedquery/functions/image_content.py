@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from fedquery.functions.image_exif import EXIF_FIELDS, exif_fields, no_exif
 from fedquery.functions.images import (
@@ -40,6 +39,7 @@ from fedquery.functions.images import (
     image_info_from,
     open_image,
 )
+from fedquery.functions.lazy_pil import Image
 from fedquery.functions.rows import struct_array
 
 # Long side, in pixels, of the image the statistics are taken on. 512, not less: a Gaussian blur

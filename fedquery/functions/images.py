@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image, ImageOps
 
+from fedquery.functions.lazy_pil import Image, ImageOps
 from fedquery.functions.rows import struct_array
 
 IMAGE_PREFIX_BYTES = 64 * 1024  # the prefix a caller should read first

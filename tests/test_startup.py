@@ -1,0 +1,66 @@
+"""What ``import fedquery`` and a connection load: heavy libraries only when a source or a
+function needs them, so ``fedquery sql CATALOG "SELECT 1"`` starts fast. (numpy is loaded by
+pyarrow itself whenever it is installed.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HEAVY = ("PIL", "pandas", "polars", "lancedb", "lance", "torch", "open_clip",
+         "sentence_transformers", "transformers", "s3fs", "fsspec", "boto3", "botocore",
+         "adbc_driver_manager", "adbc_driver_postgresql", "tqdm", "scipy", "IPython")
+
+SCRIPT = """
+import json, sys
+HEAVY = {!r}
+loaded = lambda: sorted(m for m in HEAVY if m in sys.modules)
+import fedquery
+after_import = loaded()
+con = fedquery.connect(sys.argv[1])
+one = con.sql("SELECT 1").fetchall()
+streamed = con.sql("SELECT 1 AS a").batches().read_all()  # what the CLI reads
+rows = con.sql("SELECT count(*) FROM t JOIN p ON t.a = p.a").fetchall()
+print(json.dumps({"import": after_import, "query": loaded(), "rows": [one, rows]}))
+""".replace("{!r}", repr(HEAVY))
+
+
+def test_no_heavy_library_without_a_source_that_needs_it(tmp_path):
+    """A catalog of a DuckDB file, a local Parquet lake and a local files source (not read:
+    pyarrow imports pandas when it builds an array from a Python list, as a files listing
+    and the blob functions do)."""
+    duckdb.connect(str(tmp_path / "w.duckdb")).execute("CREATE TABLE t AS SELECT 1 AS a").close()
+    (tmp_path / "lake" / "p").mkdir(parents=True)
+    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "lake" / "p" / "x.parquet")
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / "a.jpg").write_bytes(b"\xff\xd8 not really")
+    (tmp_path / "catalog.yaml").write_text(
+        "sources:\n  w: {kind: duckdb, path: w.duckdb}\n  lake: {kind: parquet, root: lake/}\n"
+        "  cam: {kind: files, root: blobs/}\n"
+        "tables:\n  t: {source: w, table: t}\n  p: {source: lake, path: p/}\n"
+        "  c: {source: cam}\n")
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "catalog.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["rows"] == [[[1]], [[1]]]
+    assert seen["import"] == [], "import fedquery loaded " + ", ".join(seen["import"])
+    assert seen["query"] == [], "connect and SELECT loaded " + ", ".join(seen["query"])
+
+
+def test_pillow_loads_when_an_image_is_read(sample):
+    """The lazy import still gives the image functions Pillow when they run."""
+    script = ("import sys, fedquery\n"
+              "con = fedquery.connect(sys.argv[1])\n"
+              "assert 'PIL' not in sys.modules\n"
+              "info = con.sql('SELECT image_info(image_uri) FROM frames LIMIT 1').fetchall()[0][0]\n"
+              "print(info['format'], info['width'] > 0, 'PIL' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script, str(sample)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["JPEG", "True", "True"]
