@@ -155,6 +155,14 @@ class Planner:
         with self._lock:
             self._cache.clear()
 
+    def forget_table(self, bound: BoundTable) -> None:
+        """Drop what is known of a table that changed (registered again from Python) and the
+        plans that may have read it."""
+        with self._lock:
+            self._schemas.pop(bound.key, None)
+            self._estimates.pop(("rows", bound.source, bound.ref.schema, bound.ref.name), None)
+            self._cache.clear()
+
     def cached_plan(self, sql: str, params: Any = None) -> Plan:
         """``plan`` through an LRU cache keyed by SQL text and parameter names."""
         key = (sql, param_key(params), REGISTRY.generation)
