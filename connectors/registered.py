@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from connectors._native import DuckDBBound, attach_memory, quote, relation, scan_reader, table_ref
 from connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import PlanError
+from fedquery.sandbox_functions import fold
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,7 +29,8 @@ ACCEPTED = ("a pandas or polars DataFrame, a pyarrow Table, RecordBatch, RecordB
 
 
 class RegisteredTables(DuckDBBound):
-    """The Python objects registered on one connection, by table name."""
+    """The Python objects registered on one connection, by table name (as DuckDB compares
+    names: the planner may spell a name in another case than ``register`` was given it)."""
 
     kind = "python"
     capabilities = Capabilities(dialect=None, native=True, subtrees=False)
@@ -52,24 +54,25 @@ class RegisteredTables(DuckDBBound):
         con.register(internal, obj)
         con.execute(f"CREATE OR REPLACE VIEW {relation(self.name, TableRef('main', table))} AS "
                     f"SELECT * FROM {quote(internal)}")
-        old = self._internal.get(table)
-        self._objects[table], self._internal[table] = obj, internal
+        old = self._internal.get(fold(table))
+        self._objects[fold(table)], self._internal[fold(table)] = (table, obj), internal
         if old is not None:
             con.unregister(old)
 
     def remove(self, table: str) -> None:
         con = self._bound()
         con.execute(f"DROP VIEW IF EXISTS {relation(self.name, TableRef('main', table))}")
-        con.unregister(self._internal.pop(table))
-        del self._objects[table]
+        con.unregister(self._internal.pop(fold(table)))
+        del self._objects[fold(table)]
 
     def relations(self, tables: list[str] | None = None, *, reading: bool = True) -> dict[str, Any]:
         """The objects each executor cursor registers (those of ``tables``)."""
-        return {self._internal[t]: obj for t, obj in self._objects.items()
-                if tables is None or t in tables}
+        wanted = None if tables is None else {fold(t) for t in tables}
+        return {self._internal[key]: obj for key, (_, obj) in self._objects.items()
+                if wanted is None or key in wanted}
 
     def tables(self) -> list[TableRef]:
-        return [TableRef("main", name) for name in self._objects]
+        return [TableRef("main", name) for name, _ in self._objects.values()]
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         table = table_ref(request.table)
@@ -79,16 +82,16 @@ class RegisteredTables(DuckDBBound):
         return scan_reader(cursor, self.name, request, table)
 
     def estimate_rows(self, table: TableRef) -> int | None:
-        obj = self._objects.get(table.name)
+        _, obj = self._objects.get(fold(table.name), (None, None))
         rows = getattr(obj, "num_rows", None)
         if rows is None and hasattr(obj, "shape"):
             rows = obj.shape[0]
         return rows if isinstance(rows, int) else None
 
     def describe(self, table: TableRef) -> dict[str, Any]:
-        obj = self._objects.get(table.name)
+        name, obj = self._objects.get(fold(table.name), (table.name, None))
         kind = f"{type(obj).__module__.split('.')[0]}.{type(obj).__name__}"
-        return {"kind": "registered", "object": kind, "table": table.name}
+        return {"registered": name, "object": kind}
 
 
 def scannable(obj: Any) -> Any:

@@ -47,13 +47,16 @@ def _literal_count(limit: exp.Expr | None) -> int | None:
     return int(count.this) if isinstance(count, exp.Literal) and count.is_int else None
 
 
-def text_table(columns: Sequence[str], rows: Sequence[tuple], *, more: bool) -> str:
-    """Rows as aligned text columns, each value cut at ``TEXT_WIDTH`` characters."""
-    cells = [[_text(c) for c in columns]] + [[_text(v) for v in row] for row in rows]
+def text_table(columns: Sequence[str], types: Sequence[str], rows: Sequence[tuple], *,
+               more: bool) -> str:
+    """Rows under their column names and types, as aligned text columns, each value cut at
+    ``TEXT_WIDTH`` characters."""
+    header = [[_text(c) for c in columns], [_text(t) for t in types]]
+    cells = header + [[_text(v) for v in row] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = [" | ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
              for line in cells]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
+    lines.insert(2, "-+-".join("-" * w for w in widths))
     if more:
         lines.append("…")
     return "\n".join(lines)

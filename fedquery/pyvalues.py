@@ -49,6 +49,10 @@ def pandas_frame(data: pa.Table, types: Sequence[str] = ()) -> pandas.DataFrame:
             raise PlanError(f"a date or timestamp of the result is outside the range pandas can "
                             f"hold ({str(exc).splitlines()[0]}); cast it to VARCHAR in the "
                             "query, or use arrow() or fetchall()") from exc
+        except duckdb.NotImplementedException as exc:  # UHUGEINT, BIGNUM: DuckDB's df() fails too
+            raise PlanError(f"pandas cannot hold a column of the result "
+                            f"({str(exc).splitlines()[0]}); cast it in the query (to DOUBLE or "
+                            "VARCHAR), or use arrow() or fetchall()") from exc
 
 
 def has_temporal(kind: pa.DataType) -> bool:

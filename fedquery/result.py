@@ -103,7 +103,11 @@ class Result:
                 import polars as pl
             except ImportError as exc:
                 raise FedQueryError("Result.pl() needs polars: pip install polars") from exc
-            return pl.from_arrow(table)
+            try:
+                return pl.from_arrow(table)
+            except pl.exceptions.PolarsError as exc:
+                raise PlanError(f"polars cannot hold the result ({str(exc).splitlines()[0]}); "
+                                "cast the column in the query, or use arrow() or df()") from exc
 
     def fetchall(self) -> list[tuple]:
         """All rows as a list of tuples, with the values DuckDB's Python client gives (a
@@ -154,10 +158,11 @@ class Result:
 
         rows = (f"{self._table.num_rows:,}" if self._table is not None
                 else f"{HTML_ROWS}+" if more else f"{head.num_rows}")
-        title = f"<fedquery.Result {rows} rows x {len(self.columns)} columns>"
+        title = (f"<fedquery.Result {rows} {'row' if rows == '1' else 'rows'} x "
+                 f"{len(self.columns)} {'column' if len(self.columns) == 1 else 'columns'}>")
         with self._guard():
-            body = text_table(self.columns, python_rows(head.slice(0, HTML_ROWS), self.types),
-                              more=more)
+            body = text_table(self.columns, self.types,
+                              python_rows(head.slice(0, HTML_ROWS), self.types), more=more)
         return f"{title}\n{body}"
 
     def _repr_html_(self) -> str:
