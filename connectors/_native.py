@@ -51,6 +51,10 @@ class SharedConnection:
         with self._lock:
             self._con.register(name, obj)
 
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._con.unregister(name)
+
     def register_filesystem(self, filesystem: Any) -> None:
         with self._lock:
             self._con.register_filesystem(filesystem)

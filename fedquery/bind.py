@@ -61,6 +61,11 @@ class TableIndex:
         self.catalog_names[name] = bound
         self._names[fold(name)] = bound
 
+    def remove(self, name: str) -> None:
+        """Forget a name added by ``add_catalog_table`` (a table registered from Python)."""
+        self.catalog_names.pop(name, None)
+        self._names.pop(fold(name), None)
+
     def add_source_table(self, bound: BoundTable, default_schema: str) -> None:
         """A table of a SQL source, reachable as source.table and source.schema.table."""
         self.add(bound, bound.key)

@@ -13,7 +13,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from fedquery.cli_values import csv_text, json_text
-from fedquery.pyvalues import column_values
+from fedquery.pyvalues import python_rows
 
 FORMATS = ("table", "csv", "json", "parquet")
 TABLE_ROWS = 40    # rows a text table shows unless --max-rows says otherwise
@@ -88,9 +88,14 @@ def _row_batches(reader: pa.RecordBatchReader) -> Iterator[list[tuple]]:
     for batch in reader:
         for start in range(0, batch.num_rows, SLICE_ROWS):
             part = batch.slice(start, SLICE_ROWS)
-            columns = [column_values(c, n) for c, n in zip(part.columns, part.schema.names,
-                                                            strict=True)]
-            yield list(zip(*columns, strict=True)) if columns else [()] * part.num_rows
+            rows = python_rows(part)
+            # an INTERVAL keeps its months and days (DuckDB's text), not a timedelta of days
+            intervals = [i for i, f in enumerate(part.schema) if pa.types.is_interval(f.type)]
+            if intervals:
+                raw = {i: part.column(i).to_pylist() for i in intervals}
+                rows = [tuple(raw[i][r] if i in raw else v for i, v in enumerate(row))
+                        for r, row in enumerate(rows)]
+            yield rows
 
 
 def _quoted(text: str | None) -> str:

@@ -9,6 +9,8 @@ is a ``str``, ``params`` a mapping of names (``$name``) or a list or tuple of va
 from __future__ import annotations
 
 import difflib
+import functools
+import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,20 +19,26 @@ import pyarrow as pa
 from sqlglot import exp
 
 from connectors import open_connector
+from connectors.base import TableRef
+from connectors.registered import RegisteredTables, scannable
+from fedquery.bind import BoundTable, reserved_name
 from fedquery.boundary import boundary
 from fedquery.catalog import Catalog, load_catalog
 from fedquery.errors import CatalogError, FedQueryError, PlanError
 from fedquery.execute import Session
 from fedquery.explain import render
 from fedquery.parse import first_keyword, require_text
-from fedquery.planner import Planner, select_params
+from fedquery.planner import Planner, relation_name, select_params
+from fedquery.preview import limited_query
 from fedquery.result import Result
+from fedquery.sandbox_functions import fold, is_internal
 
 if TYPE_CHECKING:
     from connectors._lance_search import VectorIndex
     from fedquery.vector_index import IndexInfo
 
 CATALOG_STATEMENTS = {"SHOW", "DESCRIBE", "DESC"}
+logger = logging.getLogger("fedquery")
 
 
 def blob_functions(catalog: Catalog, *, strict: bool = False):
@@ -76,6 +84,8 @@ class Connection:
             for name, spec in catalog.sources.items():
                 with boundary(catalog.secrets, sources=[name], opening=True):
                     connectors[name] = open_connector(spec, catalog)
+            self._registered = RegisteredTables(set(connectors))
+            connectors[self._registered.name] = self._registered
             self._session = Session(connectors, catalog.secrets,
                                     blob_functions(catalog, strict=strict), catalog.settings)
             self._planner = Planner(catalog, self._session)
@@ -112,7 +122,23 @@ class Connection:
         plan = self._planner.cached_plan(query, params)
         return Result(self._session, plan,
                       select_params(plan.parameters, params, plan.vector_parameters),
-                      closed=lambda: self._closed, timeout=timeout)
+                      closed=lambda: self._closed,
+                      preview=functools.partial(self._limited_plan, query, params),
+                      timeout=timeout)
+
+    def _limited_plan(self, query: str, params: Any, rows: int):
+        """The plan of ``query`` limited to its first ``rows`` rows, and its parameter values,
+        for a display; None when there is no such query (or it does not plan: then the whole
+        query runs, as it would for ``arrow()``)."""
+        limited = limited_query(query, rows)
+        if limited is None:
+            return None
+        try:
+            plan = self._planner.cached_plan(limited, params)
+        except FedQueryError as exc:
+            logger.debug("no limited plan for a preview, the whole query runs: %s", exc)
+            return None
+        return plan, select_params(plan.parameters, params, plan.vector_parameters)
 
     def explain(self, query: str, analyze: bool = False,
                 params: Mapping[str, Any] | list | tuple | None = None, **unknown: Any) -> str:
@@ -152,8 +178,72 @@ class Connection:
         with boundary(self.catalog.secrets):
             self._check_open()
             names = list(self._planner.index.catalog_names)
-            extra = sorted(n for n in self._planner.index.names() if n not in self.catalog.tables)
+            known = set(self.catalog.tables) | {fold(n) for n in self._registered_names()}
+            extra = sorted(n for n in self._planner.index.names() if n not in known)
             return names + extra
+
+    def register(self, name: str, data: Any) -> None:
+        """Make ``data`` a table named ``name`` that queries read beside the catalog's tables
+        (and join with them): a pandas or polars DataFrame, a pyarrow Table, RecordBatch,
+        Dataset or RecordBatchReader, or any object with ``__arrow_c_stream__`` (a stream is
+        read whole now, as the name may be queried many times). Registering a name again
+        replaces its data; a catalog table's or entity's name is refused (``CatalogError``).
+
+        >>> con.register("picked", pandas.DataFrame({"frame_id": [3, 7]}))  # doctest: +SKIP
+        >>> con.sql("SELECT f.* FROM frames f JOIN picked USING (frame_id)").df()  # doctest: +SKIP
+        """
+        with boundary(self.catalog.secrets):
+            self._check_open()
+            self._check_registered_name(name)
+            table = scannable(data)
+            known = self._planner.index.lookup(name)
+            if known is not None:
+                self._unregister(known)
+            self._registered.add(name, table)
+            bound = BoundTable(self._registered.name, TableRef("main", name))
+            self._planner.index.add_catalog_table(name, bound)
+            self._session.add_names({name: relation_name(bound)})
+            self._planner.forget_table(bound)
+
+    def unregister(self, name: str) -> None:
+        """Forget a table registered with ``register`` (a name never registered: nothing
+        happens, as with DuckDB's ``unregister``; a catalog table's name: ``CatalogError``)."""
+        with boundary(self.catalog.secrets):
+            self._check_open()
+            if not isinstance(name, str):
+                raise PlanError(f"unregister: expected a table name (str), got {type(name).__name__}")
+            bound = self._planner.index.lookup(name)
+            if bound is not None and bound.source != self._registered.name:
+                raise CatalogError(f"unregister: {name!r} is a table of the catalog (source "
+                                   f"{bound.source!r}), not one registered from Python")
+            if bound is not None:
+                self._unregister(bound)
+
+    def _unregister(self, bound: BoundTable) -> None:
+        self._planner.index.remove(bound.ref.name)
+        self._session.remove_names([bound.ref.name])
+        self._registered.remove(bound.ref.name)
+        self._planner.forget_table(bound)
+
+    def _registered_names(self) -> list[str]:
+        return [ref.name for ref in self._registered.tables()]
+
+    def _check_registered_name(self, name: Any) -> None:
+        """A name ``register`` may take: a new one, or one registered before."""
+        if not isinstance(name, str) or not name.strip():
+            raise PlanError(f"register: the name must be a non-empty string, got {name!r}")
+        if "." in name or is_internal(fold(name)) or reserved_name([name]):
+            raise PlanError(f"register: {name!r} cannot name a table (a name has no dots, does "
+                            "not start with '__' and is not one of DuckDB's system views); "
+                            "choose another")
+        known = self._planner.index.lookup(name)
+        clash = (f"a table of the catalog (source {known.source!r})"
+                 if known is not None and known.source != self._registered.name
+                 else "an entity of the catalog" if self.catalog.entity(name) is not None
+                 else None)
+        if clash:
+            raise CatalogError(f"register: {name!r} is {clash}; register the data under "
+                               "another name")
 
     def indices(self) -> dict[str, list[VectorIndex]]:
         """The vector indices of each catalog table that has one, as this connection sees them:
@@ -329,12 +419,16 @@ def _no_unknown(method: str, unknown: Mapping[str, Any], known: tuple[str, ...],
 
 
 class _TableResult(Result):
-    """A result computed without running a plan (SHOW TABLES, DESCRIBE)."""
+    """A result computed without running a plan (SHOW TABLES, DESCRIBE): VARCHAR columns."""
 
     def __init__(self, table: pa.Table) -> None:
-        self._session, self._plan, self._params, self._table = None, None, None, table
-        self._closed = lambda: False
+        super().__init__(None, None, None)
+        self._table = table
 
     @property
     def columns(self) -> list[str]:
         return self._table.column_names
+
+    @property
+    def types(self) -> list[str]:
+        return ["VARCHAR"] * self._table.num_columns

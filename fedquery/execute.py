@@ -149,6 +149,12 @@ class Session:
                 self.con.execute(f"CREATE OR REPLACE VIEW memory.main.{quote(name)} AS "
                                  f"SELECT * FROM {relation}")
 
+    def remove_names(self, names: Iterable[str]) -> None:
+        """Drop views made by ``add_names`` (a table registered from Python, unregistered)."""
+        for name in names:
+            with self._lock:
+                self.con.execute(f"DROP VIEW IF EXISTS memory.main.{quote(name)}")
+
     def add_embedder(self, embedder: Embedder) -> None:
         """Create the executor function of an embedder, if not yet there."""
         with self._lock:  # the connection object takes one call at a time

@@ -26,7 +26,7 @@ from fedquery.entities import expand_entities
 from fedquery.errors import PlanError
 from fedquery.execute import Session
 from fedquery.functions.embedding import REGISTRY
-from fedquery.parameters import name_positional, param_key, select_params
+from fedquery.parameters import POSITIONAL, name_positional, param_key, select_params
 from fedquery.parse import DIALECT, parse, parse_statements
 from fedquery.plan import Plan, extract_fragments
 from fedquery.plan import placeholders as plan_placeholders
@@ -155,6 +155,14 @@ class Planner:
         with self._lock:
             self._cache.clear()
 
+    def forget_table(self, bound: BoundTable) -> None:
+        """Drop what is known of a table that changed (registered again from Python) and the
+        plans that may have read it."""
+        with self._lock:
+            self._schemas.pop(bound.key, None)
+            self._estimates.pop(("rows", bound.source, bound.ref.schema, bound.ref.name), None)
+            self._cache.clear()
+
     def cached_plan(self, sql: str, params: Any = None) -> Plan:
         """``plan`` through an LRU cache keyed by SQL text and parameter names."""
         key = (sql, param_key(params), REGISTRY.generation)
@@ -193,7 +201,9 @@ class Planner:
             self.session.add_embedder(embedder)
         if described == renamed != written and isinstance(params, list | tuple):
             # DuckDB names an output after the text as written (``(x + $1)``, not ``$__p1``)
-            described, values = written, list(params)
+            typed = values or {}  # query vectors typed as their columns, by position
+            described, values = written, [typed.get(f"{POSITIONAL}{i + 1}", value)
+                                          for i, value in enumerate(params)]
         try:
             outputs = self.session.describe(described, values, native, macros)
         except PlanError as exc:

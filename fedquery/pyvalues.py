@@ -1,38 +1,58 @@
-"""Rows of Arrow data as Python tuples, as DuckDB's own Python client gives them.
+"""Rows and DataFrames of Arrow data, converted by DuckDB's own Python client.
 
-Arrow converts a column with ``to_pylist``; a date or timestamp that Python's ``datetime``
-cannot hold (year 294247, ``'infinity'::TIMESTAMP``, ``'-5877641-06-25'::DATE``) makes it
-raise. DuckDB's client gives such a value as its text (``'294247-01-10 00:00:00'``) and an
-infinite one as ``datetime.max`` / ``datetime.min`` (``date.max`` / ``date.min``), so a column
-that Arrow cannot convert is converted by DuckDB's client itself, and fedquery's rows equal
-DuckDB's. Timestamps with a time zone are rendered in the column's own zone.
+``fetchall()`` and ``df()`` must give what ``duckdb.sql(q).fetchall()`` / ``.df()`` give for
+the same query: a ``sum()`` of integers (HUGEINT) as an ``int`` and a ``float64`` column, a
+DECIMAL as ``Decimal`` and ``float64``, a UUID as ``uuid.UUID``, an INTERVAL as ``timedelta``,
+a MAP as a ``dict``, a date or timestamp outside Python's range as DuckDB's text of it.
+Arrow's own conversion differs on each of these, so the converting is left to DuckDB: the
+table is scanned by a private in-memory DuckDB (no catalog, no files) and each column whose
+DuckDB type is lost on the way through Arrow (HUGEINT and UHUGEINT arrive as DECIMAL(38,0),
+UUID as VARCHAR, ENUM as VARCHAR) is cast back to the type the plan gave it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import duckdb
 import pyarrow as pa
 
 from fedquery.errors import PlanError
 
+if TYPE_CHECKING:
+    import pandas
 
-def python_rows(data: pa.Table | pa.RecordBatch) -> list[tuple]:
-    """Every row of ``data`` as a tuple of Python values."""
-    columns = [column_values(column, name)
-               for column, name in zip(data.columns, data.schema.names, strict=True)]
-    return list(zip(*columns, strict=True)) if columns else []
+# Types Arrow cannot carry from DuckDB and back, which a cast restores exactly. (BIT arrives
+# as BLOB, whose cast to BIT reads the bytes as bits: it is left as bytes.)
+_RESTORED = ("HUGEINT", "UUID", "ENUM(")
+_lock = threading.Lock()
+_converter: duckdb.DuckDBPyConnection | None = None
 
 
-def column_values(column: pa.Array | pa.ChunkedArray, name: str = "column") -> list[Any]:
-    """The column's values as Python values; one holding a date or timestamp outside Python's
-    range is converted as DuckDB's client converts it."""
-    try:
-        return column.to_pylist()
-    except (OverflowError, ValueError) as exc:
-        if not has_temporal(column.type):
-            raise
-        return _duckdb_values(column, name, exc)
+def python_rows(data: pa.Table | pa.RecordBatch, types: Sequence[str] = ()) -> list[tuple]:
+    """Every row of ``data`` as a tuple of the Python values DuckDB's client gives; ``types``:
+    the DuckDB type of each column (``Plan.types``), where known."""
+    if data.num_columns == 0:
+        return [()] * data.num_rows
+    with _Converting(data) as cursor:
+        return _relation(cursor, data, types).fetchall()
+
+
+def pandas_frame(data: pa.Table, types: Sequence[str] = ()) -> pandas.DataFrame:
+    """``data`` as the pandas DataFrame DuckDB's client gives (dtypes included)."""
+    with _Converting(data) as cursor:
+        try:
+            return _relation(cursor, data, types).df()
+        except duckdb.ConversionException as exc:
+            raise PlanError(f"a date or timestamp of the result is outside the range pandas can "
+                            f"hold ({str(exc).splitlines()[0]}); cast it to VARCHAR in the "
+                            "query, or use arrow() or fetchall()") from exc
+        except duckdb.NotImplementedException as exc:  # UHUGEINT, BIGNUM: DuckDB's df() fails too
+            raise PlanError(f"pandas cannot hold a column of the result "
+                            f"({str(exc).splitlines()[0]}); cast it in the query (to DOUBLE or "
+                            "VARCHAR), or use arrow() or fetchall()") from exc
 
 
 def has_temporal(kind: pa.DataType) -> bool:
@@ -48,21 +68,50 @@ def has_temporal(kind: pa.DataType) -> bool:
     return False
 
 
-def _duckdb_values(column: pa.Array | pa.ChunkedArray, name: str, cause: Exception) -> list[Any]:
-    import duckdb
+class _Converting:
+    """A cursor of the private converting DuckDB, in the time zone of the data's first
+    timestamp with one (DuckDB's client renders TIMESTAMPTZ in its session's zone)."""
 
-    con = duckdb.connect()
+    def __init__(self, data: pa.Table | pa.RecordBatch) -> None:
+        self._zone = next((z for z in map(_zone, data.schema.types) if z), None)
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        global _converter
+        with _lock:
+            if _converter is None:
+                _converter = duckdb.connect(":memory:", config={"enable_external_access": False})
+            self._cursor = _converter.cursor()
+        if self._zone:
+            self._cursor.execute("SET TimeZone = ?", [self._zone])
+        return self._cursor
+
+    def __exit__(self, *exc: object) -> None:
+        self._cursor.close()
+
+
+def _relation(cursor: duckdb.DuckDBPyConnection, data: pa.Table | pa.RecordBatch,
+              types: Sequence[str]) -> duckdb.DuckDBPyRelation:
+    """``data`` as a relation with the output names and, where Arrow lost them, DuckDB types."""
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    names = data.column_names
+    scanned = cursor.from_arrow(data.rename_columns([f"c{i}" for i in range(len(names))]))
+    wanted = list(types) if len(types) == len(names) else [""] * len(names)
+    columns = []
+    for i, (got, want) in enumerate(zip(scanned.types, wanted, strict=True)):
+        column = duckdb.ColumnExpression(f"c{i}")
+        if want and str(got) != want and any(k in want for k in _RESTORED):
+            column = _cast(cursor, column, want)
+        columns.append(column.alias(names[i]))
+    return scanned.project(*columns)
+
+
+def _cast(cursor: duckdb.DuckDBPyConnection, column: duckdb.Expression,
+          sql_type: str) -> duckdb.Expression:
     try:
-        zone = _zone(column.type)
-        if zone:
-            con.execute("SET TimeZone = ?", [zone])
-        con.register("converted", pa.table({"v": column}))
-        return [row[0] for row in con.execute("SELECT v FROM converted").fetchall()]
-    except duckdb.Error as exc:
-        raise PlanError(f"column {name!r} holds a {column.type} value Python cannot represent "
-                        f"({cause}); cast it to VARCHAR in the query") from exc
-    finally:
-        con.close()
+        return column.cast(cursor.type(sql_type))
+    except duckdb.Error:  # a type name DuckDB does not parse back: the column as it came
+        return column
 
 
 def _zone(kind: pa.DataType) -> str | None:

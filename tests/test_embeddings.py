@@ -103,9 +103,9 @@ def test_registering_again_replaces_a_cached_plan(fleet, registry) -> None:
     con, _ = fleet
     query = "SELECT embed_text('abc', 'letters') AS v"
     fedquery.register_embedder("letters", lambda xs: np.ones((len(xs), 2)), 2, kind="text")
-    assert con.sql(query).fetchall() == [([1.0, 1.0],)]
+    assert con.sql(query).fetchall() == [((1.0, 1.0),)]  # a FLOAT[n] is a tuple, as in DuckDB
     fedquery.register_embedder("letters", lambda xs: np.full((len(xs), 3), 2.0), 3, kind="text")
-    assert con.sql(query).fetchall() == [([2.0, 2.0, 2.0],)]
+    assert con.sql(query).fetchall() == [((2.0, 2.0, 2.0),)]
 
 
 def test_embedder_sees_bounded_chunks(fleet, registry) -> None:
@@ -285,7 +285,7 @@ def test_one_name_holds_an_image_and_a_text_embedder(fleet, registry) -> None:
     fedquery.register_embedder("flip", _mean_rgb, 3, default=True)
     fedquery.register_embedder("flip", lambda xs: np.ones((len(xs), 3)), 3, kind="text")
     assert con.sql("SELECT len(embed_image(image_uri)), embed_text('x', 'flip') FROM frames "
-                   "LIMIT 1").fetchall() == [(3, [1.0, 1.0, 1.0])]
+                   "LIMIT 1").fetchall() == [(3, (1.0, 1.0, 1.0))]
     assert REGISTRY.names()["flip"] == ("image", "text")
     assert REGISTRY.get("text").name != "flip", "the text default is still the first text model"
 
