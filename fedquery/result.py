@@ -107,17 +107,23 @@ class Result:
         return f"<fedquery.Result {self._table.num_rows} rows x {len(self.columns)} columns>"
 
     def _repr_html_(self) -> str:
-        """The first rows as an HTML table: thumbnails for image and point-cloud URI columns
-        and image bytes, every other value escaped, the whole capped in size."""
-        from fedquery.notebook import render_html
+        """The first rows as an HTML table (``fedquery.notebook``): shape, types, thumbnails of
+        files, nested values; a query that fails shows its error, not a traceback."""
+        from fedquery.notebook import render_error, render_html
 
-        with self._guard():
-            head = _first_rows(self.batches(), HTML_ROWS + 1)
-            functions = self._session.functions if self._session is not None else None
-            blob_columns = dict(self._plan.blob_columns) if self._plan is not None else {}
-            return render_html(self.columns, head[:HTML_ROWS], more=len(head) > HTML_ROWS,
-                               blob_columns=blob_columns,
-                               blobs=functions.blobs if functions is not None else None)
+        try:
+            with self._guard():
+                head = _first_rows(self.batches(), HTML_ROWS + 1)
+                functions = self._session.functions if self._session is not None else None
+                plan = self._plan
+                return render_html(
+                    self.columns, head[:HTML_ROWS], more=len(head) > HTML_ROWS,
+                    types=list(plan.types) if plan is not None else None,
+                    row_count=self._table.num_rows if self._table is not None else None,
+                    blob_columns=dict(plan.blob_columns) if plan is not None else {},
+                    blobs=functions.blobs if functions is not None else None)
+        except FedQueryError as exc:
+            return render_error(exc)
 
 
 def _first_rows(reader: pa.RecordBatchReader, n: int) -> list[tuple]:
