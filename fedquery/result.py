@@ -122,6 +122,8 @@ class Result:
                     row_count=self._table.num_rows if self._table is not None else None,
                     blob_columns=dict(plan.blob_columns) if plan is not None else {},
                     blobs=functions.blobs if functions is not None else None)
+        except KeyboardInterrupt:
+            raise  # Ctrl-C is never turned into output
         except FedQueryError as exc:
             return render_error(exc)
 
