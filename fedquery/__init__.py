@@ -4,6 +4,8 @@
 >>> con = fedquery.connect("catalog.yaml")                      # doctest: +SKIP
 >>> con.sql("SELECT count(*) FROM frames WHERE camera = $c",
 ...         params={"c": "front"}).fetchall()                   # doctest: +SKIP
+
+In IPython or Jupyter, ``%load_ext fedquery`` adds the ``%%fq`` SQL cell magic (``fedquery.magic``).
 """
 
 from typing import TYPE_CHECKING
@@ -54,3 +56,11 @@ def __getattr__(name: str) -> object:
 
         return Profile
     raise AttributeError(f"module 'fedquery' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's shell
+    """``%load_ext fedquery``: register the ``%fq`` / ``%%fq`` magics (IPython is imported
+    only then)."""
+    from fedquery.magic import load_ipython_extension as load
+
+    load(ipython)

@@ -7,14 +7,19 @@ its secrets masked; any other exception is a bug and becomes one whose message s
 the original chained (unless it shows a secret). ``KeyboardInterrupt`` and ``SystemExit``
 pass untouched.
 
+A ``FedQueryError`` meant for the user (not an internal one) leaves with its traceback cut to
+the frame of the public method that holds the boundary, and its implicit context hidden: its
+message says everything, so a notebook shows one frame, not the planner's internals. An
+internal error keeps its whole chain (the original, with its traceback, is its cause).
+
 >>> with boundary(secrets, sources=("lake",)):   # doctest: +SKIP
 ...     run_the_query()
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from fedquery.errors import FedQueryError, PlanError, SourceError
@@ -24,28 +29,47 @@ if TYPE_CHECKING:
 
 REPORT = "this is a bug in fedquery; please report it with the query"
 CLOSED = "the connection is closed; read a result before closing its connection"
+INTERNAL = "_fedquery_internal"  # set on an error that stands for a bug: keeps its chain
 
 
-@contextlib.contextmanager
-def boundary(secrets: Secrets | None = None, *, sources: Iterable[str] = (),
-             opening: bool = False, closed: Callable[[], bool] | None = None) -> Iterator[None]:
+class boundary:  # noqa: N801 - used as a function: ``with boundary(secrets):``
     """Let only ``FedQueryError`` out of the block, secrets masked; ``sources``: the sources
     the block reads, named by an I/O error that no connector translated (by any error with
     ``opening``: the block opens that source); ``closed``: true once the connection the block
-    uses is closed, which is then the error."""
-    try:
-        yield
-    except FedQueryError as exc:
-        if secrets is not None:
-            secrets.scrub(exc)
-        raise
-    except Exception as exc:  # noqa: BLE001 - the net: BaseExceptions (Ctrl-C, exit) pass
-        if secrets is not None:
-            secrets.scrub(exc)  # it stays the error's __context__: masked in place
-        if closed is not None and closed():
+    uses is closed, which is then the error. A class, not a generator: ``contextlib`` would
+    give an error back the traceback this cuts."""
+
+    def __init__(self, secrets: Secrets | None = None, *, sources: Iterable[str] = (),
+                 opening: bool = False, closed: Callable[[], bool] | None = None) -> None:
+        self.secrets, self.sources, self.opening, self.closed = secrets, sources, opening, closed
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False  # BaseExceptions (Ctrl-C, exit) pass
+        if self.secrets is not None:
+            self.secrets.scrub(exc)  # a translated one stays the new error's __context__
+        if isinstance(exc, FedQueryError):
+            if not getattr(exc, INTERNAL, False):
+                _shorten(exc, tb)
+            return False
+        if self.closed is not None and self.closed():
             raise FedQueryError(CLOSED) from exc
-        error = internal_error(exc, secrets, sources, opening=opening)
+        error = internal_error(exc, self.secrets, self.sources, opening=self.opening)
+        setattr(error, INTERNAL, True)
         raise error from exc
+
+
+def _shorten(exc: FedQueryError, tb: TracebackType | None) -> None:
+    """Cut the traceback to its first frame (the one holding the boundary) and hide an implicit
+    context (one the error was not raised ``from``); an explicit cause stays shown."""
+    if tb is not None:
+        exc.__traceback__ = TracebackType(None, tb.tb_frame, tb.tb_lasti, tb.tb_lineno)
+    if exc.__cause__ is None:
+        exc.__suppress_context__ = True
 
 
 def internal_error(exc: BaseException, secrets: Secrets | None = None,

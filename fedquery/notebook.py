@@ -1,187 +1,201 @@
-"""HTML for Jupyter: the first rows of a result, with thumbnails for images and point clouds.
+"""HTML for Jupyter: the first rows of a result, its shape and types, pictures of its files.
 
-Image URI columns (blob columns whose files are images) show a small PNG thumbnail, point-cloud
-URI columns a top-down x/y plot, and BLOB values that are PNG or JPEG bytes the image itself.
-Files are read through the session's ``Blobs`` (confined to the declared roots, in its I/O pool);
-a file that is refused, missing or unreadable shows its escaped URI and a short reason, and
-rendering never raises for it. Every value is HTML-escaped; the whole document is capped in size,
-and images beyond the cap are left out (with a note).
+Above the table, its shape (``1,234 rows × 3 columns``; ``at least 21 rows`` when only the
+first rows were fetched); under each column name, its DuckDB type. Nested values are compact
+nested tables or JSON (``notebook_values``), never Python reprs. A string that names a file of
+a declared files source, an image's bytes, and the URIs inside nested values show a thumbnail
+(or a point cloud's top-down plot) with the URI under it (``notebook_previews``); a file of a
+blob column that cannot be shown shows its URI and the reason. Every value is HTML-escaped and
+cut at ``TEXT_LIMIT`` characters; the whole document is capped in size, and images beyond the
+cap are left out (with a note). Rendering never raises for a value or a file.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from fedquery.errors import FedQueryError
-from fedquery.functions.blobs import kind_of
+from fedquery.notebook_previews import (
+    NESTED_PX,
+    THUMB_PX,
+    Preview,
+    Previews,
+    short,
+    top_down_png,
+)
+from fedquery.notebook_values import (
+    NESTED_KEYS,
+    NESTED_ROWS,
+    as_mapping,
+    compact_json,
+    is_nested,
+    scalar_text,
+    struct_rows,
+)
 
 if TYPE_CHECKING:
     from fedquery.functions.blobs import Blobs
 
-THUMB_PX = 96
+__all__ = ["MAX_HTML_BYTES", "THUMB_PX", "render_error", "render_html", "top_down_png"]
+
 MAX_HTML_BYTES = 2 << 20
-MAX_FILE_BYTES = 64 << 20  # a file larger than this is not read for a preview
-MAX_PLOT_POINTS = 20_000
-TEXT_LIMIT = 200
-
-
-@dataclass(frozen=True)
-class Preview:
-    """What a cell shows: a PNG, or the reason there is none."""
-
-    png: bytes | None = None
-    error: str | None = None
+TEXT_LIMIT = 200  # characters of one value's text
+INNER_LIMIT = 80  # ... of a value in a nested table
+TYPE_LIMIT = 40  # ... of a column's type name (the whole type is its tooltip)
+CAPTION_LIMIT = 60  # ... of the URI under a thumbnail (the whole URI is its tooltip)
+_SMALL = 'style="font-size:smaller;color:#666;font-weight:normal"'
+_NESTED = 'class="fq-nested" style="font-size:smaller;margin:0"'
 
 
 def render_html(columns: Sequence[str], rows: Sequence[tuple], *, more: bool,
+                types: Sequence[str] | None = None, row_count: int | None = None,
                 blob_columns: dict[str, str] | None = None, blobs: Blobs | None = None,
                 max_bytes: int = MAX_HTML_BYTES) -> str:
-    """An HTML table of ``rows``; ``blob_columns`` maps a column name to its files source."""
+    """An HTML table of ``rows`` (the first of the result; ``more``: there are others).
+
+    ``types``: each column's DuckDB type; ``row_count``: the result's rows, when known;
+    ``blob_columns``: column name -> files source of its URIs; ``blobs``: reads the files.
+    """
     blob_columns = blob_columns or {}
-    sources = [blob_columns.get(name) if blobs is not None else None for name in columns]
-    previews = _previews(rows, sources, blobs)
-    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    head = f"<table><thead><tr>{header}</tr></thead><tbody>"
-    tail = "</tbody></table>"
-    parts, size, omitted = [head], len(head) + len(tail) + 200, 0
-    for r, row in enumerate(rows):
-        cells = []
-        for c, value in enumerate(row):
-            preview = previews.get((r, c))
-            cell = _cell(value, preview)
-            if preview is not None and preview.png is not None and size + len(cell) > max_bytes:
-                omitted += 1
-                cell = _cell(value, Preview(error="image left out: size cap"))
-            size += len(cell)
-            cells.append(cell)
-        parts.append("<tr>" + "".join(cells) + "</tr>")
-        size += 9
-    parts.append(tail)
-    if omitted:
-        parts.append(f"<p>{omitted} image(s) left out: the output is capped at "
-                     f"{max_bytes // 1024} KiB</p>")
-    if more:
-        parts.append("<p>… more rows</p>")
-    return "".join(parts)
+    sources = [blob_columns.get(name) for name in columns]
+    previews = Previews(blobs)
+    _Table(previews, max_bytes).body(rows, sources)  # the first pass asks for the previews
+    previews.make()
+    table = _Table(previews, max_bytes)
+    body = table.body(rows, sources)
+    head = _head(columns, types)
+    notes = []
+    if table.omitted:
+        notes.append(f"{table.omitted} image(s) left out: the output is capped at "
+                     f"{max_bytes // 1024} KiB")
+    if previews.left_out:
+        notes.append(f"{previews.left_out} file(s) not previewed: at most {previews.limit} "
+                     "previews a table")
+    tail = "".join(f"<p {_SMALL}>{html.escape(n)}</p>" for n in notes)
+    shape = f"<p {_SMALL}>{shape_text(len(rows), more, row_count, len(columns))}</p>"
+    filler = ('<tr class="fq-more">' + "<td>…</td>" * len(columns) + "</tr>") if more else ""
+    return (f'<div class="fedquery">{shape}<table class="fq-result">{head}<tbody>{body}'
+            f"{filler}</tbody></table>{tail}</div>")
 
 
-# ---------------------------------------------------------------- previews
+def render_error(exc: BaseException) -> str:
+    """What a display shows for a result whose query failed: the error's kind and message."""
+    text = html.escape(f"{type(exc).__name__}: {exc}")
+    return (f'<pre class="fq-error" style="color:#a00;white-space:pre-wrap">{text}</pre>')
 
 
-def _previews(rows: Sequence[tuple], sources: list[str | None],
-              blobs: Blobs | None) -> dict[tuple[int, int], Preview]:
-    """A preview for every cell that can have one, made in the blob I/O pool."""
-    jobs: list[tuple[tuple[int, int], Any, str | None]] = []
-    for r, row in enumerate(rows):
-        for c, value in enumerate(row):
-            if isinstance(value, bytes | bytearray | memoryview):
-                if _is_image_bytes(bytes(value)):
-                    jobs.append(((r, c), bytes(value), None))
-            elif isinstance(value, str) and sources[c] is not None and kind_of(value):
-                jobs.append(((r, c), value, sources[c]))
-    if not jobs:
-        return {}
+def shape_text(shown: int, more: bool, row_count: int | None, columns: int) -> str:
+    """``1,234 rows × 3 columns (the first 20 shown)``, or ``at least 21 rows`` when the count
+    is not known."""
+    cols = f"{columns:,} column{'' if columns == 1 else 's'}"
+    if row_count is None and more:
+        return f"at least {shown + 1:,} rows × {cols} (the first {shown:,} shown)"
+    count = shown if row_count is None else row_count
+    rows = f"{count:,} row{'' if count == 1 else 's'}"
+    return f"{rows} × {cols}" + (f" (the first {shown:,} shown)" if count > shown else "")
 
-    def make(job: tuple[tuple[int, int], Any, str | None]) -> Preview:
-        _, value, source = job
+
+def _head(columns: Sequence[str], types: Sequence[str] | None) -> str:
+    names = "".join(f"<th>{html.escape(short(str(c), TEXT_LIMIT))}</th>" for c in columns)
+    if not types or len(types) != len(columns):
+        return f"<thead><tr>{names}</tr></thead>"
+    kinds = "".join(f'<th {_SMALL} title="{html.escape(str(t))}">'
+                    f"{html.escape(short(str(t), TYPE_LIMIT))}</th>" for t in types)
+    return f'<thead><tr>{names}</tr><tr class="fq-types">{kinds}</tr></thead>'
+
+
+class _Table:
+    """The rows of one table, each cell's images kept while the document stays under its cap."""
+
+    def __init__(self, previews: Previews, max_bytes: int) -> None:
+        self.previews, self.max_bytes = previews, max_bytes
+        self.size, self.omitted = 2048, 0  # the head, notes and tags around the rows
+
+    def body(self, rows: Sequence[tuple], sources: list[str | None]) -> str:
+        parts = []
+        for row in rows:
+            cells = [self._cell(value, source) for value, source in zip(row, sources, strict=False)]
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+            self.size += 9
+        return "".join(parts)
+
+    def _cell(self, value: Any, source: str | None) -> str:
+        cell = _Cell(self.previews, source)
         try:
-            if isinstance(value, bytes):
-                return _image_preview(value)
-            return _uri_preview(value, source, blobs)
-        except Exception as exc:  # noqa: BLE001 - a preview never breaks the table
-            return Preview(error=_short(str(exc).splitlines()[0] if str(exc) else
-                                        type(exc).__name__, 120))
-
-    made = blobs.map(make, jobs) if blobs is not None else [make(j) for j in jobs]
-    return {job[0]: preview for job, preview in zip(jobs, made, strict=True)}
-
-
-def _uri_preview(uri: str, source: str | None, blobs: Blobs) -> Preview:
-    try:
-        blob = blobs.resolve(uri, source)
-        data, size = blobs.read(blob, MAX_FILE_BYTES + 1)
-    except FedQueryError as exc:
-        return Preview(error=_short(str(exc), 120))
-    except (OSError, ValueError) as exc:
-        missing = isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower()
-        return Preview(error="file not found" if missing else _short(str(exc), 120))
-    if len(data) > MAX_FILE_BYTES:
-        return Preview(error=f"file too large to preview ({size} bytes)")
-    if kind_of(uri) == "image":
-        return _image_preview(data)
-    return _pointcloud_preview(data, blob.path)
+            text = f"<td>{cell.top(value)}</td>"
+            if cell.images and self.size + len(text) > self.max_bytes:
+                self.omitted += cell.images
+                text = f"<td>{_Cell(self.previews, source, images=False).top(value)}</td>"
+        except Exception:  # noqa: BLE001 - a value that cannot be shown never breaks the table
+            text = f"<td>{html.escape(short(scalar_text(value), TEXT_LIMIT))}</td>"
+        self.size += len(text)
+        return text
 
 
-def _image_preview(data: bytes) -> Preview:
-    from fedquery.functions.images import thumbnail_png
+class _Cell:
+    """One cell's HTML; ``source``: the files source of its column's URIs (None: not a blob
+    column); ``images``: False once the document is full (a reason is shown instead)."""
 
-    png = thumbnail_png(data, THUMB_PX)
-    return Preview(png=png) if png is not None else Preview(error="not a readable image")
+    def __init__(self, previews: Previews, source: str | None, images: bool = True) -> None:
+        self.previews, self.source, self.allow = previews, source, images
+        self.images = 0
 
+    def top(self, value: Any) -> str:
+        rows = struct_rows(value)
+        if rows is not None:
+            return self._nested_rows(rows)
+        mapping = as_mapping(value) if is_nested(value) else None
+        if mapping:
+            return self._nested_rows([mapping], many=False)
+        if is_nested(value):
+            return _json(value, TEXT_LIMIT)
+        return self._scalar(value, THUMB_PX, TEXT_LIMIT)
 
-def _pointcloud_preview(data: bytes, name: str) -> Preview:
-    from fedquery.functions.pointclouds import read_pointcloud_from
+    def _inner(self, value: Any) -> str:
+        if is_nested(value):
+            return _json(value, INNER_LIMIT)
+        return self._scalar(value, NESTED_PX, INNER_LIMIT)
 
-    table = read_pointcloud_from(data, name)
-    if table is None:
-        return Preview(error="not a readable point cloud")
-    return Preview(png=top_down_png(table.column("x").to_numpy(), table.column("y").to_numpy()))
+    def _scalar(self, value: Any, px: int, limit: int) -> str:
+        text = html.escape(short(scalar_text(value, compact=px == NESTED_PX), limit))
+        preview = self.previews.ask(value, self.source, self.source is not None, px)
+        if preview is None:
+            return text
+        if preview.data is not None and self.allow:
+            self.images += 1
+            return _figure(preview, value, px)
+        reason = preview.error or "image left out: size cap"
+        return f'{text}<br><small style="color:#a00">{html.escape(reason)}</small>'
 
-
-def top_down_png(x: np.ndarray, y: np.ndarray, size: int = THUMB_PX) -> bytes:
-    """A ``size`` x ``size`` PNG of the points seen from above (x right, y up), subsampled."""
-    from PIL import Image
-
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = np.asarray(x, dtype=np.float64)[keep], np.asarray(y, dtype=np.float64)[keep]
-    if len(x) > MAX_PLOT_POINTS:
-        chosen = np.random.default_rng(0).choice(len(x), MAX_PLOT_POINTS, replace=False)
-        x, y = x[chosen], y[chosen]
-    pixels = np.full((size, size, 3), 255, dtype=np.uint8)
-    if len(x):
-        span = max(x.max() - x.min(), y.max() - y.min(), 1e-9)
-        cx, cy = (x.max() + x.min()) / 2, (y.max() + y.min()) / 2
-        col = np.clip(((x - cx) / span + 0.5) * (size - 1), 0, size - 1).astype(int)
-        row = np.clip((0.5 - (y - cy) / span) * (size - 1), 0, size - 1).astype(int)
-        pixels[row, col] = (31, 119, 180)
-    out = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(out, "PNG", optimize=True)
-    return out.getvalue()
-
-
-def _is_image_bytes(data: bytes) -> bool:
-    return data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8\xff")
-
-
-# ---------------------------------------------------------------- cells
-
-
-def _cell(value: Any, preview: Preview | None) -> str:
-    text = html.escape(_short(_text(value)))
-    if preview is None:
-        return f"<td>{text}</td>"
-    if preview.png is not None:
-        encoded = base64.b64encode(preview.png).decode("ascii")
-        title = "" if isinstance(value, bytes | bytearray | memoryview) else f' title="{text}"'
-        return f'<td><img src="data:image/png;base64,{encoded}"{title} alt="{text}"></td>'
-    reason = html.escape(preview.error or "no preview")
-    return f'<td>{text}<br><small style="color:#a00">{reason}</small></td>'
+    def _nested_rows(self, rows: list[dict | None], many: bool = True) -> str:
+        """A small table: the fields (first ``NESTED_KEYS``) over the first rows."""
+        keys = list(dict.fromkeys(k for row in rows if row for k in row))
+        shown = keys[:NESTED_KEYS]
+        head = "".join(f"<th>{html.escape(short(str(k), INNER_LIMIT))}</th>" for k in shown)
+        if len(keys) > len(shown):
+            head += f"<th>… {len(keys) - len(shown)} more</th>"
+        body = []
+        for row in rows[:NESTED_ROWS]:
+            cells = (f'<td colspan="{len(shown)}">NULL</td>' if row is None else
+                     "".join(f"<td>{self._inner(row.get(k))}</td>" for k in shown))
+            body.append(f"<tr>{cells}</tr>")
+        if many and len(rows) > NESTED_ROWS:
+            body.append(f'<tr><td colspan="{len(shown)}">… {len(rows) - NESTED_ROWS:,} more '
+                        f"({len(rows):,} in all)</td></tr>")
+        return f"<table {_NESTED}><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bytes | bytearray | memoryview):
-        return f"<{len(value)} bytes>"
-    return str(value)
+def _json(value: Any, limit: int) -> str:
+    return f"<code>{html.escape(compact_json(value, limit))}</code>"
 
 
-def _short(text: str, limit: int = TEXT_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _figure(preview: Preview, value: Any, px: int) -> str:
+    """The image, and under it the URI (the text of the bytes for an image in a BLOB)."""
+    encoded = base64.b64encode(preview.data).decode("ascii")
+    whole = html.escape(scalar_text(value))
+    caption = html.escape(short(scalar_text(value), CAPTION_LIMIT))
+    return (f'<img src="data:{preview.mime};base64,{encoded}" title="{whole}" alt="{whole}">'
+            f'<div style="font-size:smaller;max-width:{max(px, 96) * 2}px;'
+            f'word-break:break-all">{caption}</div>')

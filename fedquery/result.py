@@ -11,9 +11,8 @@ returns, lets only ``FedQueryError`` out, with the catalog's secrets masked
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -169,31 +168,46 @@ class Result:
         return self.arrow().num_rows
 
     def __repr__(self) -> str:
-        """The shape and the first rows (a result not fetched runs for those rows only)."""
-        head, more = self._first_rows()
+        """The shape and the first rows (a result not fetched runs for those rows only); a
+        query that fails shows its error in one line."""
         from fedquery.preview import text_table
 
-        rows = (f"{self._table.num_rows:,}" if self._table is not None
-                else f"{HTML_ROWS}+" if more else f"{head.num_rows}")
-        title = (f"<fedquery.Result {rows} {'row' if rows == '1' else 'rows'} x "
-                 f"{len(self.columns)} {'column' if len(self.columns) == 1 else 'columns'}>")
-        with self._guard():
-            body = text_table(self.columns, self.types,
-                              python_rows(head.slice(0, HTML_ROWS), self.types), more=more)
+        try:
+            head, more = self._first_rows()
+            rows = (f"{self._table.num_rows:,}" if self._table is not None
+                    else f"{HTML_ROWS}+" if more else f"{head.num_rows}")
+            title = (f"<fedquery.Result {rows} {'row' if rows == '1' else 'rows'} x "
+                     f"{len(self.columns)} {'column' if len(self.columns) == 1 else 'columns'}>")
+            with self._guard():
+                body = text_table(self.columns, self.types,
+                                  python_rows(head.slice(0, HTML_ROWS), self.types), more=more)
+        except KeyboardInterrupt:
+            raise  # Ctrl-C is never turned into output
+        except FedQueryError as exc:
+            return f"<fedquery.Result columns={self.columns}: {type(exc).__name__}: {exc}>"
         return f"{title}\n{body}"
 
     def _repr_html_(self) -> str:
-        """The first rows as an HTML table: thumbnails for image and point-cloud URI columns
-        and image bytes, every other value escaped, the whole capped in size."""
-        from fedquery.notebook import render_html
+        """The first rows as an HTML table (``fedquery.notebook``): shape, types, thumbnails of
+        files, nested values; a query that fails shows its error, not a traceback."""
+        from fedquery.notebook import render_error, render_html
 
-        head, more = self._first_rows()
-        with self._guard():
-            rows = python_rows(head.slice(0, HTML_ROWS), self.types)
-            functions = self._session.functions if self._session is not None else None
-            blob_columns = dict(self._plan.blob_columns) if self._plan is not None else {}
-            return render_html(self.columns, rows, more=more, blob_columns=blob_columns,
-                               blobs=functions.blobs if functions is not None else None)
+        try:
+            head, more = self._first_rows()
+            with self._guard():
+                rows = python_rows(head.slice(0, HTML_ROWS), self.types)
+                functions = self._session.functions if self._session is not None else None
+                plan = self._plan
+                return render_html(
+                    self.columns, rows, more=more,
+                    types=list(plan.types) if plan is not None else None,
+                    row_count=self._table.num_rows if self._table is not None else None,
+                    blob_columns=dict(plan.blob_columns) if plan is not None else {},
+                    blobs=functions.blobs if functions is not None else None)
+        except KeyboardInterrupt:
+            raise  # Ctrl-C is never turned into output
+        except FedQueryError as exc:
+            return render_error(exc)
 
     def _first_rows(self) -> tuple[pa.Table, bool]:
         """The rows a display shows (and one more, to tell whether there are more): from the
@@ -223,13 +237,12 @@ class Result:
             table = self._session.table(plan, params, control=self._new_control())
             return table.rename_columns(self.columns) if table.num_columns else table
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self) -> boundary:
         """The API boundary for this result: its catalog's secrets, its plan's sources; a
-        failure once the connection is closed says so."""
+        failure once the connection is closed says so (returned as it is, so the traceback it
+        trims is not put back by a generator)."""
         secrets = self._session.secrets if self._session is not None else None
-        with boundary(secrets, sources=self._sources(), closed=self._closed):
-            yield
+        return boundary(secrets, sources=self._sources(), closed=self._closed)
 
     def _check_open(self) -> None:
         if self._closed():

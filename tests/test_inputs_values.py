@@ -60,9 +60,19 @@ def test_html_shows_what_fetchall_gives(con: fedquery.Connection, reference, sql
 
     page = con.sql(sql)._repr_html_()
     for row in reference.execute(sql).fetchall():
-        for value in row:
+        for value in _leaves(list(row)):
             if value is not None:
                 assert html.escape(str(value)) in page, (value, page)
+    assert "datetime." not in page  # nested values as text, not Python reprs
+
+
+def _leaves(value):
+    """The scalars of a value (a struct's field values, a list's items), in order."""
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list | tuple):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
 
 
 def test_in_range_values_beside_out_of_range_ones(con: fedquery.Connection) -> None:
@@ -102,13 +112,22 @@ def closing(tmp_path):
 CLOSED = "the connection is closed; read a result before closing its connection"
 
 
-@pytest.mark.parametrize("method", ["fetchall", "arrow", "df", "_repr_html_", "batches", "__len__"])
+@pytest.mark.parametrize("method", ["fetchall", "arrow", "df", "batches", "__len__"])
 def test_result_read_after_close(closing: fedquery.Connection, method: str) -> None:
     result = closing.sql("SELECT 42 AS answer")
     closing.close()
     with pytest.raises(fedquery.FedQueryError) as info:
         getattr(result, method)()
     assert str(info.value) == CLOSED
+
+
+def test_result_displayed_after_close_shows_the_error(closing: fedquery.Connection) -> None:
+    """A display shows the error in place of the table (a formatter's exception would be a
+    traceback of the rendering)."""
+    result = closing.sql("SELECT 42 AS answer")
+    closing.close()
+    page = result._repr_html_()
+    assert 'class="fq-error"' in page and f"FedQueryError: {CLOSED}" in page
 
 
 def test_result_fetched_before_close_still_answers(closing: fedquery.Connection) -> None:

@@ -32,7 +32,10 @@ def test_sql_from_python(tmp_path_factory: pytest.TempPathFactory) -> None:
     html = "".join(outputs(nb, "text/html"))
     text = "".join(outputs(nb, "text/plain"))
     assert "<table" in html and "Seattle" in html  # the rainy frames per city
-    assert "data:image/png;base64," in html  # the blob column's pictures
+    assert "data:image/jpeg;base64," in html  # the blob column's pictures
+    assert "rows × 2 columns" in html and ">VARCHAR</th>" in html  # shape and types
+    foggy = next(h for h in outputs(nb, "text/html") if 'class="fq-nested"' in h)  # %%fq
+    assert "data:image/jpeg;base64," in foggy and "STRUCT(" in foggy and "{'" not in foggy
     assert "residual (DuckDB)" in text and "analyze:" in text
     for error in ("PlanError: unknown table 'frame' (did you mean 'frames'?)", "ParseError:",
                   "ForbiddenError: COPY is not allowed"):
@@ -56,7 +59,7 @@ def test_similarity(tmp_path_factory: pytest.TempPathFactory) -> None:
     nb = executed("similarity", tmp_path_factory)
     html = "".join(outputs(nb, "text/html"))
     text = "".join(outputs(nb, "text/plain"))
-    assert "data:image/png;base64," in html  # the neighbours' pictures
+    assert "data:image/jpeg;base64," in html  # the neighbours' pictures
     assert "frame_embeddings" in text and "ARRAY_COSINE_DISTANCE" in text  # the plan
 
 
@@ -67,6 +70,6 @@ def test_text_to_image(tmp_path_factory: pytest.TempPathFactory) -> None:
     html = "".join(outputs(nb, "text/html"))
     text = "".join(outputs(nb, "text/plain"))
     assert "JointModel('tiny-clip'" in text and "open_clip_model.safetensors" in text
-    assert "data:image/png;base64," in html and "rain" in html  # the rainy night frames
+    assert "data:image/jpeg;base64," in html and "rain" in html  # the rainy night frames
     assert ("PlanError: array_cosine_distance compares vectors of 64 and 16 dimensions: column "
             "e.embedding (FLOAT[64]) against embed_text with model 'tiny-clip' (16 dims)") in text

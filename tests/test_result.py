@@ -66,7 +66,7 @@ def test_preview_computes_only_the_rows_it_shows(counted) -> None:
     con, calls = counted
     res = con.sql(QUERY)
     page = res._repr_html_()
-    assert _rows_shown(page) == HTML_ROWS and "more rows" in page
+    assert _rows_shown(page) == HTML_ROWS and "at least 21 rows" in page
     assert 0 < sum(calls) <= HTML_ROWS + 1, "only the shown rows (and one to tell there are more)"
     assert res.shape == (None, 3), "rows are not known from a preview"
     assert repr(res).startswith(f"<fedquery.Result {HTML_ROWS}+ rows x 3 columns>")
@@ -205,7 +205,7 @@ def test_pl_of_a_type_polars_cannot_hold(counted) -> None:
         con.sql("SELECT INTERVAL 1 DAY AS i").pl()
 
 
-@pytest.mark.parametrize("read", [repr, lambda r: r.fetchone(), lambda r: r.pl(),
+@pytest.mark.parametrize("read", [lambda r: r.fetchone(), lambda r: r.pl(),
                                   lambda r: pa.table(r), lambda r: r.fetchmany(3)])
 def test_reading_after_close(image_catalog, read) -> None:
     con = fedquery.connect(image_catalog)
@@ -213,3 +213,13 @@ def test_reading_after_close(image_catalog, read) -> None:
     con.close()
     with pytest.raises(fedquery.FedQueryError, match="the connection is closed"):
         read(res)
+
+
+def test_repr_after_close_says_so_and_never_raises(image_catalog) -> None:
+    """A repr (what a console or notebook prints) shows the error in one line instead of a
+    traceback from the printer."""
+    con = fedquery.connect(image_catalog)
+    res = con.sql("SELECT id FROM images")
+    con.close()
+    text = repr(res)
+    assert "FedQueryError" in text and "the connection is closed" in text
