@@ -367,11 +367,16 @@ def checked_params(params: Any) -> dict[str, Any] | list | None:
     if params is None:
         return None
     if isinstance(params, Mapping):
-        for name in params:
+        named: dict[str, Any] = {}
+        for name, value in params.items():
             if not isinstance(name, str):
                 raise PlanError(f"params: parameter names must be strings ($name), got "
                                 f"{name!r} ({type(name).__name__})")
-        return dict(params)
+            bare = name[1:] if name.startswith("$") else name  # {"$city": ...} is $city too
+            if bare in named:
+                raise PlanError(f"params: ${bare} is given twice (as {bare!r} and {'$' + bare!r})")
+            named[bare] = value
+        return named
     if isinstance(params, list | tuple):
         return list(params)
     raise PlanError(f"params must be a dict of named values ($name) or a list or tuple of "

@@ -226,6 +226,15 @@ def test_params_as_tuple_and_mapping(fq: fedquery.Connection) -> None:
                   params=MappingProxyType({"q": 3})).fetchall() == expected
 
 
+def test_a_parameter_named_with_its_dollar(fq: fedquery.Connection) -> None:
+    """``{"$q": 3}`` is the value of ``$q`` (it said "no value for parameter $q; given: $q")."""
+    expected = fq.sql("SELECT count(*) FROM orders WHERE qty = 3").fetchall()
+    assert fq.sql("SELECT count(*) FROM orders WHERE qty = $q",
+                  params={"$q": 3}).fetchall() == expected
+    with pytest.raises(fedquery.PlanError, match=r"\$q is given twice"):
+        fq.sql("SELECT count(*) FROM orders WHERE qty = $q", params={"$q": 3, "q": 4})
+
+
 def test_explain_takes_params_second_like_sql(fq: fedquery.Connection) -> None:
     """``explain(sql, params)``, as ``sql(sql, params)``: the mapping is the parameters."""
     sql = "SELECT count(*) FROM orders WHERE qty = $y"
