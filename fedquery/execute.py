@@ -187,12 +187,6 @@ class Session:
         self._controls.add(control)
         return control
 
-    def _check_rows(self, rows: int) -> None:
-        if self._max_rows is not None and rows > self._max_rows:
-            raise PlanError(f"the result has more than {self._max_rows:,} rows, the most this "
-                            "connection returns (settings.max_rows in the catalog); add a LIMIT "
-                            "or an aggregate, or raise the setting")
-
     def interrupt(self) -> None:
         """Stop every query running now (their callers get ``QueryCancelled``); the connection
         stays open for the next."""
