@@ -64,3 +64,18 @@ def test_pillow_loads_when_an_image_is_read(sample):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["JPEG", "True", "True"]
+
+
+def test_a_lance_source_opens_without_lancedb(sample):
+    """A LanceDB source is opened with pylance alone (its tables are ``<table>.lance`` folders):
+    ``import lancedb`` cost over a second of every connect, even for ``SELECT 1``; a search still
+    answers."""
+    script = ("import sys, fedquery\n"
+              "con = fedquery.connect(sys.argv[1])\n"
+              "one = con.sql('SELECT 1').fetchall()\n"
+              "n = con.sql('SELECT count(*) FROM frame_embeddings').fetchall()[0][0]\n"
+              "print(one == [(1,)], n > 0, 'lancedb' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script, str(sample)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "False"]
