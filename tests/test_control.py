@@ -244,12 +244,15 @@ def test_ctrl_c_in_the_command_line_exits_130(tmp_path: Path) -> None:
     catalog.write_text("sources: {}\nsettings: {progress: true}\n")  # the bar: inside the query
     process = subprocess.Popen([sys.executable, "-m", "fedquery.cli", "sql", str(catalog), RECURSIVE],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    seen, deadline = b"", time.monotonic() + 60
-    while b"fedquery:" not in seen and time.monotonic() < deadline:
-        if select.select([process.stderr], [], [], 0.5)[0]:
-            seen += os.read(process.stderr.fileno(), 4096)
-    assert b"fedquery:" in seen  # the query has run a second
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
+    try:
+        seen, deadline = b"", time.monotonic() + 60
+        while b"fedquery:" not in seen and time.monotonic() < deadline:
+            if select.select([process.stderr], [], [], 0.5)[0]:
+                seen += os.read(process.stderr.fileno(), 4096)
+        assert b"fedquery:" in seen  # the query has run a second
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()  # never left running an endless query
     assert process.returncode == 130, err
     assert err.decode().replace("\r", "\n").strip().splitlines()[-1] == "interrupted"
