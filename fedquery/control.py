@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import threading
 from collections.abc import Callable, Iterator
 
@@ -36,6 +37,7 @@ class QueryControl:
         self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._unlink: Callable[[], None] | None = None  # a child's link to its parent
         if timeout is not None:
             self._timer = threading.Timer(timeout, self._timed_out)
             self._timer.daemon = True
@@ -79,8 +81,23 @@ class QueryControl:
             self.stop(QueryCancelled(CLOSED))
         return self._reason
 
+    def child(self) -> QueryControl:
+        """The control of a plan run as part of this query (a key set or query vector computed
+        to fetch a fragment, on the query's worker): stopped when this one is, for the same
+        reason; its end leaves this one running."""
+        child = QueryControl(closing=self._closing)
+
+        def link() -> None:
+            child.stop(self._reason or QueryCancelled("the query was stopped"))
+
+        self.on_stop(link)
+        child._unlink = functools.partial(self.forget, link)
+        return child
+
     def done(self) -> None:
         """The query ended: its timer is no longer needed."""
+        if self._unlink is not None:
+            self._unlink()
         if self._timer is not None:
             self._timer.cancel()
         with self._lock:
@@ -90,6 +107,11 @@ class QueryControl:
         self.stop(QueryTimeout(f"the query ran longer than its timeout of {self.timeout:g} s "
                                "and was stopped; raise timeout= (or settings.timeout in the "
                                "catalog), or ask for less"))
+
+
+def current() -> QueryControl | None:
+    """The control of the query running in this thread (on its worker), if any."""
+    return _CURRENT.get()
 
 
 @contextlib.contextmanager

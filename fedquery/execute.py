@@ -28,6 +28,7 @@ from fedquery import progress
 from fedquery.catalog import Settings
 from fedquery.conform import ArrowTypes, conform, expected
 from fedquery.control import QueryControl
+from fedquery.control import current as current_control
 from fedquery.errors import FedQueryError, PlanError, QueryCancelled, SourceError
 from fedquery.fetch import FragmentStats, fetch_fragments, subset
 from fedquery.functions.runs import RUN_VARIABLE
@@ -213,8 +214,10 @@ class Session:
                then: Callable[[Execution], Any] | None = None,
                control: QueryControl | None = None, max_rows: int | None = None) -> Any:
         """``run``'s work on a worker thread; with ``then``, its value for the execution,
-        computed on the same worker (the cursor is closed after it)."""
-        control = control or self.control()
+        computed on the same worker (the cursor is closed after it). A plan run as part of a
+        running query (on its worker) is stopped with it."""
+        parent = current_control()
+        control = control or (parent.child() if parent is not None else self.control())
         inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
         cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
         sql, names = ((plan.residual, plan.residual_parameters) if analyze

@@ -256,3 +256,21 @@ def test_ctrl_c_in_the_command_line_exits_130(tmp_path: Path) -> None:
         process.kill()  # never left running an endless query
     assert process.returncode == 130, err
     assert err.decode().replace("\r", "\n").strip().splitlines()[-1] == "interrupted"
+
+
+def test_a_plan_run_inside_the_query_stops_with_it(unseen) -> None:
+    """A top-k's key set is a plan run on the query's worker before the search: a timeout stops
+    it too (it ran on, endless, after the caller had its QueryTimeout)."""
+    catalog, _ = unseen
+    endless = "(WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r)"
+    sql = f"""SELECT v.product_id FROM product_vectors AS v JOIN products AS p USING (product_id)
+              WHERE p.product_id > {endless} - 1000000000000000
+              ORDER BY array_distance(v.vec, (SELECT vec FROM product_vectors
+                                              WHERE product_id = 1 AND model = 'm1'))
+              LIMIT 3"""
+    with fedquery.connect(catalog) as con:
+        assert "keys of the rest of the join, run first" in con.explain(sql)
+        error, seconds = _stopped(lambda: con.sql(sql, timeout=1.0).arrow(), fedquery.QueryTimeout)
+        assert seconds < 1.0 + SOON
+        assert _worker_ends(con)
+        assert con.sql("SELECT count(*) AS n FROM products").fetchall()[0][0] > 0
