@@ -33,6 +33,7 @@ MAX_SKIPPED = 2
 CASES = [(doc, title) for doc in DOCUMENTS for title in sections(doc)]
 CATALOG_SECTIONS = ("sources", "tables", "blobs", "entities", "settings")
 SKIPPED_COMMANDS = ("make ", "pip ", "python ", "PYTHONPATH=")
+LOADED: set[str] = set()  # PostgreSQL databases holding the sample's warehouse
 
 
 class DocsEnv:
@@ -122,6 +123,9 @@ class Section:
             return _described(exc, block)
 
     def _python(self, block: Block, text: str) -> str:
+        excerpt = re.search(r"excerpt (\S+)", block.mark)
+        if excerpt:
+            return _excerpt_differences(text, ROOT / excerpt[1])
         if re.search(r"^>>> ", text, re.M):
             return run_session(_with_text(block, text), self.namespace)
         exec(compile(text, block.where, "exec"), self.namespace)  # noqa: S102 - the docs' own code
@@ -190,8 +194,10 @@ class Section:
         """The sample's warehouse in the test PostgreSQL (FLEET_PG_DSN) and its lake in the S3
         bucket fleet-lake under lake/, for a section that shows them."""
         if "postgres" in mark:
-            db = self.request.getfixturevalue("postgres_database")
-            _load_warehouse(db, self.env.folder / "warehouse.duckdb")
+            db = self.request.getfixturevalue("postgres_database")  # one for this module
+            if db.name not in LOADED:
+                _load_warehouse(db, self.env.folder / "warehouse.duckdb")
+                LOADED.add(db.name)
             self.monkeypatch.setenv("FLEET_PG_DSN", db.dsn)
         if "s3" in mark:
             from tests.services.s3 import upload_tree
@@ -206,6 +212,18 @@ def _described(exc: BaseException, block: Block) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == block.where]
     where = "".join(f"  line {block.line + f.lineno} of the document\n" for f in frames)
     return where + "".join(traceback.format_exception_only(exc))
+
+
+def _excerpt_differences(text: str, path: Path) -> str:
+    """The code lines of an excerpt (a class's fields and method signatures, comments and
+    defaults left out) that ``path`` does not hold."""
+    def code(line: str) -> str:
+        line = line.split("  #")[0].split(" # ")[0].strip().removesuffix(" ...")
+        return line.split(" = ")[0] if not line.startswith(("def ", "class ", "@")) else line
+    held = {code(line) for line in path.read_text().splitlines()}
+    missing = [line for line in map(code, text.splitlines()) if line and not line.startswith("#")
+               and line not in held]
+    return "".join(f"not in {path.relative_to(ROOT)}: {line}\n" for line in missing)
 
 
 def _with_text(block: Block, text: str) -> Block:
