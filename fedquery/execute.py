@@ -30,7 +30,7 @@ from fedquery.conform import ArrowTypes, conform, expected
 from fedquery.control import QueryControl
 from fedquery.control import current as current_control
 from fedquery.errors import FedQueryError, PlanError, QueryCancelled, SourceError
-from fedquery.fetch import FragmentStats, fetch_fragments, subset
+from fedquery.fetch import FragmentStats, fetch_fragments, native_probe, subset
 from fedquery.functions.runs import RUN_VARIABLE
 from fedquery.plan import Plan
 from fedquery.waiting import Producer, off_thread
@@ -219,7 +219,9 @@ class Session:
         parent = current_control()
         control = control or (parent.child() if parent is not None else self.control())
         inline = set() if analyze else {f.name for f in plan.fragments if f.inline}
-        cursor = self.cursor(t for f in plan.fragments if f.name in inline for t in f.tables)
+        read_here = inline | (set() if analyze else {f.name for f in plan.fragments
+                                                    if native_probe(f)})
+        cursor = self.cursor(t for f in plan.fragments if f.name in read_here for t in f.tables)
         sql, names = ((plan.residual, plan.residual_parameters) if analyze
                       else (plan.local_sql, plan.local_parameters))
         # blob functions keep their state under this run (plans run to fetch its fragments join

@@ -8,6 +8,7 @@ from sqlglot import exp
 
 from connectors._native import scan_sql, table_ref
 from connectors.base import TableRef
+from fedquery.fetch import native_probe
 from fedquery.parse import DIALECT, parse
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ def _fragment_lines(fragment: Fragment, session: Session) -> list[str]:
     how = "streamed as Arrow"
     if fragment.inline:
         how = "scanned by DuckDB"
+    elif native_probe(fragment):
+        how = "scanned by DuckDB once its keys are known"
     elif fragment.materialize:
         how = "fetched first, whole"
     lines = [f"[{fragment.name}] {fragment.source} ({_kind(connector)}, {how}): {fragment.kind}"]

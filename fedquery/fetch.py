@@ -77,6 +77,10 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
             stat.key_filter = _describe_keys(fragment)
         if fragment.request is not None and fragment.request.vector is not None:
             fragment = replace(fragment, request=replace(fragment.request, trace=[]))
+        if not whole and native_probe(fragment):
+            _view(cursor, fragment, predicate)
+            stats.append(stat)
+            continue
         connector = session.connectors[fragment.source]
         before, started = getattr(connector, "bytes_read", None), time.perf_counter()
         from_source = _open(session, fragment, params, predicate)  # where a SQL source runs it
@@ -103,6 +107,29 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
                 cursor.register(fragment.name, reader)
         stats.append(stat)
     return stats
+
+
+def native_probe(fragment: Fragment) -> bool:
+    """A scan DuckDB reads itself that waits only for a build's keys: once they are known it
+    runs inside the residual as a view (DuckDB reads it in the join's pipeline, with the
+    table's statistics), not copied into a temporary table first."""
+    request = fragment.request
+    return (fragment.native and fragment.kind == "scan" and fragment.key_filter is not None
+            and not fragment.materialize and not fragment.parameters
+            and fragment.vector_keys is None and fragment.query_vector is None
+            and request is not None and request.vector is None and request.keys is None)
+
+
+def _view(cursor: duckdb.DuckDBPyConnection, fragment: Fragment, predicate: exp.Expr | None) -> None:
+    """The probe as a temporary view of the query's cursor: its scan with the key predicate
+    (an IN list of literals or a range: no parameter, nothing registered)."""
+    from connectors._native import scan_sql, table_ref
+
+    request = fragment.request
+    if predicate is not None:
+        request = replace(request, filter=_and(request.filter, predicate))
+    sql = scan_sql(fragment.source, request, table_ref(request.table))
+    cursor.execute(f'CREATE TEMP VIEW "{fragment.name}" AS {sql}')
 
 
 def _store(cursor: duckdb.DuckDBPyConnection, name: str, stream: Any) -> None:
