@@ -278,9 +278,9 @@ class Session:
         self._running.add(cursor)
         control.on_stop(give_up)
         return off_thread(start, give_up, close_if_abandoned, control,
-                          self._progress_of(cursor) if then is not None else None)
+                          self.progress_of(cursor) if then is not None else None)
 
-    def _progress_of(self, cursor: duckdb.DuckDBPyConnection) -> Callable[[], float] | None:
+    def progress_of(self, cursor: duckdb.DuckDBPyConnection) -> Callable[[], float] | None:
         """How far the query on ``cursor`` is (DuckDB's estimate, percent), for the progress
         bar; None when bars are off."""
         return cursor.query_progress if self._progress else None
@@ -372,7 +372,7 @@ class Execution:
         """Every row, materialised by DuckDB in parallel (on a worker thread: the caller's
         Ctrl-C interrupts the query at once)."""
         return off_thread(self.fetch_table, self.interrupt, self.close, self.control,
-                          self._session._progress_of(self._cursor))
+                          self._session.progress_of(self._cursor))
 
     def fetch_table(self) -> pa.Table:
         """``table()``'s work, on the calling thread."""
@@ -398,7 +398,7 @@ class Execution:
         try:
             source = off_thread(lambda: self._relation.to_arrow_reader(BATCH_ROWS), self.interrupt,
                                 control=self.control,
-                                progress=self._session._progress_of(self._cursor))
+                                progress=self._session.progress_of(self._cursor))
         except duckdb.Error as exc:
             self.close()
             raise self._session.translate(exc, self._plan, self.stats, self.control) from exc
@@ -413,7 +413,7 @@ class Execution:
         empty = pa.Table.from_batches([], schema=source.schema)
         schema = conform(empty, self._wanted, self._plan.columns).schema
         batches = Producer(self._batches(source), self.interrupt, self.close,
-                           control=self.control, progress=self._session._progress_of(self._cursor))
+                           control=self.control, progress=self._session.progress_of(self._cursor))
         return pa.RecordBatchReader.from_batches(schema, iter(batches))
 
     def _batches(self, source: pa.RecordBatchReader):

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import sqlglot
 from sqlglot import exp
 
+from connectors._native import scan_sql, table_ref
 from connectors.base import KeySet
 from fedquery.errors import FedQueryError, SourceError
 from fedquery.parse import DIALECT
@@ -123,8 +124,6 @@ def native_probe(fragment: Fragment) -> bool:
 def _view(cursor: duckdb.DuckDBPyConnection, fragment: Fragment, predicate: exp.Expr | None) -> None:
     """The probe as a temporary view of the query's cursor: its scan with the key predicate
     (an IN list of literals or a range: no parameter, nothing registered)."""
-    from connectors._native import scan_sql, table_ref
-
     request = fragment.request
     if predicate is not None:
         request = replace(request, filter=_and(request.filter, predicate))

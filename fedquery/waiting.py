@@ -79,12 +79,17 @@ def off_thread(work: Callable[[], T], on_interrupt: Callable[[], None],
         if bar is not None:
             bar.close(done.is_set() and "error" not in outcome)
     if "error" in outcome:
-        stopped = control.reason() if control is not None else None
-        if stopped is not None and not isinstance(outcome["error"], QueryCancelled):
-            # the failure the stop caused (a cancelled read, an interrupted DuckDB): say why
-            raise stopped from outcome["error"]
-        raise outcome["error"]  # type: ignore[misc]
+        _raise_failure(outcome["error"], control)  # type: ignore[arg-type]
     return outcome["value"]  # type: ignore[return-value]
+
+
+def _raise_failure(error: BaseException, control: QueryControl | None) -> None:
+    """Raise what the worker failed with; a failure the stop caused (a cancelled read, an
+    interrupted DuckDB) as the stop's reason, which says why."""
+    stopped = control.reason() if control is not None else None
+    if stopped is not None and not isinstance(error, QueryCancelled):
+        raise stopped from error
+    raise error
 
 
 def _interrupted(exc: KeyboardInterrupt, control: QueryControl | None) -> BaseException:
@@ -208,10 +213,7 @@ class Producer:
                     continue
                 finished = True
                 if kind == "error":
-                    stopped = self._control.reason() if self._control is not None else None
-                    if stopped is not None and not isinstance(item, QueryCancelled):
-                        raise stopped from item
-                    raise item
+                    _raise_failure(item, self._control)
                 return
         except KeyboardInterrupt as exc:
             raise _interrupted(exc, self._control) from None
