@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check fedquery connectors sample_data tests bench
+	$(BIN)/ruff check fedquery tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from connectors.base import TableRef
+from fedquery.connectors.base import TableRef
 from fedquery.errors import ForbiddenError, PlanError
 from fedquery.parse import DIALECT
 from fedquery.sandbox_functions import (

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connectors.base import SearchSettings
 from fedquery.catalog_yaml import read_yaml
+from fedquery.connectors.base import SearchSettings
 from fedquery.errors import CatalogError
 from fedquery.secrets import Secrets
 
@@ -361,7 +361,7 @@ class _Loader:
         root = settings.get("root")
         if not (isinstance(root, str) and root.startswith(("s3://", "s3a://"))):
             return
-        from connectors.remote_fs import S3_OPTIONS
+        from fedquery.connectors.remote_fs import S3_OPTIONS
 
         options = self.mapping(settings.get("options"), f"{keypath}.options", optional=True)
         for key, value in options.items():

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlglot import exp
 
-from connectors import open_connector
-from connectors.base import TableRef
-from connectors.registered import RegisteredTables, scannable
 from fedquery.bind import BoundTable, reserved_name
 from fedquery.boundary import boundary
 from fedquery.catalog import Catalog, load_catalog
+from fedquery.connectors import open_connector
+from fedquery.connectors.base import TableRef
+from fedquery.connectors.registered import RegisteredTables, scannable
 from fedquery.errors import CatalogError, FedQueryError, PlanError
 from fedquery.execute import Session
 from fedquery.explain import render
@@ -34,7 +34,7 @@ from fedquery.result import Result
 from fedquery.sandbox_functions import fold, is_internal
 
 if TYPE_CHECKING:
-    from connectors._lance_search import VectorIndex
+    from fedquery.connectors._lance_search import VectorIndex
     from fedquery.vector_index import IndexInfo
 
 CATALOG_STATEMENTS = {"SHOW", "DESCRIBE", "DESC"}

@@ -58,7 +58,7 @@ def default_dir() -> Path:
 
 def run_demo(dest: Path | None = None) -> None:
     """Build the data set if missing, then print each showcase query, its rows and one plan."""
-    from sample_data.generate import build
+    from fedquery.sample_data.generate import build
 
     dest = dest or default_dir()
     started = time.perf_counter()

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from connectors._native import BATCH_ROWS, SharedConnection, View, open_relations, quote
-from connectors.base import Connector, TableRef
 from fedquery import progress
 from fedquery.catalog import Settings
 from fedquery.conform import ArrowTypes, conform, expected
+from fedquery.connectors._native import BATCH_ROWS, SharedConnection, View, open_relations, quote
+from fedquery.connectors.base import Connector, TableRef
 from fedquery.control import QueryControl
 from fedquery.control import current as current_control
 from fedquery.errors import FedQueryError, PlanError, QueryCancelled, SourceError

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
-from connectors._native import scan_sql, table_ref
-from connectors.base import TableRef
+from fedquery.connectors._native import scan_sql, table_ref
+from fedquery.connectors.base import TableRef
 from fedquery.fetch import native_probe
 from fedquery.parse import DIALECT, parse
 

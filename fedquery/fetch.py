@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 import sqlglot
 from sqlglot import exp
 
-from connectors._native import scan_sql, table_ref
-from connectors.base import KeySet
+from fedquery.connectors._native import scan_sql, table_ref
+from fedquery.connectors.base import KeySet
 from fedquery.errors import FedQueryError, SourceError
 from fedquery.parse import DIALECT
 

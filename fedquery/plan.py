@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from sqlglot import exp
 
-from connectors.base import ScanRequest, SearchSettings, VectorQuery
+from fedquery.connectors.base import ScanRequest, SearchSettings, VectorQuery
 from fedquery.parse import DIALECT
 from fedquery.rules._shape import ROW_MARKER, RuleCatalog, scan_table, source_of, subtree_source
 from fedquery.rules.dynamic_filters import DYNAMIC_FILTER, IN_LIST_MAX, MATERIALIZE

@@ -18,10 +18,10 @@ from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
-from connectors.base import Capabilities, TableRef
 from fedquery import array_widths
 from fedquery.bind import SOURCE, BoundTable, TableIndex, bind_tables
 from fedquery.catalog import Catalog
+from fedquery.connectors.base import Capabilities, TableRef
 from fedquery.entities import expand_entities
 from fedquery.errors import PlanError
 from fedquery.execute import Session

@@ -26,8 +26,8 @@ from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
-from connectors._lance_search import VectorIndex, vector_indexes
 from fedquery.catalog import Catalog, SourceSpec, load_catalog
+from fedquery.connectors._lance_search import VectorIndex, vector_indexes
 from fedquery.errors import CatalogError, PlanError, SourceError
 from fedquery.vectors import array_type
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import pyarrow as pa
 from sqlglot import exp
 
-from connectors.base import SearchSettings
+from fedquery.connectors.base import SearchSettings
 from fedquery.errors import PlanError
 from fedquery.vectors import array_type
 

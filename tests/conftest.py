@@ -253,7 +253,7 @@ def fq(unseen) -> fedquery.Connection:
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample drive data set, built once per session; returns its catalog.yaml path."""
-    from sample_data.generate import build
+    from fedquery.sample_data.generate import build
 
     return build(tmp_path_factory.mktemp("sample") / "fleet")
 

@@ -88,7 +88,7 @@ def shelf(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str,
 
 
 def _stats(con):
-    """The files source's counting filesystem's stats (``connectors/remote_fs.ReadStats``)."""
+    """The files source's counting filesystem's stats (``fedquery/connectors/remote_fs.ReadStats``)."""
     return con._session.functions.blobs.roots["store"].filesystem.handler.stats
 
 

@@ -7,7 +7,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from connectors.base import Capabilities
+from fedquery.connectors.base import Capabilities
 from fedquery.fetch import key_predicate
 from fedquery.plan import DynamicFilter, Fragment
 from fedquery.rules import dynamic_filters

@@ -392,7 +392,7 @@ def test_interrupts_pass_through(netted: fedquery.Connection, monkeypatch, exc) 
 
 def test_connector_that_breaks_while_opening(unseen, monkeypatch) -> None:
     """A connector raising a raw error at connect is a SourceError naming that source."""
-    from connectors.lancedb import LanceDBConnector
+    from fedquery.connectors.lancedb import LanceDBConnector
 
     monkeypatch.setattr(LanceDBConnector, "__init__", _raise(AttributeError("oops")))
     with pytest.raises(fedquery.SourceError, match="cannot open the source: internal error: "

@@ -97,7 +97,7 @@ def pg_table(postgres_database) -> str:
 
 def test_explain_hides_host_and_database_of_a_dsn_from_the_environment(pg_table: str,
                                                                        monkeypatch) -> None:
-    from connectors._postgres_settings import location
+    from fedquery.connectors._postgres_settings import location
 
     where = location(pg_table)
     monkeypatch.setenv("FQ_PG_DSN", pg_table)
@@ -111,7 +111,7 @@ def test_explain_hides_host_and_database_of_a_dsn_from_the_environment(pg_table:
 
 def test_explain_shows_host_and_database_written_in_the_catalog(pg_table: str) -> None:
     """Only what the environment gave is hidden: a DSN written out shows where the table is."""
-    from connectors._postgres_settings import location
+    from fedquery.connectors._postgres_settings import location
 
     where = location(pg_table)
     with fedquery.connect({"sources": {"pg": {"kind": "postgres", "dsn": pg_table}}}) as con:

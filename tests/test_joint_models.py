@@ -1,7 +1,7 @@
 """Joint text-image models (``fedquery.register_clip``): text-to-image search end to end.
 
 No model can be downloaded, so each test model is built and trained here, in seconds: open_clip's
-own CLIP class and transformers' CLIPModel, shrunk (sample_data/tiny_clip.py), trained on noisy
+own CLIP class and transformers' CLIPModel, shrunk (fedquery/sample_data/tiny_clip.py), trained on noisy
 pictures of four colours captioned "a red picture", ... and saved the way each library saves a
 model. Searches run over pictures the models never saw, and are checked against the model run
 directly (torch, no fedquery) and a numpy brute force.
@@ -31,7 +31,7 @@ import lancedb  # noqa: E402
 
 import fedquery  # noqa: E402
 from fedquery.functions import joint_models  # noqa: E402
-from sample_data import tiny_clip  # noqa: E402
+from fedquery.sample_data import tiny_clip  # noqa: E402
 
 joint_models.prepare_torchvision()  # (a CUDA torchvision beside the CPU torch: see there)
 import torch  # noqa: E402

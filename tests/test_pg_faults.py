@@ -336,7 +336,7 @@ def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
 
 
 def _ref(name: str):
-    from connectors.base import TableRef
+    from fedquery.connectors.base import TableRef
 
     return TableRef("public", name)
 

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 
 import fedquery
-from connectors import _postgres_drift as drift
-from connectors.base import TableRef
+from fedquery.connectors import _postgres_drift as drift
+from fedquery.connectors.base import TableRef
 from fedquery.errors import SourceError
 
 _NAMES = itertools.count()

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pytest
 
 import fedquery
-from connectors._postgres_settings import Settings
-from connectors.base import ScanRequest, TableRef
 from fedquery.catalog import SourceSpec
+from fedquery.connectors._postgres_settings import Settings
+from fedquery.connectors.base import ScanRequest, TableRef
 from fedquery.errors import CatalogError, SourceError
 from tests.services.postgres import load_shop, shop_catalog_in_postgres
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlglot
 from sqlglot import exp
 
-from connectors.base import Capabilities
+from fedquery.connectors.base import Capabilities
 from fedquery.rules import pushdown_joins
 
 

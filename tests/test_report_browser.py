@@ -106,7 +106,7 @@ def test_saved_report_of_a_real_profile(browser, tmp_path: Path) -> None:
     if not has_profile_api():
         pytest.skip("fedquery.profile has no Profile.thumbnails/embeddings yet (issue-9 profile)")
     import fedquery
-    from sample_data.generate import build
+    from fedquery.sample_data.generate import build
 
     catalog = build(tmp_path / "sample")
     with fedquery.connect(catalog) as con:

@@ -26,9 +26,9 @@ import sqlglot
 from sqlglot import exp
 
 import fedquery
-from connectors.base import Capabilities
 from fedquery import rules
 from fedquery.bind import SOURCE
+from fedquery.connectors.base import Capabilities
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"
 DIALECT = "duckdb"

@@ -25,9 +25,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-import connectors._s3_lake as s3_lake
 import fedquery
-from connectors._lake_deadline import SPARE_IO
+import fedquery.connectors._s3_lake as s3_lake
+from fedquery.connectors._lake_deadline import SPARE_IO
 from tests.conftest import unseen_catalog
 from tests.services.s3 import s3_client, upload_tree
 from tests.services.s3_faults import FaultProxy
@@ -299,7 +299,7 @@ def test_a_trickling_response_fails_within_read_timeout(shop, phase: str) -> Non
 def test_read_timeout_defaults_from_the_attempts_and_timeouts(s3_endpoint: str,
                                                               s3_credentials: dict) -> None:
     """Unset, read_timeout is every attempt spending its connect and request timeouts."""
-    from connectors.remote_fs import open_native
+    from fedquery.connectors.remote_fs import open_native
     from fedquery.secrets import Secrets
 
     location, _ = open_native("s3://x/", options(s3_endpoint), source="lake", secrets=Secrets())
@@ -399,7 +399,7 @@ def test_503_storm_during_connect_then_recovery(shop) -> None:
 def test_retries_never_run_out(s3_faults: FaultProxy, s3_endpoint: str, s3_credentials: dict) -> None:
     """A filesystem keeps retrying however many retries it made before (AWS's standard
     strategy, through pyarrow, spends a quota of about 100 retries that never comes back)."""
-    from connectors.remote_fs import open_native
+    from fedquery.connectors.remote_fs import open_native
     from fedquery.secrets import Secrets
 
     s3_client(s3_endpoint).create_bucket(Bucket="retries")

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import connectors._s3_lake as s3_lake
 import fedquery
+import fedquery.connectors._s3_lake as s3_lake
 from tests.conftest import unseen_catalog
 from tests.services.launch import free_port
 from tests.services.s3 import FlakyProxy, s3_client, upload_tree

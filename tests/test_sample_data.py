@@ -1,4 +1,4 @@
-"""The seeded sample data set: what `sample_data.generate.build` writes, and the embedder."""
+"""The seeded sample data set: what `fedquery.sample_data.generate.build` writes, and the embedder."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import yaml
 from PIL import Image
 
 from fedquery.functions.embedders import NUMPY_IMAGE_DIM, embed_images_numpy
-from sample_data import generate
-from sample_data.scenes import IMAGE_SIZE, LIDAR_POINTS
+from fedquery.sample_data import generate
+from fedquery.sample_data.scenes import IMAGE_SIZE, LIDAR_POINTS
 
 N_DRIVES, PER_DRIVE = 50, 8
 LAKE_TABLES = ("frames", "imu", "lidar_sweeps")

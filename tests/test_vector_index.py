@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 import fedquery
-from connectors._lance_search import vector_indexes
 from fedquery import cli
+from fedquery.connectors._lance_search import vector_indexes
 from fedquery.vector_index import (
     KINDS,
     create_index,

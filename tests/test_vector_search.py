@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 import fedquery
-from connectors import _lance_search
+from fedquery.connectors import _lance_search
 from fedquery.errors import CatalogError, PlanError
 
 ROWS, DIM, CLUSTERS = 40_000, 16, 64

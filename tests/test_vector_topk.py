@@ -194,7 +194,7 @@ def test_many_keys_join_as_a_table_and_too_many_drop_the_top_k(
         name: str, fq: fedquery.Connection, unseen, monkeypatch) -> None:
     """Past the literal limit the keys are a registered table (a semi-join); past the key
     limit the scan returns every row. Both answer as the exhaustive query."""
-    import connectors._native as native
+    import fedquery.connectors._native as native
     import fedquery.fetch as fetch
 
     _, _, sql = CASES[name]

@@ -168,7 +168,7 @@ class Blobs:
 
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> Blobs:
-        from connectors.remote_fs import open_filesystem
+        from fedquery.connectors.remote_fs import open_filesystem
 
         roots = {}
         for name, spec in catalog.sources.items():

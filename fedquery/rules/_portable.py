@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from connectors.base import Capabilities
+from fedquery.connectors.base import Capabilities
 
 # extract() parts that are whole numbers with the same meaning in DuckDB and PostgreSQL
 # (PostgreSQL's ``second`` has a fraction, ``week`` of early January differs by convention).

@@ -13,8 +13,8 @@ from typing import Protocol
 
 from sqlglot import exp
 
-from connectors.base import Capabilities
 from fedquery.bind import SOURCE
+from fedquery.connectors.base import Capabilities
 from fedquery.rules._portable import is_executor_function, portable
 
 ROW_MARKER = "__row"  # the constant a scan keeps when only its row count is read

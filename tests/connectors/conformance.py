@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 import fedquery
-from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.connectors.base import Capabilities, ScanRequest, TableRef
 
 N_ROWS = 60
 

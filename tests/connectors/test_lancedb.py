@@ -9,7 +9,7 @@ import pytest
 from conformance import Case, ConnectorConformance, kinds_table
 
 import fedquery
-from connectors.base import TableRef
+from fedquery.connectors.base import TableRef
 
 DIM = 4
 

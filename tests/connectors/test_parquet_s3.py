@@ -15,8 +15,8 @@ import pytest
 from conformance import Case, ConnectorConformance, kinds_table
 
 import fedquery
-from connectors.base import TableRef
-from connectors.remote_fs import glob_regex
+from fedquery.connectors.base import TableRef
+from fedquery.connectors.remote_fs import glob_regex
 from tests.services.s3 import upload_tree
 
 

@@ -6,7 +6,7 @@ import pytest
 from conformance import Case, ConnectorConformance, kinds_table
 
 import fedquery
-from connectors.base import TableRef
+from fedquery.connectors.base import TableRef
 
 KINDS_DDL = """CREATE TABLE {table} (id integer, name text, score double precision,
   amount numeric(10, 2), flag boolean, ts timestamp, day date, big bigint, tags text[])"""

@@ -23,8 +23,8 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from connectors._postgres_types import numeric_type, target_type
-from connectors.base import TableRef
+from fedquery.connectors._postgres_types import numeric_type, target_type
+from fedquery.connectors.base import TableRef
 
 DEFINITIONS_SQL = """
 SELECT n.nspname, c.relname, a.attname, a.atttypmod, t.typname,

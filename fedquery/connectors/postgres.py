@@ -19,7 +19,7 @@ default 10: libpq's own, so an unreachable server fails ``fedquery.connect`` in 
 ``statement_timeout`` (seconds, or a PostgreSQL interval such as ``"2min"``; default none),
 ``read_timeout`` (seconds any one wait for the server may last; default statement_timeout + 5 s,
 else 300 s), ``batch_rows`` (largest record batch returned; default: the driver's) and
-``pool_size`` (idle sessions kept, default 4). Type mapping: see ``connectors/_postgres_types.py``.
+``pool_size`` (idle sessions kept, default 4). Type mapping: see ``fedquery/connectors/_postgres_types.py``.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from adbc_driver_postgresql import StatementOptions
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from connectors import _postgres_drift as drift
-from connectors import _postgres_sql as pgsql
-from connectors._postgres_semantics import EXACT_EXPRESSIONS
-from connectors._postgres_session import (
+from fedquery.connectors import _postgres_drift as drift
+from fedquery.connectors import _postgres_sql as pgsql
+from fedquery.connectors._postgres_semantics import EXACT_EXPRESSIONS
+from fedquery.connectors._postgres_session import (
     Pool,
     Session,
     SessionTimeout,
@@ -49,10 +49,10 @@ from connectors._postgres_session import (
     cursor_of,
     driver_message,
 )
-from connectors._postgres_settings import BATCH_BYTES, Settings, location
-from connectors._postgres_stream import FragmentStream, Statement
-from connectors._postgres_types import numeric_type, target_schema
-from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.connectors._postgres_settings import BATCH_BYTES, Settings, location
+from fedquery.connectors._postgres_stream import FragmentStream, Statement
+from fedquery.connectors._postgres_types import numeric_type, target_schema
+from fedquery.connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.control import stopping
 from fedquery.errors import FedQueryError, SourceError
 from fedquery.secrets import MASK

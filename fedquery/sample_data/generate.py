@@ -1,6 +1,6 @@
 """Build the seeded sample drive data set that the demo, the docs and the tests query.
 
-    python -m sample_data.generate DEST [--seed N] [--force]
+    python -m fedquery.sample_data.generate DEST [--seed N] [--force]
 
 Everything follows from `numpy.random.default_rng(seed)`: a DuckDB warehouse (drives,
 vehicles, routes), a hive-partitioned Parquet lake (frames, imu, lidar_sweeps), camera
@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fedquery.functions.embedders import NUMPY_IMAGE_DIM, embed_images_numpy
-from sample_data.scenes import pointcloud, render_frame, write_las
+from fedquery.sample_data.scenes import pointcloud, render_frame, write_las
 
 __all__ = ["build"]
 
@@ -417,8 +417,8 @@ def _has_laspy() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m sample_data.generate DEST [--seed N] [--force]`: prints the catalog path."""
-    parser = argparse.ArgumentParser(prog="python -m sample_data.generate", description=__doc__)
+    """`python -m fedquery.sample_data.generate DEST [--seed N] [--force]`: prints the catalog path."""
+    parser = argparse.ArgumentParser(prog="python -m fedquery.sample_data.generate", description=__doc__)
     parser.add_argument("dest", help="folder to build into (created if missing)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--n-drives", type=int, default=50)

@@ -14,15 +14,15 @@ import re
 import threading
 from typing import TYPE_CHECKING
 
-from connectors._lake_deadline import TooSlow, call_within
+from fedquery.connectors._lake_deadline import TooSlow, call_within
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from connectors._s3_lake import Footer, Pin, RemoteLake
-    from connectors.remote_fs import Location
     from fedquery.catalog import TableSpec
+    from fedquery.connectors._s3_lake import Footer, Pin, RemoteLake
+    from fedquery.connectors.remote_fs import Location
 
 _NOT_FOUND = re.compile(r"NO_SUCH_KEY|NoSuchKey|HTTP status 404|RESOURCE_NOT_FOUND", re.I)
 

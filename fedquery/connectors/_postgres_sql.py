@@ -19,8 +19,8 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from connectors._postgres_semantics import keep_duckdb_semantics
-from connectors.base import ScanRequest, TableRef
+from fedquery.connectors._postgres_semantics import keep_duckdb_semantics
+from fedquery.connectors.base import ScanRequest, TableRef
 
 DIALECT = "postgres"
 ROW_MARKER = "__row"  # the column a scan without columns returns (the planner's marker)

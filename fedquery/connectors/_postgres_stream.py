@@ -16,14 +16,14 @@ from typing import NoReturn
 import pyarrow as pa
 from adbc_driver_postgresql import StatementOptions
 
-from connectors._postgres_session import (
+from fedquery.connectors._postgres_session import (
     Cancelled,
     Pool,
     Session,
     SessionTimeout,
     connection_lost,
 )
-from connectors._postgres_types import convert_batch
+from fedquery.connectors._postgres_types import convert_batch
 
 
 class Statement:

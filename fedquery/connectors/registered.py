@@ -13,15 +13,15 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import DuckDBBound, attach_memory, quote, relation, scan_reader, table_ref
-from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.connectors._native import DuckDBBound, attach_memory, quote, relation, scan_reader, table_ref
+from fedquery.connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import PlanError
 from fedquery.sandbox_functions import fold
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from connectors._native import SharedConnection
+    from fedquery.connectors._native import SharedConnection
 
 SOURCE = "python"
 ACCEPTED = ("a pandas or polars DataFrame, a pyarrow Table, RecordBatch, RecordBatchReader or "

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class FilesConnector:
     capabilities = Capabilities(dialect=None, native=False, subtrees=False)
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
-        from connectors.remote_fs import open_filesystem
+        from fedquery.connectors.remote_fs import open_filesystem
         from fedquery.functions.limits import FilesSettings
 
         self.name = spec.name
@@ -103,7 +103,7 @@ class FilesConnector:
         """The listing, narrowed by the request in a private DuckDB over Arrow."""
         import duckdb
 
-        from connectors._native import scan_sql, used_params
+        from fedquery.connectors._native import scan_sql, used_params
 
         con = duckdb.connect()
         con.register("files", self.listing())

@@ -2,7 +2,7 @@
 
 A Lance dataset is a pyarrow Dataset, so DuckDB pushes projections and filters into it. A
 top-k scan (``ScanRequest.vector``) is answered by a search of our own instead
-(``connectors/_lance_search.py``): the table's ANN index when many rows qualify, an exact
+(``fedquery/connectors/_lance_search.py``): the table's ANN index when many rows qualify, an exact
 pass when few do. Sources are only read: a local database (a path or a ``file://`` URL) must
 be an existing folder before lancedb is called, as ``lancedb.connect`` creates a missing one.
 """
@@ -13,9 +13,9 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from connectors._lance_keys import KeyIndexes
-from connectors._lance_search import Search, describe_plan, settings_for, vector_indexes
-from connectors._native import (
+from fedquery.connectors._lance_keys import KeyIndexes
+from fedquery.connectors._lance_search import Search, describe_plan, settings_for, vector_indexes
+from fedquery.connectors._native import (
     DuckDBBound,
     attach_memory,
     quote,
@@ -24,7 +24,7 @@ from connectors._native import (
     table_ref,
     used_params,
 )
-from connectors.base import Capabilities, ScanRequest, SearchSettings, TableRef
+from fedquery.connectors.base import Capabilities, ScanRequest, SearchSettings, TableRef
 from fedquery.errors import FedQueryError, SourceError
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import sqlglot
 from sqlglot import exp
 
-from connectors.base import ScanRequest, TableRef
+from fedquery.connectors.base import ScanRequest, TableRef
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:

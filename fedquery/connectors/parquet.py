@@ -19,7 +19,7 @@ import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import (
+from fedquery.connectors._native import (
     DuckDBBound,
     View,
     attach_memory,
@@ -31,16 +31,16 @@ from connectors._native import (
     schema_of,
     table_ref,
 )
-from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import FedQueryError, SourceError
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from connectors._s3_lake import RemoteLake
-    from connectors.remote_fs import ReadStats
     from fedquery.catalog import Catalog, SourceSpec, TableSpec
+    from fedquery.connectors._s3_lake import RemoteLake
+    from fedquery.connectors.remote_fs import ReadStats
 
 
 class ParquetConnector(DuckDBBound):
@@ -60,7 +60,7 @@ class ParquetConnector(DuckDBBound):
         self._row_counts: dict[str, int] = {}
         self._remote: RemoteLake | None = None
         if "://" in self.root:
-            from connectors._s3_lake import RemoteLake
+            from fedquery.connectors._s3_lake import RemoteLake
 
             self._remote = RemoteLake(self.name, self.root, spec.settings.get("options") or {},
                                       catalog)

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from connectors._lake_deadline import ReadLimits, TooSlow
+from fedquery.connectors._lake_deadline import ReadLimits, TooSlow
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:

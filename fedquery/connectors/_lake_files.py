@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 if TYPE_CHECKING:
-    from connectors._lake_read import TableRead
+    from fedquery.connectors._lake_read import TableRead
 
 _COUNTER = itertools.count()
 TOKEN_PREFIX = "q"  # a token is never a hive segment (no '=')

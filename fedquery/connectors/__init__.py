@@ -11,17 +11,17 @@ import importlib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from connectors.base import Capabilities, Connector, ScanRequest, TableRef
+from fedquery.connectors.base import Capabilities, Connector, ScanRequest, TableRef
 
 if TYPE_CHECKING:
     from fedquery.catalog import Catalog, SourceSpec
 
 KNOWN_CONNECTORS: dict[str, tuple[str, str]] = {
-    "duckdb": ("connectors.duckdb:DuckDBConnector", "pip install duckdb"),
-    "parquet": ("connectors.parquet:ParquetConnector", "pip install pyarrow"),
-    "lancedb": ("connectors.lancedb:LanceDBConnector", "pip install 'fedquery[lance]'"),
-    "files": ("connectors.files:FilesConnector", "pip install fsspec"),
-    "postgres": ("connectors.postgres:PostgresConnector", "pip install 'fedquery[postgres]'"),
+    "duckdb": ("fedquery.connectors.duckdb:DuckDBConnector", "pip install duckdb"),
+    "parquet": ("fedquery.connectors.parquet:ParquetConnector", "pip install pyarrow"),
+    "lancedb": ("fedquery.connectors.lancedb:LanceDBConnector", "pip install 'fedquery[lance]'"),
+    "files": ("fedquery.connectors.files:FilesConnector", "pip install fsspec"),
+    "postgres": ("fedquery.connectors.postgres:PostgresConnector", "pip install 'fedquery[postgres]'"),
 }
 
 __all__ = ["Capabilities", "Connector", "ScanRequest", "TableRef", "KNOWN_CONNECTORS",

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from connectors._native import (
+from fedquery.connectors._native import (
     BATCH_ROWS,
     DuckDBBound,
     literal,
@@ -16,7 +16,7 @@ from connectors._native import (
     table_ref,
     used_params,
 )
-from connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.connectors.base import Capabilities, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:

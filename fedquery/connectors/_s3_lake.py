@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from connectors._lake_deadline import TooSlow, call_within, each_within
-from connectors._lake_files import LakeFiles
-from connectors._lake_layout import (
+from fedquery.connectors._lake_deadline import TooSlow, call_within, each_within
+from fedquery.connectors._lake_files import LakeFiles
+from fedquery.connectors._lake_layout import (
     PartitionMismatch,
     parquet_format,
     partition_change,
@@ -40,8 +40,8 @@ from connectors._lake_layout import (
     partitioning_for,
     table_schema,
 )
-from connectors._lake_read import TableRead, changed
-from connectors.remote_fs import ReadStats, describe_options, list_files, open_native
+from fedquery.connectors._lake_read import TableRead, changed
+from fedquery.connectors.remote_fs import ReadStats, describe_options, list_files, open_native
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
