@@ -1,28 +1,41 @@
-"""The connector protocol: what the planner and executor ask of a source.
+"""The connector contract: what the planner and executor ask of a source.
 
-A connector describes itself with ``Capabilities`` (data the planner reads; it never asks what
-class a connector is), lists and describes its tables, and answers fragments: a ``ScanRequest``
-for one table, or SQL text for SQL sources. Sources DuckDB reads natively also ``bind`` their
-tables into the executor's DuckDB so that DuckDB's own pushdown applies.
+Every source is a subclass of ``Connector``: it lists, describes and scans its tables (a
+``ScanRequest`` for one table) and declares its settings. Optional abilities are methods with
+defaults (row estimates, failures DuckDB passes on as text, cancelling a read) or one of two
+mixins: ``SQLSource`` (the source runs whole fragments of SQL in its own dialect) and
+``NativeSource`` (DuckDB scans its tables itself once ``bind`` ran, so DuckDB's own pushdown
+applies). ``Capabilities`` is the data the planner reads about what a source may be sent; the
+conformance suite (``fedquery.connectors.conformance``) checks that they agree with the class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fedquery.connectors import settings as _settings
+from fedquery.connectors.settings import Setting
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
+    from fedquery.catalog import Catalog, SourceSpec
+    from fedquery.errors import FedQueryError
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What a source can do, as data.
 
-    ``dialect``: the SQL dialect of ``run_sql`` (None: no SQL). ``native``: DuckDB scans the
-    source's tables itself once ``bind`` ran. ``subtrees``: whole joins and aggregates may be sent.
+    ``dialect``: the SQL dialect of ``run_sql`` (None: no SQL; set exactly for a ``SQLSource``).
+    ``native``: DuckDB scans the source's tables itself once ``bind`` ran (exactly for a
+    ``NativeSource``). ``predicates``: a scan may be sent a filter (False: every filter stays
+    in DuckDB). ``limit``: a scan may be sent a limit and its order (a top-N).
+    ``subtrees``: whole joins and aggregates may be sent. ``vector_search``: a nearest-first
+    top-k scan may be answered by the source's own vector search.
     ``remote``: rows cross a network, so the planner filters them by join keys before they move.
     ``expressions``: for a dialect other than DuckDB's, the names of the sqlglot expression
     classes the source evaluates exactly as DuckDB does (None: every one); the planner keeps
@@ -32,7 +45,6 @@ class Capabilities:
 
     dialect: str | None = None
     native: bool = False
-    projection: bool = True
     predicates: bool = True
     limit: bool = True
     subtrees: bool = False
@@ -157,38 +169,118 @@ class TableRef:
         return f"{self.schema}.{self.name}"
 
 
-@runtime_checkable
-class Connector(Protocol):
-    """One source. Optional methods: ``run_sql(sql) -> RecordBatchReader``, ``bind(con)``."""
+class Connector:
+    """One declared source. Subclasses set ``kind``, ``capabilities`` and ``SETTINGS`` and
+    implement ``tables``, ``schema`` and ``scan``; every other method has a default.
 
-    name: str
-    kind: str
-    capabilities: Capabilities
+    A scan answers exactly what its ``ScanRequest`` asks (columns in that order, the rows the
+    filter keeps, the keys, the top-N with its ties), with the types ``schema`` reports. The
+    conformance suite checks each of these on a real source.
+    """
+
+    kind: ClassVar[str] = "custom"
+    capabilities: Capabilities = Capabilities()
+    #: the keys a source of this kind may declare in the catalog (besides ``kind``)
+    SETTINGS: ClassVar[Mapping[str, Setting]] = {}
+    #: the keys a table of this source may declare (besides ``source``)
+    TABLE_SETTINGS: ClassVar[Mapping[str, Setting]] = {"table": Setting(_settings.text)}
+
+    def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
+        self.name = spec.name
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any], where: str) -> None:
+        """Refuse the source's catalog settings unless they are right (``CatalogError`` naming
+        the key path, ``where`` being ``catalog.yaml: sources.<name>``). Called when the
+        catalog loads, before any connection: it must not reach the source."""
+        _settings.check(cls.SETTINGS, settings, where, cls.kind)
+
+    @classmethod
+    def check_table(cls, table: Mapping[str, Any], where: str) -> None:
+        """The same for one declared table's keys (``where``: ``... tables.<name>``)."""
+        _settings.check(cls.TABLE_SETTINGS, table, where, cls.kind)
+
+    # ------------------------------------------------------------------ required
 
     def tables(self) -> list[TableRef]:
         """Every table the source holds (SQL sources) or declares (file sources)."""
-        ...
+        raise NotImplementedError
 
     def schema(self, table: TableRef) -> pa.Schema:
         """The Arrow schema of one table."""
-        ...
+        raise NotImplementedError
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         """Stream the rows a one-table fragment asks for."""
-        ...
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ optional
 
     def describe(self, table: TableRef) -> dict[str, Any]:
-        """What ``explain`` shows about where a table lives (no secrets)."""
-        ...
+        """What ``explain`` shows about where a table lives (``kind`` first; no secrets)."""
+        return {"kind": self.kind}
+
+    def estimate_rows(self, table: TableRef) -> int | None:
+        """The source's own estimate of a table's row count (None: unknown)."""
+        return None
+
+    def location(self) -> str | None:
+        """The file, folder or URI the source reads, as DuckDB's messages would name it."""
+        return None
+
+    def bytes_read(self) -> int | None:
+        """Bytes read from the source so far (None: not counted)."""
+        return None
+
+    def take_failure(self, text: str) -> FedQueryError | None:
+        """The error this source raised inside a scan DuckDB ran, which DuckDB passes on as
+        ``text`` only (None: not this source's)."""
+        return None
+
+    def cancel(self, reader: pa.RecordBatchReader) -> None:
+        """Stop a read this source started (from any thread); the default lets the reader end
+        when it is closed."""
+
+    def describe_search(self, request: ScanRequest) -> str | None:
+        """How a nearest-first top-k scan will search (``explain``), for ``vector_search``."""
+        return None
+
+    def vector_indexes(self, table: str) -> dict:
+        """The vector indexes of a catalog table, by column (``Connection.vector_indexes``)."""
+        return {}
 
     def close(self) -> None:
         """Release connections and handles."""
-        ...
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} kind={self.kind!r}>"
 
 
-class NativeConnector(Protocol):
-    """A connector whose tables DuckDB scans itself."""
+class SQLSource:
+    """Mixin of a source that runs whole fragments of SQL in ``capabilities.dialect``."""
+
+    def run_sql(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.RecordBatchReader:
+        """Run a fragment (DuckDB SQL over ``source.schema.table`` names) with its values."""
+        raise NotImplementedError
+
+    def estimate_sql_rows(self, sql: str) -> int | None:
+        """The source planner's row estimate for a fragment (None: unknown)."""
+        return None
+
+    def source_sql(self, fragment: str | ScanRequest, params: Mapping[str, Any] | None = None) -> str | None:
+        """The exact text the source will receive for a fragment (``explain``); None: the
+        fragment rendered in the source's dialect is close enough."""
+        return None
+
+
+class NativeSource:
+    """Mixin of a source whose tables DuckDB scans itself."""
 
     def bind(self, con: duckdb.DuckDBPyConnection) -> list[str]:
         """Make ``<source>.<schema>.<table>`` resolvable in ``con``; return readable folders."""
-        ...
+        raise NotImplementedError
+
+    def relations(self, tables: list[str] | None = None, *, reading: bool = True) -> dict[str, Any]:
+        """Python-side objects DuckDB scans for some tables (a Lance dataset, a remote lake's
+        pinned files), registered on a query's cursor under the given view names."""
+        return {}

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conformance import Case, ConnectorConformance, kinds_table
 
 import fedquery
 from fedquery.connectors.base import TableRef
+from fedquery.connectors.conformance import Case, ConnectorConformance, kinds_table
 
 
 def write_database(path: Path, schema: str) -> None:

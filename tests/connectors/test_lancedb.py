@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conformance import Case, ConnectorConformance, kinds_table
 
 import fedquery
 from fedquery.connectors.base import TableRef
+from fedquery.connectors.conformance import Case, ConnectorConformance, kinds_table
 
 DIM = 4
 

@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conformance import Case, ConnectorConformance, kinds_table
 
 import fedquery
 from fedquery.connectors.base import TableRef
+from fedquery.connectors.conformance import Case, ConnectorConformance, kinds_table
 
 
 class TestParquetConformance(ConnectorConformance):

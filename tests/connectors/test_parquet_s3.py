@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conformance import Case, ConnectorConformance, kinds_table
 
 import fedquery
 from fedquery.connectors.base import TableRef
+from fedquery.connectors.conformance import Case, ConnectorConformance, kinds_table
 from fedquery.connectors.remote_fs import glob_regex
 from tests.services.s3 import upload_tree
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conformance import Case, ConnectorConformance, kinds_table
 
 import fedquery
 from fedquery.connectors.base import TableRef
+from fedquery.connectors.conformance import Case, ConnectorConformance, kinds_table
 
 KINDS_DDL = """CREATE TABLE {table} (id integer, name text, score double precision,
   amount numeric(10, 2), flag boolean, ts timestamp, day date, big bigint, tags text[])"""
