@@ -19,6 +19,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
+from fedquery.connectors._native import with_ties
 from fedquery.connectors._postgres_semantics import keep_duckdb_semantics
 from fedquery.connectors.base import ScanRequest, TableRef
 
@@ -40,6 +41,9 @@ def scan_tree(request: ScanRequest, table: TableRef, types: Mapping[str, pa.Data
     select = exp.select(*projection).from_(exp.table_(table.name, db=table.schema, quoted=True))
     if request.filter:
         select = select.where(parse(request.filter))
+    if request.with_ties and request.order_by and request.limit is not None:
+        outer = [exp.column(name, quoted=True) for name in names or [ROW_MARKER]]
+        return localize(with_ties(select, outer, request), types)
     if request.order_by:
         select = select.order_by(*request.order_by, dialect="duckdb")
     if request.limit is not None:
