@@ -4,7 +4,9 @@ Lance reads it with.
 An ``s3://`` database takes the S3 options every remote root of fedquery takes (checked by
 ``settings.s3_options``) and hands Lance their object-store names (``endpoint_url`` ->
 ``aws_endpoint``, ``key`` -> ``aws_access_key_id``, ...). Other object stores Lance supports
-(``gs://``, ``az://``) take Lance's own storage option names as they are.
+(``gs://``, ...) take Lance's own storage option names as they are; an ``az://`` database takes
+the Azure options of ``az://`` files roots (``account_name``, ``account_key``, ``sas_token``,
+``endpoint_url``, e.g. Azurite's) and any of Lance's own.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def check_options(uri: str, options: Mapping[str, Any], where: str) -> None:
 
 def storage_options(uri: str, options: Mapping[str, Any]) -> dict[str, str]:
     """The options Lance opens ``uri`` with."""
+    if scheme(uri) == "az":
+        return _azure(options)
     if scheme(uri) not in S3_SCHEMES:
         return {str(k): _text(v) for k, v in options.items()}
     import os
@@ -62,6 +66,23 @@ def storage_options(uri: str, options: Mapping[str, Any]) -> dict[str, str]:
         out["timeout"] = f"{float(options['request_timeout'])}s"
     if options.get("max_attempts") is not None:
         out["client_max_retries"] = str(max(0, int(options["max_attempts"]) - 1))
+    return out
+
+
+def _azure(options: Mapping[str, Any]) -> dict[str, str]:
+    """Lance's names for the Azure options (its object store reads the account from the
+    endpoint's path when the host is not Azure's, as with Azurite)."""
+    out = {str(k): _text(v) for k, v in options.items() if k != "endpoint_url"}
+    if options.get("sas_token"):
+        out["azure_storage_sas_token"] = str(out.pop("sas_token"))
+    endpoint = options.get("endpoint_url")
+    if endpoint:
+        account = options.get("account_name")
+        path_style = "127.0.0.1" in str(endpoint) or "localhost" in str(endpoint)
+        base = str(endpoint).rstrip("/")
+        out["azure_storage_endpoint"] = f"{base}/{account}" if path_style and account else base
+        if base.lower().startswith("http://"):
+            out["allow_http"] = "true"
     return out
 
 

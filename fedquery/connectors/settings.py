@@ -133,10 +133,28 @@ def string_map(value: Any, where: str) -> None:
 
 
 def check_remote_options(given: Mapping[str, Any], where: str) -> None:
-    """``options`` of a source whose ``root`` is on S3 (``s3://``), checked as S3 options."""
+    """``options`` of a source whose ``root`` is on S3 (``s3://``) or Azure (``az://``), checked
+    as that store's options."""
     root = given.get("root")
     if isinstance(root, str) and root.startswith(("s3://", "s3a://")) and given.get("options"):
         s3_options(given["options"], f"{where}.options")
+    if isinstance(root, str) and root.startswith("az://"):
+        azure_options(given.get("options") or {}, f"{where}.options")
+
+
+def azure_options(value: Any, where: str) -> None:
+    """``options`` of an ``az://`` root: the account's name (required) and key or SAS token."""
+    from fedquery.connectors.remote_fs import AZURE_OPTIONS
+
+    mapping(value, where)
+    for key, item in value.items():
+        if key not in AZURE_OPTIONS:
+            raise CatalogError(f"{where}.{key}: unknown Azure option {short(key)}; expected one "
+                               f"of: {', '.join(AZURE_OPTIONS)}")
+        text(item, f"{where}.{key}")
+    if not value.get("account_name"):
+        raise CatalogError(f"{where}.account_name: required for an az:// root (the storage "
+                           "account)")
 
 
 def s3_options(value: Any, where: str) -> None:
