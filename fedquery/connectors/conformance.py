@@ -124,8 +124,10 @@ PREDICATES = {
 }
 
 
-class ConnectorConformance:
-    """Tests every connector passes; subclasses provide the ``case`` fixture."""
+class ContractConformance:
+    """The part of the suite that needs no particular table: the contract, settings, listings,
+    estimates and errors. A source whose tables have a fixed shape (a files root's listing)
+    runs this part; every other source runs ``ConnectorConformance``."""
 
     # ------------------------------------------------------------------ description
 
@@ -168,6 +170,34 @@ class ConnectorConformance:
         assert len(set(listed)) == len(listed)
         for table in listed:  # each listed table can be described
             assert case.connector.describe(table).get("kind") == case.connector.kind
+
+    # ------------------------------------------------------------------ estimates
+
+    def test_row_estimate_is_a_count_or_unknown(self, case: Case) -> None:
+        estimate = case.connector.estimate_rows(case.table)
+        assert estimate is None or (isinstance(estimate, int) and estimate >= 0)
+
+    def test_sql_estimate_is_a_count_or_unknown(self, case: Case) -> None:
+        if not isinstance(case.connector, SQLSource):
+            pytest.skip("the source runs no SQL of its own")
+        relation = ".".join([case.source, case.table.schema, case.table.name])
+        estimate = case.connector.estimate_sql_rows(f"SELECT id FROM {relation} WHERE id <= 5")
+        assert estimate is None or (isinstance(estimate, int) and estimate >= 0)
+
+    # ------------------------------------------------------------------ errors
+
+    def test_missing_table_is_an_error_of_fedquery(self, case: Case) -> None:
+        missing = f"{case.source}.{case.table.schema}.no_such_table_xyz"
+        column = case.connector.schema(case.table).names[0]
+        with pytest.raises(FedQueryError):
+            case.connector.schema(TableRef(case.table.schema, "no_such_table_xyz"))
+        with pytest.raises(FedQueryError):
+            case.connector.scan(ScanRequest(table=missing, columns=(column,))).read_all()
+
+
+
+class ConnectorConformance(ContractConformance):
+    """Tests every connector passes over ``kinds_table``; subclasses provide the ``case``."""
 
     def test_schema(self, case: Case) -> None:
         schema = case.connector.schema(case.table)
@@ -333,28 +363,6 @@ class ConnectorConformance:
             want = con.sql(f"SELECT id FROM t WHERE {condition}", params=params).to_arrow_table()
         assert want.num_rows > 0
         assert sorted(got["id"].to_pylist()) == sorted(want["id"].to_pylist())
-
-    # ------------------------------------------------------------------ estimates
-
-    def test_row_estimate_is_a_count_or_unknown(self, case: Case) -> None:
-        estimate = case.connector.estimate_rows(case.table)
-        assert estimate is None or (isinstance(estimate, int) and estimate >= 0)
-
-    def test_sql_estimate_is_a_count_or_unknown(self, case: Case) -> None:
-        if not isinstance(case.connector, SQLSource):
-            pytest.skip("the source runs no SQL of its own")
-        relation = ".".join([case.source, case.table.schema, case.table.name])
-        estimate = case.connector.estimate_sql_rows(f"SELECT id FROM {relation} WHERE id <= 5")
-        assert estimate is None or (isinstance(estimate, int) and estimate >= 0)
-
-    # ------------------------------------------------------------------ errors
-
-    def test_missing_table_is_an_error_of_fedquery(self, case: Case) -> None:
-        missing = f"{case.source}.{case.table.schema}.no_such_table_xyz"
-        with pytest.raises(FedQueryError):
-            case.connector.schema(TableRef(case.table.schema, "no_such_table_xyz"))
-        with pytest.raises(FedQueryError):
-            case.connector.scan(ScanRequest(table=missing, columns=("id",))).read_all()
 
     def test_unknown_column_is_an_error_of_fedquery(self, case: Case) -> None:
         with pytest.raises(FedQueryError):

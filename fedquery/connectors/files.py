@@ -73,7 +73,13 @@ class FilesConnector(Connector):
         return [TableRef("main", name) for name in self._tables]
 
     def schema(self, table: TableRef) -> pa.Schema:
+        self._check(table)
         return LISTING_SCHEMA
+
+    def _check(self, table: TableRef) -> None:
+        if table not in self.tables():
+            raise SourceError(f"no table {table} over this root (its tables are those the "
+                              "catalog declares)", source=self.name)
 
     def listing(self) -> pa.Table:
         """Every file under the root, with its URI relative to the root."""
@@ -115,7 +121,9 @@ class FilesConnector(Connector):
         """The listing, narrowed by the request in a private DuckDB over Arrow."""
         import duckdb
 
-        from fedquery.connectors._native import keys_in_filter, scan_sql, used_params
+        from fedquery.connectors._native import keys_in_filter, scan_sql, table_ref, used_params
+
+        self._check(table_ref(request.table))
 
         request = keys_in_filter(request)
 
