@@ -43,8 +43,10 @@ class TestFilesConformance(ContractConformance):
     @pytest.mark.parametrize("request_, sql", [
         ({"filter": "size = 300"}, "SELECT uri FROM t WHERE size = 300"),
         ({"filter": "extension = 'jpg'"}, "SELECT uri FROM t WHERE extension = 'jpg'"),
-        ({"keys": ("uri", ["b.png", "c/e.las", "nope"])}, "SELECT uri FROM t WHERE uri IN ('b.png', 'c/e.las')"),
-        ({"keys": ("uri", [f"x{i}" for i in range(3000)] + ["a.jpg"])}, "SELECT uri FROM t WHERE uri = 'a.jpg'"),
+        ({"keys": ("uri", ["b.png", "c/e.las", "nope"])},
+         "SELECT uri FROM t WHERE uri IN ('b.png', 'c/e.las')"),
+        ({"keys": ("uri", [f"x{i}" for i in range(3000)] + ["a.jpg"])},
+         "SELECT uri FROM t WHERE uri = 'a.jpg'"),
         ({"order_by": ("size DESC",), "limit": 1, "with_ties": True},
          "SELECT uri FROM t QUALIFY rank() OVER (ORDER BY size DESC) <= 1"),
         ({"keys": ("uri", ["a.jpg", "f.JPG", "g.txt"]), "order_by": ("size",), "limit": 2},
