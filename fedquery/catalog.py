@@ -496,6 +496,7 @@ SOURCE_KINDS: dict[str, dict[str, Any]] = {
     "parquet": {"root": _Loader.required_text, "options": _Loader.options},
     "lancedb": {"uri": _Loader.required_text},
     "files": {"root": _Loader.required_text, "options": _Loader.options},
+    "adbc": {},  # checked by the connector (AdbcConnector.check_settings)
 }
 _OPTION_CHECKS = {
     "endpoint_url": _string_option, "key": _string_option, "secret": _string_option,
