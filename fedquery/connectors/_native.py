@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import sqlglot
 from sqlglot import exp
 
-from fedquery.connectors.base import ScanRequest, TableRef
+from fedquery.connectors.base import Connector, NativeSource, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
@@ -206,16 +206,10 @@ def open_relations(cursor: duckdb.DuckDBPyConnection, relations: Mapping[str, An
     return views
 
 
-class DuckDBBound:
+class DuckDBBound(NativeSource, Connector):
     """What native connectors share: the executor connection they were bound to."""
 
-    name: str
     _con: SharedConnection | None = None
-
-    def relations(self, tables: list[str] | None = None, *, reading: bool = True) -> dict[str, Any]:
-        """Python objects (or ``View``s) each executor cursor must register (none by default);
-        not ``reading``: only to describe queries, nothing is read."""
-        return {}
 
     def schema(self, table: TableRef) -> pa.Schema:
         return schema_of(self._bound(), self.name, table, self.relations([table.name]))

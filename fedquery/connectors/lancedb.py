@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from fedquery.connectors import settings
 from fedquery.connectors._lance_keys import KeyIndexes
 from fedquery.connectors._lance_search import Search, describe_plan, settings_for, vector_indexes
 from fedquery.connectors._native import (
@@ -39,9 +40,13 @@ class LanceDBConnector(DuckDBBound):
 
     kind = "lancedb"
     capabilities = Capabilities(dialect=None, native=True, subtrees=False, vector_search=True)
+    SETTINGS = {"uri": settings.Setting(settings.text, required=True)}
+    TABLE_SETTINGS = {"table": settings.Setting(settings.text),
+                      "vector_search": settings.Setting(settings.search_settings,
+                                                        doc="{nprobes, refine, exact}")}
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
-        self.name = spec.name
+        super().__init__(spec, catalog)
         self.uri = spec.resolve(spec.settings["uri"])
         _check_local_folder(self.uri, self.name)
         declared = {t.name: t.table or t.name for t in catalog.tables.values()
@@ -152,6 +157,9 @@ class LanceDBConnector(DuckDBBound):
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "lancedb", "uri": self.uri, "table": table.name}
+
+    def location(self) -> str:
+        return self.uri
 
     def refresh(self, table: str) -> None:
         """Re-open one table's Lance dataset at its latest version, in place of the one opened
