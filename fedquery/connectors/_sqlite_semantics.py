@@ -116,7 +116,7 @@ def convert_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 def _convert(array: pa.Array, target: pa.DataType) -> pa.Array:
     if array.type == target:
         return array
-    if pa.types.is_null(array.type):
+    if pa.types.is_null(array.type) or array.null_count == len(array):  # typed by no value
         return pa.nulls(len(array), target)
     if pa.types.is_boolean(target) and pa.types.is_integer(array.type):
         return pc.not_equal(array, 0)
