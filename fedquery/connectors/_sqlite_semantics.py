@@ -330,7 +330,8 @@ def _glob(like: exp.Like) -> exp.Expr:
         for old, new in (("[", "[[]"), ("*", "[*]"), ("?", "[?]"), ("%", "*"), ("_", "?")):
             translated = exp.func("replace", translated, exp.Literal.string(old),
                                   exp.Literal.string(new))
-    return exp.Glob(this=like.this, expression=translated)
+    glob = exp.Glob(this=like.this, expression=translated)
+    return exp.Not(this=glob) if like.args.get("negate") else glob
 
 
 def glob_pattern(like: str) -> str:

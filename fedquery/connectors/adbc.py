@@ -390,7 +390,7 @@ class AdbcConnector(Connector, SQLSource):
                 node.replace(exp.to_table(names[ref]).as_(node.alias or node.name, quoted=True))
         tree = render.bind_values(tree, params, _duckdb_literal, "DuckDB")
         try:
-            result = con.execute(tree.sql("duckdb")).fetch_record_batch()
+            result = con.sql(tree.sql("duckdb")).to_arrow_reader()
         except duckdb.Error as exc:
             con.close()
             raise SourceError(f"evaluating the fragment in DuckDB failed: {exc}",
