@@ -27,7 +27,7 @@ import re
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -39,6 +39,7 @@ from sqlglot.errors import SqlglotError
 from fedquery.connectors import _adbc_dialects as dialects
 from fedquery.connectors import _sql_render as render
 from fedquery.connectors import settings as kinds
+from fedquery.connectors._adbc_local import run_in_duckdb
 from fedquery.connectors._adbc_session import Pool, Session, SessionTimeout, cursor_of
 from fedquery.connectors._adbc_stream import FragmentStream, Statement
 from fedquery.connectors._sqlite_semantics import NotExact, declared_type, output_type, stored
@@ -375,36 +376,15 @@ class AdbcConnector(Connector, SQLSource):
                  schema: pa.Schema | None) -> pa.RecordBatchReader:
         """A fragment the warehouse would answer differently: DuckDB evaluates it over the
         rows of its tables, each read whole (with every column) from the warehouse."""
-        import duckdb
-
-        con = duckdb.connect()
-        names: dict[TableRef, str] = {}
-        for table in dict.fromkeys(tables):
-            names[table] = f"__fq_read_{len(names)}"
-            read = self._stream(self._full_read(table), lambda raw, t=table: self._table(t)[0])
-            con.register(names[table], read)
-        tree = tree.copy()
-        for node in tree.find_all(exp.Table):
-            ref = TableRef(node.db, node.name)
-            if ref in names:
-                node.replace(exp.to_table(names[ref]).as_(node.alias or node.name, quoted=True))
-        tree = render.bind_values(tree, params, _duckdb_literal, "DuckDB")
+        reads = {t: self._stream(self._full_read(t), lambda raw, t=t: self._table(t)[0])
+                 for t in dict.fromkeys(tables)}
         try:
-            result = con.sql(tree.sql("duckdb")).to_arrow_reader()
-        except duckdb.Error as exc:
-            con.close()
+            return run_in_duckdb(tree, reads, params, schema)
+        except FedQueryError:
+            raise
+        except Exception as exc:
             raise SourceError(f"evaluating the fragment in DuckDB failed: {exc}",
                               source=self.name) from exc
-        out = schema or result.schema
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                for batch in result:
-                    yield batch.cast(out) if batch.schema != out else batch
-            finally:
-                con.close()
-
-        return pa.RecordBatchReader.from_batches(out, batches())
 
     def _stream(self, sql: str, schema_of: Callable[[pa.Schema], pa.Schema]) -> pa.RecordBatchReader:
         self.sent.append(sql)
@@ -492,12 +472,3 @@ def _duck_type(kind: pa.DataType) -> str:
         if test(kind):
             return name
     return "VARCHAR"
-
-
-def _duckdb_literal(value: Any) -> exp.Expr:
-    plain = render.plain_literal(value)
-    if plain is not None:
-        return plain
-    if isinstance(value, bytes | bytearray | memoryview):
-        return exp.cast(exp.Literal.string(bytes(value).hex()), "BLOB")
-    return exp.convert(value if not hasattr(value, "year") else render.plain_time(value))
