@@ -21,10 +21,10 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
+from fedquery.connectors._native import with_ties
 from fedquery.connectors.base import ScanRequest, TableRef
 
 ROW_MARKER = "__row"  # the column a scan without columns returns (the planner's marker)
-TIES_RANK = "__fq_rank"  # the rank a top-N with ties is cut at
 Literal = Callable[[Any], exp.Expr]
 
 
@@ -36,37 +36,21 @@ def parse(sql: str) -> exp.Expr:
 def scan_select(request: ScanRequest, table: TableRef, types: Mapping[str, pa.DataType]) -> exp.Select:
     """The SELECT answering a one-table scan request (DuckDB's dialect, names not yet matched to
     the source's); ``types`` are the table's columns. A ``with_ties`` top-N keeps every row tied
-    with the last of the first ``limit`` rows, through a rank window."""
+    with the last of the first ``limit`` rows, through a rank window (``_native.with_ties``)."""
     names = list(request.columns) if request.columns is not None else list(types)
     projection = ([exp.column(name, quoted=True) for name in names] if names
                   else [exp.alias_(exp.true(), ROW_MARKER, quoted=True)])
-    relation = exp.table_(table.name, db=table.schema, quoted=True)
-    if request.with_ties and request.order_by and request.limit is not None:
-        return _with_ties(request, relation, projection)
-    select = exp.select(*projection).from_(relation)
+    select = exp.select(*projection).from_(exp.table_(table.name, db=table.schema, quoted=True))
     if request.filter:
         select = select.where(parse(request.filter))
+    if request.with_ties and request.order_by and request.limit is not None:
+        outer = [exp.column(name, quoted=True) for name in names or [ROW_MARKER]]
+        return with_ties(select, outer, request)
     if request.order_by:
         select = select.order_by(*request.order_by, dialect="duckdb")
     if request.limit is not None:
         select = select.limit(request.limit)
     return select
-
-
-def _with_ties(request: ScanRequest, relation: exp.Table, projection: list[exp.Expr]) -> exp.Select:
-    """``SELECT <columns> FROM (SELECT *, rank() OVER (ORDER BY <keys>) FROM t WHERE ...)
-    WHERE rank <= limit ORDER BY rank``: the top-N and every row tied with its last row."""
-    order = exp.select("*").order_by(*request.order_by, dialect="duckdb").args["order"]
-    rank = exp.Window(this=exp.Rank(),
-                      order=order)
-    inner = exp.select(exp.Star(), exp.alias_(rank, TIES_RANK, quoted=True)).from_(relation)
-    if request.filter:
-        inner = inner.where(parse(request.filter))
-    key = exp.column(TIES_RANK, quoted=True)
-    return (exp.select(*projection).from_(exp.Subquery(this=inner, alias=exp.TableAlias(
-        this=exp.to_identifier("__fq_ties", quoted=True))))
-        .where(exp.LTE(this=key, expression=exp.Literal.number(request.limit)))
-        .order_by(key))
 
 
 def fragment_tree(sql: str, source: str, resolve: Callable[[str, str], TableRef]) -> tuple[

@@ -201,7 +201,9 @@ def localize(tree: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
 
 
 def _refuse(node: exp.Expr, types: Mapping[str, pa.DataType]) -> None:
-    if isinstance(node, exp.Div | exp.IntDiv | exp.ILike | exp.Escape | exp.Window):
+    if isinstance(node, exp.Window) and not _is_rank(node):
+        raise NotExact("window functions other than rank() (a top-N with ties)")
+    if isinstance(node, exp.Div | exp.IntDiv | exp.ILike | exp.Escape):
         raise NotExact(f"{node.key.upper()} does not mean the same in SQLite")
     if isinstance(node, exp.Mod) and not all(_kind(s, types) == "int" for s in (node.this, node.expression)):
         raise NotExact("% of non-integers")
@@ -216,8 +218,19 @@ def _refuse(node: exp.Expr, types: Mapping[str, pa.DataType]) -> None:
     if isinstance(node, exp.Length) and _kind(node.this, types) != "text":
         raise NotExact("length of a value that is not text")
     if isinstance(node, exp.Anonymous | exp.Func) and type(node).__name__ not in EXPRESSIONS \
-            and not isinstance(node, exp.Cast | exp.Like):
+            and not isinstance(node, exp.Cast | exp.Like) and not _ranking(node):
         raise NotExact(f"{node.sql('duckdb')[:40]} is not evaluated by SQLite as by DuckDB")
+
+
+def _ranking(node: exp.Expr) -> bool:
+    return isinstance(node.parent, exp.Window) and _is_rank(node.parent) and node is node.parent.this
+
+
+def _is_rank(window: exp.Window) -> bool:
+    """``rank() OVER (ORDER BY ...)``: ties are equal sort keys, in SQLite as in DuckDB."""
+    func = window.this
+    return (isinstance(func, exp.Rank) or (isinstance(func, exp.Anonymous) and func.name.lower()
+                                            == "rank")) and not window.args.get("partition_by")
 
 
 def _operands(node: exp.Expr) -> list[exp.Expr]:

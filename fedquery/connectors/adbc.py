@@ -42,6 +42,7 @@ from fedquery.connectors import settings as kinds
 from fedquery.connectors._adbc_local import run_in_duckdb
 from fedquery.connectors._adbc_session import Pool, Session, SessionTimeout, cursor_of
 from fedquery.connectors._adbc_stream import FragmentStream, Statement
+from fedquery.connectors._native import keys_in_filter
 from fedquery.connectors._sqlite_semantics import NotExact, declared_type, output_type, stored
 from fedquery.connectors.base import Capabilities, Connector, ScanRequest, SQLSource, TableRef
 from fedquery.connectors.settings import Setting
@@ -211,6 +212,9 @@ class AdbcConnector(Connector, SQLSource):
     # ------------------------------------------------------------------ fragments
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
+        """Stream the rows of a one-table request; its keys become an ``IN`` list of its filter
+        (``_native.keys_in_filter``), applied before its top-N."""
+        request = keys_in_filter(request)
         table, schema = self._scan_parts(request)
         try:
             sql = self._scan_sql(request, table, request.params or {})
@@ -234,6 +238,7 @@ class AdbcConnector(Connector, SQLSource):
         does, the reads of whole tables it receives instead (DuckDB does the rest)."""
         try:
             if isinstance(fragment, ScanRequest):
+                fragment = keys_in_filter(fragment)
                 table, _ = self._scan_parts(fragment)
                 return self._scan_sql(fragment, table, params)
             tree, tables = self._fragment(fragment)

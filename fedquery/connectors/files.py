@@ -115,7 +115,9 @@ class FilesConnector(Connector):
         """The listing, narrowed by the request in a private DuckDB over Arrow."""
         import duckdb
 
-        from fedquery.connectors._native import scan_sql, used_params
+        from fedquery.connectors._native import keys_in_filter, scan_sql, used_params
+
+        request = keys_in_filter(request)
 
         con = duckdb.connect()
         con.register("files", self.listing())

@@ -211,6 +211,9 @@ class ParquetConnector(DuckDBBound):
     def check(self, table: TableRef) -> None:
         """Raise the reason a table could not be bound (no files, unreadable files); a remote
         table not listed yet is listed first."""
+        if table.name not in self._specs or table.schema != "main":
+            raise SourceError(f"no table {table} in the lake (its tables are those the catalog "
+                              "declares)", source=self.name)
         if table.name in self._unlisted:
             self._list(table.name)
         if table.name in self._broken:

@@ -40,6 +40,7 @@ from sqlglot.errors import SqlglotError
 
 from fedquery.connectors import _postgres_drift as drift
 from fedquery.connectors import _postgres_sql as pgsql
+from fedquery.connectors._native import keys_in_filter
 from fedquery.connectors._postgres_semantics import EXACT_EXPRESSIONS
 from fedquery.connectors._postgres_session import (
     Pool,
@@ -205,7 +206,9 @@ class PostgresConnector(SQLSource, Connector):
     # ------------------------------------------------------------------ fragments
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
-        """Stream the rows of a one-table request; the filter and top-N run in PostgreSQL."""
+        """Stream the rows of a one-table request; the filter, keys and top-N run in
+        PostgreSQL."""
+        request = keys_in_filter(request)
         table, schema = self._scan_parts(request)
         sql = self._render(lambda: pgsql.scan_tree(request, table, _types(self.schema(table))),
                            request.params or {})
