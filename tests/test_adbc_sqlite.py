@@ -230,3 +230,22 @@ def test_a_scan_sqlite_cannot_filter_exactly_is_filtered_by_duckdb(con) -> None:
     assert "then DuckDB evaluates the rest" in shown and "WHERE" not in shown
     fragment = connector.run_sql("SELECT id / 2 AS half FROM lite.main.items WHERE id <= 2").read_all()
     assert sorted(fragment["half"].to_pylist()) == [0.5, 1.0]
+
+
+def test_a_nocase_column_sorts_and_ties_in_byte_order(tmp_path) -> None:
+    from fedquery.connectors.base import ScanRequest
+
+    db = sqlite3.connect(tmp_path / "nocase.sqlite")
+    db.execute("CREATE TABLE words (id INTEGER, word TEXT COLLATE NOCASE)")
+    words = [(1, "b"), (2, "B"), (3, "a"), (4, "A"), (5, "c")]
+    db.executemany("INSERT INTO words VALUES (?, ?)", words)
+    db.commit()
+    db.close()
+    with fedquery.connect({"sources": {"w": {"kind": "adbc", "driver": "sqlite",
+                                             "uri": str(tmp_path / "nocase.sqlite")}}}) as fq:
+        connector = fq._session.connectors["w"]
+        ties = connector.scan(ScanRequest("w.main.words", columns=("id",), order_by=("word",),
+                                          limit=1, with_ties=True)).read_all()
+        assert ties["id"].to_pylist() == [4]  # 'A' alone: 'a' is not its tie in DuckDB
+        got = fq.sql("SELECT id FROM w.main.words WHERE word = 'b' OR word < 'B' ORDER BY word").fetchall()
+        assert got == [(4,), (1,)]

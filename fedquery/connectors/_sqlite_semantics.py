@@ -187,6 +187,7 @@ def localize(tree: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
     """Names matched to the source's columns, then every rewrite of the module; raises
     ``NotExact`` for what SQLite cannot evaluate as DuckDB does."""
     tree = render.match_names(tree, types)
+    types = {**types, **_aliased(tree, types)}
     for node in list(tree.walk()):
         _refuse(node, types)
     tree = tree.transform(lambda node: _temporal(node, types))
@@ -198,6 +199,12 @@ def localize(tree: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
         if _kind(ordered.this, types) == "text":
             ordered.set("this", _binary(ordered.this))
     return tree
+
+
+def _aliased(tree: exp.Expr, types: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+    """The types of aliases of plain columns (a top-N with ties sorts by such aliases)."""
+    return {a.alias: types[a.this.name] for a in tree.find_all(exp.Alias)
+            if isinstance(a.this, exp.Column) and a.this.name in types and a.alias not in types}
 
 
 def _refuse(node: exp.Expr, types: Mapping[str, pa.DataType]) -> None:
