@@ -29,6 +29,8 @@ KNOWN_CONNECTORS: dict[str, tuple[str, str]] = {
     "lancedb": ("fedquery.connectors.lancedb:LanceDBConnector", "pip install 'fedquery[lance]'"),
     "files": ("fedquery.connectors.files:FilesConnector", "pip install fsspec"),
     "postgres": ("fedquery.connectors.postgres:PostgresConnector", "pip install 'fedquery[postgres]'"),
+    "adbc": ("fedquery.connectors.adbc:AdbcConnector",
+             "pip install 'fedquery[adbc]' plus the warehouse's driver package"),
 }
 
 __all__ = ["Capabilities", "Connector", "NativeSource", "SQLSource", "ScanRequest", "TableRef",
