@@ -53,6 +53,7 @@ class TableSpec:
     path: str | None = None
     partitioning: str | None = None
     vector_search: SearchSettings | None = None  # a LanceDB table's ANN search defaults
+    options: Mapping[str, Any] = field(default_factory=dict)  # kind-specific (TABLE_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -377,8 +378,9 @@ class _Loader:
         for name, spec, keypath in self.entries(raw, "tables", "table"):
             spec = self.mapping(spec, keypath)
             source = sources[self.choice(spec.get("source"), sources, f"{keypath}.source", "source")]
-            self.known_keys(spec, ("source", "table", "path", "partitioning", "vector_search"),
-                            keypath)
+            extra = TABLE_OPTIONS.get(source.kind, ())
+            self.known_keys(spec, ("source", "table", "path", "partitioning", "vector_search",
+                                   *extra), keypath)
             table = self.text(spec.get("table"), f"{keypath}.table")
             path = self.text(spec.get("path"), f"{keypath}.path", required=(
                 "required for a parquet source (folder, glob or file)"
@@ -390,7 +392,8 @@ class _Loader:
             table = table or (None if source.kind in ("parquet", "files") else name)
             search = self.search_settings(spec.get("vector_search"), source,
                                           f"{keypath}.vector_search")
-            out[name] = TableSpec(name, source.name, table, path, partitioning, search)
+            options = {k: spec[k] for k in extra if spec.get(k) is not None}
+            out[name] = TableSpec(name, source.name, table, path, partitioning, search, options)
         return out
 
     def search_settings(self, raw: Any, source: SourceSpec, keypath: str) -> SearchSettings | None:
@@ -496,7 +499,13 @@ SOURCE_KINDS: dict[str, dict[str, Any]] = {
     "parquet": {"root": _Loader.required_text, "options": _Loader.options},
     "lancedb": {"uri": _Loader.required_text},
     "files": {"root": _Loader.required_text, "options": _Loader.options},
+    "iceberg": {},  # checked by the connector's SETTINGS (fedquery/connectors/iceberg.py)
+    "delta": {},  # checked by the connector's SETTINGS (fedquery/connectors/delta.py)
 }
+# keys a table of these kinds may carry besides the common ones, kept in TableSpec.options and
+# checked by the connector's TABLE_SETTINGS (time travel)
+TABLE_OPTIONS: dict[str, tuple[str, ...]] = {"iceberg": ("snapshot_id", "as_of", "ref"),
+                                             "delta": ("version", "as_of")}
 _OPTION_CHECKS = {
     "endpoint_url": _string_option, "key": _string_option, "secret": _string_option,
     "token": _string_option, "region": _string_option, "anonymous": _flag_option,

@@ -22,6 +22,8 @@ KNOWN_CONNECTORS: dict[str, tuple[str, str]] = {
     "lancedb": ("fedquery.connectors.lancedb:LanceDBConnector", "pip install 'fedquery[lance]'"),
     "files": ("fedquery.connectors.files:FilesConnector", "pip install fsspec"),
     "postgres": ("fedquery.connectors.postgres:PostgresConnector", "pip install 'fedquery[postgres]'"),
+    "iceberg": ("fedquery.connectors.iceberg:IcebergConnector", "pip install 'fedquery[iceberg]'"),
+    "delta": ("fedquery.connectors.delta:DeltaConnector", "pip install 'fedquery[delta]'"),
 }
 
 __all__ = ["Capabilities", "Connector", "ScanRequest", "TableRef", "KNOWN_CONNECTORS",
