@@ -71,7 +71,7 @@ def instant(value: Any) -> dt.datetime:
         moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     else:
         raise ValueError(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def check_one_pin(table: Mapping[str, Any], where: str, keys: tuple[str, ...]) -> None:

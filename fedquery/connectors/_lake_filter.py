@@ -9,7 +9,8 @@ and decimal types, against literals or ``$parameters``. Any other conjunct of th
 afterwards, in DuckDB. Floating-point columns are never used (NaN orders differently).
 
 >>> import pyarrow as pa
->>> prune_predicate("id > 4 AND lower(name) = 'a'", None, pa.schema([("id", pa.int32()), ("name", pa.string())]))
+>>> schema = pa.schema([("id", pa.int32()), ("name", pa.string())])
+>>> prune_predicate("id > 4 AND lower(name) = 'a'", None, schema)
 Cmp(column='id', op='>', value=4)
 """
 
@@ -269,4 +270,7 @@ def _decimal(value: Any, scale: int) -> Decimal:
         raise _Untranslatable(repr(value)) from None
     if not number.is_finite() or number.as_tuple().exponent < -scale:
         raise _Untranslatable(repr(value))
-    return number
+    try:
+        return number.quantize(Decimal(1).scaleb(-scale))  # written at the column's scale
+    except InvalidOperation:
+        raise _Untranslatable(repr(value)) from None

@@ -1,5 +1,5 @@
 """Conformance of ``kind: iceberg``: a SQL catalog on a SQLite file, a partitioned table
-written in two commits, with a positional delete file."""
+written in two commits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.lakes import iceberg_catalog, iceberg_source
 
 
 class TestIcebergConformance(ConnectorConformance):
-    """Partitioned by day, two appends; a row added and deleted again by a delete file."""
+    """Partitioned by day, two appends."""
 
     @pytest.fixture(scope="class")
     @classmethod
