@@ -52,7 +52,8 @@ def delete_equal(table: Any, rows: Any, path: Path, partition: Any = None, spec_
 def _field(name: str, arrow_type: Any, field_id: int) -> Any:
     import pyarrow as pa
 
-    return pa.field(name, arrow_type, nullable=False if field_id > 2**31 - 200 else True,
+    required = field_id >= 2**31 - 200  # a position delete file's columns
+    return pa.field(name, arrow_type, nullable=not required,
                     metadata={"PARQUET:field_id": str(field_id)})
 
 
@@ -72,9 +73,8 @@ def _commit_delete(table: Any, rows: Any, path: Path, partition: Any, spec_id: i
                                 record_count=rows.num_rows, file_size_in_bytes=path.stat().st_size,
                                 equality_ids=equality_ids)
     delete.spec_id = spec_id
-    with table.transaction() as tx:
-        with _DeleteAppend(tx, table.io, spec_id) as producer:
-            producer.append_data_file(delete)
+    with table.transaction() as tx, _DeleteAppend(tx, table.io, spec_id) as producer:
+        producer.append_data_file(delete)
 
 
 def _delete_append_class() -> type:

@@ -239,7 +239,8 @@ def test_unreachable_catalog_hides_the_password() -> None:
     con = fedquery.connect({"sources": {"ice": source},
                             "tables": {"t": {"source": "ice", "table": "ns.t"}}})
     try:
-        with pytest.raises(SourceError, match="cannot load Iceberg table 'ns.t'.*(refused|connect)") as caught:
+        refused = "cannot load Iceberg table 'ns.t'.*(refused|connect)"
+        with pytest.raises(SourceError, match=refused) as caught:
             con.sql("SELECT * FROM t").fetchall()
         assert "Sup3rSecretPw" not in str(caught.value)
         assert "Sup3rSecretPw" not in repr(con._session.connectors["ice"])
