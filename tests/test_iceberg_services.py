@@ -7,7 +7,7 @@ import duckdb
 import pyarrow as pa
 
 import fedquery
-from tests.test_iceberg import _trips
+from tests.test_iceberg_tables import _trips
 
 
 def test_postgres_catalog_and_s3_warehouse(postgres_dsn: str, s3_endpoint: str,

@@ -77,8 +77,9 @@ class IcebergConnector(Connector):
         self._catalog: Any = None
         self._lock = threading.Lock()
         self._pins = QueryPins()
-        if "://" in self._props.get("warehouse", "file://") and not \
-                self._props.get("warehouse", "file://").startswith("file://"):
+        warehouse = self._props.get("warehouse", "")
+        if self._props["type"] != "sql" or ("://" in warehouse and not warehouse.startswith("file:")):
+            # rows cross a network: worth filtering by join keys before they move
             self.capabilities = Capabilities(dialect=None, native=False, remote=True)
         local = ic.sqlite_file(self._props.get("uri", ""))
         if self._props["type"] == "sql" and local is not None:
