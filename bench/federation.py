@@ -458,7 +458,7 @@ def analyze_fedquery(con: Any, sql: str, proxy: FaultProxy) -> tuple[pa.Table, F
 
 def lake_bytes(con: Any) -> int:
     """The S3 lake's monotonic bytes-read counter (computed from the Parquet metadata)."""
-    return con._session.connectors["lake"].bytes_read or 0
+    return con._session.connectors["lake"].bytes_read() or 0
 
 
 # --------------------------------------------------------------------------- one query

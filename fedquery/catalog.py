@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from fedquery.catalog_yaml import read_yaml
+from fedquery.connectors import connector_class, known_kinds
 from fedquery.connectors.base import SearchSettings
+from fedquery.connectors.settings import describe, parse_search_settings, positive_seconds
+from fedquery.connectors.settings import short as _short
 from fedquery.errors import CatalogError
 from fedquery.secrets import Secrets
 
-SQL_KINDS = {"duckdb", "postgres"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEYS = re.compile(r"dsn|password|secret|token|key|credential", re.I)
 
@@ -53,7 +55,7 @@ class TableSpec:
     path: str | None = None
     partitioning: str | None = None
     vector_search: SearchSettings | None = None  # a LanceDB table's ANN search defaults
-    options: Mapping[str, Any] = field(default_factory=dict)  # kind-specific (TABLE_OPTIONS)
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # every key, checked
 
 
 @dataclass(frozen=True)
@@ -110,15 +112,6 @@ class Catalog:
         return f"Catalog({self.origin!r}, sources={list(self.sources)}, tables={list(self.tables)})"
 
 
-def _plugin_kind(kind: str) -> bool:
-    """True for a kind a third-party package registers (entry point ``fedquery.connectors``)."""
-    if kind in SOURCE_KINDS:
-        return False
-    from importlib.metadata import entry_points
-
-    return bool(entry_points(group="fedquery.connectors", name=kind))
-
-
 def load_catalog(catalog: str | os.PathLike | Mapping[str, Any]) -> Catalog:
     """Read and check a catalog from a YAML path or a dict.
 
@@ -138,28 +131,6 @@ def load_catalog(catalog: str | os.PathLike | Mapping[str, Any]) -> Catalog:
         raise CatalogError(f"{path}: catalog file not found")
     data = read_yaml(path)
     return _Loader(str(path), path.parent.resolve()).load({} if data is None else data)
-
-
-def describe(value: Any) -> str:
-    """A value's type in words, with a short rendering of it, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, str):
-        return "an empty string" if not value else f"a string ({_short(value)})"
-    if isinstance(value, int | float):
-        return f"a number ({_short(value)})"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Loader:
@@ -191,7 +162,7 @@ class _Loader:
         self.known_keys(spec, SETTING_KEYS, "settings")
         timeout = spec.get("timeout")
         if timeout is not None:
-            _positive(False)(self, timeout, "settings.timeout")
+            self.checked(positive_seconds, timeout, "settings.timeout")
             timeout = float(timeout)
         max_rows = spec.get("max_rows")
         if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int)
@@ -340,83 +311,44 @@ class _Loader:
         out = {}
         for name, spec, keypath in self.entries(raw, "sources", "source"):
             spec = self.mapping(spec, keypath)
-            kind = spec.get("kind")
-            if not (isinstance(kind, str) and _plugin_kind(kind)):
-                kind = self.choice(kind, SOURCE_KINDS, f"{keypath}.kind", "source kind")
+            kind = self.choice(spec.get("kind"), known_kinds(), f"{keypath}.kind", "source kind")
             settings = self.expand({k: v for k, v in spec.items() if k != "kind"}, keypath)
-            for key, check in SOURCE_KINDS.get(kind, {}).items():
-                check(self, settings.get(key), f"{keypath}.{key}", kind)
-            self.check_options(settings, keypath)
+            connector = self.connector(kind, keypath)
+            self.checked(connector.check_settings, settings, keypath)
             out[name] = SourceSpec(name, kind, settings, self.base_dir)
         return out
 
-    def required_text(self, value: Any, keypath: str, kind: str) -> None:
-        self.text(value, keypath, required=f"required for kind {kind!r}")
+    def connector(self, kind: str, keypath: str):
+        """The connector class of a kind: it owns and checks its settings."""
+        try:
+            return connector_class(kind, f"{self.origin}: {keypath}")
+        except CatalogError as exc:
+            raise CatalogError(self.secrets.redact(str(exc))) from exc.__cause__
 
-    def options(self, value: Any, keypath: str, kind: str) -> None:
-        self.mapping(value, keypath, optional=True)
-
-    def check_options(self, settings: Mapping[str, Any], keypath: str) -> None:
-        """``options`` of a source on S3: known keys of the right types, key and secret
-        together."""
-        root = settings.get("root")
-        if not (isinstance(root, str) and root.startswith(("s3://", "s3a://"))):
-            return
-        from fedquery.connectors.remote_fs import S3_OPTIONS
-
-        options = self.mapping(settings.get("options"), f"{keypath}.options", optional=True)
-        for key, value in options.items():
-            where = f"{keypath}.options.{key}"
-            self.choice(key, set(S3_OPTIONS), where, "S3 option")
-            _OPTION_CHECKS.get(key, _any_scalar)(self, value, where)
-        if bool(options.get("key")) != bool(options.get("secret")):
-            raise self.fail(f"{keypath}.options", "give both key and secret, or neither (to use "
-                            "the environment's credentials or anonymous: true)")
+    def checked(self, check, settings: Mapping[str, Any], keypath: str) -> None:
+        """Run a connector's check of some settings; its errors name the key path and never
+        show a secret."""
+        try:
+            check(settings, f"{self.origin}: {keypath}")
+        except CatalogError as exc:
+            raise CatalogError(self.secrets.redact(str(exc))) from None
 
     def tables(self, raw: Any, sources: dict[str, SourceSpec]) -> dict[str, TableSpec]:
         out = {}
         for name, spec, keypath in self.entries(raw, "tables", "table"):
             spec = self.mapping(spec, keypath)
             source = sources[self.choice(spec.get("source"), sources, f"{keypath}.source", "source")]
-            extra = TABLE_OPTIONS.get(source.kind, ())
-            self.known_keys(spec, ("source", "table", "path", "partitioning", "vector_search",
-                                   *extra), keypath)
-            table = self.text(spec.get("table"), f"{keypath}.table")
-            path = self.text(spec.get("path"), f"{keypath}.path", required=(
-                "required for a parquet source (folder, glob or file)"
-                if source.kind == "parquet" else None))
-            partitioning = spec.get("partitioning")
-            if partitioning not in (None, "hive", "none"):
-                raise self.fail(f"{keypath}.partitioning", f"expected 'hive' or 'none', got "
-                                f"{describe(partitioning)}")
-            table = table or (None if source.kind in ("parquet", "files") else name)
-            search = self.search_settings(spec.get("vector_search"), source,
-                                          f"{keypath}.vector_search")
-            options = {k: spec[k] for k in extra if spec.get(k) is not None}
-            out[name] = TableSpec(name, source.name, table, path, partitioning, search, options)
+            connector = self.connector(source.kind, f"sources.{source.name}")
+            options = {k: v for k, v in spec.items() if k != "source" and v is not None}
+            self.checked(connector.check_table, options, keypath)
+            table = options.get("table")
+            if table is None and "table" in connector.TABLE_SETTINGS and "path" not in options:
+                table = name  # a SQL source's table named as the catalog names it
+            search = options.get("vector_search")
+            search = parse_search_settings(search, keypath) if search is not None else None
+            out[name] = TableSpec(name, source.name, table, options.get("path"),
+                                  options.get("partitioning"), search, options)
         return out
-
-    def search_settings(self, raw: Any, source: SourceSpec, keypath: str) -> SearchSettings | None:
-        """``vector_search: {nprobes: n, refine: n, exact: bool}`` of a LanceDB table."""
-        if raw is None:
-            return None
-        if source.kind != "lancedb":
-            raise self.fail(keypath, f"only tables of a lancedb source search vectors; source "
-                            f"{source.name!r} is kind {source.kind!r}")
-        spec = self.mapping(raw, keypath)
-        self.known_keys(spec, ("nprobes", "refine", "exact"), keypath)
-        numbers = {}
-        for key in ("nprobes", "refine"):
-            value = spec.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not 1 <= value <= 100_000):
-                raise self.fail(f"{keypath}.{key}", f"expected an integer from 1 to 100000, got "
-                                f"{describe(value)}")
-            numbers[key] = value
-        exact = spec.get("exact")
-        if exact is not None and not isinstance(exact, bool):
-            raise self.fail(f"{keypath}.exact", f"expected true or false, got {describe(exact)}")
-        return SearchSettings(numbers["nprobes"], numbers["refine"], exact)
 
     def blobs(self, raw: Any, sources: dict, tables: dict) -> dict[str, str]:
         out = {}
@@ -454,62 +386,9 @@ class _Loader:
         return MemberSpec(name, table, mkey, root_key, self.text(spec.get("time"), f"{keypath}.time"))
 
 
-# ---------------------------------------------------------------------- S3 option types
-
-
-def _string_option(loader: _Loader, value: Any, keypath: str) -> None:
-    loader.text(value, keypath)
-
-
-def _flag_option(loader: _Loader, value: Any, keypath: str) -> None:
-    if value is None or isinstance(value, bool):
-        return
-    if not (isinstance(value, str) and value.strip().lower() in _FLAGS):
-        raise loader.fail(keypath, f"expected true or false, got {describe(value)}")
-
-
-def _positive(integer: bool):
-    def check(loader: _Loader, value: Any, keypath: str) -> None:
-        if value is None:
-            return
-        try:
-            number = (int if integer else float)(value) if not isinstance(value, bool) else 0
-        except (TypeError, ValueError):
-            number = 0
-        if isinstance(value, list | tuple | Mapping) or number <= 0:
-            what = "a positive integer" if integer else "a positive number of seconds"
-            raise loader.fail(keypath, f"expected {what}, got {describe(value)}")
-    return check
-
-
-def _any_scalar(loader: _Loader, value: Any, keypath: str) -> None:
-    if isinstance(value, Mapping | list | tuple):
-        raise loader.fail(keypath, f"expected a single value, got {describe(value)}")
-
-
 TOP_LEVEL = ("sources", "tables", "blobs", "entities", "settings")
 SETTING_KEYS = ("timeout", "memory_limit", "max_rows", "progress")
 PATH_KEYS = {"path", "root", "uri"}
 URL_KEYS = {"dsn", "endpoint_url"}  # a dsn may also be libpq's key=value form
 MAX_SETTING_DEPTH = 16
 _FLAGS = {"true", "false", "1", "0", "yes", "no"}
-SOURCE_KINDS: dict[str, dict[str, Any]] = {
-    "duckdb": {"path": _Loader.required_text},
-    "postgres": {"dsn": _Loader.required_text},  # its other settings: checked by the connector
-    "parquet": {"root": _Loader.required_text, "options": _Loader.options},
-    "lancedb": {"uri": _Loader.required_text},
-    "files": {"root": _Loader.required_text, "options": _Loader.options},
-    "iceberg": {},  # checked by the connector's SETTINGS (fedquery/connectors/iceberg.py)
-    "delta": {},  # checked by the connector's SETTINGS (fedquery/connectors/delta.py)
-}
-# keys a table of these kinds may carry besides the common ones, kept in TableSpec.options and
-# checked by the connector's TABLE_SETTINGS (time travel)
-TABLE_OPTIONS: dict[str, tuple[str, ...]] = {"iceberg": ("snapshot_id", "as_of", "ref"),
-                                             "delta": ("version", "as_of")}
-_OPTION_CHECKS = {
-    "endpoint_url": _string_option, "key": _string_option, "secret": _string_option,
-    "token": _string_option, "region": _string_option, "anonymous": _flag_option,
-    "max_attempts": _positive(True), "connect_timeout": _positive(False),
-    "request_timeout": _positive(False), "read_timeout": _positive(False),
-    "min_read_speed": _positive(False),
-}

@@ -254,9 +254,9 @@ class Connection:
             self._check_open()
             found = {}
             for name, spec in self.catalog.tables.items():
-                listing = getattr(self._session.connectors[spec.source], "vector_indexes", None)
+                connector = self._session.connectors[spec.source]
                 with boundary(self.catalog.secrets, sources=[spec.source]):
-                    indices = list(listing(name).values()) if listing else []
+                    indices = list(connector.vector_indexes(name).values())
                 if indices:
                     found[name] = indices
             return found

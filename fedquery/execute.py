@@ -26,7 +26,7 @@ from fedquery import progress
 from fedquery.catalog import Settings
 from fedquery.conform import ArrowTypes, conform, expected
 from fedquery.connectors._native import BATCH_ROWS, SharedConnection, View, open_relations, quote
-from fedquery.connectors.base import Connector, TableRef
+from fedquery.connectors.base import Connector, NativeSource, TableRef
 from fedquery.control import QueryControl
 from fedquery.control import current as current_control
 from fedquery.errors import FedQueryError, PlanError, QueryCancelled, SourceError
@@ -101,9 +101,9 @@ class Session:
         views: list[View] = []
         try:
             for source, names in by_source.items():
-                relations = getattr(self.connectors[source], "relations", None)
-                if relations:
-                    views += open_relations(cursor, relations(tables=names, reading=reading))
+                connector = self.connectors[source]
+                if isinstance(connector, NativeSource):
+                    views += open_relations(cursor, connector.relations(tables=names, reading=reading))
         except BaseException:
             for view in views:
                 view.release()
@@ -319,8 +319,7 @@ class Session:
         """The error a connector raised inside a scan DuckDB ran (an S3 lake's failing object),
         which DuckDB passes on as text only."""
         for connector in self.connectors.values():
-            take = getattr(connector, "take_failure", None)
-            failed = take(text) if take is not None else None
+            failed = connector.take_failure(text)
             if failed is not None:
                 return failed
         return None
@@ -328,8 +327,7 @@ class Session:
     def source_named_in(self, text: str) -> str | None:
         """The source whose file or folder a message mentions, if any."""
         for name, connector in self.connectors.items():
-            location = next((getattr(connector, a) for a in ("root", "path", "uri")
-                             if getattr(connector, a, None)), None)
+            location = connector.location()
             if location and location in text:
                 return name
         return None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from sqlglot import exp
 
 from fedquery.connectors._native import scan_sql, table_ref
-from fedquery.connectors.base import TableRef
+from fedquery.connectors.base import SQLSource, TableRef
 from fedquery.fetch import native_probe
 from fedquery.parse import DIALECT, parse
 
@@ -62,7 +62,7 @@ def _fragment_lines(fragment: Fragment, session: Session) -> list[str]:
         how = "scanned by DuckDB once its keys are known"
     elif fragment.materialize:
         how = "fetched first, whole"
-    lines = [f"[{fragment.name}] {fragment.source} ({_kind(connector)}, {how}): {fragment.kind}"]
+    lines = [f"[{fragment.name}] {fragment.source} ({connector.kind}, {how}): {fragment.kind}"]
     if fragment.request is not None:
         request = fragment.request
         lines.append(f"  table:   {_local_name(request.table, caps.default_schema)}")
@@ -73,9 +73,10 @@ def _fragment_lines(fragment: Fragment, session: Session) -> list[str]:
         if request.limit is not None:
             ties = " (and rows tied with the last)" if request.with_ties else ""
             lines.append(f"  limit:   {request.limit}{ties}")
-    planned_search = getattr(connector, "describe_search", None)
-    if fragment.request is not None and fragment.request.vector is not None and planned_search:
-        lines.append(f"  search:  {planned_search(fragment.request)}")
+    if fragment.request is not None and fragment.request.vector is not None:
+        planned_search = connector.describe_search(fragment.request)
+        if planned_search:
+            lines.append(f"  search:  {planned_search}")
     if fragment.vector_keys is not None:
         keys = fragment.vector_keys
         lines.append(f"  top-k:   nearest {fragment.request.limit} among rows whose "
@@ -90,9 +91,11 @@ def _fragment_lines(fragment: Fragment, session: Session) -> list[str]:
         shown = {k: v for k, v in detail.items() if k not in ("kind", "relation") and v}
         if shown:
             lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-    shown = getattr(connector, "source_sql", None)
-    if shown is not None:  # the source renders exactly what it will receive
-        text = shown(fragment.request if fragment.kind == "scan" else fragment.sql)
+    # the source renders exactly what it will receive, when it knows
+    shown = connector.source_sql(fragment.request if fragment.kind == "scan" else fragment.sql) \
+        if isinstance(connector, SQLSource) else None
+    if shown is not None:
+        text = shown
     elif fragment.request is not None and fragment.request.with_ties:
         request = fragment.request
         text = source_sql(scan_sql(fragment.source, request, table_ref(request.table)), DIALECT)
@@ -118,10 +121,6 @@ def source_sql(sql: str, dialect: str) -> str:
             if table.db == "main" and dialect == DIALECT:
                 table.set("db", None)
     return tree.sql(dialect)
-
-
-def _kind(connector) -> str:
-    return getattr(connector, "kind", "custom")
 
 
 def _local_name(key: str, default_schema: str) -> str:

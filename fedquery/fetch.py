@@ -23,7 +23,7 @@ import sqlglot
 from sqlglot import exp
 
 from fedquery.connectors._native import scan_sql, table_ref
-from fedquery.connectors.base import KeySet
+from fedquery.connectors.base import KeySet, SQLSource
 from fedquery.errors import FedQueryError, SourceError
 from fedquery.parse import DIALECT
 
@@ -84,10 +84,9 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
             stats.append(stat)
             continue
         connector = session.connectors[fragment.source]
-        before, started = getattr(connector, "bytes_read", None), time.perf_counter()
+        before, started = connector.bytes_read(), time.perf_counter()
         from_source = _open(session, fragment, params, predicate)  # where a SQL source runs it
-        if callable(getattr(connector, "cancel", None)):
-            stat.cancel = functools.partial(connector.cancel, from_source)
+        stat.cancel = functools.partial(connector.cancel, from_source)
         if opened is not None:
             opened.append(stat)
         stat.seconds += time.perf_counter() - started
@@ -101,7 +100,7 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
             else:
                 cursor.register(fragment.name, built[fragment.name])
             if before is not None:
-                stat.bytes_read = connector.bytes_read - before
+                stat.bytes_read = connector.bytes_read() - before
         else:
             if ahead_of_join:
                 _store(cursor, fragment.name, reader)
@@ -261,7 +260,7 @@ def _open(session: Session, fragment: Fragment, params: Any,
     connector = session.connectors[fragment.source]
     values = subset(params, fragment.parameters)
     try:
-        if fragment.kind == "scan" or not hasattr(connector, "run_sql"):
+        if fragment.kind == "scan" or not isinstance(connector, SQLSource):
             request = replace(fragment.request, params=values)
             if predicate is not None:
                 request = replace(request, filter=_and(request.filter, predicate))

@@ -21,7 +21,7 @@ from sqlglot.schema import MappingSchema
 from fedquery import array_widths
 from fedquery.bind import SOURCE, BoundTable, TableIndex, bind_tables
 from fedquery.catalog import Catalog
-from fedquery.connectors.base import Capabilities, TableRef
+from fedquery.connectors.base import Capabilities, SQLSource, TableRef
 from fedquery.entities import expand_entities
 from fedquery.errors import PlanError
 from fedquery.execute import Session
@@ -101,8 +101,8 @@ class Planner:
         key = ("rows", table.catalog, table.db, table.name)
         if (known := self._estimates.get(key, _UNKNOWN)) is not _UNKNOWN:
             return known
-        estimate = getattr(self.session.connectors[table.catalog], "estimate_rows", None)
-        return self._remember_estimate(key, estimate(TableRef(table.db, table.name)) if estimate else None)
+        connector = self.session.connectors[table.catalog]
+        return self._remember_estimate(key, connector.estimate_rows(TableRef(table.db, table.name)))
 
     def _remember_estimate(self, key: tuple, value: int | None) -> int | None:
         with self._lock:
@@ -129,8 +129,9 @@ class Planner:
         key = ("sql", source, sql)
         if (known := self._estimates.get(key, _UNKNOWN)) is not _UNKNOWN:
             return known
-        estimate = getattr(self.session.connectors[source], "estimate_sql_rows", None)
-        return self._remember_estimate(key, estimate(sql) if estimate else None)
+        connector = self.session.connectors[source]
+        estimate = connector.estimate_sql_rows(sql) if isinstance(connector, SQLSource) else None
+        return self._remember_estimate(key, estimate)
 
     def subplan(self, tree: exp.Expr) -> Plan:
         """A rewritten query that the executor runs first, as a plan of its own (the keys of a

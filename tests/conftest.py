@@ -23,7 +23,7 @@ import pytest
 import fedquery
 from fedquery.functions.embedding import REGISTRY
 
-pytest_plugins = ["tests.services.postgres", "tests.services.s3"]
+pytest_plugins = ["tests.services.postgres", "tests.services.s3", "tests.services.azure"]
 
 SEED = 20240917
 N_CUSTOMERS, N_PRODUCTS, N_ORDERS, N_RETURNS = 600, 150, 4000, 400

@@ -184,7 +184,8 @@ CASES = {
     "anonymous_number": ({"kind": "parquet", "root": "s3://b/", "options": {"anonymous": 2}},
                          "sources.s.options.anonymous: expected true or false, got a number (2)"),
     "kind_list": ({"kind": ["duckdb"], "path": "x"}, "sources.s.kind: unknown source kind a list"),
-    "secret_number": ({"kind": "duckdb", "path": "x", "password": 123456}, None),
+    "secret_number": ({"kind": "duckdb", "path": "x", "password": 123456},
+                      "sources.s.password: unknown setting for a duckdb source; expected one of: path"),
 }
 
 

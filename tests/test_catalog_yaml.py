@@ -85,10 +85,11 @@ def test_deep_nesting(tmp_path: Path, opening: str, closing: str) -> None:
 
 
 def test_nesting_within_the_limit_is_read(tmp_path: Path) -> None:
-    depth = MAX_DEPTH - 4
-    path = _write(tmp_path, HEAD + "    deep: " + "[" * depth + "1" + "]" * depth + "\n")
+    depth = MAX_DEPTH - 5  # a source setting that holds any mapping: a local lake's options
+    head = "sources:\n  wh:\n    kind: parquet\n    root: .\n    options:\n"
+    path = _write(tmp_path, head + "      deep: " + "[" * depth + "1" + "]" * depth + "\n")
     catalog = load_catalog(path)
-    value = catalog.sources["wh"].settings["deep"]
+    value = catalog.sources["wh"].settings["options"]["deep"]
     for _ in range(depth):
         (value,) = value
     assert value == 1

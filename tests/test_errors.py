@@ -233,9 +233,9 @@ def secret_catalog(tmp_path: Path, unseen_root: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("FQ_TEST_SECRET", SECRET)
     catalog = {
         "sources": {
-            "shop": {"kind": "duckdb", "path": str(unseen_root / "shop.duckdb"),
-                     "password": "${FQ_TEST_SECRET}"},
-            "lake": {"kind": "parquet", "root": str(unseen_root / "lake")},
+            "shop": {"kind": "duckdb", "path": str(unseen_root / "shop.duckdb")},
+            "lake": {"kind": "parquet", "root": str(unseen_root / "lake"),
+                     "options": {"password": "${FQ_TEST_SECRET}"}},
         },
         "tables": {
             "clients": {"source": "shop", "table": "customers"},
@@ -249,7 +249,7 @@ def test_secret_not_in_repr_explain_or_errors(secret_catalog: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with fedquery.connect(secret_catalog) as con:
-        assert con.catalog.sources["shop"].settings["password"] == SECRET  # the value was read
+        assert con.catalog.sources["lake"].settings["options"]["password"] == SECRET  # the value was read
         shown = [repr(con), repr(con.catalog), repr(con.catalog.sources), str(con.catalog.sources)]
         shown.append(con.explain("SELECT c.name FROM clients c JOIN orders o USING (customer_id)"))
         # A value that equals the secret, echoed back by explain and by DuckDB's error message

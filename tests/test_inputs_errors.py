@@ -311,7 +311,8 @@ def netted(unseen, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FQ_NET_SECRET", SECRET)
     catalog = dict(unseen[0])
     catalog["sources"] = dict(catalog["sources"])
-    catalog["sources"]["shop"] = {**catalog["sources"]["shop"], "password": "${FQ_NET_SECRET}"}
+    lake = catalog["sources"]["lake"]  # a setting that may hold anything: a local lake's options
+    catalog["sources"]["lake"] = {**lake, "options": {"password": "${FQ_NET_SECRET}"}}
     with fedquery.connect(catalog) as con:
         yield con
 

@@ -21,7 +21,6 @@ import pyarrow as pa
 import pytest
 
 import fedquery
-from fedquery.catalog import SourceSpec
 from fedquery.connectors._postgres_settings import Settings
 from fedquery.connectors.base import ScanRequest, TableRef
 from fedquery.errors import CatalogError, SourceError
@@ -509,7 +508,7 @@ def test_settings_are_checked(settings: dict, key: str, monkeypatch) -> None:
 
 
 def settings_of(**raw) -> Settings:
-    return Settings(SourceSpec("pg", "postgres", raw, Path(".")), "<dict>")
+    return Settings(raw, "<dict>: sources.pg")
 
 
 @pytest.mark.parametrize("raw, seconds", [

@@ -188,9 +188,9 @@ def wide_lake(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, s3_cre
 
 
 def bytes_for(con: fedquery.Connection, sql: str) -> int:
-    before = connector(con).bytes_read
+    before = connector(con).bytes_read()
     con.sql(sql).fetchall()
-    return connector(con).bytes_read - before
+    return connector(con).bytes_read() - before
 
 
 def test_selective_query_reads_a_small_part_of_the_file(wide_lake) -> None:
@@ -247,9 +247,9 @@ def test_bytes_read_are_the_bytes_fetched(wide_lake, s3_faults: FaultProxy, sql:
                           "parts": {"source": "lake", "path": "parts/", "partitioning": "hive"}}}
     with fedquery.connect(catalog) as con:
         for _ in range(2):
-            before, fetched = connector(con).bytes_read, s3_faults.object_bytes()
+            before, fetched = connector(con).bytes_read(), s3_faults.object_bytes()
             con.sql(sql).fetchall()
-            assert connector(con).bytes_read - before == s3_faults.object_bytes() - fetched
+            assert connector(con).bytes_read() - before == s3_faults.object_bytes() - fetched
 
 
 def test_partition_filter_reads_no_other_partition(wide_lake) -> None:

@@ -169,7 +169,8 @@ def test_catalog_settings_are_checked(world) -> None:
     catalog = dict(world["catalog"])
     catalog["tables"] = {**catalog["tables"], "bad": {"source": "wh", "table": "meta",
                                                       "vector_search": {"nprobes": 4}}}
-    with pytest.raises(CatalogError, match="only tables of a lancedb source"):
+    with pytest.raises(CatalogError, match=r"tables\.bad\.vector_search: unknown key for a table of a "
+                                           r"duckdb source"):
         fedquery.connect(catalog)
     catalog["tables"] = {**world["catalog"]["tables"], "bad": {
         "source": "vs", "table": "cosine", "vector_search": {"refine": "many"}}}

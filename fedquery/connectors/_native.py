@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
 from sqlglot import exp
 
-from fedquery.connectors.base import ScanRequest, TableRef
+from fedquery.connectors.base import Connector, KeySet, NativeSource, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
@@ -105,14 +105,12 @@ def scan_sql(source: str, request: ScanRequest, table: TableRef) -> str:
     if request.keys is not None:
         column = exp.column(request.keys.column, quoted=True)
         if len(request.keys) <= IN_LITERALS_MAX:
-            values = request.keys.values.to_pylist()
-            condition = column.isin(*(exp.convert(str(v) if isinstance(v, uuid.UUID) else v)
-                                      for v in values)) if values else exp.false()
+            condition = keys_condition(request.keys)
         else:
             condition = column.isin(query=exp.select("key").from_(KEYS_TABLE))
         select = select.where(condition)
     if request.with_ties and request.order_by and request.limit is not None:
-        return _with_ties(select, columns, request).sql("duckdb")
+        return with_ties(select, columns, request).sql("duckdb")
     if request.order_by:
         select = select.order_by(*request.order_by, dialect="duckdb")
     if request.limit is not None:
@@ -120,7 +118,27 @@ def scan_sql(source: str, request: ScanRequest, table: TableRef) -> str:
     return select.sql("duckdb")
 
 
-def _with_ties(select: exp.Select, columns: list[exp.Expr], request: ScanRequest) -> exp.Select:
+def keys_condition(keys: KeySet) -> exp.Expr:
+    """``column IN (key, ...)`` as a DuckDB condition of literals (FALSE for no keys)."""
+    values = keys.values.to_pylist()
+    if not values:
+        return exp.false()
+    column = exp.column(keys.column, quoted=True)
+    return column.isin(*(exp.convert(str(v) if isinstance(v, uuid.UUID) else v) for v in values))
+
+
+def keys_in_filter(request: ScanRequest) -> ScanRequest:
+    """The request with its keys moved into its filter as an IN list: how a source that
+    translates filters (and not key sets) honours them, before its limit applies."""
+    if request.keys is None:
+        return request
+    condition = keys_condition(request.keys)
+    if request.filter:
+        condition = exp.and_(exp.paren(sqlglot.parse_one(request.filter, dialect="duckdb")), condition)
+    return replace(request, filter=condition.sql("duckdb"), keys=None)
+
+
+def with_ties(select: exp.Select, columns: list[exp.Expr], request: ScanRequest) -> exp.Select:
     """The first ``limit`` rows in order and every row tied with the last: the sort keys
     computed as columns of an inner SELECT, ranked outside it (DuckDB refuses a volatile
     function, such as an embedding call, inside a window's ORDER BY)."""
@@ -142,12 +160,17 @@ def _with_ties(select: exp.Select, columns: list[exp.Expr], request: ScanRequest
 def scan_reader(cursor: duckdb.DuckDBPyConnection, source: str, request: ScanRequest,
                 table: TableRef) -> pa.RecordBatchReader:
     """Run a scan request on a cursor of the executor's DuckDB, binding its parameters."""
+    import duckdb
+
     sql = scan_sql(source, request, table)
     if request.keys is not None and len(request.keys) > IN_LITERALS_MAX:
         import pyarrow as pa
 
         cursor.register(KEYS_TABLE, pa.table({"key": request.keys.values}))
-    return cursor.sql(sql, params=used_params(sql, request.params)).to_arrow_reader(BATCH_ROWS)
+    try:
+        return cursor.sql(sql, params=used_params(sql, request.params)).to_arrow_reader(BATCH_ROWS)
+    except (duckdb.CatalogException, duckdb.BinderException) as exc:  # no such table or column
+        raise SourceError(f"table {table}: {str(exc).splitlines()[0]}", source=source) from exc
 
 
 def used_params(sql: str, params: Mapping[str, Any] | list | None) -> Any:
@@ -206,16 +229,10 @@ def open_relations(cursor: duckdb.DuckDBPyConnection, relations: Mapping[str, An
     return views
 
 
-class DuckDBBound:
+class DuckDBBound(NativeSource, Connector):
     """What native connectors share: the executor connection they were bound to."""
 
-    name: str
     _con: SharedConnection | None = None
-
-    def relations(self, tables: list[str] | None = None, *, reading: bool = True) -> dict[str, Any]:
-        """Python objects (or ``View``s) each executor cursor must register (none by default);
-        not ``reading``: only to describe queries, nothing is read."""
-        return {}
 
     def schema(self, table: TableRef) -> pa.Schema:
         return schema_of(self._bound(), self.name, table, self.relations([table.name]))

@@ -6,15 +6,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlglot import exp
 
 from fedquery.errors import CatalogError
-
-if TYPE_CHECKING:
-    from fedquery.catalog import SourceSpec
 
 SETTINGS = {"dsn", "connect_timeout", "statement_timeout", "read_timeout", "batch_rows",
             "pool_size"}
@@ -51,9 +48,8 @@ class Settings:
     before the session is given up (default: statement_timeout + 5 s, else 300 s).
     """
 
-    def __init__(self, spec: SourceSpec, origin: str) -> None:
-        self.where = f"{origin}: sources.{spec.name}"
-        raw = spec.settings
+    def __init__(self, raw: Mapping[str, Any], where: str) -> None:
+        self.where = where
         unknown = sorted(set(raw) - SETTINGS)
         if unknown:
             raise CatalogError(f"{self.where}.{unknown[0]}: unknown setting for a postgres source; "

@@ -198,7 +198,8 @@ class Connector:
     @classmethod
     def check_table(cls, table: Mapping[str, Any], where: str) -> None:
         """The same for one declared table's keys (``where``: ``... tables.<name>``)."""
-        _settings.check(cls.TABLE_SETTINGS, table, where, cls.kind)
+        _settings.check(cls.TABLE_SETTINGS, table, where, cls.kind,
+                        what="key for a table of a {kind} source")
 
     # ------------------------------------------------------------------ required
 

@@ -1,11 +1,13 @@
 """The connector conformance suite, as fsspec's ``tests/abstract`` does it for file systems.
 
-``ConnectorConformance`` holds the tests every connector must pass: schema, projection,
-predicates, limit (and top-N), types, NULLs and empty results, asked through the protocol
+``ConnectorConformance`` holds the tests every connector must pass: the contract (a
+``Connector`` whose capabilities agree with its mixins, settings it checks itself), listings,
+schema, projection, predicates, keys, parameters, limit, top-N with and without ties, estimates,
+types, NULLs, empty results and errors, asked through the contract
 (``connector.scan(ScanRequest(...))``, ``connector.schema(...)``) of a connector opened by a real
-``fedquery.Connection``. A subclass per kind stores the same ``KINDS`` table in its own format
-and provides the ``case`` fixture. A known gap of one kind is an ``xfail(strict=True)`` naming the
-exception, in that kind's subclass.
+``fedquery.Connection``. A subclass per kind stores the same ``kinds_table`` in its own format
+and provides the ``case`` fixture (see ``tests/connectors/``). A known gap of one kind is an
+``xfail(strict=True)`` naming the exception, in that kind's subclass. Needs pytest.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ import pyarrow as pa
 import pytest
 
 import fedquery
-from fedquery.connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.connectors.base import (
+    Capabilities,
+    Connector,
+    KeySet,
+    NativeSource,
+    ScanRequest,
+    SQLSource,
+    TableRef,
+)
+from fedquery.errors import CatalogError, FedQueryError
 
 N_ROWS = 60
 
@@ -76,6 +87,10 @@ def _rows(table: pa.Table) -> list[dict]:
     return _sorted(table).to_pylist()
 
 
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def reference(expected: pa.Table, sql: str) -> pa.Table:
     """What plain DuckDB answers over the expected rows (``t``): the oracle for predicates."""
     con = duckdb.connect()
@@ -109,8 +124,10 @@ PREDICATES = {
 }
 
 
-class ConnectorConformance:
-    """Tests every connector passes; subclasses provide the ``case`` fixture."""
+class ContractConformance:
+    """The part of the suite that needs no particular table: the contract, settings, listings,
+    estimates and errors. A source whose tables have a fixed shape (a files root's listing)
+    runs this part; every other source runs ``ConnectorConformance``."""
 
     # ------------------------------------------------------------------ description
 
@@ -119,8 +136,68 @@ class ConnectorConformance:
         assert isinstance(caps, Capabilities)
         assert isinstance(case.connector.kind, str) and case.connector.kind
 
+    def test_is_a_connector_whose_capabilities_match_its_mixins(self, case: Case) -> None:
+        connector, caps = case.connector, case.connector.capabilities
+        assert isinstance(connector, Connector)
+        assert (caps.dialect is not None) == isinstance(connector, SQLSource)
+        assert caps.native == isinstance(connector, NativeSource)
+        for method in ("tables", "schema", "scan"):
+            assert getattr(type(connector), method) is not getattr(Connector, method), method
+        if isinstance(connector, SQLSource):
+            assert type(connector).run_sql is not SQLSource.run_sql
+        if isinstance(connector, NativeSource):
+            assert type(connector).bind is not NativeSource.bind
+
+    def test_checks_its_own_settings(self, case: Case) -> None:
+        """The declared settings pass the class's check; an unknown key is refused by name."""
+        kind = type(case.connector)
+        given = dict(case.con.catalog.sources[case.source].settings)
+        kind.check_settings(given, "<dict>: sources.x")
+        with pytest.raises(CatalogError, match=r"^<dict>: sources\.x\.no_such_setting: "):
+            kind.check_settings({**given, "no_such_setting": 1}, "<dict>: sources.x")
+
+    def test_repr_and_describe_show_no_secret(self, case: Case) -> None:
+        secrets = case.con.catalog.secrets
+        for text in (repr(case.connector), repr(case.connector.describe(case.table))):
+            assert secrets.redact(text) == text
+
     def test_lists_the_table(self, case: Case) -> None:
         assert case.table in case.connector.tables()
+
+    def test_listing_is_table_refs_without_duplicates(self, case: Case) -> None:
+        listed = case.connector.tables()
+        assert all(isinstance(t, TableRef) for t in listed)
+        assert len(set(listed)) == len(listed)
+        for table in listed:  # each listed table can be described
+            assert case.connector.describe(table).get("kind") == case.connector.kind
+
+    # ------------------------------------------------------------------ estimates
+
+    def test_row_estimate_is_a_count_or_unknown(self, case: Case) -> None:
+        estimate = case.connector.estimate_rows(case.table)
+        assert estimate is None or (isinstance(estimate, int) and estimate >= 0)
+
+    def test_sql_estimate_is_a_count_or_unknown(self, case: Case) -> None:
+        if not isinstance(case.connector, SQLSource):
+            pytest.skip("the source runs no SQL of its own")
+        relation = ".".join([case.source, case.table.schema, case.table.name])
+        estimate = case.connector.estimate_sql_rows(f"SELECT id FROM {relation} WHERE id <= 5")
+        assert estimate is None or (isinstance(estimate, int) and estimate >= 0)
+
+    # ------------------------------------------------------------------ errors
+
+    def test_missing_table_is_an_error_of_fedquery(self, case: Case) -> None:
+        missing = f"{case.source}.{case.table.schema}.no_such_table_xyz"
+        column = case.connector.schema(case.table).names[0]
+        with pytest.raises(FedQueryError):
+            case.connector.schema(TableRef(case.table.schema, "no_such_table_xyz"))
+        with pytest.raises(FedQueryError):
+            case.connector.scan(ScanRequest(table=missing, columns=(column,))).read_all()
+
+
+
+class ConnectorConformance(ContractConformance):
+    """Tests every connector passes over ``kinds_table``; subclasses provide the ``case``."""
 
     def test_schema(self, case: Case) -> None:
         schema = case.connector.schema(case.table)
@@ -198,6 +275,98 @@ class ConnectorConformance:
     def test_row_count_only(self, case: Case) -> None:
         """No columns asked (``count(*)``): the rows still come, whatever columns they carry."""
         assert self.scan(case, columns=(), filter="id <= 10").num_rows == 10
+
+    def test_top_n_with_ties(self, case: Case) -> None:
+        """The first rows in order and every row tied with the last of them."""
+        for order, limit in ((("day",), 3), (("flag DESC NULLS LAST",), 1), (("name", "day"), 4)):
+            got = self.scan(case, columns=("id",), order_by=order, limit=limit, with_ties=True)
+            want = reference(case.expected, f"SELECT id FROM t QUALIFY rank() OVER "
+                                            f"(ORDER BY {', '.join(order)}) <= {limit}")
+            assert want.num_rows > limit or order == ("name", "day")
+            assert sorted(got["id"].to_pylist()) == sorted(want["id"].to_pylist()), order
+
+    # ------------------------------------------------------------------ keys
+
+    def keys(self, case: Case, column: str, values: list, **request) -> pa.Table:
+        array = pa.array(values, case.expected.schema.field(column).type)
+        return self.scan(case, keys=KeySet(column, array), **request)
+
+    def test_keys_keep_only_their_rows(self, case: Case) -> None:
+        got = self.keys(case, "id", [3, 7, 7, 11, 10_000], columns=("id", "name"))
+        assert sorted(got["id"].to_pylist()) == [3, 7, 11]
+
+    def test_keys_on_a_column_not_asked_for(self, case: Case) -> None:
+        got = self.keys(case, "id", [3, 7, 11], columns=("name",))
+        want = reference(case.expected, "SELECT name FROM t WHERE id IN (3, 7, 11)")
+        assert sorted(map(repr, got["name"].to_pylist())) == sorted(map(repr, want["name"].to_pylist()))
+
+    def test_keys_of_text(self, case: Case) -> None:
+        got = self.keys(case, "name", ["beta", "Zoë", "nobody"], columns=("id",))
+        want = reference(case.expected, "SELECT id FROM t WHERE name IN ('beta', 'Zoë')")
+        assert sorted(got["id"].to_pylist()) == sorted(want["id"].to_pylist())
+
+    def test_keys_with_a_filter(self, case: Case) -> None:
+        got = self.keys(case, "id", list(range(1, 31)), columns=("id",), filter="name = 'gamma'")
+        want = reference(case.expected, "SELECT id FROM t WHERE id <= 30 AND name = 'gamma'")
+        assert sorted(got["id"].to_pylist()) == sorted(want["id"].to_pylist())
+
+    def test_keys_apply_before_the_limit(self, case: Case) -> None:
+        """A top-N among the keyed rows, not the keys among a top-N: top-k's exact answer."""
+        got = self.keys(case, "id", [3, 7, 11, 50], columns=("id",), order_by=("id DESC",), limit=2)
+        assert got["id"].to_pylist() == [50, 11]
+        ties = self.keys(case, "id", [3, 7, 11], columns=("id",), order_by=("day",), limit=1,
+                         with_ties=True)
+        want = reference(case.expected, "SELECT id FROM t WHERE id IN (3, 7, 11) "
+                                        "QUALIFY rank() OVER (ORDER BY day) <= 1")
+        assert sorted(ties["id"].to_pylist()) == sorted(want["id"].to_pylist())
+
+    def test_no_keys_no_rows(self, case: Case) -> None:
+        got = self.keys(case, "id", [], columns=("id", "name"))
+        assert got.num_rows == 0 and got.column_names == ["id", "name"]
+
+    def test_many_keys(self, case: Case) -> None:
+        """More keys than an IN list holds (``_native.IN_LITERALS_MAX``), most of them absent."""
+        values = list(range(-3000, 0)) + [5, 6, 40]
+        assert sorted(self.keys(case, "id", values, columns=("id",))["id"].to_pylist()) == [5, 6, 40]
+
+    def test_keys_loaded_lazily(self, case: Case) -> None:
+        loaded = []
+
+        def load() -> pa.Array:
+            loaded.append(True)
+            return pa.array([2, 4, 8], pa.int32())
+        got = self.scan(case, columns=("id",), keys=KeySet("id", count=3, load=load))
+        assert sorted(got["id"].to_pylist()) == [2, 4, 8] and loaded
+
+    # ------------------------------------------------------------------ parameters
+
+    def test_parameters_in_the_filter(self, case: Case) -> None:
+        got = self.scan(case, columns=("id",), filter="id > $low AND name <> $skip",
+                        params={"low": 30, "skip": "beta"})
+        want = reference(case.expected, "SELECT id FROM t WHERE id > 30 AND name <> 'beta'")
+        assert want.num_rows > 0
+        assert sorted(got["id"].to_pylist()) == sorted(want["id"].to_pylist())
+
+    def test_parameters_are_values_not_sql(self, case: Case) -> None:
+        for value in ("Zoë", "x' OR '1'='1", "a\\b", "--", "$low"):
+            got = self.scan(case, columns=("id",), filter="name = $name", params={"name": value})
+            want = reference(case.expected, "SELECT id FROM t WHERE name = " + _literal(value))
+            assert sorted(got["id"].to_pylist()) == sorted(want["id"].to_pylist()), value
+
+    def test_parameters_of_several_types(self, case: Case) -> None:
+        params = {"day": dt.date(2024, 2, 29), "ts": dt.datetime(2024, 3, 1, 6),
+                  "amount": Decimal("40.5"), "flag": True}
+        condition = "day = $day OR ts < $ts AND amount > $amount AND flag = $flag"
+        got = self.scan(case, columns=("id",), filter=condition, params=params)
+        with duckdb.connect() as con:
+            con.register("t", case.expected)
+            want = con.sql(f"SELECT id FROM t WHERE {condition}", params=params).to_arrow_table()
+        assert want.num_rows > 0
+        assert sorted(got["id"].to_pylist()) == sorted(want["id"].to_pylist())
+
+    def test_unknown_column_is_an_error_of_fedquery(self, case: Case) -> None:
+        with pytest.raises(FedQueryError):
+            self.scan(case, columns=("id", "no_such_column_xyz"))
 
     # ------------------------------------------------------------------ types and NULLs
 

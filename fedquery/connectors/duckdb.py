@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from fedquery.connectors import settings
 from fedquery.connectors._native import (
     BATCH_ROWS,
     DuckDBBound,
@@ -16,7 +17,7 @@ from fedquery.connectors._native import (
     table_ref,
     used_params,
 )
-from fedquery.connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.connectors.base import Capabilities, ScanRequest, SQLSource, TableRef
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
@@ -26,14 +27,15 @@ if TYPE_CHECKING:
     from fedquery.catalog import Catalog, SourceSpec
 
 
-class DuckDBConnector(DuckDBBound):
+class DuckDBConnector(SQLSource, DuckDBBound):
     """Tables of a DuckDB file; DuckDB runs whole fragments (joins, aggregates) natively."""
 
     kind = "duckdb"
     capabilities = Capabilities(dialect="duckdb", native=True, subtrees=True)
+    SETTINGS = {"path": settings.Setting(settings.text, required=True)}
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
-        self.name = spec.name
+        super().__init__(spec, catalog)
         self.path = spec.resolve(spec.settings["path"])
         if not os.path.isfile(self.path):
             raise SourceError(f"database file not found: {self.path}", source=self.name)
@@ -74,3 +76,6 @@ class DuckDBConnector(DuckDBBound):
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "duckdb", "file": self.path, "relation": relation(self.name, table)}
+
+    def location(self) -> str:
+        return self.path

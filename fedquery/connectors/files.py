@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from fedquery.connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.connectors import settings
+from fedquery.connectors.base import Capabilities, Connector, ScanRequest, TableRef
 from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
@@ -31,18 +32,30 @@ LISTING_SCHEMA = pa.schema([("uri", pa.string()), ("size", pa.int64()),
                             ("extension", pa.string())])
 
 
-class FilesConnector:
+class FilesConnector(Connector):
     """The listing of one files root, as a table."""
 
     kind = "files"
     capabilities = Capabilities(dialect=None, native=False, subtrees=False)
+    TABLE_SETTINGS = {}  # a table over a files source is its listing
+
+    @classmethod
+    def check_settings(cls, given, where: str) -> None:
+        from fedquery.functions.limits import FilesSettings
+
+        FilesSettings.from_settings(given, where)  # unknown keys, limits, attempts, timeouts
+        settings.check({"root": settings.Setting(settings.text, required=True),
+                        "options": settings.Setting(settings.mapping)},
+                       {k: given.get(k) for k in ("root", "options")}, where, cls.kind)
+        settings.check_remote_options(given, where)
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
         from fedquery.connectors.remote_fs import open_filesystem
         from fedquery.functions.limits import FilesSettings
 
-        self.name = spec.name
-        self.settings = FilesSettings.from_spec(spec.name, spec.settings, catalog.origin)
+        super().__init__(spec, catalog)
+        self.settings = FilesSettings.from_settings(spec.settings,
+                                                    f"{catalog.origin}: sources.{spec.name}")
         self.root = spec.resolve(spec.settings["root"])
         self._filesystem, self._path = open_filesystem(
             self.root, spec.settings.get("options"), source=spec.name, secrets=catalog.secrets)
@@ -52,7 +65,6 @@ class FilesConnector:
         if "://" in self.root:
             self.capabilities = Capabilities(dialect=None, native=False, remote=True)
 
-    @property
     def bytes_read(self) -> int | None:
         stats = getattr(self._filesystem.handler, "stats", None)
         return getattr(stats, "bytes", None)
@@ -61,7 +73,13 @@ class FilesConnector:
         return [TableRef("main", name) for name in self._tables]
 
     def schema(self, table: TableRef) -> pa.Schema:
+        self._check(table)
         return LISTING_SCHEMA
+
+    def _check(self, table: TableRef) -> None:
+        if table not in self.tables():
+            raise SourceError(f"no table {table} over this root (its tables are those the "
+                              "catalog declares)", source=self.name)
 
     def listing(self) -> pa.Table:
         """Every file under the root, with its URI relative to the root."""
@@ -103,7 +121,11 @@ class FilesConnector:
         """The listing, narrowed by the request in a private DuckDB over Arrow."""
         import duckdb
 
-        from fedquery.connectors._native import scan_sql, used_params
+        from fedquery.connectors._native import keys_in_filter, scan_sql, table_ref, used_params
+
+        self._check(table_ref(request.table))
+
+        request = keys_in_filter(request)
 
         con = duckdb.connect()
         con.register("files", self.listing())
@@ -115,6 +137,9 @@ class FilesConnector:
 
     def describe(self, table: TableRef) -> dict[str, Any]:
         return {"kind": "files", "root": self.root}
+
+    def location(self) -> str:
+        return self.root
 
     def close(self) -> None:
         """Nothing to release: the filesystem holds no session."""

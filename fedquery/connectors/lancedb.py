@@ -5,6 +5,9 @@ top-k scan (``ScanRequest.vector``) is answered by a search of our own instead
 (``fedquery/connectors/_lance_search.py``): the table's ANN index when many rows qualify, an exact
 pass when few do. Sources are only read: a local database (a path or a ``file://`` URL) must
 be an existing folder before lancedb is called, as ``lancedb.connect`` creates a missing one.
+A database on an object store (``uri: s3://bucket/db``, with the S3 ``options`` every remote
+root takes; ``gs://`` and ``az://`` with Lance's own storage options) is opened table by table,
+``<uri>/<table>.lance``, with pylance (``_lance_storage``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from fedquery.connectors import _lance_storage, settings
 from fedquery.connectors._lance_keys import KeyIndexes
 from fedquery.connectors._lance_search import Search, describe_plan, settings_for, vector_indexes
 from fedquery.connectors._native import (
@@ -39,10 +43,27 @@ class LanceDBConnector(DuckDBBound):
 
     kind = "lancedb"
     capabilities = Capabilities(dialect=None, native=True, subtrees=False, vector_search=True)
+    SETTINGS = {"uri": settings.Setting(settings.text, required=True),
+                "options": settings.Setting(settings.string_map, doc="object store options")}
+    TABLE_SETTINGS = {"table": settings.Setting(settings.text),
+                      "vector_search": settings.Setting(settings.search_settings,
+                                                        doc="{nprobes, refine, exact}")}
+
+    @classmethod
+    def check_settings(cls, given, where: str) -> None:
+        """The uri, and options: S3's (on ``s3://``) or Lance's own storage options."""
+        super().check_settings(given, where)
+        options = given.get("options") or {}
+        if _lance_storage.scheme(given["uri"]) in _lance_storage.S3_SCHEMES:
+            settings.s3_options(options, f"{where}.options")
+        _lance_storage.check_options(given["uri"], options, where)
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
-        self.name = spec.name
+        super().__init__(spec, catalog)
         self.uri = spec.resolve(spec.settings["uri"])
+        options = spec.settings.get("options") or {}
+        self._storage = _lance_storage.storage_options(self.uri, options)
+        self._endpoint = options.get("endpoint_url")
         _check_local_folder(self.uri, self.name)
         declared = {t.name: t.table or t.name for t in catalog.tables.values()
                     if t.source == spec.name}
@@ -51,7 +72,7 @@ class LanceDBConnector(DuckDBBound):
             if t.source == spec.name and t.vector_search is not None}
         self._indexes: dict[str, dict] = {}
         self._key_indexes = KeyIndexes()
-        self._datasets = _open_datasets(self.uri, declared, self.name)
+        self._datasets = _open_datasets(self.uri, declared, self.name, self._storage)
 
     def relation_name(self, table: str) -> str:
         """The name the Lance dataset of one table is registered under in each cursor."""
@@ -151,7 +172,11 @@ class LanceDBConnector(DuckDBBound):
         return self._datasets[table.name].count_rows()
 
     def describe(self, table: TableRef) -> dict[str, Any]:
-        return {"kind": "lancedb", "uri": self.uri, "table": table.name}
+        shown = {"kind": "lancedb", "uri": self.uri, "table": table.name}
+        return shown | ({"endpoint": self._endpoint} if self._endpoint else {})
+
+    def location(self) -> str:
+        return self.uri
 
     def refresh(self, table: str) -> None:
         """Re-open one table's Lance dataset at its latest version, in place of the one opened
@@ -188,11 +213,14 @@ def _check_local_folder(uri: str, source: str) -> None:
         raise SourceError(f"LanceDB database {uri} is not a folder", source=source)
 
 
-def _open_datasets(uri: str, declared: dict[str, str], source: str) -> dict[str, Any]:
+def _open_datasets(uri: str, declared: dict[str, str], source: str,
+                   storage: dict[str, str]) -> dict[str, Any]:
     """The Lance dataset of each declared table (catalog name -> LanceDB table name). A local
     LanceDB table is the folder ``<uri>/<table>.lance``, opened with pylance alone (``import
     lancedb`` costs over a second at connect; ``import lance`` a third of that); a database laid
-    out otherwise is opened through lancedb."""
+    out otherwise is opened through lancedb; one on an object store table by table."""
+    if _lance_storage.scheme(uri):
+        return _open_remote(uri, declared, source, storage)
     folders = {t: os.path.join(uri, f"{t}.lance") for t in set(declared.values())}
     if all(os.path.isdir(f) for f in folders.values()):
         import lance
@@ -213,6 +241,26 @@ def _open_datasets(uri: str, declared: dict[str, str], source: str) -> dict[str,
         raise SourceError(f"no table {missing[0]!r} in {uri} (has: "
                           f"{', '.join(sorted(available)) or 'none'})", source=source)
     return {name: db.open_table(table).to_lance() for name, table in declared.items()}
+
+
+def _open_remote(uri: str, declared: dict[str, str], source: str,
+                 storage: dict[str, str]) -> dict[str, Any]:
+    """Each table of a database on an object store, ``<uri>/<table>.lance``; a missing one or
+    an unreachable store is a ``SourceError`` naming the table (never the options)."""
+    import lance
+
+    out = {}
+    for name, table in declared.items():
+        location = f"{uri.rstrip('/')}/{table}.lance"
+        try:
+            out[name] = lance.dataset(location, storage_options=storage)
+        except Exception as exc:  # noqa: BLE001 - pylance raises plain exceptions
+            problem = str(exc).split(", /")[0]  # Lance appends the Rust source lines
+            if "was not found" in problem:
+                problem = f"no table {table!r} (no dataset at {location})"
+            raise SourceError(f"cannot open LanceDB table {table!r} at {uri}: {problem}",
+                              source=source) from exc
+    return out
 
 
 def _table_names(db: Any) -> list[str]:

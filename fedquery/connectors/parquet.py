@@ -19,6 +19,7 @@ import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from fedquery.connectors import settings
 from fedquery.connectors._native import (
     DuckDBBound,
     View,
@@ -48,9 +49,21 @@ class ParquetConnector(DuckDBBound):
 
     kind = "parquet"
     capabilities = Capabilities(dialect=None, native=True, subtrees=False)
+    SETTINGS = {"root": settings.Setting(settings.text, required=True),
+                "options": settings.Setting(settings.mapping, doc="S3 options of an s3:// root")}
+    TABLE_SETTINGS = {
+        "path": settings.Setting(settings.text, required=True, doc="a folder, glob or file"),
+        "partitioning": settings.Setting(settings.one_of("hive", "none")),
+        "table": settings.Setting(settings.text),
+    }
+
+    @classmethod
+    def check_settings(cls, given, where: str) -> None:
+        super().check_settings(given, where)
+        settings.check_remote_options(given, where)
 
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
-        self.name = spec.name
+        super().__init__(spec, catalog)
         self.root = spec.resolve(spec.settings["root"])
         self._specs = {t.name: t for t in catalog.tables.values() if t.source == spec.name}
         self._broken: dict[str, str] = {}
@@ -69,7 +82,6 @@ class ParquetConnector(DuckDBBound):
         elif not os.path.isdir(self.root):
             raise SourceError(f"lake root is not a folder: {self.root}", source=self.name)
 
-    @property
     def bytes_read(self) -> int | None:
         """Bytes a remote lake's reads fetched so far (monotonic, see docs/catalog.md); None for
         a local lake, whose files DuckDB reads itself."""
@@ -199,6 +211,9 @@ class ParquetConnector(DuckDBBound):
     def check(self, table: TableRef) -> None:
         """Raise the reason a table could not be bound (no files, unreadable files); a remote
         table not listed yet is listed first."""
+        if table.name not in self._specs or table.schema != "main":
+            raise SourceError(f"no table {table} in the lake (its tables are those the catalog "
+                              "declares)", source=self.name)
         if table.name in self._unlisted:
             self._list(table.name)
         if table.name in self._broken:
@@ -272,6 +287,9 @@ class ParquetConnector(DuckDBBound):
         if self._remote:
             detail.update(self._remote.describe())
         return detail
+
+    def location(self) -> str:
+        return self.root
 
     def close(self) -> None:
         super().close()

@@ -40,6 +40,7 @@ from sqlglot.errors import SqlglotError
 
 from fedquery.connectors import _postgres_drift as drift
 from fedquery.connectors import _postgres_sql as pgsql
+from fedquery.connectors._native import keys_in_filter
 from fedquery.connectors._postgres_semantics import EXACT_EXPRESSIONS
 from fedquery.connectors._postgres_session import (
     Pool,
@@ -52,7 +53,7 @@ from fedquery.connectors._postgres_session import (
 from fedquery.connectors._postgres_settings import BATCH_BYTES, Settings, location
 from fedquery.connectors._postgres_stream import FragmentStream, Statement
 from fedquery.connectors._postgres_types import numeric_type, target_schema
-from fedquery.connectors.base import Capabilities, ScanRequest, TableRef
+from fedquery.connectors.base import Capabilities, Connector, ScanRequest, SQLSource, TableRef
 from fedquery.control import stopping
 from fedquery.errors import FedQueryError, SourceError
 from fedquery.secrets import MASK
@@ -87,7 +88,7 @@ HINTS = {  # a pattern of the server's words (a streaming error has no SQLSTATE)
 }
 
 
-class PostgresConnector:
+class PostgresConnector(SQLSource, Connector):
     """Tables of one PostgreSQL database; whole single-source joins and aggregates run there."""
 
     kind = "postgres"
@@ -95,10 +96,14 @@ class PostgresConnector:
                                 default_schema="public", remote=True,
                                 expressions=EXACT_EXPRESSIONS, max_identifier_length=63)
 
+    @classmethod
+    def check_settings(cls, given: Mapping[str, Any], where: str) -> None:
+        Settings(given, where)  # the DSN, timeouts, pool size (see _postgres_settings)
+
     def __init__(self, spec: SourceSpec, catalog: Catalog) -> None:
-        self.name = spec.name
+        super().__init__(spec, catalog)
         self._secrets = catalog.secrets
-        settings = Settings(spec, catalog.origin)
+        settings = Settings(spec.settings, f"{catalog.origin}: sources.{spec.name}")
         self._settings = settings
         self._dsn = settings.effective_dsn()
         self._secrets.add_setting(self._dsn)
@@ -201,7 +206,9 @@ class PostgresConnector:
     # ------------------------------------------------------------------ fragments
 
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
-        """Stream the rows of a one-table request; the filter and top-N run in PostgreSQL."""
+        """Stream the rows of a one-table request; the filter, keys and top-N run in
+        PostgreSQL."""
+        request = keys_in_filter(request)
         table, schema = self._scan_parts(request)
         sql = self._render(lambda: pgsql.scan_tree(request, table, _types(self.schema(table))),
                            request.params or {})

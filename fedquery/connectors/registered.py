@@ -91,7 +91,7 @@ class RegisteredTables(DuckDBBound):
     def describe(self, table: TableRef) -> dict[str, Any]:
         name, obj = self._objects.get(fold(table.name), (table.name, None))
         kind = f"{type(obj).__module__.split('.')[0]}.{type(obj).__name__}"
-        return {"registered": name, "object": kind}
+        return {"kind": self.kind, "registered": name, "object": kind}
 
 
 def scannable(obj: Any) -> Any:

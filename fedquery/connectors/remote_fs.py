@@ -48,6 +48,8 @@ _TRANSIENT = re.compile(r"SLOW_DOWN|SlowDown|THROTTL|SERVICE_UNAVAILABLE|INTERNA
                         r"HTTP status 5\d\d|HTTP response code: 5\d\d", re.I)
 _NO_BUCKET = re.compile(r"NoSuchBucket|NO_SUCH_BUCKET|bucket does not exist", re.I)
 
+# an az://container/prefix root (Azure Blob Storage, or Azurite at endpoint_url)
+AZURE_OPTIONS = ("account_name", "account_key", "sas_token", "endpoint_url")
 S3_OPTIONS = ("endpoint_url", "key", "secret", "token", "region", "anonymous", "max_attempts",
               "connect_timeout", "request_timeout", "read_timeout", "min_read_speed")
 DEFAULT_MAX_ATTEMPTS = 8  # 7 retries, 50 ms to 1.6 s apart (3.2 s in all): a 50% 503 storm
@@ -169,10 +171,11 @@ class Location:
         text = self.redact(str(exc))
         if isinstance(exc, TooSlow):
             return text
-        where = self.redact(self.endpoint) if self.endpoint else "AWS S3"
+        where = self.service()
         tried = f"gave up after {self.attempts} attempts"
         if _UNREACHABLE.search(text):
-            return f"cannot reach the S3 endpoint {where} ({tried}): {_first_line(text)}"
+            store = "Azure" if self.scheme == "az" else "S3"
+            return f"cannot reach the {store} endpoint {where} ({tried}): {_first_line(text)}"
         if _CUT_OFF.search(text):
             timeout = f"{self.request_timeout:g} s" if self.request_timeout else "the default"
             return (f"the connection to {where} kept failing: reset, cut short or silent for "
@@ -190,10 +193,16 @@ class Location:
             return "not found"
         return _first_line(text)
 
+    def service(self) -> str:
+        """The store as messages name it: its endpoint, else AWS S3 or Azure Blob Storage."""
+        if self.endpoint:
+            return self.redact(self.endpoint)
+        return "Azure Blob Storage" if self.scheme == "az" else "AWS S3"
+
     def missing_bucket(self, path: str) -> str | None:
         """Why a listing came back empty when its bucket does not exist (None: it does)."""
         if self.scheme == "s3" and not self._bucket_exists(path):
-            where = self.redact(self.endpoint) if self.endpoint else "AWS S3"
+            where = self.service()
             return f"bucket {path.split('/', 1)[0]!r} does not exist at {where}"
         return None
 
@@ -307,8 +316,11 @@ def open_native(root: str, options: Mapping[str, Any] | None, *, source: str,
     elif scheme in ("s3", "s3a"):
         filesystem, path = _s3(root, options, source=source, secrets=secrets), root.split("://", 1)[1]
         scheme = "s3"
+    elif scheme == "az":
+        filesystem, path = _azure(root, options, source=source, secrets=secrets), root.split("://", 1)[1]
+        options = {k: v for k, v in options.items() if k == "endpoint_url"}
     else:
-        raise SourceError(f"unsupported root {secrets.redact(root)!r}: expected s3:// or a "
+        raise SourceError(f"unsupported root {secrets.redact(root)!r}: expected s3://, az:// or a "
                           "local folder", source=source)
     location = Location(filesystem, scheme=scheme, source=source, redact=secrets.redact,
                         endpoint=options.get("endpoint_url"), attempts=_attempts(options, source),
@@ -339,6 +351,32 @@ def _s3(root: str, options: dict[str, Any], *, source: str, secrets: Secrets) ->
         return pafs.S3FileSystem(**kwargs)
     except (OSError, ValueError, TypeError) as exc:
         raise SourceError(f"cannot set up S3 for {root}: {secrets.redact(str(exc))}",
+                          source=source) from None
+
+
+def _azure(root: str, options: dict[str, Any], *, source: str,
+           secrets: Secrets) -> pafs.FileSystem:
+    """pyarrow's Azure filesystem for ``az://container/prefix``: the account's name and key
+    (or a SAS token); ``endpoint_url`` for another host than Azure's, such as Azurite."""
+    unknown = sorted(set(options) - set(AZURE_OPTIONS))
+    if unknown:
+        raise SourceError(f"options.{unknown[0]}: unknown Azure option; expected one of: "
+                          f"{', '.join(AZURE_OPTIONS)}", source=source)
+    for name in ("account_key", "sas_token"):
+        if options.get(name):
+            secrets.add_setting(str(options[name]))
+    kwargs: dict[str, Any] = {k: str(options[k]) for k in ("account_name", "account_key", "sas_token")
+                              if options.get(k)}
+    endpoint = options.get("endpoint_url")
+    if endpoint:
+        parts = urlsplit(str(endpoint))
+        for service in ("blob", "dfs"):
+            kwargs[f"{service}_storage_authority"] = parts.netloc
+            kwargs[f"{service}_storage_scheme"] = parts.scheme or "https"
+    try:
+        return pafs.AzureFileSystem(**kwargs)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SourceError(f"cannot set up Azure for {root}: {secrets.redact(str(exc))}",
                           source=source) from None
 
 

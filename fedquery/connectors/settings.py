@@ -35,18 +35,23 @@ class Setting:
     doc: str = ""
 
 
-def check(declared: Mapping[str, Setting], given: Mapping[str, Any], where: str, kind: str) -> None:
+def check(declared: Mapping[str, Setting], given: Mapping[str, Any], where: str, kind: str, *,
+          what: str = "setting for a {kind} source") -> None:
     """Refuse unknown keys, missing required keys and values of the wrong type."""
-    unknown = sorted(set(given) - set(declared))
+    unknown = sorted(str(k) for k in set(given) - set(declared))
     if unknown:
-        raise CatalogError(f"{where}.{unknown[0]}: unknown setting for a {kind} source; "
-                           f"expected one of: {', '.join(sorted(declared))}")
+        hint = difflib.get_close_matches(unknown[0], sorted(declared), n=1)
+        did = f" (did you mean {hint[0]!r}?)" if hint else ""
+        expected = f"expected one of: {', '.join(sorted(declared))}" if declared else "it takes none"
+        raise CatalogError(f"{where}.{unknown[0]}: unknown {what.format(kind=kind)}; "
+                           f"{expected}{did}")
     for key, setting in declared.items():
         value = given.get(key)
         if value is None or (setting.required and isinstance(value, str) and not value.strip()):
             if setting.required:
                 got = "" if value is None else "; got an empty string"
-                raise CatalogError(f"{where}.{key}: required for kind {kind!r}{got}")
+                doc = f" ({setting.doc})" if setting.doc else ""
+                raise CatalogError(f"{where}.{key}: required for kind {kind!r}{doc}{got}")
             continue
         setting.check(value, f"{where}.{key}")
 
@@ -58,9 +63,9 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
     if isinstance(value, str):
-        return "an empty string" if not value else f"a string ({_short(value)})"
+        return "an empty string" if not value else f"a string ({short(value)})"
     if isinstance(value, int | float):
-        return f"a number ({_short(value)})"
+        return f"a number ({short(value)})"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list | tuple):
@@ -68,7 +73,7 @@ def describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -127,6 +132,31 @@ def string_map(value: Any, where: str) -> None:
             raise CatalogError(f"{where}.{key}: expected a single value, got {describe(item)}")
 
 
+def check_remote_options(given: Mapping[str, Any], where: str) -> None:
+    """``options`` of a source whose ``root`` is on S3 (``s3://``) or Azure (``az://``), checked
+    as that store's options."""
+    root = given.get("root")
+    if isinstance(root, str) and root.startswith(("s3://", "s3a://")) and given.get("options"):
+        s3_options(given["options"], f"{where}.options")
+    if isinstance(root, str) and root.startswith("az://"):
+        azure_options(given.get("options") or {}, f"{where}.options")
+
+
+def azure_options(value: Any, where: str) -> None:
+    """``options`` of an ``az://`` root: the account's name (required) and key or SAS token."""
+    from fedquery.connectors.remote_fs import AZURE_OPTIONS
+
+    mapping(value, where)
+    for key, item in value.items():
+        if key not in AZURE_OPTIONS:
+            raise CatalogError(f"{where}.{key}: unknown Azure option {short(key)}; expected one "
+                               f"of: {', '.join(AZURE_OPTIONS)}")
+        text(item, f"{where}.{key}")
+    if not value.get("account_name"):
+        raise CatalogError(f"{where}.account_name: required for an az:// root (the storage "
+                           "account)")
+
+
 def s3_options(value: Any, where: str) -> None:
     """``options`` of a root on S3: known keys of the right types, key and secret together."""
     from fedquery.connectors.remote_fs import S3_OPTIONS
@@ -136,7 +166,7 @@ def s3_options(value: Any, where: str) -> None:
         if key not in S3_OPTIONS:
             hint = difflib.get_close_matches(str(key), sorted(S3_OPTIONS), n=1)
             did = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise CatalogError(f"{where}.{key}: unknown S3 option {_short(key)}; expected one of: "
+            raise CatalogError(f"{where}.{key}: unknown S3 option {short(key)}; expected one of: "
                                f"{', '.join(sorted(S3_OPTIONS))}{did}")
         _OPTION_CHECKS.get(key, _scalar)(item, f"{where}.{key}")
     if bool(value.get("key")) != bool(value.get("secret")):
@@ -170,9 +200,30 @@ def _scalar(value: Any, where: str) -> None:
 
 
 _FLAGS = {"true", "false", "1", "0", "yes", "no"}
+positive_seconds = _positive_number(False)
 _OPTION_CHECKS: dict[str, Check] = {
     "endpoint_url": text, "key": text, "secret": text, "token": text, "region": text,
     "anonymous": _flag_text, "max_attempts": _positive_number(True),
     "connect_timeout": _positive_number(False), "request_timeout": _positive_number(False),
     "read_timeout": _positive_number(False), "min_read_speed": _positive_number(False),
 }
+
+
+def search_settings(value: Any, where: str) -> None:
+    """``vector_search: {nprobes: n, refine: n, exact: bool}`` of a vector table."""
+    parse_search_settings(value, where)
+
+
+def parse_search_settings(value: Any, where: str):
+    """The ``SearchSettings`` a table's ``vector_search`` mapping declares, checked."""
+    from fedquery.connectors.base import SearchSettings
+
+    mapping(value, where)
+    check({"nprobes": Setting(_bounded), "refine": Setting(_bounded), "exact": Setting(flag)},
+          value, where, "vector_search")
+    return SearchSettings(value.get("nprobes"), value.get("refine"), value.get("exact"))
+
+
+def _bounded(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+        raise CatalogError(f"{where}: expected an integer from 1 to 100000, got {describe(value)}")

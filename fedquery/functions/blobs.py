@@ -173,7 +173,7 @@ class Blobs:
         roots = {}
         for name, spec in catalog.sources.items():
             if spec.kind == "files":
-                settings = FilesSettings.from_spec(name, spec.settings, catalog.origin)
+                settings = FilesSettings.from_settings(spec.settings, f"{catalog.origin}: sources.{name}")
                 root = spec.resolve(spec.settings["root"])
                 fs, path = open_filesystem(root, spec.settings.get("options"), source=name,
                                            secrets=catalog.secrets)

@@ -65,10 +65,11 @@ class FilesSettings:
     read_timeout: float = DEFAULT_READ_TIMEOUT
 
     @classmethod
-    def from_spec(cls, name: str, settings: Mapping[str, Any], origin: str) -> FilesSettings:
-        """The checked settings of files source ``name`` (``CatalogError`` naming the key)."""
+    def from_settings(cls, settings: Mapping[str, Any], where: str) -> FilesSettings:
+        """The checked settings of a files source (``CatalogError`` naming the key under
+        ``where``, ``catalog.yaml: sources.<name>``)."""
         def fail(key: str, message: str) -> CatalogError:
-            return CatalogError(f"{origin}: sources.{name}.{key}: {message}")
+            return CatalogError(f"{where}.{key}: {message}")
 
         unknown = sorted(set(settings) - set(SETTINGS))
         if unknown:

@@ -106,6 +106,8 @@ def _consider(build: exp.Subquery, build_key: exp.Column, probe: exp.Subquery,
         return
     if not any(_is_remote(side, catalog) for side in (build, probe)):
         return
+    if not _takes_filters(probe, catalog):
+        return  # the probe's source is sent no predicate (Capabilities.predicates)
     build_rows, probe_rows = estimate(build, catalog), estimate(probe, catalog)
     if build_rows is None or build_rows > MAX_BUILD_ROWS:
         return
@@ -150,6 +152,11 @@ def _unfiltered(side: exp.Subquery, catalog: RuleCatalog) -> int | None:
 def _is_remote(side: exp.Subquery, catalog: RuleCatalog) -> bool:
     source = next(source_of(t) for t in side.find_all(exp.Table) if source_of(t))
     return catalog.capabilities(source).remote
+
+
+def _takes_filters(side: exp.Subquery, catalog: RuleCatalog) -> bool:
+    source = next(source_of(t) for t in side.find_all(exp.Table) if source_of(t))
+    return catalog.capabilities(source).predicates
 
 
 def _is_native(side: exp.Subquery, catalog: RuleCatalog) -> bool:

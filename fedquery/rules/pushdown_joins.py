@@ -45,9 +45,7 @@ def _not_multiplying(select: exp.Select, group: list[exp.Subquery],
     more rows than its inputs together: a join that multiplies rows (customers and suppliers
     of a nation: TPC-H 5 sends 12M rows where its inputs hold 160k) is left to DuckDB, which
     joins each side to the rest first. Without estimates the group is merged whole."""
-    source, estimate_query = source_of(scan_table(group[0])), getattr(catalog, "estimate_query", None)
-    if estimate_query is None:
-        return [group]
+    source, estimate_query = source_of(scan_table(group[0])), catalog.estimate_query
     own = {m.alias: estimate_query(source, m.this.sql("duckdb")) for m in group}
     if None in own.values():
         return [group]

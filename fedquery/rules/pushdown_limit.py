@@ -3,14 +3,15 @@
 Only when nothing between the scan and the LIMIT changes the row count: no join, no remaining
 WHERE, no grouping, DISTINCT, window or aggregate, and the scan has no LIMIT of its own. The
 outer LIMIT stays; the scan gets ``LIMIT limit + offset``, and an ORDER BY only when every key is
-a column of the scan (directly or through the output name of a projected column).
+a column of the scan (directly or through the output name of a projected column), and only into
+a source whose capabilities take a limit (``Capabilities.limit``).
 """
 
 from __future__ import annotations
 
 from sqlglot import exp
 
-from fedquery.rules._shape import RuleCatalog, row_count, scan_table
+from fedquery.rules._shape import RuleCatalog, row_count, scan_table, source_of
 
 
 def pushdown_limit(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
@@ -20,7 +21,7 @@ def pushdown_limit(expression: exp.Expr, *, catalog: RuleCatalog) -> exp.Expr:
         scan = select.args.get("from_") and select.args["from_"].this
         if count is None or scan_table(scan) is None or scan.this.args.get("limit"):
             continue
-        if not _preserves_rows(select):
+        if not _preserves_rows(select) or not catalog.capabilities(source_of(scan_table(scan))).limit:
             continue
         order = select.args.get("order")
         if order is not None:

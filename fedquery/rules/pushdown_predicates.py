@@ -2,7 +2,8 @@
 
 From WHERE and from inner-join ON conditions, a conjunct that reads one scanned table, has no
 subquery and is deterministic moves into the scan, unless that table is on the NULL-supplying
-side of an outer join, is the right side of an ASOF join (a filter there changes which row is
+side of an outer join, its source takes no filters (``Capabilities.predicates``), is the right
+side of an ASOF join (a filter there changes which row is
 nearest) or is in a POSITIONAL join (a filter there shifts the positions); a LEFT or ANTI JOIN's
 ON conjuncts on its right table move into the right scan. A scan that has a LIMIT takes no
 filter: filtering before the limit is not filtering after it.
@@ -69,7 +70,8 @@ def _pushable_to(condition: exp.Expr, scans: dict, blocked: set[str]) -> str | N
     if not tables or len(tables) != 1 or not is_deterministic(condition):
         return None
     alias = next(iter(tables))
-    if alias not in scans or alias in blocked or not portable(condition, scans[alias][1]):
+    if alias not in scans or alias in blocked or not scans[alias][1].predicates \
+            or not portable(condition, scans[alias][1]):
         return None
     return alias
 

@@ -97,8 +97,9 @@ def _plan_select(select: exp.Select, catalog: RuleCatalog) -> None:
             return
     elif query.find(exp.Column) is not None:
         return
-    if not catalog.capabilities(source_of(scan_table(vector))).native:
-        return  # the distance functions are DuckDB's
+    capabilities = catalog.capabilities(source_of(scan_table(vector)))
+    if not capabilities.native or not capabilities.limit:
+        return  # the distance functions are DuckDB's; the source must take a top-k
     conditions = _conditions(select)
     if any(_reads(c, nullable) for c in conditions):
         return  # a condition on an outer-joined table removes rows after all
