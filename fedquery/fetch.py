@@ -76,7 +76,8 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
         if fragment.vector_keys is not None:
             fragment = _with_vector_keys(session, fragment, params)
             stat.key_filter = _describe_keys(fragment)
-        if fragment.request is not None and fragment.request.vector is not None:
+        if fragment.request is not None and (whole or fragment.request.vector is not None):
+            # a source tells what it did (a search's strategy, files a lake read and skipped)
             fragment = replace(fragment, request=replace(fragment.request, trace=[]))
         if not whole and native_probe(fragment):
             _view(cursor, fragment, predicate)

@@ -31,6 +31,8 @@ KNOWN_CONNECTORS: dict[str, tuple[str, str]] = {
     "postgres": ("fedquery.connectors.postgres:PostgresConnector", "pip install 'fedquery[postgres]'"),
     "adbc": ("fedquery.connectors.adbc:AdbcConnector",
              "pip install 'fedquery[adbc]' plus the warehouse's driver package"),
+    "iceberg": ("fedquery.connectors.iceberg:IcebergConnector", "pip install 'fedquery[iceberg]'"),
+    "delta": ("fedquery.connectors.delta:DeltaConnector", "pip install 'fedquery[delta]'"),
 }
 
 __all__ = ["Capabilities", "Connector", "NativeSource", "SQLSource", "ScanRequest", "TableRef",
