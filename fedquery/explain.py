@@ -49,6 +49,8 @@ def _measured(stat: FragmentStats) -> str:
         text += f"; keys sent: {stat.key_filter}"
     if stat.search:
         text += f"; search: {stat.search}"
+    if stat.read:
+        text += f"; read: {stat.read}"
     return text
 
 

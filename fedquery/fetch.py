@@ -49,6 +49,7 @@ class FragmentStats:
     bytes_read: int | None = None
     key_filter: str | None = None
     search: str | None = None  # what a vector search did (strategy, estimate, settings)
+    read: str | None = None  # what a scan read and skipped (a lake's files), when it says
     error: BaseException | None = None
     cancel: Callable[[], None] | None = None  # wakes a read that waits for its source
 
@@ -91,7 +92,11 @@ def fetch_fragments(session: Session, plan: Plan, params: Any, cursor: duckdb.Du
             opened.append(stat)
         stat.seconds += time.perf_counter() - started
         if fragment.request is not None and fragment.request.trace:
-            stat.search = "; ".join(fragment.request.trace)
+            said = "; ".join(fragment.request.trace)
+            if fragment.request.vector is not None:
+                stat.search = said
+            else:
+                stat.read = said
         reader = _counted(from_source, stat)
         if fragment.materialize or whole:
             built[fragment.name] = reader.read_all()
