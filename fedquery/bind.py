@@ -103,6 +103,10 @@ def bind_tables(expression: exp.Expr, index: TableIndex) -> exp.Expr:
         bound = None if reserved else index.lookup(".".join(parts))
         if bound is None:
             raise ForbiddenError(reserved) if reserved else _unknown(parts, index)
+        if table.args.get("when") or table.args.get("version"):
+            raise PlanError(f"time travel in SQL ({table.sql(DIALECT)!r}) is not supported: "
+                            "declare a catalog table pinned to the snapshot or version "
+                            "(snapshot_id, as_of or ref for iceberg; version or as_of for delta)")
         _rewrite(table, bound)
     check_resolved(expression, index)
     return expression

@@ -277,3 +277,10 @@ def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="SQLite file does not exist"):
         fedquery.connect({"sources": {"ice": source}, "tables": {}})
     assert not (Path.cwd() / "missing.db").exists()
+
+
+@pytest.mark.parametrize("clause", ["AT (VERSION => 1)", "AT (TIMESTAMP => TIMESTAMP '2024-05-01')",
+                                    "FOR SYSTEM_TIME AS OF TIMESTAMP '2024-05-01'"])
+def test_time_travel_in_sql_says_how_to_declare_it(con: fedquery.Connection, clause: str) -> None:
+    with pytest.raises(fedquery.PlanError, match="time travel in SQL .* declare a catalog table"):
+        con.sql(f"SELECT count(*) FROM trips {clause}").fetchall()
