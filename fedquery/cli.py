@@ -268,10 +268,12 @@ def _profile(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from fedquery.serve import serve
-    from fedquery.serve_auth import password_from_environment
+    from fedquery.serve_auth import ENV, password_from_environment
 
+    verifier = password_from_environment()
+    os.environ.pop(ENV, None)  # hashed now; the plain password stays nowhere in the process
     serve(args.catalog, args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
-          allow_no_password=args.allow_no_password, verifier=password_from_environment())
+          allow_no_password=args.allow_no_password, verifier=verifier)
     return 0
 
 
