@@ -118,7 +118,7 @@ class ClientSession(Session):
                  state: SessionState) -> None:
         super().__init__()
         self.connection, self.metadata, self.state = connection, metadata, state
-        self._running: set[Answer] = set()
+        self._running: set[Result] = set()
         self._lock = threading.Lock()
         self.cancelled = False
 
@@ -131,18 +131,28 @@ class ClientSession(Session):
         if self.metadata.handles(sql):
             return Answer(self.metadata.run(sql, params))
         result = self.connection.sql(sql, params=params or None)
-        reply = Answer(result.batches(), result=result)
         with self._lock:
-            self._running.add(reply)
-        return reply
+            self._running.add(result)  # before it runs: batches() may run it to its end
+        try:
+            reader = result.batches()
+        except BaseException:
+            self._forget(result)
+            raise
+        if self.cancelled:  # a cancel that came before the query had a control to stop
+            result.cancel()
+        return Answer(reader, result=result)
 
     def execute_sql(self, sql: str, params=None) -> QueryResult:  # buenavista's name
         return self.execute(sql, params)
 
     def done(self, reply: Answer) -> None:
         """A streamed answer ended (or was dropped): no longer cancelled by a request."""
+        if reply.result is not None:
+            self._forget(reply.result)
+
+    def _forget(self, result: Result) -> None:
         with self._lock:
-            self._running.discard(reply)
+            self._running.discard(result)
 
     def translated(self, exc: BaseException) -> BaseException:
         """A query stopped by the client's cancel request says so (not ``Result.cancel()``)."""
@@ -155,8 +165,8 @@ class ClientSession(Session):
         with self._lock:
             running = list(self._running)
             self.cancelled = True
-        for reply in running:
-            reply.cancel()
+        for result in running:
+            result.cancel()
 
     def in_transaction(self) -> bool:
         return self.state.in_transaction

@@ -192,10 +192,18 @@ def _scalar_text(value: object) -> str:
 
 
 def _interval(months: int, days: int, micros: int) -> str:
-    sign = "-" if micros < 0 else ""
-    seconds, micro = divmod(abs(micros), 10**6)
-    clock = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{micro:06d}"
-    return f"{months} mons {days} days {clock}"
+    """PostgreSQL's own interval output (IntervalStyle postgres): ``1 year 2 mons 3 days
+    04:05:06.5``, the form psycopg and JDBC parse."""
+    years, months = divmod(months, 12) if months >= 0 else (-divmod(-months, 12)[0],
+                                                            -divmod(-months, 12)[1])
+    parts = [f"{n} {unit}{'' if abs(n) == 1 else 's'}"
+             for n, unit in ((years, "year"), (months, "mon"), (days, "day")) if n]
+    if micros or not parts:
+        seconds, micro = divmod(abs(micros), 10**6)
+        clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        parts.append(("-" if micros < 0 else "") + clock + (f".{micro:06d}".rstrip("0")
+                                                            if micro else ""))
+    return " ".join(parts)
 
 
 def _quoted(text: str) -> str:
