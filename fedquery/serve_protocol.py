@@ -27,7 +27,6 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from buenavista.postgres import BuenaVistaHandler, BVContext, ClientCommand, ServerResponse
@@ -83,8 +82,12 @@ class Handler(BuenaVistaHandler):
 
     def handle(self) -> None:
         ctx = None
+        hung_up = threading.Event()
         try:
             ctx = self.handle_startup(self.server.conn)
+            if ctx is not None:
+                threading.Thread(target=self._watch, args=(ctx, hung_up), daemon=True,
+                                 name="fedquery-serve-watch").start()
             while ctx is not None and self._serve_one(ctx):
                 pass
         except (ClientGone, OSError, EOFError):
@@ -96,6 +99,7 @@ class Handler(BuenaVistaHandler):
         except FedQueryError as exc:  # a broken protocol: say why, then hang up
             self._quietly_send_error(exc, fatal=True)
         finally:
+            hung_up.set()
             if ctx is not None:
                 self.server.forget(ctx)
                 ctx.session.close()
@@ -236,9 +240,8 @@ class Handler(BuenaVistaHandler):
         """A simple-protocol query: rows and CommandComplete, or an error; then ready."""
         sql = payload.rstrip(b"\x00").decode()
         try:
-            with self._watching(ctx):
-                reply = ctx.session.execute(sql)
-                self._send_answer(ctx, reply, describe=True)
+            reply = ctx.session.execute(sql)
+            self._send_answer(ctx, reply, describe=True)
         except FedQueryError as exc:
             self.send_error(ctx.session.translated(exc), query=sql)
         except (ClientGone, OSError):
@@ -276,8 +279,7 @@ class Handler(BuenaVistaHandler):
             return
         statement, params, result_formats = ctx.portals[name]
         sql = ctx.stmts[statement][0]
-        with self._watching(ctx):
-            reply = ctx.session.execute(sql, params)
+        reply = ctx.session.execute(sql, params)
         reply.result_format = result_formats
         ctx.result_cache[name] = reply
         self._describe(reply)
@@ -308,12 +310,10 @@ class Handler(BuenaVistaHandler):
         reply = ctx.result_cache.pop(portal, None)
         if reply is None:
             statement, params, result_formats = ctx.portals[portal]
-            with self._watching(ctx):
-                reply = ctx.session.execute(ctx.stmts[statement][0], params)
+            reply = ctx.session.execute(ctx.stmts[statement][0], params)
             reply.result_format = result_formats
         try:
-            with self._watching(ctx):
-                suspended = self._send_answer(ctx, reply, describe=False, limit=max(limit, 0))
+            suspended = self._send_answer(ctx, reply, describe=False, limit=max(limit, 0))
         except FedQueryError as exc:
             raise ctx.session.translated(exc) from None
         if suspended:
@@ -397,20 +397,9 @@ class Handler(BuenaVistaHandler):
 
     # ------------------------------------------------------------------ disconnects
 
-    @contextlib.contextmanager
-    def _watching(self, ctx: Context) -> Iterator[None]:
-        """While the block runs a query, a client that hangs up has its queries cancelled."""
-        stop = threading.Event()
-        watcher = threading.Thread(target=self._watch, args=(ctx, stop), daemon=True,
-                                   name="fedquery-serve-watch")
-        watcher.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            watcher.join()
-
     def _watch(self, ctx: Context, stop: threading.Event) -> None:
+        """Until ``stop``: when the client hangs up (even while its query runs and nothing
+        reads its socket), cancel its session's queries. One such thread a client."""
         poller = select.poll()
         try:
             poller.register(self.request.fileno(), HANGUP)
