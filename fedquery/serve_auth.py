@@ -2,12 +2,12 @@
 
 The password comes from ``FEDQUERY_SERVE_PASSWORD``: a plain password (turned into a SCRAM
 verifier at start, then forgotten) or a verifier made beforehand, in PostgreSQL's own
-``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`` form (``fedquery serve
---hash-password`` prints one; so does PostgreSQL's ``pg_authid``). The server keeps only the
-verifier: it cannot give the password back, and the client never sends the password, only a
-proof the server checks in constant time (RFC 5802 / 7677). Why SCRAM: buenavista's own md5
-check keeps the plain password and compares it with ``==``; libpq, pgjdbc (DBeaver, Tableau)
-and psycopg all speak SCRAM.
+``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`` form
+(``Verifier.from_password(p).text()`` makes one; so does PostgreSQL, in ``pg_authid``).
+The server keeps only the verifier: it cannot give the password back, and the client never
+sends the password, only a proof the server checks in constant time (RFC 5802 / 7677).
+Why SCRAM: buenavista's own md5 check keeps the plain password and compares it with ``==``;
+libpq, pgjdbc (DBeaver, Tableau) and psycopg all speak SCRAM.
 
 >>> verifier = Verifier.from_setting("s3cret")     # doctest: +SKIP
 >>> exchange = ScramExchange(verifier)             # doctest: +SKIP
@@ -81,8 +81,8 @@ class Verifier:
         if verifier is None or verifier.iterations < 1 or len(verifier.stored_key) != 32 \
                 or len(verifier.server_key) != 32:
             raise CommandError(f"{ENV}: not a SCRAM-SHA-256 verifier (expected "
-                               "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, as "
-                               "`fedquery serve --hash-password` prints)")
+                               "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>; "
+                               "docs/serve.md shows how to make one)")
         return verifier
 
     def text(self) -> str:
@@ -150,7 +150,7 @@ class ScramExchange:
 
 
 def client_messages(password: str, nonce: str | None = None):
-    """The client's side of SCRAM-SHA-256 (for tests and ``--hash-password`` checks): a
+    """The client's side of SCRAM-SHA-256 (for the tests): a
     generator that yields the client-first message, is sent the server-first one, yields
     the client-final message, and is sent the server-final one (which it checks)."""
     nonce = nonce or base64.b64encode(secrets.token_bytes(18)).decode()

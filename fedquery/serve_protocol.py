@@ -26,6 +26,7 @@ import select
 import socket
 import ssl
 import struct
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -296,6 +297,7 @@ class Handler(BuenaVistaHandler):
         limited = limited_query(sql, 0) or sql
         reply = ctx.session.execute(limited, [None] * count)
         reply.cancel()
+        ctx.session.done(reply)
         self._describe(reply)
 
     def _describe(self, reply: Answer) -> None:
@@ -358,10 +360,13 @@ class Handler(BuenaVistaHandler):
                     self.send_portal_suspend()
                     return True
             self.send_command_complete(reply.status() + "\x00")
-            return False
+        except BaseException:
+            reply.cancel()
+            raise
         finally:
-            if reply.finished or not reply.has_results():
+            if reply.finished or not reply.has_results() or sys.exc_info()[0] is not None:
                 ctx.session.done(reply)
+        return False
 
     def send_row_description(self, query_result: Answer) -> None:
         formats = query_result.formats()
