@@ -373,3 +373,21 @@ def test_decimal_and_null_values_of_the_federation_arrive_typed(server, in_proce
         got = con.execute(query).fetchall()
     assert got == in_process.sql(query).fetchall()
     assert any(p is None for _, p in got) and any(isinstance(p, Decimal) for _, p in got)
+
+
+def test_a_verifier_made_by_postgresql_itself_is_accepted(postgres_database, unseen, tmp_path) -> None:
+    """The verifier PostgreSQL keeps for a role (``pg_authid.rolpassword``) works as
+    FEDQUERY_SERVE_PASSWORD: the same SCRAM-SHA-256 form, read the same way."""
+    with postgres_database.connect() as conn, conn.cursor() as cursor:
+        cursor.execute("SET password_encryption = 'scram-sha-256'")
+        cursor.execute("DROP ROLE IF EXISTS fedquery_serve_probe")
+        cursor.execute("CREATE ROLE fedquery_serve_probe PASSWORD 'made by postgres'")
+        cursor.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'fedquery_serve_probe'")
+        verifier = cursor.fetchall()[0][0]
+        cursor.execute("DROP ROLE fedquery_serve_probe")
+    assert verifier.startswith("SCRAM-SHA-256$")
+    with ServeProcess(unseen[0], password=verifier, tmp=tmp_path) as proc:
+        with psycopg.connect(proc.dsn(password="made by postgres")) as con:
+            assert con.execute("SELECT count(*) FROM products").fetchone() == (150,)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(proc.dsn(password="made by someone else"))
