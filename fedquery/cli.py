@@ -1,4 +1,4 @@
-"""The ``fedquery`` command: sql, explain, tables, profile, index, demo."""
+"""The ``fedquery`` command: sql, explain, tables, profile, index, serve, demo."""
 
 from __future__ import annotations
 
@@ -105,6 +105,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="PQ sub-vectors, a divisor of the dimension (default: dimension/4)")
     index.add_argument("--replace", action="store_true", help="rebuild an index the column has")
     index.set_defaults(run=_index)
+    serve = commands.add_parser("serve", help="a PostgreSQL wire-protocol endpoint over the "
+                                "catalog (psql, psycopg, BI tools); password from "
+                                "FEDQUERY_SERVE_PASSWORD")
+    serve.add_argument("catalog")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; another needs a password)")
+    serve.add_argument("--port", type=int, default=5433, help="port (default 5433; 0: any free)")
+    serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate: clients must use TLS")
+    serve.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    serve.add_argument("--allow-no-password", action="store_true",
+                       help="listen beyond 127.0.0.1 without a password (anyone may query)")
+    serve.set_defaults(run=_serve)
     demo = commands.add_parser("demo", help="build the sample drive data set and run a showcase")
     demo.add_argument("--dir", help="where to build the sample data (default: a cache folder)")
     demo.set_defaults(run=_demo)
@@ -251,6 +263,17 @@ def _profile(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CommandError(_cannot_write(Path(args.html), exc)) from None
         print(f"wrote {args.html}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fedquery.serve import serve
+    from fedquery.serve_auth import ENV, password_from_environment
+
+    verifier = password_from_environment()
+    os.environ.pop(ENV, None)  # hashed now; the plain password stays nowhere in the process
+    serve(args.catalog, args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
+          allow_no_password=args.allow_no_password, verifier=verifier)
     return 0
 
 
