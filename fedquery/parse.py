@@ -74,7 +74,7 @@ def parse_statements(sql: str) -> list[exp.Expr]:
     parser = dialect.parser(error_level=ErrorLevel.RAISE)
     tokens: list[Token] = []
     try:
-        tokens = dialect.tokenize(require_text(sql))
+        tokens = whole_interval_strings(dialect.tokenize(require_text(sql)))
         _check_nesting(tokens, sql)
         statements = [balanced(s) for s in parser.parse(tokens, sql) if s is not None]
     except RecursionError:
@@ -107,6 +107,45 @@ def parse_statements(sql: str) -> list[exp.Expr]:
     return statements
 
 
+def whole_interval_strings(tokens: list[Token]) -> list[Token]:
+    """``INTERVAL '1 day 02:03:04'`` read as DuckDB reads it: sqlglot keeps the first number
+    and unit of such a string and drops the rest (``INTERVAL '1' DAY``; ``'1 day ago'`` loses
+    its sign), so a string of one number and unit with anything more becomes
+    ``CAST('...' AS INTERVAL)``, which DuckDB parses whole."""
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        string = tokens[i + 1] if i + 1 < len(tokens) else None
+        if (token.token_type == TokenType.INTERVAL and string is not None
+                and string.token_type == TokenType.STRING and _mangled_interval(string.text)
+                and not _unit_follows(tokens, i + 2)):
+            def like(kind: TokenType, text: str, at: Token = token) -> Token:
+                return Token(kind, text, at.line, at.col, at.start, at.end)
+            out += [like(TokenType.VAR, "CAST"), like(TokenType.L_PAREN, "("), string,
+                    like(TokenType.ALIAS, "AS", string), like(TokenType.INTERVAL, "INTERVAL", string),
+                    like(TokenType.R_PAREN, ")", string)]
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def _mangled_interval(text: str) -> bool:
+    parts = exp.INTERVAL_STRING_RE.findall(text)
+    return len(parts) == 1 and bool(exp.INTERVAL_STRING_RE.sub("", text, count=1).strip())
+
+
+def _unit_follows(tokens: list[Token], i: int) -> bool:
+    return i < len(tokens) and (tokens[i].token_type == TokenType.VAR
+                                or tokens[i].text.upper() in INTERVAL_UNITS)
+
+
+INTERVAL_UNITS = {"YEAR", "YEARS", "MONTH", "MONTHS", "DAY", "DAYS", "HOUR", "HOURS", "MINUTE",
+                  "MINUTES", "SECOND", "SECONDS", "WEEK", "WEEKS", "MILLISECOND", "MILLISECONDS",
+                  "MICROSECOND", "MICROSECONDS", "QUARTER", "QUARTERS", "DECADE", "CENTURY",
+                  "MILLENNIUM"}
 STATEMENT_WORDS = ("SELECT", "WITH", "VALUES", "FROM", "DESCRIBE", "SHOW", "SUMMARIZE", "TABLE")
 _CLASS = re.compile(r"<class '(?:\w+\.)*(\w+)'>")
 _TOKEN = re.compile(r"<Token token_type: TokenType\.(\w+), text: (.*?), line: \d+.*?>")

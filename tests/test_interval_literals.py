@@ -1,0 +1,56 @@
+"""Interval literals answer as DuckDB reads them. sqlglot keeps only the first number and unit
+of a string such as ``'1 day 02:03:04'`` (``INTERVAL '1' DAY``) and drops the sign of
+``'1 day ago'``: fedquery's parser keeps such strings whole (``parse.whole_interval_strings``)."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import fedquery
+
+STRINGS = ["1 day 02:03:04", "1 day ago", "3 days 4:05", "1 day -02:00:00", "2 hours 30 minutes",
+           "1 day", "02:03:04", "-1 day", "1.5 hours", "1 year 2 months", "10 microseconds",
+           "2 weeks ago", "P1D"]
+
+
+@pytest.fixture(scope="module")
+def con(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("intervals")
+    (root / "t").mkdir()
+    pq.write_table(pa.table({"ts": pa.array(
+        [f"2024-05-0{d} 0{h}:00:00" for d in range(1, 4) for h in range(0, 4)]).cast(
+        pa.timestamp("us"))}), root / "t" / "a.parquet")
+    with fedquery.connect({"sources": {"lake": {"kind": "parquet", "root": str(root)}},
+                           "tables": {"t": {"source": "lake", "path": "t/"}}}) as con:
+        yield con, root
+
+
+def _duckdb(sql: str, root=None):
+    with duckdb.connect() as plain:
+        if root is not None:
+            plain.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{root}/t/*.parquet')")
+        try:
+            return plain.sql(sql).fetchall()
+        except duckdb.Error:
+            return "error"
+
+
+@pytest.mark.parametrize("text", STRINGS)
+def test_interval_literal_as_duckdb_reads_it(con, text: str) -> None:
+    connection, _ = con
+    sql = f"SELECT INTERVAL '{text}' AS v, INTERVAL '{text}' + INTERVAL 1 HOUR AS w, -INTERVAL '{text}' AS n"
+    try:
+        got = connection.sql(sql).fetchall()
+    except fedquery.FedQueryError:
+        got = "error"
+    assert got == _duckdb(sql)
+
+
+@pytest.mark.parametrize("text", ["1 day 02:00:00", "2 days ago"])
+def test_interval_in_a_pushed_filter(con, text: str) -> None:
+    connection, root = con
+    sql = (f"SELECT count(*) FROM t WHERE ts >= TIMESTAMP '2024-05-01 00:00:00' + INTERVAL '{text}'")
+    assert connection.sql(sql).fetchall() == _duckdb(sql, root)
