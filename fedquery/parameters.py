@@ -21,6 +21,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokens import TokenType
 
 from fedquery.errors import PlanError
+from fedquery.parse import placeholder_casts
 from fedquery.vectors import typed_vectors
 
 POSITIONAL = "__p"
@@ -29,7 +30,7 @@ POSITIONAL = "__p"
 def name_positional(sql: str) -> str:
     """``sql`` with each ``?`` and ``$<n>`` spelled ``$__p<n>`` (strings and comments untouched)."""
     try:
-        tokens = Dialect.get_or_raise("duckdb").tokenize(sql)
+        tokens = placeholder_casts(Dialect.get_or_raise("duckdb").tokenize(sql))
     except SqlglotError:
         return sql  # the parser reports the error, with its position
     edits, count = [], 0

@@ -74,7 +74,7 @@ def parse_statements(sql: str) -> list[exp.Expr]:
     parser = dialect.parser(error_level=ErrorLevel.RAISE)
     tokens: list[Token] = []
     try:
-        tokens = whole_interval_strings(dialect.tokenize(require_text(sql)))
+        tokens = as_duckdb_reads(dialect.tokenize(require_text(sql)))
         _check_nesting(tokens, sql)
         statements = [balanced(s) for s in parser.parse(tokens, sql) if s is not None]
     except RecursionError:
@@ -105,6 +105,25 @@ def parse_statements(sql: str) -> list[exp.Expr]:
     for statement in statements:
         _check_depth(statement, sql)
     return statements
+
+
+def as_duckdb_reads(tokens: list[Token]) -> list[Token]:
+    """Tokens where sqlglot's reading of DuckDB SQL differs from DuckDB's own, mended."""
+    return whole_interval_strings(placeholder_casts(tokens))
+
+
+def placeholder_casts(tokens: list[Token]) -> list[Token]:
+    """``?::INT`` is a placeholder cast in DuckDB; sqlglot reads ``?::`` as one operator."""
+    out: list[Token] = []
+    for token in tokens:
+        if token.token_type == TokenType.QDCOLON and token.text == "?::":
+            out.append(Token(TokenType.PLACEHOLDER, "?", token.line, token.col, token.start,
+                             token.start))
+            out.append(Token(TokenType.DCOLON, "::", token.line, token.col, token.start + 1,
+                             token.end))
+        else:
+            out.append(token)
+    return out
 
 
 def whole_interval_strings(tokens: list[Token]) -> list[Token]:

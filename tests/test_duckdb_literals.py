@@ -1,6 +1,7 @@
-"""Interval literals answer as DuckDB reads them. sqlglot keeps only the first number and unit
-of a string such as ``'1 day 02:03:04'`` (``INTERVAL '1' DAY``) and drops the sign of
-``'1 day ago'``: fedquery's parser keeps such strings whole (``parse.whole_interval_strings``)."""
+"""Literals read as DuckDB reads them. sqlglot keeps only the first number and unit of an
+interval string such as ``'1 day 02:03:04'`` (``INTERVAL '1' DAY``) and drops the sign of
+``'1 day ago'``, and reads ``?::INT`` as one operator: fedquery's parser mends both
+(``parse.as_duckdb_reads``)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,10 @@ def test_interval_in_a_pushed_filter(con, text: str) -> None:
     connection, root = con
     sql = (f"SELECT count(*) FROM t WHERE ts >= TIMESTAMP '2024-05-01 00:00:00' + INTERVAL '{text}'")
     assert connection.sql(sql).fetchall() == _duckdb(sql, root)
+
+
+def test_a_positional_placeholder_cast(con) -> None:
+    """``?::INT`` is a placeholder and a cast in DuckDB (sqlglot reads ``?::`` as one token)."""
+    connection, _ = con
+    sql = "SELECT ?::INT + 1 AS a, ?::VARCHAR AS b, '?::' AS c, ? :: DOUBLE AS d"
+    assert connection.sql(sql, params=["7", 8, "2.5"]).fetchall() == [(8, "8", "?::", 2.5)]
