@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 
 HEAVY = ("PIL", "pandas", "polars", "lancedb", "lance", "torch", "open_clip",
          "sentence_transformers", "transformers", "s3fs", "fsspec", "boto3", "botocore",
-         "adbc_driver_manager", "adbc_driver_postgresql", "tqdm", "scipy", "IPython")
+         "adbc_driver_manager", "adbc_driver_postgresql", "adbc_driver_sqlite", "tqdm", "scipy",
+         "IPython", "pyiceberg", "deltalake", "sqlalchemy", "buenavista", "psycopg")
 
 SCRIPT = """
 import json, sys
@@ -81,3 +82,23 @@ def _printed(script: str, catalog) -> list[str]:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
+
+
+def test_loading_a_catalog_imports_no_client_library(tmp_path):
+    """Each kind's class checks its settings when the catalog loads: that imports the kind's
+    module, never the library it reads with (pyiceberg, deltalake, ADBC drivers, Lance)."""
+    script = (
+        "import json, sys\n"
+        "from fedquery.catalog import load_catalog\n"
+        "load_catalog({'sources': {\n"
+        "  'i': {'kind': 'iceberg', 'catalog': {'type': 'sql', 'uri': 'sqlite:///x.db',"
+        " 'warehouse': 'w'}},\n"
+        "  'd': {'kind': 'delta', 'root': 'delta/'},\n"
+        "  'a': {'kind': 'adbc', 'driver': 'sqlite', 'uri': 'x.db'},\n"
+        "  'v': {'kind': 'lancedb', 'uri': 's3://b/db', 'options': {'region': 'eu-west-1'}},\n"
+        "  'p': {'kind': 'postgres', 'dsn': 'postgresql://h/db'}}})\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []

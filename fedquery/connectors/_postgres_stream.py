@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import NoReturn
 
 import pyarrow as pa
-from adbc_driver_postgresql import StatementOptions
 
 from fedquery.connectors import _adbc_stream
 from fedquery.connectors._postgres_session import Pool, Session, connection_lost
@@ -20,6 +19,8 @@ class Statement(_adbc_stream.Statement):
     @classmethod
     def start(cls, session: Session, sql: str, timeout: float, batch_bytes: int,
               before: Callable[[object], None] | None = None) -> Statement:
+        from adbc_driver_postgresql import StatementOptions  # the driver, when a source runs
+
         options = {StatementOptions.BATCH_SIZE_HINT_BYTES.value: str(batch_bytes)}
         return super().start(session, sql, timeout, options, before)
 

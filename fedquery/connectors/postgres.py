@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pyarrow as pa
-from adbc_driver_postgresql import StatementOptions
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
@@ -173,6 +172,8 @@ class PostgresConnector(SQLSource, Connector):
 
         def explain(conn):
             with cursor_of(conn) as cursor:  # EXPLAIN cannot run inside the driver's COPY
+                from adbc_driver_postgresql import StatementOptions
+
                 cursor.adbc_statement.set_options(**{StatementOptions.USE_COPY.value: "false"})
                 cursor.execute(text)
                 return cursor.fetchall()[0][0]
