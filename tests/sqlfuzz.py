@@ -430,13 +430,15 @@ def main(argv: list[str] | None = None) -> int:
     import fedquery
     from tests.conftest import build_unseen, reference_connection
     from tests.fuzz_check import Mismatch, check
+    from tests.fuzz_layouts import LAYOUTS, layout_catalog
     from tests.services.launch import postgres_server
     from tests.services.postgres import PgDatabase, load_shop, shop_catalog_in_postgres
 
     parser = argparse.ArgumentParser(prog="python -m tests.sqlfuzz")
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--config", choices=["local", "pg"], default="local")
+    parser.add_argument("--config", choices=["local", "pg", *LAYOUTS], default="local")
+    parser.add_argument("--params", action="store_true", help="literals as $p0 / ? parameters")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
         root = Path(folder)
@@ -445,14 +447,20 @@ def main(argv: list[str] | None = None) -> int:
             dsn = stack.enter_context(postgres_server())
             load_shop(PgDatabase("postgres", dsn), root)
             catalog = shop_catalog_in_postgres(catalog, dsn)
-        con, ref = fedquery.connect(catalog), reference_connection(root)
+        ref = reference_connection(root)
+        if args.config in LAYOUTS:
+            (root / args.config).mkdir()
+            catalog = layout_catalog(args.config, root / args.config, catalog, ref)
+        con = fedquery.connect(catalog)
         outcomes: collections.Counter = collections.Counter()
-        for i, sql in enumerate(generate(args.seed, args.count)):
+        pairs = (generate_with_parameters(args.seed, args.count) if args.params
+                 else [(sql, None) for sql in generate(args.seed, args.count)])
+        for i, (sql, params) in enumerate(pairs):
             try:
-                outcomes[check(con, ref, sql)] += 1
+                outcomes[check(con, ref, sql, params)] += 1
             except Mismatch as exc:
                 outcomes["mismatch"] += 1
-                print(f"--- query {i} (seed {args.seed})\n{exc}\n", flush=True)
+                print(f"--- query {i} (seed {args.seed}) params={params!r}\n{exc}\n", flush=True)
         print(dict(outcomes))
         return 1 if outcomes["mismatch"] else 0
 
