@@ -249,3 +249,44 @@ def test_a_nocase_column_sorts_and_ties_in_byte_order(tmp_path) -> None:
         assert ties["id"].to_pylist() == [4]  # 'A' alone: 'a' is not its tie in DuckDB
         got = fq.sql("SELECT id FROM w.main.words WHERE word = 'b' OR word < 'B' ORDER BY word").fetchall()
         assert got == [(4,), (1,)]
+
+
+# ---------------------------------------------------------------------- found by tests/predfuzz.py
+
+@pytest.mark.parametrize("sql", [
+    # date arithmetic: SQLite adds to the text's leading digits ('2024-02-28' + 1 = 2025)
+    "SELECT id FROM items WHERE day + 1 = DATE '2024-03-01'",
+    "SELECT id FROM items WHERE day > day + 1",
+    # a timestamp chosen by COALESCE was compared as stored text ('...12:00:00.000000')
+    "SELECT id FROM items WHERE coalesce(ts, TIMESTAMP '2024-03-05 00:00:00') = '2024-02-29 12:00:00'",
+    # timestamps stored as 'T' or space, with or without zeros: one instant, several texts
+    "SELECT max(ts) AS hi, min(ts) AS lo FROM items WHERE ts < '2024-03-01'",
+    "SELECT count(DISTINCT ts) AS n FROM items",
+    "SELECT ts, count(*) AS n FROM items GROUP BY ts",
+    "SELECT DISTINCT ts FROM items",
+    # a condition compared with text: DuckDB refuses, SQLite compared 0/1 with the text
+    "SELECT id FROM items WHERE (id > 2) = name",
+], ids=["date_plus_one", "date_vs_date_plus", "coalesce_timestamp",
+        "max_timestamp", "count_distinct_timestamp", "group_by_timestamp", "distinct_timestamp",
+        "bool_vs_text"])
+def test_fuzz_findings_answer_as_duckdb(con, sql: str) -> None:
+    try:
+        want = duck(sql)
+    except duckdb.Error:
+        with pytest.raises(FedQueryError):
+            con.sql(sql).fetchall()
+        return
+    assert sorted(con.sql(sql).fetchall(), key=repr) == sorted(want, key=repr)
+
+
+def test_a_timestamp_top_n_sorts_instants_not_texts(con) -> None:
+    # '2024-02-29T12:00:00.5' sorted after '2024-02-29 12:00:01' as text ('T' > ' ')
+    same(con, "SELECT id, ts FROM items ORDER BY ts DESC NULLS LAST, id LIMIT 3", ordered=True)
+
+
+def test_an_integer_product_that_overflows_raises_as_in_duckdb(con) -> None:
+    sql = "SELECT id, id * 4611686018427387904 AS big FROM items WHERE id > 1"
+    with pytest.raises(duckdb.Error, match="Overflow"):
+        duck(sql)
+    with pytest.raises(FedQueryError, match="Overflow"):  # SQLite answered with doubles
+        con.sql(sql).fetchall()

@@ -24,7 +24,11 @@ What cannot be made exact raises ``NotExact`` (the connector then lets DuckDB ev
 the rows SQLite sends): ``/`` (SQLite divides integers whole and gives NULL for a division by
 zero, DuckDB raises), ``%`` of non-integers, a comparison of text with a number (SQLite compares
 as text, DuckDB as numbers), casts other than of literals, ``ILIKE``, ``LIKE ... ESCAPE``, date
-and time functions.
+and time functions, arithmetic on anything but numbers (``date + 1``), products of integers
+(SQLite turns an overflow into a double), dates and timestamps inside ``COALESCE``/``CASE`` or
+typed literals outside a comparison, and a timestamp grouped, made distinct or compared with a
+subquery (one instant may be stored as several texts). Timestamp sort keys and ``min``/``max``
+read the one text form.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ EXPRESSIONS = frozenset({
 })
 TIMESTAMP = pa.timestamp("us")
 _ORDERING = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Neg, exp.Abs)
 _TEXT = ("CHAR", "CLOB", "TEXT")
 _TIMESTAMPS = (exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ, exp.DataType.Type.DATETIME)
 
@@ -198,6 +203,11 @@ def localize(tree: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
     for ordered in list(tree.find_all(exp.Ordered)):
         if _kind(ordered.this, types) == "text":
             ordered.set("this", _binary(ordered.this))
+        elif _kind(ordered.this, types) == "timestamp":
+            ordered.set("this", _timestamp_form(ordered.this.copy()))
+    for extreme in list(tree.find_all(exp.Min, exp.Max)):
+        if _kind(extreme.this, types) == "timestamp":
+            extreme.set("this", _timestamp_form(extreme.this.copy()))
     return tree
 
 
@@ -216,6 +226,15 @@ def _refuse(node: exp.Expr, types: Mapping[str, pa.DataType]) -> None:
         raise NotExact("% of non-integers")
     if isinstance(node, exp.Cast) and not _literal_cast(node):
         raise NotExact("a cast of a value that is not a literal")
+    if isinstance(node, exp.Cast) and not isinstance(_parent(node), (*_ORDERING, exp.Between, exp.In)):
+        raise NotExact("a date or timestamp value outside a comparison (SQLite keeps them as text)")
+    if isinstance(node, _ARITHMETIC):
+        _refuse_arithmetic(node, types)
+    if isinstance(node, exp.Coalesce | exp.Case | exp.If):
+        _branch_kind(node, types)  # raises NotExact for branches SQLite would mix
+    if _timestamp_identity(node, types):
+        raise NotExact("timestamps kept as text in several forms: grouped or made distinct "
+                       "by DuckDB")
     if isinstance(node, (*_ORDERING, exp.Between, exp.In)):
         kinds = {_kind(s, types) for s in _operands(node)} - {None, "null"}
         if kinds & {"date", "timestamp"}:  # a string literal is read as one (see _temporal)
@@ -227,6 +246,59 @@ def _refuse(node: exp.Expr, types: Mapping[str, pa.DataType]) -> None:
     if isinstance(node, exp.Anonymous | exp.Func) and type(node).__name__ not in EXPRESSIONS \
             and not isinstance(node, exp.Cast | exp.Like) and not _ranking(node):
         raise NotExact(f"{node.sql('duckdb')[:40]} is not evaluated by SQLite as by DuckDB")
+
+
+def _parent(node: exp.Expr) -> exp.Expr | None:
+    parent = node.parent
+    while isinstance(parent, exp.Paren):
+        parent = parent.parent
+    return parent
+
+
+def _refuse_arithmetic(node: exp.Expr, types: Mapping[str, pa.DataType]) -> None:
+    """Arithmetic SQLite does as DuckDB: on numbers only (``date + 1`` would add to the text's
+    leading digits), and no product of integers (SQLite turns an overflow into a double where
+    DuckDB raises)."""
+    operands = [node.this] if isinstance(node, exp.Neg | exp.Abs) else [node.this, node.expression]
+    kinds = {"param" if isinstance(s, exp.Placeholder) else _kind(s, types) for s in operands}
+    if not kinds <= {"int", "float", "null", "param"}:
+        raise NotExact("arithmetic on values that are not known numbers")
+    if isinstance(node, exp.Mul) and "float" not in kinds:
+        raise NotExact("a product of integers (SQLite gives a double on overflow, DuckDB raises)")
+
+
+def _branch_kind(node: exp.Expr, types: Mapping[str, pa.DataType]) -> str | None:
+    """The kind of a COALESCE, CASE or IF: its branches' one kind (int and float mix), None
+    when no branch tells; raises NotExact for dates and timestamps (compared as SQLite's text
+    forms) and for branches of different kinds (DuckDB casts them to one type, SQLite not)."""
+    if isinstance(node, exp.Coalesce):
+        branches = [node.this, *node.expressions]
+    elif isinstance(node, exp.Case):
+        branches = [i.args.get("true") for i in node.args.get("ifs") or []] + [node.args.get("default")]
+    else:
+        branches = [node.args.get("true"), node.args.get("false")]
+    kinds = {_kind(b, types) for b in branches if b is not None} - {None, "null"}
+    if kinds & {"date", "timestamp"}:
+        raise NotExact("a date or timestamp chosen by COALESCE or CASE")
+    if kinds == {"int", "float"}:
+        return "float"
+    if len(kinds) > 1:
+        raise NotExact(f"branches of {' and '.join(sorted(kinds))}")
+    return kinds.pop() if kinds else None
+
+
+def _timestamp_identity(node: exp.Expr, types: Mapping[str, pa.DataType]) -> bool:
+    """A timestamp grouped, counted distinct or compared with a subquery's values: equal
+    instants may be stored as different text."""
+    if isinstance(node, exp.Group):
+        return any(_kind(k, types) == "timestamp" for k in node.expressions)
+    if isinstance(node, exp.Distinct):
+        return any(_kind(k, types) == "timestamp" for k in node.expressions) or (
+            isinstance(node.parent, exp.Select) and any(
+                _kind(c.unalias(), types) == "timestamp" for c in node.parent.expressions))
+    if isinstance(node, exp.In) and node.args.get("query") is not None:
+        return _kind(node.this, types) == "timestamp"
+    return False
 
 
 def _ranking(node: exp.Expr) -> bool:
@@ -269,6 +341,8 @@ def _kind(node: exp.Expr, types: Mapping[str, pa.DataType]) -> str | None:
         return "text" if node.is_string else ("int" if node.is_int else "float")
     if isinstance(node, exp.Null):
         return "null"
+    if isinstance(node, exp.Boolean | exp.Predicate | exp.Connector | exp.Not):
+        return "bool"  # TRUE, and conditions: 0 or 1 in SQLite
     if isinstance(node, exp.Cast) and _literal_cast(node):
         return "date" if node.to.this == exp.DataType.Type.DATE else "timestamp"
     if isinstance(node, exp.Neg | exp.Abs):
@@ -276,8 +350,14 @@ def _kind(node: exp.Expr, types: Mapping[str, pa.DataType]) -> str | None:
     if isinstance(node, exp.Add | exp.Sub | exp.Mul):
         sides = {_kind(node.this, types), _kind(node.expression, types)}
         return "int" if sides == {"int"} else ("float" if sides <= {"int", "float"} else None)
-    if isinstance(node, exp.Min | exp.Max):
+    if isinstance(node, exp.Min | exp.Max | exp.Sum):
         return _kind(node.this, types)
+    if isinstance(node, exp.Count | exp.Length):
+        return "int"
+    if isinstance(node, exp.Avg):
+        return "float"
+    if isinstance(node, exp.Coalesce | exp.Case | exp.If):
+        return _branch_kind(node, types)
     return None
 
 
@@ -309,6 +389,9 @@ def _temporal(node: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
         raise NotExact("a comparison of a date with a timestamp")
     kind = kinds.pop()
     for side in _operands(node):
+        if kind == "timestamp" and not isinstance(side, exp.Column | exp.Cast | exp.Literal | exp.Null
+                                                   | exp.Placeholder):
+            raise NotExact("a timestamp computed in SQLite, compared as its stored text")
         if isinstance(side, exp.Column) and kind == "timestamp":
             side.replace(_timestamp_form(side.copy()))
         elif isinstance(side, exp.Cast | exp.Literal) and not isinstance(side, exp.Null):
