@@ -290,3 +290,4 @@ def test_an_integer_product_that_overflows_raises_as_in_duckdb(con) -> None:
         duck(sql)
     with pytest.raises(FedQueryError, match="Overflow"):  # SQLite answered with doubles
         con.sql(sql).fetchall()
+

@@ -305,8 +305,9 @@ class AdbcConnector(Connector, SQLSource):
         from sqlglot.optimizer.annotate_types import annotate_types
         from sqlglot.optimizer.qualify import qualify
 
-        schema = {t.schema: {t.name: {n: _duck_type(k) for n, k in self._types(t).items()}}
-                  for t in tables}
+        schema: dict[str, dict[str, dict[str, str]]] = {}
+        for t in tables:  # tables of one schema side by side (a join of two kept one only)
+            schema.setdefault(t.schema, {})[t.name] = {n: _duck_type(k) for n, k in self._types(t).items()}
         try:
             typed = annotate_types(qualify(tree.copy(), schema=schema, dialect="duckdb",
                                            quote_identifiers=False), schema=schema)
