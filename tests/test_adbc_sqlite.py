@@ -291,3 +291,10 @@ def test_an_integer_product_that_overflows_raises_as_in_duckdb(con) -> None:
     with pytest.raises(FedQueryError, match="Overflow"):  # SQLite answered with doubles
         con.sql(sql).fetchall()
 
+
+
+def test_a_self_join_duckdb_evaluates_reads_the_table_once_per_use(con) -> None:
+    """Found by tests/sqlfuzz.py: a fragment SQLite cannot run exactly (here ``id * 2``) was
+    evaluated by DuckDB over one stream per table, which a self-join scanned twice."""
+    sql = "SELECT a.id, b.name, a.id * 2 AS twice FROM items a JOIN items b ON b.id = a.id + 1"
+    same(con, sql)

@@ -3,6 +3,7 @@ warehouse sends (``kind: adbc``): exact, at the price of reading the tables whol
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -21,9 +22,11 @@ def run_in_duckdb(tree: exp.Expr, reads: Mapping[TableRef, pa.RecordBatchReader]
 
     con = duckdb.connect()
     names: dict[TableRef, str] = {}
+    uses = Counter(TableRef(node.db, node.name) for node in tree.find_all(exp.Table))
     for table, reader in reads.items():
         names[table] = f"__fq_read_{len(names)}"
-        con.register(names[table], reader)
+        # a reader is scanned once: a table read twice (a self-join) is read into memory
+        con.register(names[table], reader.read_all() if uses[table] > 1 else reader)
     tree = tree.copy()
     for node in tree.find_all(exp.Table):
         ref = TableRef(node.db, node.name)
