@@ -298,3 +298,13 @@ def test_a_self_join_duckdb_evaluates_reads_the_table_once_per_use(con) -> None:
     evaluated by DuckDB over one stream per table, which a self-join scanned twice."""
     sql = "SELECT a.id, b.name, a.id * 2 AS twice FROM items a JOIN items b ON b.id = a.id + 1"
     same(con, sql)
+
+
+@pytest.mark.parametrize("where", [
+    "TRUE = id IN (1, 2)",                    # SQLite: (TRUE = id) IN (1, 2)
+    "name IN ('apple') < name IN ('banana')",
+], ids=["eq_in", "in_lt_in"])
+def test_conditions_compared_keep_duckdbs_precedence(con, where: str) -> None:
+    """Found by tests/predfuzz.py: sqlglot writes no parentheses around a condition compared
+    with something, and SQLite's precedence differs from DuckDB's."""
+    same(con, f"SELECT id FROM items WHERE {where}")

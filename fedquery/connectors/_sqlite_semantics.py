@@ -200,6 +200,7 @@ def localize(tree: exp.Expr, types: Mapping[str, pa.DataType]) -> exp.Expr:
         like.replace(_glob(like))
     for node in list(tree.find_all(*_ORDERING, exp.Between, exp.Min, exp.Max, exp.In)):
         _collate(node, types)
+    _parenthesize(tree)
     for ordered in list(tree.find_all(exp.Ordered)):
         if _kind(ordered.this, types) == "text":
             ordered.set("this", _binary(ordered.this))
@@ -421,6 +422,21 @@ def _timestamp_form(column: exp.Expr) -> exp.Expr:
     has_fraction = exp.GT(this=exp.func("instr", column.copy(), exp.Literal.string(".")),
                           expression=exp.Literal.number(0))
     return exp.Case(ifs=[exp.If(this=has_fraction, true=trimmed)], default=spaced)
+
+
+def _parenthesize(tree: exp.Expr) -> None:
+    """Conditions compared with something in parentheses: SQLite gives ``=`` and ``IN`` one
+    precedence (``TRUE = b IN (7)`` is ``(TRUE = b) IN (7)`` there, ``TRUE = (b IN (7))`` in
+    DuckDB), and sqlglot writes none."""
+    conditions = (exp.Predicate, exp.Connector, exp.Not)
+    for node in list(tree.find_all(*_ORDERING, exp.Between, exp.In, exp.Glob, exp.Is, exp.Like)):
+        for key in ("this", "expression", "low", "high"):
+            child = node.args.get(key)
+            if isinstance(child, conditions):
+                node.set(key, exp.Paren(this=child))
+        if isinstance(node, exp.In):
+            node.set("expressions", [exp.Paren(this=e) if isinstance(e, conditions) else e
+                                     for e in node.expressions])
 
 
 def _glob(like: exp.Like) -> exp.Expr:
