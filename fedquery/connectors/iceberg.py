@@ -168,12 +168,19 @@ class IcebergConnector(Connector):
         schema = self._arrow_schema(iceberg_table, snapshot)
         predicate = prune_predicate(request.filter, request.params, schema)
         unordered = request.filter is None and not request.order_by and request.keys is None
-        scan = iceberg_table.scan(row_filter=_expression(predicate),
-                                  selected_fields=tuple(read_columns(request, schema)),
-                                  snapshot_id=snapshot,
-                                  limit=request.limit if unordered else None)
+
+        def planned(predicate: Node | None) -> tuple[Any, list, Any]:
+            scan = iceberg_table.scan(row_filter=_expression(predicate),
+                                      selected_fields=tuple(read_columns(request, schema)),
+                                      snapshot_id=snapshot,
+                                      limit=request.limit if unordered else None)
+            return (scan, *self._plan(scan))
+
         with self._failures(f"cannot plan a scan of Iceberg table {self._identifier(name)!r}"):
-            tasks, deletes = self._plan(scan)
+            try:
+                scan, tasks, deletes = planned(predicate)
+            except TypeError:  # pyiceberg compares a NULL partition value under an OR
+                scan, tasks, deletes = planned(_without_or(predicate))
         with_trace(request, _report(iceberg_table, snapshot, tasks, deletes))
         with self._failures(f"cannot read Iceberg table {self._identifier(name)!r}"):
             batches = self._read(scan, tasks, deletes)
@@ -251,6 +258,18 @@ class _Translate:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         text = self.connector._secrets.redact(ic.redact_url(f"{type(exc).__name__}: {text}"))
         raise SourceError(f"{self.what}: {text}", source=self.connector.name) from exc
+
+
+def _without_or(node: Node | None) -> Node | None:
+    """The conjuncts of a pruning predicate that hold no OR (fewer files are skipped; the
+    scan applies the whole filter afterwards)."""
+    parts = node.parts if isinstance(node, And) else (node,) if node is not None else ()
+    kept = tuple(p for p in parts if not _has_or(p))
+    return None if not kept else kept[0] if len(kept) == 1 else And(kept)
+
+
+def _has_or(node: Node) -> bool:
+    return isinstance(node, Or) or (isinstance(node, And) and any(_has_or(p) for p in node.parts))
 
 
 def _expression(node: Node | None) -> Any:
