@@ -206,7 +206,7 @@ def _kind(arrow_type: pa.DataType) -> str | None:
     if pa.types.is_boolean(arrow_type):
         return "bool"
     if pa.types.is_decimal(arrow_type):
-        return f"decimal:{arrow_type.scale}"
+        return f"decimal:{arrow_type.precision}:{arrow_type.scale}"
     return None
 
 
@@ -234,7 +234,8 @@ def _typed(value: Any, kind: str) -> Any:
     if kind == "timestamp":
         return _timestamp(value)
     if kind.startswith("decimal:") and not isinstance(value, bool | float):
-        return _decimal(value, int(kind.split(":")[1]))
+        _, precision, scale = kind.split(":")
+        return _decimal(value, int(precision), int(scale))
     raise _Untranslatable(repr(value))
 
 
@@ -262,8 +263,9 @@ def _timestamp(value: Any) -> dt.datetime:
     raise _Untranslatable(repr(value))
 
 
-def _decimal(value: Any, scale: int) -> Decimal:
-    """A number the column's scale holds exactly (a finer one could round when bound)."""
+def _decimal(value: Any, precision: int, scale: int) -> Decimal:
+    """A number the column's type holds exactly (a finer one could round when bound, a larger
+    one does not fit the type the table format casts it to)."""
     try:
         number = Decimal(str(value)) if not isinstance(value, Decimal) else value
     except InvalidOperation:
@@ -271,6 +273,9 @@ def _decimal(value: Any, scale: int) -> Decimal:
     if not number.is_finite() or number.as_tuple().exponent < -scale:
         raise _Untranslatable(repr(value))
     try:
-        return number.quantize(Decimal(1).scaleb(-scale))  # written at the column's scale
+        number = number.quantize(Decimal(1).scaleb(-scale))  # written at the column's scale
     except InvalidOperation:
         raise _Untranslatable(repr(value)) from None
+    if len(number.as_tuple().digits) > precision:
+        raise _Untranslatable(repr(value))
+    return number
