@@ -322,4 +322,5 @@ def test_a_real_column_after_a_batch_of_nulls_is_read(tmp_path) -> None:
     with fedquery.connect({"sources": {"w": {"kind": "adbc", "driver": "sqlite",
                                              "uri": str(tmp_path / "nulls.sqlite")}},
                            "tables": {"t": {"source": "w", "table": "t"}}}) as fq:
-        assert fq.sql("SELECT count(score) FROM (SELECT score FROM t) s").fetchall() == [(500,)]
+        scores = [row[0] for row in fq.sql("SELECT score FROM t").fetchall()]
+        assert scores.count(1.5) == 500 and scores.count(None) == 1500
