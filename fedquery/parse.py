@@ -104,7 +104,20 @@ def parse_statements(sql: str) -> list[exp.Expr]:
         raise ParseError("empty query: expected one SELECT statement", sql=sql)
     for statement in statements:
         _check_depth(statement, sql)
+        bracket_negations(statement)
     return statements
+
+
+def bracket_negations(tree: exp.Expr) -> exp.Expr:
+    """A NOT that is an operand of another operator gets its brackets: sqlglot writes
+    ``(t NOT IN (1, 2)) <= TRUE`` as ``NOT t IN (1, 2) <= TRUE``, which DuckDB reads as
+    ``NOT (t IN (1, 2) <= TRUE)``, so every SQL text made from the tree would mean another
+    query."""
+    for node in list(tree.find_all(exp.Not)):
+        parent = node.parent
+        if isinstance(parent, exp.Binary) and not isinstance(parent, exp.Connector):
+            node.replace(exp.Paren(this=node.copy()))
+    return tree
 
 
 def as_duckdb_reads(tokens: list[Token]) -> list[Token]:

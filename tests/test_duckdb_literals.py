@@ -62,3 +62,18 @@ def test_a_positional_placeholder_cast(con) -> None:
     connection, _ = con
     sql = "SELECT ?::INT + 1 AS a, ?::VARCHAR AS b, '?::' AS c, ? :: DOUBLE AS d"
     assert connection.sql(sql, params=["7", 8, "2.5"]).fetchall() == [(8, "8", "?::", 2.5)]
+
+
+@pytest.mark.parametrize("condition", ["t NOT IN (1, 2) <= TRUE", "t NOT BETWEEN 2 AND 3 >= flag",
+                                       "(t NOT IN (1)) = flag", "NOT t = 1 AND flag"])
+def test_a_negation_under_a_comparison_keeps_its_meaning(condition: str) -> None:
+    """sqlglot writes ``(t NOT IN (1, 2)) <= TRUE`` without its brackets; DuckDB would read the
+    text as ``NOT (t IN (1, 2) <= TRUE)``: found by tests/predfuzz.py on every source."""
+    values = pa.table({"t": [1, 2, 3, 4], "flag": [True, False, True, None]})
+    sql = f"SELECT t FROM v WHERE {condition} ORDER BY t"
+    with fedquery.connect({"sources": {"lake": {"kind": "parquet", "root": "/"}}}) as con:
+        con.register("v", values)
+        got = con.sql(sql).fetchall()
+    with duckdb.connect() as plain:
+        plain.register("v", values)
+        assert got == plain.sql(sql).fetchall()
