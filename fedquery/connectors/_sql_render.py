@@ -25,6 +25,21 @@ from fedquery.connectors._native import with_ties
 from fedquery.connectors.base import ScanRequest, TableRef
 
 ROW_MARKER = "__row"  # the column a scan without columns returns (the planner's marker)
+
+
+def scan_schema(request: ScanRequest, table: TableRef, schema: pa.Schema, source: str) -> pa.Schema:
+    """The schema a scan of ``table`` answers with: its asked columns in their order (a
+    ``SourceError`` names one it lacks), or the row marker when none is asked."""
+    from fedquery.errors import SourceError
+
+    columns = request.columns if request.columns is not None else tuple(schema.names)
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise SourceError(f"table {table} has no column {missing[0]!r} (it has: "
+                          f"{', '.join(schema.names)})", source=source)
+    if not columns:
+        return pa.schema([pa.field(ROW_MARKER, pa.bool_())])
+    return pa.schema([schema.field(c) for c in columns])
 Literal = Callable[[Any], exp.Expr]
 
 

@@ -10,9 +10,10 @@ stream, with the very SQL a native source's scan would run (``_native.scan_reade
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -20,9 +21,11 @@ import sqlglot
 from sqlglot import exp
 
 from fedquery.connectors.base import ScanRequest, TableRef
+from fedquery.errors import FedQueryError, SourceError
 
 if TYPE_CHECKING:
     from fedquery.control import QueryControl
+    from fedquery.secrets import Secrets
 
 STREAM = "__fq_table"
 
@@ -146,6 +149,22 @@ def conform(reader: Any, schema: pa.Schema) -> pa.RecordBatchReader:
             yield batch.cast(target) if batch.schema != target else batch
 
     return pa.RecordBatchReader.from_batches(target, batches())
+
+
+@contextlib.contextmanager
+def failures_as_source_errors(source: str, secrets: Secrets, what: str) -> Iterator[None]:
+    """Turn a table library's exception (pyiceberg, deltalake) into a ``SourceError`` saying
+    ``what`` failed, its first line, no secret and no password of a URL."""
+    from fedquery.connectors._iceberg_catalog import redact_url
+
+    try:
+        yield
+    except FedQueryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the libraries raise plain exceptions
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = secrets.redact(redact_url(f"{type(exc).__name__}: {text}"))
+        raise SourceError(f"{what}: {text}", source=source) from exc
 
 
 def with_trace(request: ScanRequest, line: str) -> None:

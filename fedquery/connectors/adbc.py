@@ -329,15 +329,7 @@ class AdbcConnector(Connector, SQLSource):
     def _scan_parts(self, request: ScanRequest) -> tuple[TableRef, pa.Schema]:
         _, schema_name, name = request.table.split(".", 2)
         table = self.resolve(TableRef(schema_name, name))
-        schema = self.schema(table)
-        columns = request.columns if request.columns is not None else tuple(schema.names)
-        missing = [c for c in columns if c not in schema.names]
-        if missing:
-            raise SourceError(f"table {table} has no column {missing[0]!r} (it has: "
-                              f"{', '.join(schema.names)})", source=self.name)
-        if not columns:
-            return table, pa.schema([pa.field(render.ROW_MARKER, pa.bool_())])
-        return table, pa.schema([schema.field(c) for c in columns])
+        return table, render.scan_schema(request, table, self.schema(table), self.name)
 
     def _types(self, table: TableRef) -> dict[str, pa.DataType]:
         return {f.name: f.type for f in self._table(table)[0]}

@@ -11,6 +11,7 @@ conformance suite (``fedquery.connectors.conformance``) checks that they agree w
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -169,7 +170,7 @@ class TableRef:
         return f"{self.schema}.{self.name}"
 
 
-class Connector:
+class Connector(ABC):
     """One declared source. Subclasses set ``kind``, ``capabilities`` and ``SETTINGS`` and
     implement ``tables``, ``schema`` and ``scan``; every other method has a default.
 
@@ -203,17 +204,17 @@ class Connector:
 
     # ------------------------------------------------------------------ required
 
+    @abstractmethod
     def tables(self) -> list[TableRef]:
         """Every table the source holds (SQL sources) or declares (file sources)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def schema(self, table: TableRef) -> pa.Schema:
         """The Arrow schema of one table."""
-        raise NotImplementedError
 
+    @abstractmethod
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         """Stream the rows a one-table fragment asks for."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ optional
 
@@ -241,6 +242,7 @@ class Connector:
     def cancel(self, reader: pa.RecordBatchReader) -> None:
         """Stop a read this source started (from any thread); the default lets the reader end
         when it is closed."""
+        return None
 
     def describe_search(self, request: ScanRequest) -> str | None:
         """How a nearest-first top-k scan will search (``explain``), for ``vector_search``."""
@@ -251,18 +253,19 @@ class Connector:
         return {}
 
     def close(self) -> None:
-        """Release connections and handles."""
+        """Release connections and handles (none by default)."""
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} kind={self.kind!r}>"
 
 
-class SQLSource:
+class SQLSource(ABC):
     """Mixin of a source that runs whole fragments of SQL in ``capabilities.dialect``."""
 
+    @abstractmethod
     def run_sql(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.RecordBatchReader:
         """Run a fragment (DuckDB SQL over ``source.schema.table`` names) with its values."""
-        raise NotImplementedError
 
     def estimate_sql_rows(self, sql: str) -> int | None:
         """The source planner's row estimate for a fragment (None: unknown)."""
@@ -274,12 +277,12 @@ class SQLSource:
         return None
 
 
-class NativeSource:
+class NativeSource(ABC):
     """Mixin of a source whose tables DuckDB scans itself."""
 
+    @abstractmethod
     def bind(self, con: duckdb.DuckDBPyConnection) -> list[str]:
         """Make ``<source>.<schema>.<table>`` resolvable in ``con``; return readable folders."""
-        raise NotImplementedError
 
     def relations(self, tables: list[str] | None = None, *, reading: bool = True) -> dict[str, Any]:
         """Python-side objects DuckDB scans for some tables (a Lance dataset, a remote lake's

@@ -23,13 +23,14 @@ from fedquery.connectors._table_format import (
     QueryPins,
     conform,
     exact,
+    failures_as_source_errors,
     public_schema,
     read_columns,
     with_trace,
 )
 from fedquery.connectors.base import Capabilities, Connector, ScanRequest, TableRef
 from fedquery.connectors.settings import Setting
-from fedquery.errors import FedQueryError, SourceError
+from fedquery.errors import SourceError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -240,24 +241,7 @@ class IcebergConnector(Connector):
     # ------------------------------------------------------------------ errors
 
     def _failures(self, what: str):
-        return _Translate(self, what)
-
-
-class _Translate:
-    """A context turning a library's exception into a SourceError without secrets."""
-
-    def __init__(self, connector: IcebergConnector, what: str) -> None:
-        self.connector, self.what = connector, what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> bool:
-        if exc is None or isinstance(exc, FedQueryError) or not isinstance(exc, Exception):
-            return False
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        text = self.connector._secrets.redact(ic.redact_url(f"{type(exc).__name__}: {text}"))
-        raise SourceError(f"{self.what}: {text}", source=self.connector.name) from exc
+        return failures_as_source_errors(self.name, self._secrets, what)
 
 
 def _without_or(node: Node | None) -> Node | None:

@@ -39,6 +39,7 @@ from sqlglot.errors import SqlglotError
 
 from fedquery.connectors import _postgres_drift as drift
 from fedquery.connectors import _postgres_sql as pgsql
+from fedquery.connectors import _sql_render as render
 from fedquery.connectors._native import keys_in_filter
 from fedquery.connectors._postgres_semantics import EXACT_EXPRESSIONS
 from fedquery.connectors._postgres_session import (
@@ -253,15 +254,7 @@ class PostgresConnector(SQLSource, Connector):
     def _scan_parts(self, request: ScanRequest) -> tuple[TableRef, pa.Schema]:
         _, schema_name, name = request.table.split(".", 2)
         table = self.resolve(TableRef(schema_name, name))
-        schema = self.schema(table)
-        columns = request.columns if request.columns is not None else tuple(schema.names)
-        missing = [c for c in columns if c not in schema.names]
-        if missing:
-            raise SourceError(f"table {table} has no column {missing[0]!r} (it has: "
-                              f"{', '.join(schema.names)})", source=self.name)
-        if not columns:
-            return table, pa.schema([pa.field(pgsql.ROW_MARKER, pa.bool_())])
-        return table, pa.schema([schema.field(c) for c in columns])
+        return table, render.scan_schema(request, table, self.schema(table), self.name)
 
     def _fragment(self, sql: str) -> tuple[exp.Expr, dict[str, pa.DataType], list[TableRef]]:
         """A fragment's tree with local, quoted names; the types of the columns it can read;
