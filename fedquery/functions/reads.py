@@ -10,9 +10,11 @@ returned. Nothing is ever padded: a read that comes back short is an error.
 pyarrow's S3 reads cannot say how many bytes a response held: a body shorter than the range
 asked for (with a ``Content-Length`` to match) leaves the rest of the buffer as it was. So every
 buffer's last byte is set to a random value before the request: if it is still that value
-afterwards, the last byte is read again alone into a buffer set to its complement; a byte
-the server sent equals the first read's, a byte nobody wrote keeps the complement. A short
-answer of an object that has not changed is a transient fault (``ShortRead``), tried again.
+afterwards, either the file's byte is that value or the answer was short, and the request is
+made again with the complement as the marker, which the file's byte cannot also equal (a check
+of the last byte alone passed a short answer whenever the file's byte equalled the marker,
+once in 256 short answers). A short answer of an object that has not changed is a transient
+fault (``ShortRead``), tried again.
 """
 
 from __future__ import annotations
@@ -103,13 +105,15 @@ def _fill(reader: Any, part: memoryview, offset: int, pin: tuple,
     """Read ``part`` from ``offset``, exactly (see module doc); ``Changed`` if the object is
     not the one pinned (also when the request failed: a range past a shrunk object's end),
     ``ShortRead`` if it is and still came back short."""
-    marker = random.randrange(256)  # noqa: S311 - a sentinel, not a secret
-    part[-1] = marker
+    first = random.randrange(256)  # noqa: S311 - a sentinel, not a secret
     try:
-        got = reader.read_into(part, offset)
-        if got == len(part) and (part[-1] != marker
-                                 or _sent(reader, offset + len(part) - 1, marker)):
-            return
+        for marker in (first, first ^ 0xFF):
+            part[-1] = marker
+            got = reader.read_into(part, offset)
+            if got != len(part):
+                break
+            if part[-1] != marker:
+                return
     except OSError:
         _check_pin(open_file, pin)
         raise
@@ -122,13 +126,6 @@ def _check_pin(open_file: Callable[[], Any], pin: tuple) -> None:
     again = open_file()
     if remote_pin(again.metadata(), again.size()) != pin:
         raise Changed("changed while it was read")
-
-
-def _sent(reader: Any, position: int, marker: int) -> bool:
-    """Whether the byte at ``position`` really is ``marker`` (read alone into its complement)."""
-    one = bytearray([marker ^ 0xFF])
-    reader.read_into(memoryview(one), position)
-    return one[0] == marker
 
 
 def _pin_now(open_file: Callable[[], Any], request: Request) -> tuple:
