@@ -51,28 +51,48 @@ def blob_functions(catalog: Catalog, *, strict: bool = False):
 
 
 def connect(catalog: str | os.PathLike | Mapping[str, Any], *, strict: bool = False,
-            **unknown: Any) -> Connection:
+            engine: str = "local", ray_address: str | None = None, **unknown: Any) -> Connection:
     """Open a catalog (a YAML path or a dict) and return a ``Connection``.
 
     ``strict``: a missing or corrupt file read by a blob function fails the query with
     ``SourceError`` instead of giving a value whose ``error`` says why.
+    ``engine``: ``"local"`` (in-process DuckDB) or ``"ray"``: the same plans run on a Ray
+    cluster through Daft (``pip install 'fedquery[ray]'``), the one at ``ray_address`` or
+    ``$FEDQUERY_RAY_ADDRESS``, else a local one (docs/scale-out.md).
 
     >>> with fedquery.connect("catalog.yaml") as con:  # doctest: +SKIP
     ...     con.sql("SELECT count(*) FROM frames").fetchall()
     """
     with boundary():
-        _no_unknown("connect", unknown, ("strict",), CatalogError)
+        _no_unknown("connect", unknown, ("strict", "engine", "ray_address"), CatalogError)
         if not isinstance(strict, bool):
             raise CatalogError(f"connect: strict must be True or False, got {strict!r}")
+        _check_engine(engine, ray_address)
         catalog = load_catalog(catalog)
-    return Connection(catalog, strict=strict)
+    return Connection(catalog, strict=strict, engine=engine, ray_address=ray_address)
+
+
+ENGINES = ("local", "ray")
+
+
+def _check_engine(engine: Any, ray_address: Any) -> None:
+    if engine not in ENGINES:
+        raise CatalogError(f"connect: engine must be one of {', '.join(map(repr, ENGINES))}, "
+                           f"got {engine!r}")
+    if ray_address is not None and not isinstance(ray_address, str):
+        raise CatalogError(f"connect: ray_address must be a string such as 'ray://head:10001' "
+                           f"or 'head:6379', got {type(ray_address).__name__}")
+    if ray_address is not None and engine != "ray":
+        raise CatalogError("connect: ray_address is for engine='ray'")
 
 
 class Connection:
     """SQL over every source of one catalog, as if it were one database."""
 
-    def __init__(self, catalog: Catalog, *, strict: bool = False) -> None:
-        self.catalog = catalog
+    def __init__(self, catalog: Catalog, *, strict: bool = False, engine: str = "local",
+                 ray_address: str | None = None) -> None:
+        self.catalog, self.engine = catalog, engine
+        self._ray_address = ray_address
         self._closed = True
         with boundary(catalog.secrets):
             self._open(catalog, strict)
@@ -86,8 +106,14 @@ class Connection:
                     connectors[name] = open_connector(spec, catalog)
             self._registered = RegisteredTables(set(connectors))
             connectors[self._registered.name] = self._registered
-            self._session = Session(connectors, catalog.secrets,
-                                    blob_functions(catalog, strict=strict), catalog.settings)
+            functions = blob_functions(catalog, strict=strict)
+            if self.engine == "ray":
+                from fedquery.ray.session import RaySession
+
+                self._session = RaySession(connectors, catalog.secrets, functions, catalog.settings,
+                                           catalog=catalog, strict=strict, address=self._ray_address)
+            else:
+                self._session = Session(connectors, catalog.secrets, functions, catalog.settings)
             self._planner = Planner(catalog, self._session)
         except BaseException:
             for connector in connectors.values():

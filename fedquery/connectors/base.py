@@ -157,6 +157,7 @@ class ScanRequest:
     params: Mapping[str, Any] | None = field(default=None, compare=False)
     vector: VectorQuery | None = None
     trace: list[str] | None = field(default=None, compare=False)
+    part: tuple[int, int] | None = None  # (index, count): one part of a split scan (``split``)
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,12 @@ class Connector(ABC):
     def location(self) -> str | None:
         """The file, folder or URI the source reads, as DuckDB's messages would name it."""
         return None
+
+    def split(self, request: ScanRequest, parts: int) -> list[ScanRequest]:
+        """A scan as at most ``parts`` requests whose rows together are the scan's (a
+        distributed engine reads them in parallel); default: one, the scan itself. Only a scan
+        with no limit is split."""
+        return [request]
 
     def bytes_read(self) -> int | None:
         """Bytes read from the source so far (None: not counted)."""

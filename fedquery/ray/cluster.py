@@ -1,0 +1,55 @@
+"""Joining a Ray cluster: the one ``ray_address=`` or ``FEDQUERY_RAY_ADDRESS`` names, else a
+local one started in this process; Daft then runs its plans on it."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from fedquery.errors import CatalogError
+
+ADDRESS_VARIABLE = "FEDQUERY_RAY_ADDRESS"
+_LOCK = threading.Lock()
+
+
+def require() -> None:
+    """Ray and Daft importable, else a ``CatalogError`` that says what to install."""
+    try:
+        import daft  # noqa: F401
+        import ray  # noqa: F401
+    except ImportError as exc:
+        raise CatalogError(f"engine='ray' needs Ray and Daft ({exc.name} is missing): "
+                           "pip install 'fedquery[ray]'") from None
+
+
+def join(address: str | None = None) -> str | None:
+    """Connect this process to the cluster (once; later calls reuse it) and make Daft run on
+    it. Returns the address joined (None: a local cluster)."""
+    require()
+    import daft
+    import ray
+
+    address = address or os.environ.get(ADDRESS_VARIABLE) or None
+    with _LOCK:
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         logging_level="warning", configure_logging=True)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise CatalogError(f"engine='ray': cannot join the Ray cluster at {address!r}: "
+                                   f"{str(exc).splitlines()[0]}") from None
+        daft.set_runner_ray(address=address, noop_if_initialized=True)
+    return address
+
+
+def worker_cpus() -> int:
+    """The CPUs the cluster's nodes offer tasks (at least one)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def has_gpu() -> bool:
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0

@@ -1,0 +1,161 @@
+"""The Ray engine's executor: a plan's fragments as distributed Daft reads, blob functions as
+Daft UDFs on the workers, the residual on the cluster; results stream back as Arrow batches.
+
+Build sides of dynamic filters (small by the planner's decision) come back to the driver for
+their keys, as in the local engine; so do a top-k's key sets and query vectors (computed by
+plans of their own, run on this engine).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import sqlglot
+
+from fedquery.conform import conform, expected
+from fedquery.errors import FedQueryError, PlanError, SourceError
+from fedquery.fetch import _build_order, _with_query_vector, _with_vector_keys, key_predicate, subset
+from fedquery.parse import DIALECT
+from fedquery.ray import cluster, hoist, residual, worker
+from fedquery.ray.reads import FragmentSource, Opening, daft_schema
+
+if TYPE_CHECKING:
+    from fedquery.catalog import Catalog
+    from fedquery.control import QueryControl
+    from fedquery.execute import Session
+    from fedquery.functions.embedding import Embedder
+    from fedquery.plan import Fragment, Plan
+
+PARTS_PER_CPU = 2  # tasks a split scan or a blob UDF gets per CPU of the cluster
+
+
+class RayEngine:
+    """Runs one connection's plans on a Ray cluster."""
+
+    def __init__(self, session: Session, catalog: Catalog, *, strict: bool = False,
+                 address: str | None = None) -> None:
+        self.session = session
+        self.address = cluster.join(address)
+        self._opening = Opening(uuid.uuid4().hex, catalog, (), strict)
+        self.embedders: dict[str, Embedder] = {}
+
+    def add_embedder(self, embedder: Embedder) -> None:
+        self.embedders[embedder.function_name.lower()] = embedder
+
+    @property
+    def opening(self) -> Opening:
+        return replace(self._opening, embedders=tuple(self.embedders.values()))
+
+    def batches(self, plan: Plan, params: Any, control: QueryControl | None = None,
+                max_rows: int | None = None) -> pa.RecordBatchReader:
+        """The plan's rows as a stream, conformed to the types the local engine gives."""
+        wanted = expected(plan.types, self.session.arrow_types)
+        stream = self._stream(plan, params, control)
+        first = next(stream, None)
+        schema = (conform(pa.Table.from_batches([first]), wanted, plan.columns).schema
+                  if first is not None else _declared(wanted, plan))
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            rows = 0
+            for batch in _chain(first, stream):
+                rows += batch.num_rows
+                if max_rows is not None and rows > max_rows:
+                    raise PlanError(f"the result has more than {max_rows:,} rows, the most this "
+                                    "connection returns (settings.max_rows in the catalog)")
+                yield from conform(pa.Table.from_batches([batch]), wanted, plan.columns).to_batches()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+    def table(self, plan: Plan, params: Any, control: QueryControl | None = None,
+              max_rows: int | None = None) -> pa.Table:
+        return self.batches(plan, params, control, max_rows).read_all()
+
+    # ------------------------------------------------------------------ the run
+
+    def _stream(self, plan: Plan, params: Any, control: QueryControl | None) -> Iterator[pa.RecordBatch]:
+        import ray
+
+        frames, schemas = self._frames(plan, params)
+        opening = self.opening
+        tree = sqlglot.parse_one(plan.residual, dialect=DIALECT)
+        tree = hoist.hoist(tree, frames, opening, self.embedders,
+                           cluster.worker_cpus() * PARTS_PER_CPU, cluster.has_gpu())
+        inputs = {}
+        for name, df in frames.items():
+            inputs[name] = (daft_schema(df.schema().to_pyarrow_schema(), name),
+                            list(_partitions(df)))
+        values = worker.to_wire(subset(params, plan.residual_parameters))
+        task = residual.remote_residual().remote(opening, plan, tree.sql(DIALECT), values, inputs)
+        if control is not None:
+            control.on_stop(lambda: ray.cancel(task))
+        try:
+            for ref in task:
+                yield ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            raise from_cluster(exc) from None
+
+    def _frames(self, plan: Plan, params: Any):
+        """Each fragment as a Daft DataFrame (build sides read first, for their keys)."""
+        import daft
+
+        built: dict[str, pa.Table] = {}
+        frames: dict[str, daft.DataFrame] = {}
+        schemas: dict[str, pa.Schema] = {}
+        for fragment in _build_order(plan.fragments):
+            predicate = key_predicate(fragment, built)
+            if fragment.query_vector is not None:
+                params = _with_query_vector(self.session, fragment, params)
+            if fragment.vector_keys is not None:
+                fragment = _with_vector_keys(self.session, fragment, params)
+            df = self._read(fragment, params, predicate.sql(DIALECT) if predicate is not None else None)
+            if fragment.materialize:
+                built[fragment.name] = df.to_arrow()
+                df = daft.from_arrow(built[fragment.name])
+            frames[fragment.name] = df
+        return frames, schemas
+
+    def _read(self, fragment: Fragment, params: Any, predicate: str | None):
+        import daft
+
+        connector = self.session.connectors[fragment.source]
+        if not fragment.native and connector.kind == "registered":  # the driver's own data
+            from fedquery.fetch import _open
+
+            table = _open(self.session, fragment, params,
+                          sqlglot.parse_one(predicate, dialect=DIALECT) if predicate else None).read_all()
+            return daft.from_arrow(table.cast(daft_schema(table.schema, fragment.name)))
+        schema = daft_schema(worker.fragment_schema(self.session, fragment, params), fragment.name)
+        parts = None
+        request = fragment.request
+        if (fragment.kind == "scan" and request is not None and request.limit is None
+                and request.vector is None):
+            parts = connector.split(request, cluster.worker_cpus() * PARTS_PER_CPU)
+        return FragmentSource(self.opening, fragment, params, predicate, schema, parts).read()
+
+
+def _partitions(df) -> Iterator:
+    yield from df.iter_partitions()
+
+
+def _chain(first, rest):
+    if first is not None:
+        yield first
+    yield from rest
+
+
+def _declared(wanted, plan: Plan) -> pa.Schema:
+    return pa.schema([pa.field(c, t) for c, t in zip(plan.columns, wanted, strict=True)])
+
+
+def from_cluster(exc: BaseException) -> FedQueryError:
+    """The fedquery error a task raised on the cluster (Ray passes on the original as its
+    cause); anything else as a ``SourceError`` in words."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, FedQueryError):
+        return cause
+    return SourceError(f"engine='ray': a task failed on the cluster: {str(cause or exc).splitlines()[0]}",
+                       source="ray")
