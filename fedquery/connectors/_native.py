@@ -94,12 +94,14 @@ def relation(source: str, table: TableRef) -> str:
     return ".".join(quote(part) for part in (source, table.schema, table.name))
 
 
-def scan_sql(source: str, request: ScanRequest, table: TableRef) -> str:
+def scan_sql(source: str, request: ScanRequest, table: TableRef, rows: str | None = None) -> str:
     """The DuckDB SELECT that answers a scan request over a bound native table. Keys
     (``request.keys``) are an IN list of literals up to ``IN_LITERALS_MAX`` (DuckDB pushes it
-    into the table's scan), else a semi-join with the table ``KEYS_TABLE`` the reader registers."""
+    into the table's scan), else a semi-join with the table ``KEYS_TABLE`` the reader registers.
+    ``rows``: a subquery that reads the rows instead of the bound table (a part of a split scan)."""
     columns = [exp.column(c, quoted=True) for c in request.columns or ()] or [exp.Star()]
-    select = exp.select(*columns).from_(relation(source, table))
+    from_ = relation(source, table) if rows is None else f"{rows} AS {quote(table.name)}"
+    select = exp.select(*columns).from_(from_)
     if request.filter:
         select = select.where(request.filter, dialect="duckdb")
     if request.keys is not None:
@@ -158,11 +160,12 @@ def with_ties(select: exp.Select, columns: list[exp.Expr], request: ScanRequest)
 
 
 def scan_reader(cursor: duckdb.DuckDBPyConnection, source: str, request: ScanRequest,
-                table: TableRef) -> pa.RecordBatchReader:
-    """Run a scan request on a cursor of the executor's DuckDB, binding its parameters."""
+                table: TableRef, rows: str | None = None) -> pa.RecordBatchReader:
+    """Run a scan request on a cursor of the executor's DuckDB, binding its parameters
+    (``rows``: see ``scan_sql``)."""
     import duckdb
 
-    sql = scan_sql(source, request, table)
+    sql = scan_sql(source, request, table, rows)
     if request.keys is not None and len(request.keys) > IN_LITERALS_MAX:
         import pyarrow as pa
 

@@ -131,19 +131,33 @@ class RemoteLake:
 
     # ------------------------------------------------------------------ datasets
 
-    def view(self, spec: TableSpec, hive_types: str) -> tuple[str, TableRead]:
+    def view(self, spec: TableSpec, hive_types: str,
+             part: tuple[str, ...] | None = None) -> tuple[str, TableRead]:
         """The SQL one query reads a table with (DuckDB's ``read_parquet`` over the objects
         listed and pinned now, through ``self.files``) and the read that serves it. A file's
         footer is read and its columns checked when DuckDB first opens it (files pruned by
-        their partition keys are never opened)."""
+        their partition keys are never opened). ``part``: only these of its objects (a part of
+        a split scan); one gone since is a ``SourceError``."""
         read = TableRead(self, spec)
-        footers = list(read.listed().values())
+        listed = read.listed()
+        footers = list(listed.values())
+        if part is not None:
+            gone = [path for path in part if path not in listed]
+            if gone:
+                raise SourceError(f"table {spec.name!r}: {self.location.url(gone[0])} is gone since "
+                                  "the query listed the table; run the query again",
+                                  source=self.source)
+            footers = [listed[path] for path in part]
         token = self.files.add(read)
         read.token = token
         paths = ", ".join("'" + self.files.url(token, f.pin.path).replace("'", "''") + "'"
                           for f in footers)
         hive = f"hive_partitioning = true{hive_types}" if self.keys(spec) else "hive_partitioning = false"
         return f"SELECT * FROM read_parquet([{paths}], {hive})", read
+
+    def part_paths(self, spec: TableSpec) -> list[str]:
+        """The table's objects as a split scan names its parts (listed now)."""
+        return sorted(f.path for f in self.listing(spec))
 
     def release(self, read: TableRead) -> None:
         """A read done with: its token served no more, its readers closed."""

@@ -157,7 +157,7 @@ class ScanRequest:
     params: Mapping[str, Any] | None = field(default=None, compare=False)
     vector: VectorQuery | None = None
     trace: list[str] | None = field(default=None, compare=False)
-    part: tuple[int, int] | None = None  # (index, count): one part of a split scan (``split``)
+    part: tuple[str, ...] | None = None  # a split scan's part: its files or fragments (``split``)
 
 
 @dataclass(frozen=True)

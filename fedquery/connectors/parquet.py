@@ -157,7 +157,8 @@ class ParquetConnector(DuckDBBound):
         """The name a remote table's dataset is registered under in each executor cursor."""
         return f"__parquet_{self.name}_{table}"
 
-    def relations(self, tables: list[str] | None = None, *, reading: bool = True) -> dict[str, Any]:
+    def relations(self, tables: list[str] | None = None, *, reading: bool = True,
+                  part: tuple[str, ...] | None = None) -> dict[str, Any]:
         """What each query of a remote lake reads, one per table: a ``View`` over DuckDB's
         ``read_parquet`` of the objects listed and pinned now (or, not ``reading``, a stand-in
         with the table's columns and no rows, for describing queries).
@@ -175,7 +176,7 @@ class ParquetConnector(DuckDBBound):
             if not reading:
                 out[self.relation_name(name)] = self._remote.schema(spec).empty_table()
                 continue
-            sql, read = self._remote.view(spec, self._hive_types(name))
+            sql, read = self._remote.view(spec, self._hive_types(name), part)
             out[self.relation_name(name)] = View(sql, read.finish,
                                                  lambda read=read: self._remote.release(read))
         return out
@@ -219,15 +220,53 @@ class ParquetConnector(DuckDBBound):
         if table.name in self._broken:
             raise SourceError(f"table {table.name!r}: {self._broken[table.name]}", source=self.name)
 
+    def split(self, request: ScanRequest, parts: int) -> list[ScanRequest]:
+        """One request per group of the table's files (listed now), files dealt in turn."""
+        table = table_ref(request.table)
+        self.check(table)
+        spec = self._specs[table.name]
+        files = self._remote.part_paths(spec) if self._remote else self._local_files(spec)
+        count = min(parts, len(files))
+        if count <= 1:
+            return [request]
+        return [replace(request, part=tuple(files[i::count])) for i in range(count)]
+
+    def _local_files(self, spec: TableSpec) -> list[str]:
+        pattern = self.files_pattern(spec)
+        return sorted(p for p in globlib.glob(pattern, recursive=True) if os.path.isfile(p))
+
+    def _part_relation(self, cursor: duckdb.DuckDBPyConnection, table: TableRef,
+                       files: tuple[str, ...]) -> str:
+        """A local table's files ``files`` as DuckDB reads them, partition keys typed as the
+        whole table has them."""
+        spec = self._specs[table.name]
+        hive = spec.partitioning != "none" and any(
+            "=" in part for f in files for part in os.path.relpath(f, self.root).split(os.sep)[:-1])
+        options = ", hive_partitioning = false"
+        if hive:
+            whole = cursor.sql(f"SELECT * FROM {relation(self.name, table)} LIMIT 0")
+            in_files = set(cursor.sql(f"SELECT * FROM read_parquet({literal(files[0])}, "
+                                      "hive_partitioning = false) LIMIT 0").columns)
+            keys = {c: str(t) for c, t in zip(whole.columns, whole.types, strict=True)
+                    if c not in in_files}
+            pairs = ", ".join(f"{literal(k)}: {literal(t)}" for k, t in sorted(keys.items()))
+            options = f", hive_partitioning = true, hive_types = {{{pairs}}}" if keys else options
+        paths = ", ".join(literal(f) for f in files)
+        return f"(SELECT * FROM read_parquet([{paths}]{options}))"
+
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         table = table_ref(request.table)
         self.check(table)
         if not self._remote:
-            return scan_reader(self._bound().cursor(), self.name, request, table)
+            cursor = self._bound().cursor()
+            if request.part:
+                return scan_reader(cursor, self.name, request, table,
+                                   self._part_relation(cursor, table, request.part))
+            return scan_reader(cursor, self.name, request, table)
         cursor = self._bound().cursor()
         views: list[View] = []
         try:
-            views = open_relations(cursor, self.relations([table.name]))
+            views = open_relations(cursor, self.relations([table.name], part=request.part))
             return self._translated(scan_reader(cursor, self.name, request, table), cursor, views)
         except BaseException as exc:
             for view in views:
