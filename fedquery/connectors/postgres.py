@@ -31,9 +31,11 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
@@ -41,6 +43,7 @@ from fedquery.connectors import _postgres_drift as drift
 from fedquery.connectors import _postgres_sql as pgsql
 from fedquery.connectors import _sql_render as render
 from fedquery.connectors._native import keys_in_filter
+from fedquery.connectors._native import table_ref as table_ref_of
 from fedquery.connectors._postgres_semantics import EXACT_EXPRESSIONS
 from fedquery.connectors._postgres_session import (
     Pool,
@@ -79,6 +82,14 @@ SIZE_SQL = """
 SELECT pg_catalog.pg_relation_size(c.oid) FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2"""
+KEY_SQL = """
+SELECT a.attname FROM pg_catalog.pg_index AS i
+JOIN pg_catalog.pg_class AS c ON c.oid = i.indrelid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary
+  AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)"""
+SPLIT_ROWS = 250_000  # a scan of fewer estimated rows is read whole, by one task
 COUNT_BYTES_MAX = 64 << 20  # a table never analyzed is counted when smaller than this
 HINTS = {  # a pattern of the server's words (a streaming error has no SQLSTATE) -> a hint
     "due to statement timeout": "the query ran past the source's statement_timeout of {timeout}",
@@ -216,6 +227,31 @@ class PostgresConnector(SQLSource, Connector):
                            request.params or {})
         reads = {table: {name.lower() for name in schema.names}}
         return self._stream(sql, lambda raw: self._planned_result(table, raw, schema), reads)
+
+    def split(self, request: ScanRequest, parts: int) -> list[ScanRequest]:
+        """A big table's scan as ranges of its integer primary key (its first column), each
+        read by its own statement (each sees its own snapshot of the table)."""
+        table = self.resolve(table_ref_of(request.table))
+        rows = self.estimate_rows(table) or 0
+        count = min(parts, rows // (SPLIT_ROWS // 2))
+        keys = self._catalog_query(KEY_SQL, (table.schema, table.name)) if count > 1 else []
+        if not keys:
+            return [request]
+        key = exp.column(keys[0][0], quoted=True)
+        low, high = self._catalog_query(
+            f"SELECT min({key.sql(pgsql.DIALECT)}), max({key.sql(pgsql.DIALECT)}) "
+            f"FROM {_relation(table)}", ())[0]
+        if low is None or high - low < count:
+            return [request]
+        bounds = [low + (high - low + 1) * i // count for i in range(count)] + [None]
+        requests = []
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            part = key.copy() >= exp.convert(start) if end is None else exp.and_(
+                key.copy() >= exp.convert(start), key.copy() < exp.convert(end))
+            condition = part if not request.filter else exp.and_(
+                exp.paren(sqlglot.parse_one(request.filter, dialect="duckdb")), part)
+            requests.append(replace(request, filter=condition.sql("duckdb")))
+        return requests
 
     def run_sql(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.RecordBatchReader:
         """Run a whole fragment: DuckDB SQL over ``source.schema.table`` names, with the values
