@@ -45,12 +45,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _connect(catalog: str):
-    """A connection; what the command's own code raises is masked with its secrets too."""
+def _connect(args: argparse.Namespace):
+    """A connection (on the engine asked for); what the command's own code raises is masked
+    with its secrets too."""
     import fedquery
 
-    with fedquery.connect(catalog) as con, boundary(con.catalog.secrets):
+    engine = getattr(args, "engine", "local")
+    address = getattr(args, "ray_address", None)
+    with (fedquery.connect(args.catalog, engine=engine, ray_address=address) as con,
+          boundary(con.catalog.secrets)):
         yield con
+
+
+def _engine_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--engine", choices=("local", "ray"), default="local",
+                         help="where queries run: in this process (default) or on a Ray cluster")
+    command.add_argument("--ray-address", metavar="ADDRESS",
+                         help="the Ray cluster to join with --engine ray (default: "
+                              "$FEDQUERY_RAY_ADDRESS, else a local one)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="group by this output column (repeat, or a comma list, for several)")
     profile.add_argument("--sample", type=_sample_size, help="measure N files, or a fraction in (0, 1]")
     profile.add_argument("--html", help="also write the profile as an HTML page")
+    for command in (sql, explain, profile):
+        _engine_arguments(command)
     profile.set_defaults(run=_profile)
     index = commands.add_parser("index", help="build a LanceDB ANN index on a vector column "
                                 "(writes the index only, never data)")
@@ -147,7 +161,7 @@ def _sql(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output:
         raise CommandError("--format parquet needs --output FILE")
     with _destination(args.output, binary=args.format == "parquet") as out, \
-            _connect(args.catalog) as con:
+            _connect(args) as con:
         reader = con.sql(args.query, params=params).batches()
         with _quiet_broken_pipe():
             if args.format == "table":
@@ -202,7 +216,7 @@ def _quiet_broken_pipe() -> Iterator[None]:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    with _connect(args.catalog) as con:
+    with _connect(args) as con:
         print(con.explain(args.query, analyze=args.analyze, params=parse_params(args.param)))
     return 0
 
@@ -211,7 +225,7 @@ def _tables(args: argparse.Namespace) -> int:
     """One name a line; a table with vector indices also shows them: ``IVF_PQ(vec, cosine)``."""
     from fedquery.vector_index import label
 
-    with _connect(args.catalog) as con:
+    with _connect(args) as con:
         names, indices = con.tables(), con.indices()
     width = max((len(n) for n in indices), default=0)
     for name in names:
@@ -252,7 +266,7 @@ def _profile(args: argparse.Namespace) -> int:
     from fedquery.profile_text import summary_text
 
     by = [name.strip() for names in args.by for name in names.split(",") if name.strip()]
-    with _connect(args.catalog) as con:
+    with _connect(args) as con:
         profile = con.profile(args.source, column=args.column, by=by or None, sample=args.sample)
     print(summary_text(profile))
     if profile.groups is not None:

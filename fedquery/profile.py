@@ -99,8 +99,12 @@ def build_profile(con: Connection, source: str, column: str | None = None,
     selection = profile_source.resolve(con, source, column, by)
     rows = profile_source.rows(con, selection, sample)
     functions = _functions(con)
-    measured = measure(functions, distinct(rows.column("uri")), selection.files_source,
-                       redact=con.catalog.secrets.redact, label=f"profile {_label(source)}")
+    uris = distinct(rows.column("uri"))
+    if con.engine == "ray":  # every file measured on the cluster's workers
+        measured = con._session.engine.measure(uris, selection.files_source)
+    else:
+        measured = measure(functions, uris, selection.files_source,
+                           redact=con.catalog.secrets.redact, label=f"profile {_label(source)}")
     names = [name if name not in _TAKEN else f"by_{name}" for name in selection.by]
     if len(set(names)) < len(names):
         raise PlanError(f"profile: by columns {selection.by} give the same column name twice")

@@ -46,16 +46,24 @@ def measure(functions: BlobFunctions, uris: pa.Array, source: str | None, *,
     batches = []
     with progress(len(uris), label) as bar:
         for start in range(0, len(uris), BATCH):
-            chunk = uris.slice(start, BATCH).to_pylist()
-            with functions.run_of(None) as run:
-                rows = functions.blobs.map(lambda uri: _one(functions, uri, source, run), chunk)
-            for row in rows:
-                if row.get("error"):
-                    row["error"] = redact(row["error"])
-            batches.append(pa.RecordBatch.from_struct_array(struct_array(rows, MEASURED)))
+            chunk = uris.slice(start, BATCH)
+            batches.append(pa.RecordBatch.from_struct_array(measure_batch(functions, chunk, source,
+                                                                          redact)))
             bar.update(len(chunk))
     table = pa.Table.from_batches(batches, pa.schema(list(MEASURED)))
     return with_duplicate_sets(table)
+
+
+def measure_batch(functions: BlobFunctions, uris: pa.Array, source: str | None,
+                  redact: Callable[[str], str] = str) -> pa.StructArray:
+    """One batch of URIs measured (a ``MEASURED`` struct per URI, in order), in a run of its
+    own; also what a Ray worker runs for its share of the files."""
+    with functions.run_of(None) as run:
+        rows = functions.blobs.map(lambda uri: _one(functions, uri, source, run), uris.to_pylist())
+    for row in rows:
+        if row.get("error"):
+            row["error"] = redact(row["error"])
+    return struct_array(rows, MEASURED)
 
 
 def with_duplicate_sets(table: pa.Table) -> pa.Table:

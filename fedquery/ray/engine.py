@@ -74,6 +74,12 @@ class RayEngine:
               max_rows: int | None = None) -> pa.Table:
         return self.batches(plan, params, control, max_rows).read_all()
 
+    def measure(self, uris: pa.Array, source: str | None) -> pa.Table:
+        """``con.profile``'s measuring pass, on the workers (``measure``)."""
+        from fedquery.ray.measure import measure_on_cluster
+
+        return measure_on_cluster(self.opening, uris, source, cluster.worker_cpus() * PARTS_PER_CPU)
+
     # ------------------------------------------------------------------ the run
 
     def _stream(self, plan: Plan, params: Any, control: QueryControl | None) -> Iterator[pa.RecordBatch]:

@@ -26,6 +26,9 @@ class RaySession(Session):
 
     def __init__(self, connectors, secrets, functions, settings, *, catalog: Catalog,
                  strict: bool = False, address: str | None = None) -> None:
+        from fedquery.ray import cluster
+
+        cluster.require()  # before anything imports Daft
         from fedquery.ray.engine import RayEngine
 
         super().__init__(connectors, secrets, functions, settings)
