@@ -20,7 +20,7 @@ from fedquery.conform import conform, expected
 from fedquery.errors import FedQueryError, PlanError, SourceError
 from fedquery.fetch import _build_order, _with_query_vector, _with_vector_keys, key_predicate, subset
 from fedquery.parse import DIALECT
-from fedquery.ray import cluster, hoist, residual, worker
+from fedquery.ray import cluster, daft_stage, hoist, residual, worker
 from fedquery.ray.reads import FragmentSource, Opening, daft_schema
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ class RayEngine:
         self.address = cluster.join(address)
         self._opening = Opening(uuid.uuid4().hex, catalog, (), strict)
         self.embedders: dict[str, Embedder] = {}
+        self.daft_sql = True  # False: every residual runs whole in DuckDB on a worker
+        self.last_residual: str | None = None  # where the last residual ran: daft or duckdb
 
     def add_embedder(self, embedder: Embedder) -> None:
         self.embedders[embedder.function_name.lower()] = embedder
@@ -85,17 +87,24 @@ class RayEngine:
     def _stream(self, plan: Plan, params: Any, control: QueryControl | None) -> Iterator[pa.RecordBatch]:
         import ray
 
-        frames, schemas = self._frames(plan, params)
+        frames = self._frames(plan, params)
         opening = self.opening
         tree = sqlglot.parse_one(plan.residual, dialect=DIALECT)
         tree = hoist.hoist(tree, frames, opening, self.embedders,
                            cluster.worker_cpus() * PARTS_PER_CPU, cluster.has_gpu())
-        inputs = {}
-        for name, df in frames.items():
-            inputs[name] = (daft_schema(df.schema().to_pyarrow_schema(), name),
-                            list(_partitions(df)))
+        schemas = {name: daft_schema(df.schema().to_pyarrow_schema(), name)
+                   for name, df in frames.items()}
+        core = self._core(tree, frames, schemas)
+        if core is not None:  # joins and aggregates by Daft; order and limit by DuckDB
+            final, df = core
+            inputs = {daft_stage.CORE: (daft_schema(df.schema().to_pyarrow_schema(), "the core"),
+                                        list(_partitions(df)))}
+        else:
+            final = tree.sql(DIALECT)
+            inputs = {name: (schemas[name], list(_partitions(df))) for name, df in frames.items()}
+        self.last_residual = "daft" if core is not None else "duckdb"
         values = worker.to_wire(subset(params, plan.residual_parameters))
-        task = residual.remote_residual().remote(opening, plan, tree.sql(DIALECT), values, inputs)
+        task = residual.remote_residual().remote(opening, plan, final, values, inputs)
         if control is not None:
             control.on_stop(lambda: ray.cancel(task))
         try:
@@ -104,13 +113,27 @@ class RayEngine:
         except ray.exceptions.RayTaskError as exc:
             raise from_cluster(exc) from None
 
+    def _core(self, tree, frames: dict, schemas: dict):
+        """The residual's core as a Daft query and the DuckDB SQL that finishes it, when Daft
+        answers it as DuckDB would (``daft_stage``) and can plan it; else None."""
+        import daft
+
+        if self.daft_sql is False:
+            return None
+        stages = daft_stage.split(tree, schemas)
+        if stages is None:
+            return None
+        try:
+            return stages.final, daft.sql(stages.core, **frames)
+        except Exception:  # noqa: BLE001 - a construct Daft cannot plan: DuckDB runs it all
+            return None
+
     def _frames(self, plan: Plan, params: Any):
         """Each fragment as a Daft DataFrame (build sides read first, for their keys)."""
         import daft
 
         built: dict[str, pa.Table] = {}
         frames: dict[str, daft.DataFrame] = {}
-        schemas: dict[str, pa.Schema] = {}
         for fragment in _build_order(plan.fragments):
             predicate = key_predicate(fragment, built)
             if fragment.query_vector is not None:
@@ -122,7 +145,7 @@ class RayEngine:
                 built[fragment.name] = df.to_arrow()
                 df = daft.from_arrow(built[fragment.name])
             frames[fragment.name] = df
-        return frames, schemas
+        return frames
 
     def _read(self, fragment: Fragment, params: Any, predicate: str | None):
         import daft

@@ -1,0 +1,236 @@
+"""The part of a residual Daft runs distributed: joins, filters and aggregates.
+
+A residual that is one SELECT over fragments, made only of constructs Daft answers exactly as
+DuckDB does, is cut in two: the core (the SELECT without ORDER BY and LIMIT) runs in Daft's
+SQL on the cluster, hash joins and partial aggregates spread over the workers; DuckDB then
+orders and limits the core's rows on a worker (Daft's ORDER BY ignores NULLS LAST and does not
+order the output of window functions). Anything else (``None`` here) runs whole in DuckDB.
+
+Daft answers some constructs differently, so they never reach it: integer arithmetic and
+integer sums (Daft wraps on overflow where DuckDB raises), CASE (Daft gives NULL where DuckDB
+takes the ELSE of a NULL condition), the average of decimals (Daft keeps a decimal), window
+functions, DISTINCT, subqueries, casts other than a date literal's, and any other function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+from sqlglot import exp
+
+CORE = "__core"
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """``core``: Daft SQL over the fragments; ``final``: DuckDB SQL over ``__core``."""
+
+    core: str
+    final: str
+
+
+def split(tree: exp.Expr, schemas: dict[str, pa.Schema]) -> Stages | None:
+    """The two stages of ``tree`` (the residual), or None when Daft must not run any of it."""
+    if not isinstance(tree, exp.Select) or tree.args.get("with_") or tree.args.get("distinct"):
+        return None
+    if any(tree.args.get(k) for k in ("qualify", "windows", "prewhere", "sample", "settings")):
+        return None
+    tables = _tables(tree, schemas)
+    if tables is None:
+        return None
+    order, limit, offset = tree.args.get("order"), tree.args.get("limit"), tree.args.get("offset")
+    core = tree.copy()
+    for key in ("order", "limit", "offset"):
+        core.set(key, None)
+    names = _output_names(core)
+    if names is None or not _safe(core, tables):
+        return None
+    final = exp.select("*").from_(exp.to_table(CORE))
+    if order is not None:
+        keys = []
+        for ordered in order.expressions:
+            name = _as_output(ordered.this, core, names)
+            if name is None:
+                return None
+            key = ordered.copy()
+            key.set("this", exp.column(name, quoted=True))
+            keys.append(key)
+        final = final.order_by(*keys)
+    for key, value in (("limit", limit), ("offset", offset)):
+        if value is not None:
+            if not isinstance(value.expression, exp.Literal):
+                return None
+            final.set(key, value.copy())
+    return Stages(core.sql("duckdb"), final.sql("duckdb"))
+
+
+def _tables(select: exp.Select, schemas: dict[str, pa.Schema]) -> dict[str, pa.Schema] | None:
+    """Alias -> schema of every table the SELECT reads: fragments only, joined by kinds Daft
+    and DuckDB agree on."""
+    source = select.args.get("from_")
+    if source is None:
+        return None
+    tables = [source.this]
+    for join in select.args.get("joins") or ():
+        if (join.side.upper() not in ("", "LEFT") or join.kind.upper() not in ("", "INNER")
+                or join.args.get("using") or join.args.get("method")):
+            return None
+        tables.append(join.this)
+    out = {}
+    for table in tables:
+        if not isinstance(table, exp.Table) or table.name not in schemas or table.args.get("db"):
+            return None
+        out[table.alias_or_name] = schemas[table.name]
+    return out
+
+
+def _output_names(select: exp.Select) -> list[str] | None:
+    names = []
+    for projection in select.expressions:
+        if isinstance(projection, exp.Star) or projection.find(exp.Star) and not isinstance(
+                projection.unalias(), exp.Count):
+            return None
+        names.append(projection.alias_or_name)
+    if len({n.lower() for n in names}) < len(names) or any(not n for n in names):
+        return None
+    return names
+
+
+def _as_output(key: exp.Expr, select: exp.Select, names: list[str]) -> str | None:
+    """The output column an ORDER BY key is: an output name, or a projection's expression."""
+    if isinstance(key, exp.Column) and not key.table:
+        for name in names:
+            if name.lower() == key.name.lower():
+                return name
+    for projection, name in zip(select.expressions, names, strict=True):
+        if projection.unalias() == key:
+            return name
+    return None
+
+
+def _safe(select: exp.Select, tables: dict[str, pa.Schema]) -> bool:
+    for part in ("expressions", "joins", "where", "group", "having"):
+        value = select.args.get(part)
+        for node in (value if isinstance(value, list) else [value]):
+            if node is not None and not _safe_tree(node, tables):
+                return False
+    group = select.args.get("group")
+    return group is None or (not group.args.get("all")
+                             and all(isinstance(g, exp.Column) for g in group.expressions))
+
+
+def _safe_tree(node: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
+    return all(_allowed(child, tables) for child in node.walk())
+
+
+def _allowed(node: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
+    if isinstance(node, exp.Column):
+        return _type(node, tables) is not None
+    if isinstance(node, exp.Literal):
+        return not node.is_string or "\\" not in node.this
+    if isinstance(node, exp.Join | exp.Alias | exp.Paren | exp.Identifier | exp.Table
+                  | exp.TableAlias | exp.Group | exp.Where | exp.Having | exp.Boolean | exp.Null
+                  | exp.And | exp.Or | exp.Not | exp.Is | exp.DataType | exp.Star):
+        return True
+    if isinstance(node, _COMPARISONS):
+        family = _family(node.left, tables)
+        return family is not None and family == _family(node.right, tables)
+    if isinstance(node, exp.Between):
+        family = _family(node.this, tables)
+        return family is not None and all(_family(node.args[k], tables) == family
+                                          for k in ("low", "high"))
+    if isinstance(node, exp.In):
+        family = _family(node.this, tables)
+        return (not node.args.get("query") and family is not None
+                and all(isinstance(e, exp.Literal) and _family(e, tables) == family
+                        for e in node.expressions))
+    if isinstance(node, exp.Like):
+        return (isinstance(node.expression, exp.Literal) and node.expression.is_string
+                and _family(node.this, tables) == "string" and not node.args.get("escape"))
+    if isinstance(node, _ARITHMETIC):
+        return _kind(node, tables) in ("float", "decimal")
+    if isinstance(node, exp.Cast):
+        return (node.to.this == exp.DataType.Type.DATE and isinstance(node.this, exp.Literal)
+                and node.this.is_string)
+    if isinstance(node, exp.Count):
+        return not node.find(exp.Distinct)
+    if isinstance(node, exp.Sum):
+        return _kind(node.this, tables) in ("float", "decimal")
+    if isinstance(node, exp.Avg):
+        return _kind(node.this, tables) == "float"
+    if isinstance(node, exp.Min | exp.Max):
+        return _kind(node.this, tables) is not None
+    return False
+
+
+def _type(column: exp.Column, tables: dict[str, pa.Schema]) -> pa.DataType | None:
+    """The Arrow type of a column reference (None: unknown or ambiguous)."""
+    if column.table:
+        schema = tables.get(column.table)
+        found = [schema.field(column.name).type] if schema is not None and column.name in schema.names else []
+    else:
+        found = [s.field(column.name).type for s in tables.values() if column.name in s.names]
+    return found[0] if len(found) == 1 else None
+
+
+def _kind(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
+    """What Daft computes a value as: ``float``, ``decimal``, ``int``, ``literal``, ``other``
+    (strings, dates, booleans: compared, never computed on), None: not allowed."""
+    if isinstance(node, exp.Paren):
+        return _kind(node.this, tables)
+    if isinstance(node, exp.Literal):
+        return "literal"
+    if isinstance(node, exp.Cast):
+        return "other"
+    if isinstance(node, exp.Column):
+        type_ = _type(node, tables)
+        if type_ is None:
+            return None
+        if pa.types.is_floating(type_):
+            return "float"
+        if pa.types.is_decimal(type_):
+            return "decimal"
+        if pa.types.is_integer(type_):
+            return "int"
+        if (pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_date(type_)
+                or pa.types.is_boolean(type_) or pa.types.is_timestamp(type_)):
+            return "other"
+        return None
+    if isinstance(node, _ARITHMETIC):
+        kinds = {_kind(node.left, tables), _kind(node.right, tables)}
+        if None in kinds or "int" in kinds or "other" in kinds or kinds == {"literal"}:
+            return None
+        return "float" if "float" in kinds else "decimal"
+    return None
+
+
+def _family(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
+    """What a compared value is: ``number``, ``string``, ``date``, ``timestamp``, ``bool``;
+    values of one family compare alike in Daft and DuckDB (no implicit casts between them)."""
+    if isinstance(node, exp.Paren):
+        return _family(node.this, tables)
+    if isinstance(node, exp.Literal):
+        return "string" if node.is_string else "number"
+    if isinstance(node, exp.Boolean):
+        return "bool"
+    if isinstance(node, exp.Cast):
+        return "date"
+    if isinstance(node, exp.Column):
+        type_ = _type(node, tables)
+        if type_ is None:
+            return None
+        if pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_):
+            return "number"
+        if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+            return "string"
+        if pa.types.is_date(type_):
+            return "date"
+        if pa.types.is_timestamp(type_) and type_.tz is None:
+            return "timestamp"
+        if pa.types.is_boolean(type_):
+            return "bool"
+        return None
+    return "number" if _kind(node, tables) in ("float", "decimal") else None
