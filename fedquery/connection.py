@@ -183,12 +183,24 @@ class Connection:
                     return self._explain_catalog_statement(tree, params, analyze)
             plan = self._planner.cached_plan(query, params)
             if not analyze:
-                return render(plan, self._session, None)
+                return self._engine_note(analyze) + render(plan, self._session, None)
         with boundary(self.catalog.secrets, sources=plan_sources(plan)):
             values = select_params(plan.parameters, params, plan.vector_parameters)
             execution = self._session.run(plan, values, analyze=True)
             execution.table()
-            return render(plan, self._session, execution)
+            return self._engine_note(analyze) + render(plan, self._session, execution)
+
+    def _engine_note(self, analyze: bool) -> str:
+        """What explain says first on the Ray engine: where the plan's parts run."""
+        if self.engine != "ray":
+            return ""
+        if analyze:
+            return ("engine: ray; analyze runs the plan on the local engine (figures are per "
+                    "fragment, of one process)\n")
+        return ("engine: ray; each fragment is read by Daft tasks on the workers (a lake scan split "
+                "by file, a big PostgreSQL table by primary-key range); the residual's joins, "
+                "filters and aggregates run in Daft when it answers them as DuckDB does, the rest "
+                "in DuckDB on a worker\n")
 
     def _explain_catalog_statement(self, tree: exp.Expr, params: Any, analyze: bool) -> str:
         """SHOW TABLES and DESCRIBE are answered by fedquery itself: no source reads anything."""
