@@ -10,6 +10,7 @@ from fedquery.errors import CatalogError
 
 ADDRESS_VARIABLE = "FEDQUERY_RAY_ADDRESS"
 _LOCK = threading.Lock()
+_JOINED: list[str | None] = []  # the address this process joined (Ray joins one per process)
 
 
 def require() -> None:
@@ -31,6 +32,10 @@ def join(address: str | None = None) -> str | None:
 
     address = address or os.environ.get(ADDRESS_VARIABLE) or None
     with _LOCK:
+        if _JOINED and ray.is_initialized() and address not in (None, _JOINED[0]):
+            raise CatalogError(f"engine='ray': this process is already on the Ray cluster at "
+                               f"{_JOINED[0] or 'started locally'}; a process joins one cluster "
+                               f"(asked for {address!r})")
         if not ray.is_initialized():
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -39,7 +44,9 @@ def join(address: str | None = None) -> str | None:
                 raise CatalogError(f"engine='ray': cannot join the Ray cluster at {address!r}: "
                                    f"{str(exc).splitlines()[0]}") from None
         daft.set_runner_ray(address=address, noop_if_initialized=True)
-    return address
+        if not _JOINED:
+            _JOINED.append(address)
+    return _JOINED[0]
 
 
 def worker_cpus() -> int:
