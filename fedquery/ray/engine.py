@@ -8,6 +8,7 @@ plans of their own, run on this engine).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -85,6 +86,13 @@ class RayEngine:
     # ------------------------------------------------------------------ the run
 
     def _stream(self, plan: Plan, params: Any, control: QueryControl | None) -> Iterator[pa.RecordBatch]:
+        """``_run``'s batches; an error raised on the cluster as the fedquery error it was."""
+        try:
+            yield from self._run(plan, params, control)
+        except Exception as exc:
+            raise from_cluster(exc) from None
+
+    def _run(self, plan: Plan, params: Any, control: QueryControl | None) -> Iterator[pa.RecordBatch]:
         import ray
 
         frames = self._frames(plan, params)
@@ -107,11 +115,8 @@ class RayEngine:
         task = residual.remote_residual().remote(opening, plan, final, values, inputs)
         if control is not None:
             control.on_stop(lambda: ray.cancel(task))
-        try:
-            for ref in task:
-                yield ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:
-            raise from_cluster(exc) from None
+        for ref in task:
+            yield ray.get(ref)
 
     def _core(self, tree, frames: dict, schemas: dict):
         """The residual's core as a Daft query and the DuckDB SQL that finishes it, when Daft
@@ -181,10 +186,21 @@ def _declared(wanted, plan: Plan) -> pa.Schema:
 
 
 def from_cluster(exc: BaseException) -> FedQueryError:
-    """The fedquery error a task raised on the cluster (Ray passes on the original as its
-    cause); anything else as a ``SourceError`` in words."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, FedQueryError):
-        return cause
-    return SourceError(f"engine='ray': a task failed on the cluster: {str(cause or exc).splitlines()[0]}",
-                       source="ray")
+    """The fedquery error a task raised on the cluster, found in the chain Ray and Daft wrap
+    it in; anything else as a ``SourceError`` in words."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        error = stack.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, FedQueryError) and type(error).__module__ == "fedquery.errors":
+            return error  # not Ray's wrapper, which subclasses the error it wraps
+        restored = worker.carried(str(error))
+        if isinstance(restored, FedQueryError):
+            return restored
+        stack += [getattr(error, "cause", None), error.__cause__, error.__context__]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    last = text[-1].strip() if text else type(exc).__name__
+    return SourceError(f"engine='ray': a task failed on the cluster: {last}", source="ray")

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlglot import exp
 
+from fedquery.errors import FedQueryError
 from fedquery.functions import image_content, images, pointcloud_content, pointclouds
+from fedquery.ray import worker
 
 if TYPE_CHECKING:
     import daft
@@ -136,7 +138,10 @@ def _with_udf(df: daft.DataFrame, name: str, call: Call, opening: Opening, gpus:
     dtype = daft.DataType.from_arrow_type(arrow_type(_type_of(call)))
 
     def run(*columns: daft.Series) -> daft.Series:
-        return daft.Series.from_arrow(call(opening, *columns), name=name)
+        try:
+            return daft.Series.from_arrow(call(opening, *columns), name=name)
+        except FedQueryError as exc:
+            raise worker.CarriedError(exc) from None
 
     columns = [df[a] for a in call.arguments if not isinstance(a, tuple)]
     # Daft reads a function's parameters from its signature: one per column

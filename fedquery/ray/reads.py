@@ -16,7 +16,7 @@ from daft.io.source import DataSource, DataSourceTask
 from daft.recordbatch import RecordBatch
 from daft.schema import Schema
 
-from fedquery.errors import PlanError
+from fedquery.errors import FedQueryError, PlanError
 from fedquery.ray import worker
 
 if TYPE_CHECKING:
@@ -78,6 +78,13 @@ class FragmentTask(DataSourceTask):
         return Schema.from_pyarrow_schema(self._arrow)
 
     async def read(self) -> AsyncIterator[RecordBatch]:
+        try:
+            async for batch in self._read():
+                yield batch
+        except FedQueryError as exc:
+            raise worker.CarriedError(exc) from None
+
+    async def _read(self) -> AsyncIterator[RecordBatch]:
         con = self.opening.connection()
         pending: list[pa.RecordBatch] = []
         rows = 0

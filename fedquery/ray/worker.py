@@ -7,6 +7,9 @@ runs fragments, blob functions and residual queries on it, exactly as the local 
 
 from __future__ import annotations
 
+import base64
+import pickle
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -44,6 +47,7 @@ def open_fragment(session: Session, fragment: Fragment, params: Any,
                   predicate_sql: str | None) -> pa.RecordBatchReader:
     """The fragment's rows from its source, as the local engine reads them: through the
     connector (``scan`` or ``run_sql``), or by this process's DuckDB for a native subtree."""
+    import duckdb
     import sqlglot
 
     from fedquery.fetch import _open, subset
@@ -51,7 +55,7 @@ def open_fragment(session: Session, fragment: Fragment, params: Any,
 
     predicate = sqlglot.parse_one(predicate_sql, dialect=DIALECT) if predicate_sql else None
     if not (fragment.native and fragment.kind == "sql"):
-        return _open(session, fragment, params, predicate)
+        return _translated(session, fragment, _open(session, fragment, params, predicate))
     sql = fragment.sql
     if predicate is not None:
         probe = sqlglot.parse_one(sql, dialect=DIALECT).subquery("__probe")
@@ -59,9 +63,11 @@ def open_fragment(session: Session, fragment: Fragment, params: Any,
     cursor = session.cursor(fragment.tables)
     try:
         reader = cursor.sql(sql, params=subset(params, fragment.parameters)).to_arrow_reader(BATCH_ROWS)
-    except BaseException:
+    except BaseException as exc:
         session.finished(cursor)
         cursor.close()
+        if isinstance(exc, duckdb.Error):
+            raise session.translate(exc, _OneFragment((fragment,))) from None
         raise
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -71,6 +77,27 @@ def open_fragment(session: Session, fragment: Fragment, params: Any,
         finally:
             session.finished(cursor)
             cursor.close()
+
+    return _translated(session, fragment, pa.RecordBatchReader.from_batches(reader.schema, batches()))
+
+
+@dataclass(frozen=True)
+class _OneFragment:
+    """What ``Session.translate`` reads of a plan: its fragments."""
+
+    fragments: tuple
+
+
+def _translated(session: Session, fragment: Fragment, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """The stream with DuckDB's errors as the local engine's (``Session.translate``): a
+    worker's error reaches the driver as the fedquery error it is."""
+    import duckdb
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from reader
+        except duckdb.Error as exc:
+            raise session.translate(exc, _OneFragment((fragment,))) from None
 
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
@@ -130,3 +157,26 @@ def from_wire(params: Any) -> Any:
     if isinstance(params, list):
         return [one(v) for v in params]
     return params
+
+
+_CARRIED = re.compile(r"<fedquery-error:([A-Za-z0-9+/=]+)>")
+
+
+class CarriedError(RuntimeError):
+    """A fedquery error raised in a Daft task, carried to the driver in its message (Daft
+    passes on the text of an error raised in a task, not the error)."""
+
+    def __init__(self, error: BaseException) -> None:
+        payload = base64.b64encode(pickle.dumps(error)).decode()
+        super().__init__(f"{type(error).__name__}: {error} <fedquery-error:{payload}>")
+
+
+def carried(text: str) -> BaseException | None:
+    """The fedquery error a ``CarriedError``'s text holds, if any."""
+    found = _CARRIED.search(text)
+    if found is None:
+        return None
+    try:
+        return pickle.loads(base64.b64decode(found[1]))  # noqa: S301 - from this cluster's own tasks
+    except Exception:  # noqa: BLE001 - a text cut short: no error to restore
+        return None
