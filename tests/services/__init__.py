@@ -1,4 +1,4 @@
-"""Real services for the tests: PostgreSQL and an S3-compatible HTTP server on 127.0.0.1.
+"""Real services for the tests: PostgreSQL, an S3-compatible HTTP server, Azurite and a Ray cluster.
 
 Each fixture skips on a developer's machine that lacks the service, and fails under CI=true.
 """
