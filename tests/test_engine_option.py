@@ -1,6 +1,6 @@
 """``connect(engine=...)`` and ``--engine``: checked before anything opens; ``engine="ray"``
 without Ray and Daft installed says what to install (the Ray engine's own tests run in the
-Ray environment: tests/ray)."""
+Ray environment: tests/ray_engine)."""
 
 from __future__ import annotations
 
