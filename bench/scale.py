@@ -85,11 +85,11 @@ def one(args: argparse.Namespace) -> None:
 
 def cluster_cpu(cluster) -> float:
     """CPU seconds of every process of the cluster so far (its nodes and their workers)."""
-    from tests.services.ray_cluster import _descendants
+    from tests.services.ray_cluster import descendants, process_table
 
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for pid in _descendants({p.pid for p in cluster.processes}):
+    for pid in descendants(process_table(), {p.pid for p in cluster.processes}):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
