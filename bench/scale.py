@@ -84,14 +84,16 @@ def one(args: argparse.Namespace) -> None:
 
 
 def cluster_cpu(cluster) -> float:
-    """CPU seconds of every process of the cluster so far (its nodes and their workers)."""
-    from tests.services.ray_cluster import descendants, process_table
-
+    """CPU seconds of every live process of the cluster (its nodes and their worker processes,
+    which hold the cluster's token in their environment), but this process's children."""
     ticks = os.sysconf("SC_CLK_TCK")
+    token = f"RAY_AUTH_TOKEN={cluster.env['RAY_AUTH_TOKEN']}".encode()
     total = 0.0
-    for pid in descendants(process_table(), {p.pid for p in cluster.processes}):
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            if token not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()

@@ -16,6 +16,7 @@ counted, never fatal. ``sample=n`` (or a fraction) measures a seeded random subs
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -110,12 +111,18 @@ def build_profile(con: Connection, source: str, column: str | None = None,
         raise PlanError(f"profile: by columns {selection.by} give the same column name twice")
     files = _with_groups(measured, rows, names) if names else measured
     shown = profile_media.thumbnail_uris(files, names)
+    if con.engine == "ray":  # the report's thumbnails and embeddings made on the workers too
+        engine = con._session.engine
+        thumbnails = engine.thumbnails(shown, selection.files_source)
+        embed = engine.embedded
+    else:
+        thumbnails = profile_media.thumbnails(functions, shown, selection.files_source)
+        embed = functools.partial(profile_media.embedded, functions)
     return Profile(
         source, selection.shown_column, list(selection.by), files,
         summarize(measured, rows.num_rows),
-        group_counts(files, names) if names else None,
-        profile_media.thumbnails(functions, shown, selection.files_source),
-        profile_media.embeddings(con, functions, selection, profile_media.embedding_uris(files)))
+        group_counts(files, names) if names else None, thumbnails,
+        profile_media.embeddings(con, selection, profile_media.embedding_uris(files), embed))
 
 
 def _functions(con: Connection):

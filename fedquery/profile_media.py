@@ -13,6 +13,7 @@ image embedder's (``embed_image``).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -117,17 +118,18 @@ def embedding_uris(files: pa.Table) -> list[str]:
         con.close()
 
 
-def embeddings(con: Connection, functions: BlobFunctions, selection: Selection,
-               uris: list[str]) -> pa.Table | None:
+def embeddings(con: Connection, selection: Selection, uris: list[str],
+               embed: Callable[[list[str], str | None], pa.Table | None]) -> pa.Table | None:
     """``uri`` and ``vector`` (list<float32>) of ``uris``: from the source's vector column,
-    else embedded by the default image embedder; None when neither gives any."""
+    else ``embed(uris, source)`` (``embedded``: the default image embedder's); None when
+    neither gives any."""
     if not uris:
         return None
     if selection.embedding is not None:
         found = rows_of(con, selection, uris, selection.embedding)
         found = _first_per_uri(found)
     else:
-        found = _embedded(functions, uris, selection.files_source)
+        found = embed(uris, selection.files_source)
     if found is None or found.num_rows == 0:
         return None
     vectors = found.column("value").cast(pa.list_(pa.float32()))
@@ -145,7 +147,8 @@ def _first_per_uri(table: pa.Table) -> pa.Table:
     return table.take(pa.array(keep, pa.int64()))
 
 
-def _embedded(functions: BlobFunctions, uris: list[str], source: str | None) -> pa.Table | None:
+def embedded(functions: BlobFunctions, uris: list[str], source: str | None) -> pa.Table | None:
+    """``uris`` embedded here by the default image embedder (those it could embed)."""
     from fedquery.functions import embed_udfs
     from fedquery.functions.embedding import REGISTRY
 

@@ -79,9 +79,23 @@ class RayEngine:
 
     def measure(self, uris: pa.Array, source: str | None) -> pa.Table:
         """``con.profile``'s measuring pass, on the workers (``measure``)."""
-        from fedquery.ray.measure import measure_on_cluster
+        from fedquery.ray import measure
 
-        return measure_on_cluster(self.opening, uris, source, cluster.worker_cpus() * PARTS_PER_CPU)
+        return measure.measure_on_cluster(self.opening, uris, source, self.parts())
+
+    def thumbnails(self, uris: list[str], source: str | None) -> dict[str, bytes]:
+        from fedquery.ray import measure
+
+        return measure.thumbnails(self.opening, uris, source, self.parts())
+
+    def embedded(self, uris: list[str], source: str | None) -> pa.Table | None:
+        from fedquery.ray import measure
+
+        return measure.embedded(self.opening, uris, source, self.parts())
+
+    def parts(self) -> int:
+        """How many parts a split scan or a batch of blob work gets: a few per CPU."""
+        return cluster.worker_cpus() * PARTS_PER_CPU
 
     # ------------------------------------------------------------------ the run
 
@@ -99,7 +113,7 @@ class RayEngine:
         opening = self.opening
         tree = sqlglot.parse_one(plan.residual, dialect=DIALECT)
         tree = hoist.hoist(tree, frames, opening, self.embedders,
-                           cluster.worker_cpus() * PARTS_PER_CPU, cluster.has_gpu())
+                           self.parts(), cluster.has_gpu())
         schemas = {name: daft_schema(df.schema().to_pyarrow_schema(), name)
                    for name, df in frames.items()}
         core = self._core(tree, frames, schemas)
@@ -167,7 +181,7 @@ class RayEngine:
         request = fragment.request
         if (fragment.kind == "scan" and request is not None and request.limit is None
                 and request.vector is None):
-            parts = connector.split(request, cluster.worker_cpus() * PARTS_PER_CPU)
+            parts = connector.split(request, self.parts())
         return FragmentSource(self.opening, fragment, params, predicate, schema, parts).read()
 
 

@@ -22,6 +22,9 @@ def test_the_scale_out_example_answers_as_the_local_engine(sample, ray_cluster) 
         expected.to_arrow().drop_columns(sets).sort_by("uri"))
     for column in sets:  # the same files grouped alike (a set's number is its first file's place)
         assert _groups(profile.to_arrow(), column) == _groups(expected.to_arrow(), column)
+    # the report's thumbnails and embeddings, made on the workers, are the local ones
+    assert profile.thumbnails == expected.thumbnails and profile.thumbnails
+    assert profile.embeddings.sort_by("uri").equals(expected.embeddings.sort_by("uri"))
     con.close()
 
 
