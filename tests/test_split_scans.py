@@ -135,3 +135,27 @@ def test_postgres_splits_a_big_table_by_primary_key_ranges(postgres_database, mo
         assert all("frame_id" in part.filter for part in split)
         loose = ScanRequest("pg.public.loose", columns=("frame_id",))
         assert connector.split(loose, 4) == [loose]
+
+
+def test_a_lance_table_splits_by_fragment_at_one_version(tmp_path) -> None:
+    import lance
+
+    frames = _frames()
+    lance.write_dataset(frames.slice(0, 1000), tmp_path / "vectors" / "frames.lance")
+    for start in (1000, 2000):
+        lance.write_dataset(frames.slice(start, 1000), tmp_path / "vectors" / "frames.lance", mode="append")
+    dataset = lance.dataset(tmp_path / "vectors" / "frames.lance")
+    dataset.delete("frame_id % 10 = 3")
+    catalog = {"sources": {"vectors": {"kind": "lancedb", "uri": str(tmp_path / "vectors")}},
+               "tables": {"frames": {"source": "vectors", "table": "frames"}}}
+    with fedquery.connect(catalog) as con:
+        connector = con._session.connectors["vectors"]
+        request = ScanRequest("vectors.main.frames", columns=("frame_id",), filter="drive <> 'd2'")
+        split = _check_parts(connector, request, 4)
+        assert len(split) == 3  # one part per fragment, deleted rows left out
+        assert connector.scan(request).read_all().num_rows == len(
+            [i for i in range(ROWS) if i % 10 != 3 and i % 7 != 2])
+        lance.write_dataset(frames.slice(0, 10), tmp_path / "vectors" / "frames.lance", mode="append")
+    with fedquery.connect(catalog) as con:  # the table written since: a part of before refused
+        with pytest.raises(fedquery.SourceError, match="changed since the query was planned"):
+            con._session.connectors["vectors"].scan(split[0]).read_all()

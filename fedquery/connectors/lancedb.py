@@ -16,7 +16,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from fedquery.connectors import _lance_storage, settings
+from fedquery.connectors import _lance_parts, _lance_storage, settings
 from fedquery.connectors._lance_keys import KeyIndexes
 from fedquery.connectors._lance_search import Search, describe_plan, settings_for, vector_indexes
 from fedquery.connectors._native import (
@@ -95,8 +95,20 @@ class LanceDBConnector(DuckDBBound):
     def tables(self) -> list[TableRef]:
         return [TableRef("main", name) for name in self._datasets]
 
+    def split(self, request: ScanRequest, parts: int) -> list[ScanRequest]:
+        """Groups of the table's fragments (``_lance_parts``)."""
+        table = table_ref(request.table)
+        if table.name not in self._datasets:
+            return [request]
+        return _lance_parts.split(self._datasets[table.name], request, parts)
+
     def scan(self, request: ScanRequest) -> pa.RecordBatchReader:
         table = table_ref(request.table)
+        if request.part and table.name in self._datasets:
+            cursor = self._bound().cursor()
+            cursor.register(self.relation_name(table.name),
+                            _lance_parts.reader(self._datasets[table.name], request, self.name))
+            return scan_reader(cursor, self.name, request, table)
         if request.vector is not None and request.limit and request.columns:
             found = self._search(request, table.name)
             if found is not None:
