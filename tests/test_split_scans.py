@@ -156,6 +156,7 @@ def test_a_lance_table_splits_by_fragment_at_one_version(tmp_path) -> None:
         assert connector.scan(request).read_all().num_rows == len(
             [i for i in range(ROWS) if i % 10 != 3 and i % 7 != 2])
         lance.write_dataset(frames.slice(0, 10), tmp_path / "vectors" / "frames.lance", mode="append")
-    with fedquery.connect(catalog) as con:  # the table written since: a part of before refused
-        with pytest.raises(fedquery.SourceError, match="changed since the query was planned"):
-            con._session.connectors["vectors"].scan(split[0]).read_all()
+    # the table written since: a part of the version before is refused
+    with (fedquery.connect(catalog) as con,
+          pytest.raises(fedquery.SourceError, match="changed since the query was planned")):
+        con._session.connectors["vectors"].scan(split[0]).read_all()
