@@ -1,6 +1,6 @@
 # The two set-up commands of the README: `make demo` and `make test`.
 # Each creates .venv (Python 3.11+) and installs what it needs; later runs reuse it. `make test`
-# also creates .venv-ray for the Ray engine's tests (tests/ray_engine): fedquery[dev,ray], whose
+# also creates .venv-ray for the Ray engine's tests (tests/ray_engine): fedquery[ray-test], whose
 # Daft needs a pyarrow older than the base install's.
 PYTHON    ?= python3
 VENV      := .venv
@@ -25,7 +25,7 @@ $(RAY_BIN)/python:
 	$(RAY_BIN)/python -m pip install --quiet --upgrade pip
 
 $(RAY_STAMP): pyproject.toml | $(RAY_BIN)/python
-	$(RAY_BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	$(RAY_BIN)/python -m pip install --quiet -e '.[ray-test]'
 	touch $(RAY_STAMP)
 
 demo: $(STAMP)

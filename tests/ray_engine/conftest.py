@@ -1,4 +1,4 @@
-"""The Ray engine's tests: they run in their own environment (``.venv-ray``, ``fedquery[dev,ray]``),
+"""The Ray engine's tests: they run in their own environment (``.venv-ray``, ``fedquery[ray-test]``),
 as Daft pins a pyarrow older than the base install's; ``make test`` runs them there. (Not
 ``tests/ray``: pytest puts ``tests/`` on ``sys.path``, where a folder ``ray`` would be imported as
 the namespace package ``ray`` wherever the real one is not installed.)
@@ -48,7 +48,7 @@ class _Unavailable(pytest.File):
 
     def collect(self):
         unavailable(f"the Ray engine's tests need {' and '.join(MISSING)} "
-                    "(pip install -e '.[dev,ray]'; make test runs them in .venv-ray)")
+                    "(pip install -e '.[ray-test]'; make test runs them in .venv-ray)")
         return []
 
 
