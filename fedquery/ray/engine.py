@@ -18,6 +18,7 @@ import pyarrow as pa
 import sqlglot
 
 from fedquery.conform import conform, expected
+from fedquery.connectors.registered import RegisteredTables
 from fedquery.errors import FedQueryError, PlanError, SourceError
 from fedquery.fetch import _build_order, _with_query_vector, _with_vector_keys, key_predicate, subset
 from fedquery.parse import DIALECT
@@ -170,11 +171,8 @@ class RayEngine:
         import daft
 
         connector = self.session.connectors[fragment.source]
-        if not fragment.native and connector.kind == "registered":  # the driver's own data
-            from fedquery.fetch import _open
-
-            table = _open(self.session, fragment, params,
-                          sqlglot.parse_one(predicate, dialect=DIALECT) if predicate else None).read_all()
+        if isinstance(connector, RegisteredTables):  # the driver's own data, read here
+            table = worker.open_fragment(self.session, fragment, params, predicate).read_all()
             return daft.from_arrow(table.cast(daft_schema(table.schema, fragment.name)))
         schema = daft_schema(worker.fragment_schema(self.session, fragment, params), fragment.name)
         parts = None
