@@ -24,6 +24,23 @@ from tests.ray.same_answers import assert_same
 from tests.services.s3 import upload_tree
 
 BUCKET = "raydiff"
+# A PostgreSQL table of the types a warehouse holds, with their edge values and NULLs.
+PG_TYPES = (
+    """CREATE TABLE pg_types (id integer PRIMARY KEY, n numeric(12,3), big numeric, u uuid,
+         j jsonb, iv interval, ints integer[], texts text[], tz timestamptz, ts timestamp, d date,
+         t time, b bytea, f real, dd double precision, flag boolean, s smallint, bi bigint,
+         c char(3), vc varchar(10))""",
+    """INSERT INTO pg_types VALUES
+         (1, 123.456, 12345678901234567890.5, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+          '{"a": [1, 2]}', '1 day 2 hours 3.5 seconds', '{1,2,3}', '{"x","y"}',
+          '2024-03-05 10:00:00+02', '2024-03-05 10:00:00', '2024-03-05', '12:34:56.789',
+          '\\xdeadbeef', 1.5, 2.25, true, 7, 9000000000, 'ab', 'hello'),
+         (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'NaN',
+          NULL, NULL, NULL, NULL, NULL),
+         (3, -0.001, 0, '00000000-0000-0000-0000-000000000000', '[]', '-3 months', '{}', '{NULL}',
+          '1970-01-01 00:00:00+00', '0001-01-01 00:00:00', '9999-12-31', '00:00:00', '',
+          '-Infinity', 1e300, false, -32768, -9223372036854775808, '', '')""",
+)
 
 
 class Case(NamedTuple):
@@ -40,6 +57,7 @@ def world(sample: Path, postgres_database, s3_endpoint: str, s3_credentials) -> 
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as warehouse:
         for table in ("drives", "vehicles", "routes"):
             postgres_database.load(table, warehouse.sql(f"SELECT * FROM {table}").to_arrow_table())
+    postgres_database.execute(*PG_TYPES)
     upload_tree(root / "lake", BUCKET, "lake", endpoint=s3_endpoint)
     upload_tree(root / "blobs" / "camera", BUCKET, "camera", endpoint=s3_endpoint)
     s3 = {"endpoint_url": s3_endpoint, "key": "${AWS_ACCESS_KEY_ID}",
@@ -57,6 +75,7 @@ def world(sample: Path, postgres_database, s3_endpoint: str, s3_credentials) -> 
         "tables": {"drives": {"source": "pg", "table": "public.drives"},
                    "vehicles": {"source": "pg", "table": "public.vehicles"},
                    "routes": {"source": "pg", "table": "public.routes"},
+                   "pg_types": {"source": "pg", "table": "public.pg_types"},
                    **{t: {"source": "lake", "path": f"{t}/", "partitioning": "hive"}
                       for t in ("frames", "imu", "lidar_sweeps")},
                    "frame_embeddings": {"source": "vectors", "table": "frame_embeddings"}},
@@ -122,6 +141,10 @@ CASES = [
         SELECT d.city, f.frame_id, f.ts, rank() OVER (PARTITION BY d.city ORDER BY f.ts, f.frame_id) AS rk
         FROM frames f JOIN drives d USING (drive_id) JOIN routes r ON r.city = d.city
         WHERE r.length_km > ? AND f.camera = ? QUALIFY rk <= 2""", False, [5.0, "left"]),
+    Case("postgres_types", "SELECT * FROM pg_types", False),
+    Case("postgres_types_joined_to_s3", """
+        SELECT p.*, f.frame_id, f.ts AS frame_ts FROM pg_types p JOIN frames f ON f.frame_id = p.id""",
+         False),
 ]
 
 

@@ -10,13 +10,15 @@ its threads meet the rows, so their last bits differ between two runs of one eng
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any, NamedTuple
 
+import pyarrow as pa
 import pytest
 
 import fedquery
 from fedquery.demo import NEAREST, SHOWCASE
-from tests.ray.same_answers import assert_same
+from tests.ray.same_answers import assert_same, differences
 
 
 class Case(NamedTuple):
@@ -226,6 +228,9 @@ SQL_CASES = [
     Case("positional_parameters", """
         SELECT drive_id, count(*) AS n FROM imu WHERE drive_id BETWEEN ? AND ? AND ax > ?
         GROUP BY drive_id""", False, [5, 9, 0.5]),
+    Case("files_listing_joined_to_the_lake", """
+        SELECT c.uri, c.size, c.modified, c.extension, f.frame_id FROM camera_files c
+        JOIN frames f ON f.image_uri = c.uri WHERE f.drive_id BETWEEN 20 AND 24""", False),
     Case("registered_name_of_the_source", """
         SELECT r.city, r.name, r.length_km FROM warehouse.routes r ORDER BY r.route_id""", True),
 ]
@@ -234,3 +239,30 @@ SQL_CASES = [
 @pytest.mark.parametrize("case", SQL_CASES, ids=lambda c: c.id)
 def test_sql(engines, case: Case) -> None:
     assert_same(*engines, case.sql, case.params, ordered=case.ordered, rows=case.rows)
+
+
+def test_streamed_batches_and_declared_types(engines) -> None:
+    """``Result.batches()`` streams the Ray engine's answer in Arrow batches: the same rows and
+    schema as the local engine's stream; both declare the same DuckDB types."""
+    local, ray = engines
+    sql = "SELECT i.*, d.city FROM imu i JOIN drives d USING (drive_id) WHERE i.ax > 0"
+    expected, actual = local.sql(sql), ray.sql(sql)
+    assert actual.types == expected.types and actual.columns == expected.columns
+    streams = [result.batches() for result in (expected, actual)]
+    assert streams[1].schema == streams[0].schema
+    tables = [stream.read_all() for stream in streams]
+    assert not differences(tables[0], tables[1], ordered=False)
+    assert tables[0].num_rows > 10_000
+
+
+def test_registered_table_joined_to_the_catalog(engines) -> None:
+    """A table registered on the connection (the driver's own data) joined to catalog tables
+    and a blob function."""
+    picked = pa.table({"frame_id": pa.array([3, 7, 150, 151, 399, 1000], pa.int64()),
+                       "label": ["a", "b", None, "d", "e", "f"],
+                       "tag": pa.array([uuid.UUID(int=i).bytes for i in range(6)], pa.uuid())})
+    for con in engines:
+        con.register("picked", picked)
+    assert_same(*engines, """
+        SELECT p.label, p.tag, f.frame_id, f.camera, d.city, image_info(f.image_uri).width AS width
+        FROM picked p JOIN frames f USING (frame_id) JOIN drives d USING (drive_id)""", ordered=False)
