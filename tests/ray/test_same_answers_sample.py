@@ -266,3 +266,27 @@ def test_registered_table_joined_to_the_catalog(engines) -> None:
     assert_same(*engines, """
         SELECT p.label, p.tag, f.frame_id, f.camera, d.city, image_info(f.image_uri).width AS width
         FROM picked p JOIN frames f USING (frame_id) JOIN drives d USING (drive_id)""", ordered=False)
+
+
+ERRORS = {
+    "hoisted_blob_call": "SELECT frame_id, thumbnail(image_uri, 0) AS t FROM frames",
+    "blob_call_in_the_residual": """
+        SELECT f.frame_id, thumbnail(f.image_uri, 5000) AS t FROM frames f
+        JOIN drives d USING (drive_id)""",
+    "raised_in_the_residual": "SELECT error('boom') FROM frames f JOIN drives d USING (drive_id)",
+    "scalar_subquery_of_many_rows": "SELECT (SELECT drive_id FROM frames) AS d FROM drives",
+    "vector_dimensions": "SELECT array_cosine_distance(e.embedding, [1, 2]::FLOAT[2]) AS d "
+                         "FROM frame_embeddings e",
+    "uri_outside_the_roots": "SELECT image_info('/etc/passwd') AS i FROM frames",
+}
+
+
+@pytest.mark.parametrize("sql", ERRORS.values(), ids=ERRORS.keys())
+def test_same_errors(engines, sql: str) -> None:
+    """A query that fails raises the same fedquery error, with the same text, on both engines."""
+    raised = []
+    for con in engines:
+        with pytest.raises(fedquery.FedQueryError) as info:
+            con.sql(sql).arrow()
+        raised.append((type(info.value), str(info.value)))
+    assert raised[1] == raised[0]
