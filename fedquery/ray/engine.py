@@ -69,7 +69,8 @@ class RayEngine:
                 rows += batch.num_rows
                 if max_rows is not None and rows > max_rows:
                     raise PlanError(f"the result has more than {max_rows:,} rows, the most this "
-                                    "connection returns (settings.max_rows in the catalog)")
+                                    "connection returns (settings.max_rows in the catalog); add a "
+                                    "LIMIT or an aggregate, or raise the setting")
                 yield from conform(pa.Table.from_batches([batch]), wanted, plan.columns).to_batches()
 
         return pa.RecordBatchReader.from_batches(schema, batches())
