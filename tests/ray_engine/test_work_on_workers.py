@@ -24,8 +24,8 @@ import pytest
 from PIL import Image
 
 import fedquery
-from tests.ray.node_processes import Counters, node_processes
-from tests.ray.same_answers import differences
+from tests.ray_engine.node_processes import Counters, node_processes
+from tests.ray_engine.same_answers import differences
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

@@ -19,7 +19,7 @@ import pytest
 
 import fedquery
 from fedquery.demo import NEAREST, SHOWCASE
-from tests.ray.same_answers import assert_same, differences
+from tests.ray_engine.same_answers import assert_same, differences
 
 
 class Case(NamedTuple):

@@ -21,7 +21,7 @@ import pytest
 
 import fedquery
 from bench.tpch_queries import ALL_QUERIES
-from tests.ray.same_answers import assert_same
+from tests.ray_engine.same_answers import assert_same
 
 SCALE = 0.01
 TABLES = ("lineitem", "orders", "customer", "part", "partsupp", "supplier", "nation", "region")

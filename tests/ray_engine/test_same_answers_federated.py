@@ -20,7 +20,7 @@ import pytest
 
 import fedquery
 from fedquery.demo import SHOWCASE
-from tests.ray.same_answers import assert_same
+from tests.ray_engine.same_answers import assert_same
 from tests.services.s3 import upload_tree
 
 BUCKET = "raydiff"
