@@ -10,6 +10,18 @@ from __future__ import annotations
 class FedQueryError(Exception):
     """Base of every error fedquery raises."""
 
+    def __reduce__(self):
+        """Pickled as it is, without calling ``__init__`` again (an error a Ray task raised
+        travels to the driver; ``SourceError`` cannot be made from its text alone)."""
+        return _rebuilt, (type(self), self.args, self.__dict__)
+
+
+def _rebuilt(cls: type[FedQueryError], args: tuple, state: dict) -> FedQueryError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class ParseError(FedQueryError):
     """SQL that does not parse; ``line`` and ``col`` are 1-based, the message shows a caret."""

@@ -18,6 +18,7 @@ import pyarrow as pa
 import sqlglot
 
 from fedquery.conform import conform, expected
+from fedquery.connectors.registered import RegisteredTables
 from fedquery.errors import FedQueryError, PlanError, SourceError
 from fedquery.fetch import _build_order, _with_query_vector, _with_vector_keys, key_predicate, subset
 from fedquery.parse import DIALECT
@@ -68,7 +69,8 @@ class RayEngine:
                 rows += batch.num_rows
                 if max_rows is not None and rows > max_rows:
                     raise PlanError(f"the result has more than {max_rows:,} rows, the most this "
-                                    "connection returns (settings.max_rows in the catalog)")
+                                    "connection returns (settings.max_rows in the catalog); add a "
+                                    "LIMIT or an aggregate, or raise the setting")
                 yield from conform(pa.Table.from_batches([batch]), wanted, plan.columns).to_batches()
 
         return pa.RecordBatchReader.from_batches(schema, batches())
@@ -170,11 +172,8 @@ class RayEngine:
         import daft
 
         connector = self.session.connectors[fragment.source]
-        if not fragment.native and connector.kind == "registered":  # the driver's own data
-            from fedquery.fetch import _open
-
-            table = _open(self.session, fragment, params,
-                          sqlglot.parse_one(predicate, dialect=DIALECT) if predicate else None).read_all()
+        if isinstance(connector, RegisteredTables):  # the driver's own data, read here
+            table = worker.open_fragment(self.session, fragment, params, predicate).read_all()
             return daft.from_arrow(table.cast(daft_schema(table.schema, fragment.name)))
         schema = daft_schema(worker.fragment_schema(self.session, fragment, params), fragment.name)
         parts = None

@@ -60,6 +60,15 @@ def daft_schema(schema: pa.Schema, what: str) -> pa.Schema:
     return schema
 
 
+def daft_types(schema: pa.Schema) -> Schema:
+    """The Daft schema of batches of ``schema`` as Daft converts them: for some types not
+    ``Schema.from_pyarrow_schema``'s (``arrow.uuid`` is Daft's ``UUID`` in a batch, an
+    ``Extension`` in a schema), and a read whose batches differ from its schema fails. Taken
+    from a row of nulls (Daft types an empty table by its schema)."""
+    nulls = pa.table({field.name: pa.nulls(1, field.type) for field in schema})
+    return RecordBatch.from_arrow_table(nulls).schema()
+
+
 def as_daft(batch: pa.RecordBatch | pa.Table, schema: pa.Schema) -> RecordBatch:
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     return RecordBatch.from_arrow_table(table.cast(schema))
@@ -75,7 +84,7 @@ class FragmentTask(DataSourceTask):
 
     @property
     def schema(self) -> Schema:
-        return Schema.from_pyarrow_schema(self._arrow)
+        return daft_types(self._arrow)
 
     async def read(self) -> AsyncIterator[RecordBatch]:
         try:
@@ -114,7 +123,7 @@ class FragmentSource(DataSource):
 
     @property
     def schema(self) -> Schema:
-        return Schema.from_pyarrow_schema(self._arrow)
+        return daft_types(self._arrow)
 
     async def get_tasks(self, pushdowns: Any) -> AsyncIterator[DataSourceTask]:
         for request in self.parts:
