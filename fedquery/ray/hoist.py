@@ -70,7 +70,7 @@ def hoist(residual: exp.Expr, frames: dict[str, daft.DataFrame], opening: Openin
     """``residual`` with hoistable calls replaced by columns added to ``frames`` (in place)."""
     tree = residual.copy()
     spread: set[str] = set()
-    count = 0
+    made: dict[tuple, str] = {}  # one column per distinct call of a fragment: each file read once
     for select in list(tree.find_all(exp.Select)):
         fragment, alias = _single_fragment(select, frames)
         if fragment is None:
@@ -79,12 +79,14 @@ def hoist(residual: exp.Expr, frames: dict[str, daft.DataFrame], opening: Openin
             hoisted = _call_of(call, alias, embedders)
             if hoisted is None:
                 continue
-            name = f"{HOISTED_PREFIX}{count}"
-            count += 1
-            if fragment not in spread:  # the UDF's work spread over the workers
-                frames[fragment] = frames[fragment].into_partitions(partitions)
-                spread.add(fragment)
-            frames[fragment] = _with_udf(frames[fragment], name, hoisted, opening, gpus)
+            key = (fragment, hoisted.function, hoisted.arguments)
+            name = made.get(key)
+            if name is None:
+                name = made[key] = f"{HOISTED_PREFIX}{len(made)}"
+                if fragment not in spread:  # the UDF's work spread over the workers
+                    frames[fragment] = frames[fragment].into_partitions(partitions)
+                    spread.add(fragment)
+                frames[fragment] = _with_udf(frames[fragment], name, hoisted, opening, gpus)
             call.replace(exp.column(name, table=alias) if alias else exp.column(name))
     return tree
 

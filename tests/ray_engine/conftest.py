@@ -64,6 +64,10 @@ def ray_cluster() -> Iterator[str]:
     for the session (``host:port``, for ``ray.init(address=...)``)."""
     try:
         with start_ray_cluster(workers=2) as cluster:
-            yield cluster.address
+            try:
+                yield cluster.address
+            finally:  # this process leaves the cluster first: its nodes then stop at once
+                if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+                    sys.modules["ray"].shutdown()
     except ServiceError as exc:
         unavailable(str(exc))
