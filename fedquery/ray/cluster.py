@@ -44,6 +44,12 @@ def join(address: str | None = None) -> str | None:
                 raise CatalogError(f"engine='ray': cannot join the Ray cluster at {address!r}: "
                                    f"{str(exc).splitlines()[0]}") from None
         daft.set_runner_ray(address=address, noop_if_initialized=True)
+        from daft.runners import get_or_create_runner
+
+        if get_or_create_runner().name != "ray":
+            raise CatalogError("engine='ray': Daft already runs on its own in this process (a Daft "
+                               "DataFrame was used before this connection); connect with "
+                               "engine='ray' first, or run daft.set_runner_ray() before using Daft")
         if not _JOINED:
             _JOINED.append(address)
     return _JOINED[0]

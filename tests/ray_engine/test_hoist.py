@@ -4,10 +4,17 @@ fragment a SELECT reads, once per distinct call; none under a join or a LIMIT.""
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 import sqlglot
 
-from fedquery.ray import hoist
+from fedquery.ray import cluster, hoist
 from fedquery.ray.reads import Opening
+
+
+@pytest.fixture(autouse=True)
+def _on_the_cluster(ray_cluster) -> None:
+    """Daft's runner is the cluster's (a DataFrame made first would make it Daft's own)."""
+    cluster.join(ray_cluster)
 
 
 def _frames():
