@@ -4,6 +4,7 @@ local one started in this process; Daft then runs its plans on it."""
 from __future__ import annotations
 
 import os
+import socket
 import threading
 
 from fedquery.errors import CatalogError
@@ -37,6 +38,7 @@ def join(address: str | None = None) -> str | None:
                                f"{_JOINED[0] or 'started locally'}; a process joins one cluster "
                                f"(asked for {address!r})")
         if not ray.is_initialized():
+            _check_reachable(address)
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
                          logging_level="warning", configure_logging=True)
@@ -66,3 +68,18 @@ def has_gpu() -> bool:
     import ray
 
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A ``host:port`` (or ``ray://host:port``) that does not answer is a ``CatalogError`` now
+    (Ray itself would wait for it for minutes)."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise CatalogError(f"engine='ray': cannot join the Ray cluster at {address!r}: nothing "
+                           f"answers there ({exc.strerror or exc})") from None
