@@ -10,6 +10,8 @@ Daft answers some constructs differently, so they never reach it: integer arithm
 integer sums (Daft wraps on overflow where DuckDB raises), CASE (Daft gives NULL where DuckDB
 takes the ELSE of a NULL condition), the average of decimals (Daft keeps a decimal), window
 functions, DISTINCT, subqueries, casts other than a date literal's, and any other function.
+Differential fuzzing (``tests/ray_engine/test_daft_stage_fuzz.py``) found more, kept out as well:
+``x IS TRUE`` and ``IS FALSE`` (Daft takes them for ``x = TRUE``: NULL for a NULL ``x``).
 """
 
 from __future__ import annotations
@@ -131,9 +133,11 @@ def _allowed(node: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
         return _type(node, tables) is not None
     if isinstance(node, exp.Literal):
         return not node.is_string or "\\" not in node.this
+    if isinstance(node, exp.Is):  # x IS TRUE: Daft takes it for x = TRUE
+        return isinstance(node.expression, exp.Null)
     if isinstance(node, exp.Join | exp.Alias | exp.Paren | exp.Identifier | exp.Table
                   | exp.TableAlias | exp.Group | exp.Where | exp.Having | exp.Boolean | exp.Null
-                  | exp.And | exp.Or | exp.Not | exp.Is | exp.DataType | exp.Star):
+                  | exp.And | exp.Or | exp.Not | exp.DataType | exp.Star):
         return True
     if isinstance(node, _COMPARISONS):
         family = _family(node.left, tables)
