@@ -11,7 +11,9 @@ integer sums (Daft wraps on overflow where DuckDB raises), CASE (Daft gives NULL
 takes the ELSE of a NULL condition), the average of decimals (Daft keeps a decimal), window
 functions, DISTINCT, subqueries, casts other than a date literal's, and any other function.
 Differential fuzzing (``tests/ray_engine/test_daft_stage_fuzz.py``) found more, kept out as well:
-``x IS TRUE`` and ``IS FALSE`` (Daft takes them for ``x = TRUE``: NULL for a NULL ``x``).
+``x IS TRUE`` and ``IS FALSE`` (Daft takes them for ``x = TRUE``: NULL for a NULL ``x``);
+comparisons, join keys and GROUP BY keys of floats (Daft orders -0.0 before 0.0, and its hash
+joins match neither -0.0 with 0.0 nor NaN with NaN).
 """
 
 from __future__ import annotations
@@ -120,8 +122,8 @@ def _safe(select: exp.Select, tables: dict[str, pa.Schema]) -> bool:
             if node is not None and not _safe_tree(node, tables):
                 return False
     group = select.args.get("group")
-    return group is None or (not group.args.get("all")
-                             and all(isinstance(g, exp.Column) for g in group.expressions))
+    return group is None or (not group.args.get("all") and all(
+        isinstance(g, exp.Column) and _family(g, tables) != "float" for g in group.expressions))
 
 
 def _safe_tree(node: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
@@ -140,16 +142,12 @@ def _allowed(node: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
                   | exp.And | exp.Or | exp.Not | exp.DataType | exp.Star):
         return True
     if isinstance(node, _COMPARISONS):
-        family = _family(node.left, tables)
-        return family is not None and family == _family(node.right, tables)
+        return _comparable(node.left, node.right, tables)
     if isinstance(node, exp.Between):
-        family = _family(node.this, tables)
-        return family is not None and all(_family(node.args[k], tables) == family
-                                          for k in ("low", "high"))
+        return all(_comparable(node.this, node.args[k], tables) for k in ("low", "high"))
     if isinstance(node, exp.In):
-        family = _family(node.this, tables)
-        return (not node.args.get("query") and family is not None
-                and all(isinstance(e, exp.Literal) and _family(e, tables) == family
+        return (not node.args.get("query") and bool(node.expressions)
+                and all(isinstance(e, exp.Literal) and _comparable(node.this, e, tables)
                         for e in node.expressions))
     if isinstance(node, exp.Like):
         return (isinstance(node.expression, exp.Literal) and node.expression.is_string
@@ -168,6 +166,14 @@ def _allowed(node: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
     if isinstance(node, exp.Min | exp.Max):
         return _kind(node.this, tables) is not None
     return False
+
+
+def _comparable(left: exp.Expr, right: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
+    """Whether Daft compares the two values as DuckDB does: values of one family, never floats
+    (Daft orders -0.0 before 0.0, and its hash joins match neither -0.0 with 0.0 nor NaN with
+    NaN)."""
+    family = _family(left, tables)
+    return family is not None and family != "float" and family == _family(right, tables)
 
 
 def _type(column: exp.Column, tables: dict[str, pa.Schema]) -> pa.DataType | None:
@@ -212,8 +218,9 @@ def _kind(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
 
 
 def _family(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
-    """What a compared value is: ``number``, ``string``, ``date``, ``timestamp``, ``bool``;
-    values of one family compare alike in Daft and DuckDB (no implicit casts between them)."""
+    """What a compared value is: ``number`` (integers and decimals), ``float``, ``string``,
+    ``date``, ``timestamp``, ``bool``; values of one family compare alike in Daft and DuckDB
+    (no implicit casts between them), but for floats (``_comparable``)."""
     if isinstance(node, exp.Paren):
         return _family(node.this, tables)
     if isinstance(node, exp.Literal):
@@ -226,7 +233,9 @@ def _family(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
         type_ = _type(node, tables)
         if type_ is None:
             return None
-        if pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_):
+        if pa.types.is_floating(type_):
+            return "float"
+        if pa.types.is_integer(type_) or pa.types.is_decimal(type_):
             return "number"
         if pa.types.is_string(type_) or pa.types.is_large_string(type_):
             return "string"
@@ -237,4 +246,4 @@ def _family(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
         if pa.types.is_boolean(type_):
             return "bool"
         return None
-    return "number" if _kind(node, tables) in ("float", "decimal") else None
+    return {"float": "float", "decimal": "number"}.get(_kind(node, tables))

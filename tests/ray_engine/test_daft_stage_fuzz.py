@@ -29,6 +29,11 @@ JOINED = "FROM ta AS a JOIN tc AS b ON a.k = b.k"
 REGRESSIONS = {
     # Daft takes x IS TRUE for x = TRUE: NULL for a NULL x, not FALSE
     "is-not-true": f"SELECT a.id AS c0, b.id AS c1, a.flag IS NOT TRUE AS c2 {JOINED}",
+    # Daft orders -0.0 before 0.0 (-0.0 < 0), groups them apart, and its hash joins match
+    # neither -0.0 with 0.0 nor NaN with NaN
+    "float-below-zero": f"SELECT a.id AS c0, b.id AS c1, a.f < 0 AS c2 {JOINED}",
+    "float-group": f"SELECT a.f AS c0, count(*) AS c1 {JOINED} GROUP BY a.f",
+    "float-join-key": "SELECT count(*) AS c0 FROM ta AS a JOIN tb AS b ON a.f = b.f",
 }
 
 
