@@ -14,11 +14,14 @@ Differential fuzzing (``tests/ray_engine/test_daft_stage_fuzz.py``) found more, 
 ``x IS TRUE`` and ``IS FALSE`` (Daft takes them for ``x = TRUE``: NULL for a NULL ``x``);
 comparisons, join keys and GROUP BY keys of floats (Daft orders -0.0 before 0.0, and its hash
 joins match neither -0.0 with 0.0 nor NaN with NaN); min and max of floats (Daft merges the
-partial results of its partitions as if NaN were not there).
+partial results of its partitions as if NaN were not there); a number literal with a fraction
+(a float64 in Daft, a DECIMAL in DuckDB) but compared with a decimal column of at most 15 digits
+or in float arithmetic, and an integer literal beyond BIGINT.
 """
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -27,6 +30,7 @@ from sqlglot import exp
 CORE = "__core"
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul)
+DOUBLE_DIGITS = 15  # digits every double tells apart
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,15 @@ def _allowed(node: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
     if isinstance(node, exp.Column):
         return _type(node, tables) is not None
     if isinstance(node, exp.Literal):
-        return not node.is_string or "\\" not in node.this
+        if node.is_string:
+            return "\\" not in node.this
+        kind = _kind(node, tables)
+        if kind == "fraction":  # a float64 in Daft: only where _comparable or _kind checks it
+            parent = node.parent
+            while isinstance(parent, exp.Paren):
+                parent = parent.parent
+            return isinstance(parent, _COMPARISONS + _ARITHMETIC + (exp.Between, exp.In))
+        return kind is not None
     if isinstance(node, exp.Is):  # x IS TRUE: Daft takes it for x = TRUE
         return isinstance(node.expression, exp.Null)
     if isinstance(node, exp.Join | exp.Alias | exp.Paren | exp.Identifier | exp.Table
@@ -172,9 +184,23 @@ def _allowed(node: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
 def _comparable(left: exp.Expr, right: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
     """Whether Daft compares the two values as DuckDB does: values of one family, never floats
     (Daft orders -0.0 before 0.0, and its hash joins match neither -0.0 with 0.0 nor NaN with
-    NaN)."""
+    NaN), and a number literal with a fraction (a float64 in Daft, a DECIMAL in DuckDB) only
+    with a decimal column: both compare exactly as doubles when of 15 digits at most."""
     family = _family(left, tables)
-    return family is not None and family != "float" and family == _family(right, tables)
+    if family is None or family == "float" or family != _family(right, tables):
+        return False
+    for one, other in ((left, right), (right, left)):
+        if _kind(one, tables) == "fraction":
+            type_ = _type(other.unnest(), tables) if isinstance(other.unnest(), exp.Column) else None
+            if (type_ is None or not pa.types.is_decimal(type_) or type_.precision > DOUBLE_DIGITS
+                    or _digits(one.unnest()) > DOUBLE_DIGITS):
+                return False
+    return True
+
+
+def _digits(literal: exp.Literal) -> int:
+    """The significant digits of a number literal."""
+    return len(decimal.Decimal(literal.this).normalize().as_tuple().digits)
 
 
 def _type(column: exp.Column, tables: dict[str, pa.Schema]) -> pa.DataType | None:
@@ -188,12 +214,24 @@ def _type(column: exp.Column, tables: dict[str, pa.Schema]) -> pa.DataType | Non
 
 
 def _kind(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
-    """What Daft computes a value as: ``float``, ``decimal``, ``int``, ``literal``, ``other``
-    (strings, dates, booleans: compared, never computed on), None: not allowed."""
+    """What Daft computes a value as: ``float``, ``decimal``, ``int``, ``integer`` (a literal
+    within BIGINT), ``fraction`` (any other number literal: a float64 in Daft, a DECIMAL in
+    DuckDB), ``other`` (strings, dates, booleans: compared, never computed on), None: not
+    allowed."""
     if isinstance(node, exp.Paren):
         return _kind(node.this, tables)
     if isinstance(node, exp.Literal):
-        return "literal"
+        if node.is_string:
+            return "other"
+        try:
+            value = decimal.Decimal(node.this)
+        except decimal.InvalidOperation:
+            return None
+        if not value.is_finite():
+            return None
+        if "." in node.this or "e" in node.this.lower():
+            return "fraction"
+        return "integer" if -(2**63) <= value < 2**63 else None
     if isinstance(node, exp.Cast):
         return "other"
     if isinstance(node, exp.Column):
@@ -212,9 +250,13 @@ def _kind(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
         return None
     if isinstance(node, _ARITHMETIC):
         kinds = {_kind(node.left, tables), _kind(node.right, tables)}
-        if None in kinds or "int" in kinds or "other" in kinds or kinds == {"literal"}:
+        if None in kinds or "int" in kinds or "other" in kinds:
             return None
-        return "float" if "float" in kinds else "decimal"
+        if "float" in kinds:
+            return "float"
+        if "fraction" in kinds or kinds == {"integer"}:  # Daft: a float64 of a fraction
+            return None
+        return "decimal"
     return None
 
 
@@ -225,7 +267,9 @@ def _family(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
     if isinstance(node, exp.Paren):
         return _family(node.this, tables)
     if isinstance(node, exp.Literal):
-        return "string" if node.is_string else "number"
+        if node.is_string:
+            return "string"
+        return "number" if _kind(node, tables) is not None else None
     if isinstance(node, exp.Boolean):
         return "bool"
     if isinstance(node, exp.Cast):

@@ -36,6 +36,15 @@ REGRESSIONS = {
     "float-join-key": "SELECT count(*) AS c0 FROM ta AS a JOIN tb AS b ON a.f = b.f",
     # Daft merges the partial maxima of its partitions as if NaN were not there
     "float-max": "SELECT a.k AS c0, max(b.f) AS c1 FROM ta AS a, ta AS b WHERE a.k64 = b.k64 GROUP BY a.k",
+    # a number literal with a fraction is a float64 in Daft, a DECIMAL in DuckDB; an integer
+    # literal beyond BIGINT a float64 too; a string literal stays a string in arithmetic
+    "fraction-vs-bigint": f"SELECT a.id AS c0, b.id AS c1, a.i64 > 4611686018427387904.5 AS c2 {JOINED}",
+    "fraction-vs-decimal38": f"SELECT a.id AS c0, b.id AS c1, a.d10 > 12345678901234567.0 AS c2 {JOINED}",
+    "fraction-output": f"SELECT a.id AS c0, 12345678901234567.1 AS c1 {JOINED}",
+    "fraction-min": f"SELECT a.d2 AS c0, min(12345678901234567.1) AS c1 {JOINED} GROUP BY a.d2",
+    "decimal-plus-fraction": f"SELECT a.id AS c0, b.id AS c1, a.d10 + 0.5 AS c2 {JOINED}",
+    "beyond-bigint": f"SELECT a.id AS c0, b.id AS c1, a.i64 = 9223372036854775808 AS c2 {JOINED}",
+    "float-plus-string": f"SELECT a.id AS c0, a.f + '1' AS c1 {JOINED}",
 }
 
 
