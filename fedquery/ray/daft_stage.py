@@ -16,7 +16,8 @@ comparisons, join keys and GROUP BY keys of floats (Daft orders -0.0 before 0.0,
 joins match neither -0.0 with 0.0 nor NaN with NaN); min and max of floats (Daft merges the
 partial results of its partitions as if NaN were not there); a number literal with a fraction
 (a float64 in Daft, a DECIMAL in DuckDB) but compared with a decimal column of at most 15 digits
-or in float arithmetic, and an integer literal beyond BIGINT.
+or in float arithmetic, and an integer literal beyond BIGINT; products of decimals, and sums
+of decimals wider than 18 digits (Daft neither raises on overflow nor keeps DuckDB's types).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlglot import exp
 CORE = "__core"
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul)
+NARROW_DECIMAL = 18  # digits of a decimal Daft adds and sums as DuckDB does
 DOUBLE_DIGITS = 15  # digits every double tells apart
 
 
@@ -214,10 +216,11 @@ def _type(column: exp.Column, tables: dict[str, pa.Schema]) -> pa.DataType | Non
 
 
 def _kind(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
-    """What Daft computes a value as: ``float``, ``decimal``, ``int``, ``integer`` (a literal
-    within BIGINT), ``fraction`` (any other number literal: a float64 in Daft, a DECIMAL in
-    DuckDB), ``other`` (strings, dates, booleans: compared, never computed on), None: not
-    allowed."""
+    """What Daft computes a value as: ``float``, ``decimal`` (of at most 18 digits: its sums and
+    sums of sums stay within DuckDB's 38), ``wide`` (a wider decimal column), ``int``,
+    ``integer`` (a literal within BIGINT), ``fraction`` (any other number literal: a float64 in
+    Daft, a DECIMAL in DuckDB), ``other`` (strings, dates, booleans: compared, never computed
+    on), None: not allowed."""
     if isinstance(node, exp.Paren):
         return _kind(node.this, tables)
     if isinstance(node, exp.Literal):
@@ -241,7 +244,7 @@ def _kind(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
         if pa.types.is_floating(type_):
             return "float"
         if pa.types.is_decimal(type_):
-            return "decimal"
+            return "decimal" if type_.precision <= NARROW_DECIMAL else "wide"
         if pa.types.is_integer(type_):
             return "int"
         if (pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_date(type_)
@@ -254,7 +257,9 @@ def _kind(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
             return None
         if "float" in kinds:
             return "float"
-        if "fraction" in kinds or kinds == {"integer"}:  # Daft: a float64 of a fraction
+        # decimals: Daft's products neither raise on overflow nor keep DuckDB's types, a
+        # fraction makes a float64 of the sum, and sums of wide decimals fail or wrap
+        if isinstance(node, exp.Mul) or kinds & {"fraction", "wide"} or kinds == {"integer"}:
             return None
         return "decimal"
     return None

@@ -45,6 +45,10 @@ REGRESSIONS = {
     "decimal-plus-fraction": f"SELECT a.id AS c0, b.id AS c1, a.d10 + 0.5 AS c2 {JOINED}",
     "beyond-bigint": f"SELECT a.id AS c0, b.id AS c1, a.i64 = 9223372036854775808 AS c2 {JOINED}",
     "float-plus-string": f"SELECT a.id AS c0, a.f + '1' AS c1 {JOINED}",
+    # Daft multiplies and sums decimals without DuckDB's overflow errors
+    "decimal-product": f"SELECT a.id AS c0, b.id AS c1, a.d2 * b.d2 AS c2 {JOINED}",
+    "decimal-times-integer": f"SELECT a.id AS c0, b.id AS c1, a.d2 * 1000000 AS c2 {JOINED}",
+    "decimal38-sum": "SELECT sum(a.d10) AS c0 FROM ta AS a JOIN tb AS b ON a.k = b.k",
 }
 
 
