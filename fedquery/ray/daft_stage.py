@@ -17,7 +17,9 @@ joins match neither -0.0 with 0.0 nor NaN with NaN); min and max of floats (Daft
 partial results of its partitions as if NaN were not there); a number literal with a fraction
 (a float64 in Daft, a DECIMAL in DuckDB) but compared with a decimal column of at most 15 digits
 or in float arithmetic, and an integer literal beyond BIGINT; products of decimals, and sums
-of decimals wider than 18 digits (Daft neither raises on overflow nor keeps DuckDB's types).
+of decimals wider than 18 digits (Daft neither raises on overflow nor keeps DuckDB's types); a
+table alias that is also a column's name (Daft reads ``b.x`` as the field ``x`` of a column
+``b``).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def split(tree: exp.Expr, schemas: dict[str, pa.Schema]) -> Stages | None:
     if any(tree.args.get(k) for k in ("qualify", "windows", "prewhere", "sample", "settings")):
         return None
     tables = _tables(tree, schemas)
-    if tables is None:
+    if tables is None or _shadowed(tables):
         return None
     order, limit, offset = tree.args.get("order"), tree.args.get("limit"), tree.args.get("offset")
     core = tree.copy()
@@ -96,6 +98,13 @@ def _tables(select: exp.Select, schemas: dict[str, pa.Schema]) -> dict[str, pa.S
             return None
         out[table.alias_or_name] = schemas[table.name]
     return out
+
+
+def _shadowed(tables: dict[str, pa.Schema]) -> bool:
+    """Whether a table's alias is also the name of a column: Daft reads ``b.x`` as the field
+    ``x`` of the column ``b`` then."""
+    columns = {name.lower() for schema in tables.values() for name in schema.names}
+    return any(alias.lower() in columns for alias in tables)
 
 
 def _output_names(select: exp.Select) -> list[str] | None:

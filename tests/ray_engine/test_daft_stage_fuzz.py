@@ -49,6 +49,9 @@ REGRESSIONS = {
     "decimal-product": f"SELECT a.id AS c0, b.id AS c1, a.d2 * b.d2 AS c2 {JOINED}",
     "decimal-times-integer": f"SELECT a.id AS c0, b.id AS c1, a.d2 * 1000000 AS c2 {JOINED}",
     "decimal38-sum": "SELECT sum(a.d10) AS c0 FROM ta AS a JOIN tb AS b ON a.k = b.k",
+    # the alias flag is also a column's name: Daft reads flag.ts as a field of that column
+    "alias-is-a-column": ("SELECT a.flag AS c0, min(flag.ts) AS c1 FROM tc AS a JOIN ta AS flag "
+                          "ON a.k64 = flag.k64 GROUP BY a.flag HAVING max(a.ts) IS NOT NULL"),
 }
 
 
