@@ -19,7 +19,8 @@ partial results of its partitions as if NaN were not there); a number literal wi
 or in float arithmetic, and an integer literal beyond BIGINT; products of decimals, and sums
 of decimals wider than 18 digits (Daft neither raises on overflow nor keeps DuckDB's types); a
 table alias that is also a column's name (Daft reads ``b.x`` as the field ``x`` of a column
-``b``).
+``b``); ``JOIN ... ON`` but equalities of columns of the two sides (Daft's distributed runner
+panics on any other condition).
 """
 
 from __future__ import annotations
@@ -97,7 +98,42 @@ def _tables(select: exp.Select, schemas: dict[str, pa.Schema]) -> dict[str, pa.S
         if not isinstance(table, exp.Table) or table.name not in schemas or table.args.get("db"):
             return None
         out[table.alias_or_name] = schemas[table.name]
-    return out
+    return out if _equi_joins(select, out) else None
+
+
+def _equi_joins(select: exp.Select, tables: dict[str, pa.Schema]) -> bool:
+    """Whether every ``JOIN ... ON`` is a conjunction of equalities between a column of the
+    joined table and one of a table before it (comma joins have none): Daft's distributed
+    runner panics on any other join condition (a constant, a comparison, an OR, a condition on
+    one side of a LEFT JOIN), a Rust panic no ``except Exception`` catches."""
+    seen = {select.args["from_"].this.alias_or_name}
+    for join in select.args.get("joins") or ():
+        alias = join.this.alias_or_name
+        on = join.args.get("on")
+        for part in _conjuncts(on) if on is not None else ():
+            if not (isinstance(part, exp.EQ) and isinstance(part.left.unnest(), exp.Column)
+                    and isinstance(part.right.unnest(), exp.Column)):
+                return False
+            left, right = _owner(part.left.unnest(), tables), _owner(part.right.unnest(), tables)
+            if not (left == alias and right in seen or right == alias and left in seen):
+                return False
+        seen.add(alias)
+    return True
+
+
+def _conjuncts(node: exp.Expr) -> list[exp.Expr]:
+    node = node.unnest()
+    if isinstance(node, exp.And):
+        return _conjuncts(node.left) + _conjuncts(node.right)
+    return [node]
+
+
+def _owner(column: exp.Column, tables: dict[str, pa.Schema]) -> str | None:
+    """The alias of the table a column reference reads (None: unknown or ambiguous)."""
+    if column.table:
+        return column.table if column.table in tables else None
+    owners = [alias for alias, schema in tables.items() if column.name in schema.names]
+    return owners[0] if len(owners) == 1 else None
 
 
 def _shadowed(tables: dict[str, pa.Schema]) -> bool:

@@ -52,6 +52,10 @@ REGRESSIONS = {
     # the alias flag is also a column's name: Daft reads flag.ts as a field of that column
     "alias-is-a-column": ("SELECT a.flag AS c0, min(flag.ts) AS c1 FROM tc AS a JOIN ta AS flag "
                           "ON a.k64 = flag.k64 GROUP BY a.flag HAVING max(a.ts) IS NOT NULL"),
+    # Daft's distributed runner panics (a BaseException) on joins but on column equalities
+    "on-one-side": "SELECT a.id AS c0 FROM tb AS a LEFT JOIN tc AS b ON a.k = b.k AND a.d2 > 1",
+    "on-constant": "SELECT a.id AS c0 FROM tb AS a JOIN tc AS b ON a.k = b.k AND 1 = 2",
+    "on-both-sides": "SELECT a.id AS c0 FROM tb AS a JOIN tc AS b ON a.k = b.k AND a.d2 > b.d2",
 }
 
 
