@@ -20,7 +20,8 @@ or in float arithmetic, and an integer literal beyond BIGINT; products of decima
 of decimals wider than 18 digits (Daft neither raises on overflow nor keeps DuckDB's types); a
 table alias that is also a column's name (Daft reads ``b.x`` as the field ``x`` of a column
 ``b``); ``JOIN ... ON`` but equalities of columns of the two sides (Daft's distributed runner
-panics on any other condition).
+panics on any other condition); an equality of an integer and a decimal (Daft makes them a hash
+join's keys and finds no type for both).
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ def _allowed(node: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
                   | exp.And | exp.Or | exp.Not | exp.DataType | exp.Star):
         return True
     if isinstance(node, _COMPARISONS):
-        return _comparable(node.left, node.right, tables)
+        return _comparable(node.left, node.right, tables) and not (
+            isinstance(node, exp.EQ) and _mixed_keys(node.left, node.right, tables))
     if isinstance(node, exp.Between):
         return all(_comparable(node.this, node.args[k], tables) for k in ("low", "high"))
     if isinstance(node, exp.In):
@@ -243,6 +245,13 @@ def _comparable(left: exp.Expr, right: exp.Expr, tables: dict[str, pa.Schema]) -
                     or _digits(one.unnest()) > DOUBLE_DIGITS):
                 return False
     return True
+
+
+def _mixed_keys(left: exp.Expr, right: exp.Expr, tables: dict[str, pa.Schema]) -> bool:
+    """Whether an equality of two values is of an integer and a decimal: Daft makes it a hash
+    join's keys (in ON, or in WHERE across tables) and fails finding a type for both."""
+    kinds = {_kind(left, tables), _kind(right, tables)}
+    return "int" in kinds and bool(kinds & {"decimal", "wide"})
 
 
 def _digits(literal: exp.Literal) -> int:

@@ -56,6 +56,9 @@ REGRESSIONS = {
     "on-one-side": "SELECT a.id AS c0 FROM tb AS a LEFT JOIN tc AS b ON a.k = b.k AND a.d2 > 1",
     "on-constant": "SELECT a.id AS c0 FROM tb AS a JOIN tc AS b ON a.k = b.k AND 1 = 2",
     "on-both-sides": "SELECT a.id AS c0 FROM tb AS a JOIN tc AS b ON a.k = b.k AND a.d2 > b.d2",
+    # Daft joins an integer and a decimal key finding no type for both (once the query runs)
+    "integer-decimal-keys": "SELECT count(*) AS c0 FROM tb AS a JOIN tc AS b ON a.k = b.d2",
+    "integer-decimal-where": "SELECT count(*) AS c0 FROM tb AS a, tc AS b WHERE a.k = b.d2",
 }
 
 
