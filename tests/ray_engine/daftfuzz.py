@@ -159,7 +159,7 @@ class DaftQuery:
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
-        self.safe = self.rng.random() < 0.7  # mostly what the Daft stage admits
+        self.safe = self.rng.random() < 0.8  # mostly what the Daft stage admits
         self.aliases: list[str] = []
         self.filtering = False  # drawing a filter: nothing that may fail on a row
         self.narrow = False  # decimals of 15 digits only (d2): no overflow in sums
@@ -327,7 +327,7 @@ class DaftQuery:
         self.rng.shuffle(positions)
         for i in positions:
             text, name = items[i]
-            form = self.rng.choices(["name", "position", "expression"], [7, 1, 1])[0]
+            form = self.rng.choices(["name", "position", "expression"], [7, 0.2 if self.safe else 1, 1])[0]
             expression = text.rsplit(" AS ", 1)[0]
             if form == "expression" and not expression[-1].isdigit() and expression[-1] != "'":
                 key = expression
@@ -346,7 +346,7 @@ class DaftQuery:
             return f"({self._predicate(depth)})"
         r = self.rng.random()
         if depth <= 0 or r < 0.45:
-            if self.chance(0.15):
+            if self.chance(0.15) and not (self.narrow and self.safe):  # sum(literal): no Daft
                 return self._literal(fam)
             if fam == DEC and self.narrow:
                 return self._column("d2")
@@ -379,8 +379,8 @@ class DaftQuery:
         if self.chance(0.3):
             other = self.rng.choice([FLOAT, DEC] if fam != INT else [INT, FLOAT, DEC])
         left, right = self._value(fam, depth - 1), self._value(other, depth - 1)
-        if self.chance(0.35):
-            right = self._literal(other)
+        if self.chance(0.35):  # a decimal's fraction literal: a float64 in Daft
+            right = self._literal(INT if other == DEC and not self.unsafe(0.5) else other)
         if self.chance(0.5):
             left, right = right, left
         if left[0].isdigit() and right[0].isdigit():
@@ -476,8 +476,8 @@ class DaftQuery:
         if kind == "cmp":
             left = self._value(fam, min(depth, 1))
             right_fam = fam
-            if fam in NUMBERS and self.chance(0.4):
-                right_fam = self.rng.choice(NUMBERS if self.unsafe(0.5) else (INT, DEC))
+            if fam in NUMBERS and self.unsafe(0.4):  # Daft: no integer = decimal
+                right_fam = self.rng.choice(NUMBERS)
             if self.unsafe(0.1) and not self.filtering:  # implicit casts (may fail on a row)
                 right_fam = self.rng.choice([INT, FLOAT, DEC, STR, DATE, TS, BOOL])
             right = self._literal(right_fam) if self.chance(0.5) else self._value(right_fam, 0)
