@@ -1,8 +1,10 @@
-"""A residual that fails on the cluster fails as it does on the local engine.
+"""An error met on the cluster reaches the user as the fedquery error it was.
 
 DuckDB raises an error it meets after the first batch of a stream through Arrow (an
 ``OSError``), not as a ``duckdb.Error``: the residual's task on a worker must translate both,
-as the local engine does, or the user sees the cluster's "a task failed" instead.
+as the local engine does, or the user sees the cluster's "a task failed" instead. A fragment's
+error in a Daft task travels in the task's message, pickled: it must unpickle (a
+``SourceError`` did not).
 """
 
 from __future__ import annotations
@@ -35,3 +37,11 @@ def test_an_error_after_the_first_batch_is_the_local_engines(engines) -> None:
         ray.sql(LATE_OVERFLOW).arrow()
     assert type(got.value) is type(want.value)
     assert ray._session.engine.last_residual == "duckdb"
+
+
+def test_a_fragments_error_in_a_daft_task_names_its_source(engines) -> None:
+    _, ray = engines
+    with pytest.raises(fedquery.SourceError, match="date field value out of range") as got:
+        ray.sql("SELECT a.ts AS c0 FROM tc AS a WHERE a.dt <> '2021-02-29'").arrow()
+    assert got.value.source == "lake"
+    assert "a task failed" not in str(got.value)
