@@ -10,7 +10,7 @@ column, windows that number rows order by a unique key.
 
 Run a campaign from the shell (the same checks as ``tests/test_fuzz_differential.py``):
 
-    python -m tests.sqlfuzz --count 2000 --seed 7 --config local
+    python -m tests.sqlfuzz --count 2000 --seed 7 --config local [--engine ray]
 """
 
 from __future__ import annotations
@@ -439,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--config", choices=["local", "pg", *LAYOUTS], default="local")
     parser.add_argument("--params", action="store_true", help="literals as $p0 / ? parameters")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="ray: the Ray engine (a local cluster unless FEDQUERY_RAY_ADDRESS)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
         root = Path(folder)
@@ -451,17 +453,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.config in LAYOUTS:
             (root / args.config).mkdir()
             catalog = layout_catalog(args.config, root / args.config, catalog, ref)
-        con = fedquery.connect(catalog)
+        con = fedquery.connect(catalog, engine=args.engine)
         outcomes: collections.Counter = collections.Counter()
+        residuals: collections.Counter = collections.Counter()  # ray: where residuals ran
         pairs = (generate_with_parameters(args.seed, args.count) if args.params
                  else [(sql, None) for sql in generate(args.seed, args.count)])
         for i, (sql, params) in enumerate(pairs):
+            if args.engine == "ray":
+                con._session.engine.last_residual = None
             try:
                 outcomes[check(con, ref, sql, params)] += 1
+                if args.engine == "ray":
+                    residuals[con._session.engine.last_residual] += 1
             except Mismatch as exc:
                 outcomes["mismatch"] += 1
                 print(f"--- query {i} (seed {args.seed}) params={params!r}\n{exc}\n", flush=True)
-        print(dict(outcomes))
+        print(dict(outcomes), f"residuals: {dict(residuals)}" if args.engine == "ray" else "")
         return 1 if outcomes["mismatch"] else 0
 
 

@@ -288,3 +288,22 @@ def test_binder_caret_points_at_the_column_on_line_one(fq: fedquery.Connection) 
     quoted = next(i for i, line in enumerate(lines) if line.startswith("LINE 1:"))
     assert "DESCRIBE" not in str(info.value)
     assert lines[quoted + 1].index("^") == lines[quoted].index("nmae")
+
+
+# ------------------------------------------------------------------------------------ pickling
+
+
+@pytest.mark.parametrize("error", [
+    fedquery.SourceError("Conversion Error: date field value out of range", source="lake"),
+    fedquery.ParseError("syntax error", sql="SELECT FROM", line=1, col=8),
+    fedquery.PlanError("Overflow in multiplication of INT64"),
+    fedquery.QueryTimeout("the query ran past its timeout of 1 s"),
+], ids=lambda error: type(error).__name__)
+def test_an_error_pickles_whole(error: fedquery.FedQueryError) -> None:
+    """An error raised in a Ray task reaches the driver pickled (a SourceError did not unpickle:
+    its ``source`` is no argument of the message)."""
+    import pickle
+
+    restored = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    assert type(restored) is type(error)
+    assert (str(restored), restored.args, vars(restored)) == (str(error), error.args, vars(error))

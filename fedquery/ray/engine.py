@@ -8,6 +8,7 @@ plans of their own, run on this engine).
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from collections.abc import Iterator
@@ -145,9 +146,16 @@ class RayEngine:
         if stages is None:
             return None
         try:
-            return stages.final, daft.sql(stages.core, **frames)
-        except Exception:  # noqa: BLE001 - a construct Daft cannot plan: DuckDB runs it all
+            df = daft.sql(stages.core, **frames)
+            # optimized and planned for the cluster now: Daft's optimizer fails on some plans
+            # only then, its distributed planner panics on some (pyo3's PanicException is a
+            # BaseException), and neither may happen once the query runs
+            df.explain(show_all=True, file=io.StringIO())
+        except BaseException as exc:  # noqa: BLE001 - what Daft cannot plan: DuckDB runs it all
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
             return None
+        return stages.final, df
 
     def _frames(self, plan: Plan, params: Any):
         """Each fragment as a Daft DataFrame (build sides read first, for their keys)."""

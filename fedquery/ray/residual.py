@@ -3,7 +3,9 @@
 The task is placed on a worker (never the driver); it fetches the partitions Daft left in the
 object store, registers each fragment under its plan name and runs the residual SQL with the
 local engine's functions, streaming Arrow batches back (a Ray streaming generator). A
-DuckDB error becomes the local engine's ``FedQueryError`` there, and is raised as such here.
+DuckDB error (also one met after the first batch, which DuckDB raises through its Arrow stream
+as an ``OSError``) becomes the local engine's ``FedQueryError`` there, and is raised as such
+here.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def run_residual(opening: Opening, plan: Plan, sql: str, params: Any,
                     yield batch
                 if empty:  # the driver learns the columns' types from a first batch
                     yield pa.RecordBatch.from_pylist([], schema=reader.schema)
-            except duckdb.Error as exc:
+            except (duckdb.Error, OSError) as exc:  # OSError: DuckDB's error through its Arrow stream
                 raise session.translate(exc, plan) from None
     finally:
         session.finished(cursor)
