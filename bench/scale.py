@@ -10,7 +10,9 @@ many worker nodes of one CPU each) and, in a fresh driver process, measures:
 - **embed**: ``SELECT count(e) FROM (SELECT embed_image(uri) AS e FROM images)``;
 - **TPC-H** Q1, Q3 and Q6 over an S3 lake (moto on 127.0.0.1), each table in 8 files.
 
-It reports items per second, per worker, the scaling efficiency from 1 worker
+Each worker node is pinned to a core of its own (``sched_setaffinity``), as a one-CPU machine
+would be: its thread pools cannot borrow another node's core. It reports items per second, per
+worker, the scaling efficiency from 1 worker
 (``rate_N / (N * rate_1)``), the driver's CPU seconds beside the cluster's (the blob work must
 run on the workers) and the bytes of results moved to the driver; the local engine's rate on
 the same data, in this process, is the baseline. A paper projection to 100 nodes fits
@@ -32,7 +34,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-TPCH = {1: "Q1 (aggregate; DuckDB on a worker)", 3: "Q3 (join; Daft core)", 6: "Q6 (filter+sum; Daft core)"}
+TPCH = {1: "Q1 (aggregate)", 3: "Q3 (join)", 6: "Q6 (filter, sum)"}
 EMBED = "SELECT count(*) AS n, count(e) AS embedded FROM (SELECT embed_image(uri) AS e FROM images)"
 
 
@@ -51,17 +53,22 @@ def catalog(images: Path, s3: str | None, tpch_prefix: str) -> dict:
     return out
 
 
-def measure(con, s3: bool) -> dict:
-    """Each workload once on ``con``: wall and driver CPU seconds, items, result bytes."""
+def measure(con, s3: bool, temp_dir: str | None = None) -> dict:
+    """Each workload once on ``con``: wall and driver CPU seconds, items, result bytes; on a
+    cluster also its processes' CPU seconds and where the residual ran."""
     from tpch_queries import ALL_QUERIES
 
     out = {}
 
     def run(name: str, items: int, work) -> None:
+        before = cluster_cpu(temp_dir) if temp_dir else 0.0
         cpu, wall = time.process_time(), time.perf_counter()
         moved = work()
         out[name] = {"seconds": time.perf_counter() - wall, "driver_cpu": time.process_time() - cpu,
                      "items": items, "bytes_to_driver": moved}
+        if temp_dir:
+            out[name]["cluster_cpu"] = cluster_cpu(temp_dir) - before
+            out[name]["residual"] = con._session.engine.last_residual
 
     count = con.sql("SELECT count(*) FROM images").fetchall()[0][0]
     run("profile", count, lambda: con.profile("images").to_arrow().nbytes)
@@ -80,20 +87,22 @@ def one(args: argparse.Namespace) -> None:
     con = fedquery.connect(catalog(Path(args.images_dir), args.s3, args.tpch_prefix),
                            engine="ray", ray_address=args.address)
     con.sql("SELECT count(*) FROM images").fetchall()  # workers open the catalog once
-    print(json.dumps(measure(con, bool(args.s3))))
+    print(json.dumps(measure(con, bool(args.s3), args.temp_dir)))
 
 
-def cluster_cpu(cluster) -> float:
-    """CPU seconds of every live process of the cluster (its nodes and their worker processes,
-    which hold the cluster's token in their environment), but this process's children."""
+def cluster_cpu(temp_dir: str) -> float:
+    """CPU seconds so far of the cluster's live processes: those whose command line names its
+    temporary folder (its nodes' raylets, stores and agents) and every process below them
+    (the nodes' workers, renamed ``ray::...``)."""
+    from tests.services.ray_cluster import descendants, process_table
+
+    table = process_table()
+    roots = {pid for pid, info in table.items() if temp_dir.encode() in info.cmdline}
     ticks = os.sysconf("SC_CLK_TCK")
-    token = f"RAY_AUTH_TOKEN={cluster.env['RAY_AUTH_TOKEN']}".encode()
     total = 0.0
-    for entry in Path("/proc").glob("[0-9]*"):
+    for pid in descendants(table, roots) - {os.getpid()}:
         try:
-            if token not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            stat = (entry / "stat").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
@@ -104,25 +113,23 @@ def cluster_cpu(cluster) -> float:
 def on_cluster(workers: int, args: argparse.Namespace, images: Path, s3: str | None) -> dict:
     from tests.services.ray_cluster import ray_cluster
 
-    with ray_cluster(workers=workers) as cluster:
-        before = cluster_cpu(cluster)
+    with ray_cluster(workers=workers, pin=True) as cluster:
         command = [sys.executable, __file__, "--one", "--address", cluster.address,
-                   "--images-dir", str(images), "--tpch-prefix", args.tpch_prefix]
+                   "--images-dir", str(images), "--tpch-prefix", args.tpch_prefix,
+                   "--temp-dir", str(cluster.temp_dir)]
         if s3:
             command += ["--s3", s3]
         done = subprocess.run(command, capture_output=True, text=True,
                               env={**os.environ, **cluster.env, "DAFT_PROGRESS_BAR": "0"})
         if done.returncode != 0:
             raise SystemExit(f"the run with {workers} workers failed:\n{done.stderr[-3000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        result["cluster_cpu"] = cluster_cpu(cluster) - before
-        return result
+        return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def report(local: dict, runs: dict[int, dict]) -> str:
     counts = sorted(runs)
     lines = [f"{'workload':<32}{'engine':>10}{'items/s':>11}{'/worker':>10}{'efficiency':>12}"
-             f"{'vs local':>10}{'driver cpu':>12}{'to driver':>11}"]
+             f"{'vs local':>10}{'driver cpu':>12}{'to driver':>11}{'cluster cpu':>13}  residual"]
     for name in local:
         base = local[name]["items"] / local[name]["seconds"]
         first = runs[counts[0]][name]
@@ -134,10 +141,8 @@ def report(local: dict, runs: dict[int, dict]) -> str:
             rate = m["items"] / m["seconds"]
             lines.append(f"{'':<32}{f'ray x{n}':>10}{rate:>11,.0f}{rate / n:>10,.0f}"
                          f"{rate / (n * rate1):>12.2f}{rate / base:>10.2f}{m['driver_cpu']:>11.1f}s"
-                         f"{m['bytes_to_driver']:>11,}")
+                         f"{m['bytes_to_driver']:>11,}{m['cluster_cpu']:>12.1f}s  {m['residual']}")
         lines.append(f"{'':<32}{'100 nodes':>10}{_projection(runs, name, counts)}")
-    cpu = ", ".join(f"x{n}: {runs[n]['cluster_cpu']:.0f} s" for n in counts)
-    lines.append(f"cluster CPU seconds over all workloads (nodes and their workers): {cpu}")
     return "\n".join(lines)
 
 
@@ -174,6 +179,7 @@ def main() -> None:
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--images-dir", help=argparse.SUPPRESS)
     parser.add_argument("--s3", help=argparse.SUPPRESS)
+    parser.add_argument("--temp-dir", help=argparse.SUPPRESS)
     parser.add_argument("--tpch-prefix", default="scale-tpch/lake", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -194,8 +200,9 @@ def main() -> None:
             con.sql("SELECT count(*) FROM images").fetchall()
             local = measure(con, bool(s3))
         runs = {n: on_cluster(n, args, images, s3) for n in map(int, args.workers.split(","))}
-    print(f"{args.images:,} images ({_size(images)}), TPC-H SF {args.tpch_scale:g} over S3, "
-          f"workers {args.workers}, {os.cpu_count()} cores")
+    tpch = "" if args.no_tpch else f", TPC-H SF {args.tpch_scale:g} over S3"
+    print(f"{args.images:,} images ({_size(images)}){tpch}, worker nodes {args.workers} "
+          f"(one core each), {os.cpu_count()} cores")
     print(report(local, runs))
     print(json.dumps({"local": local, "ray": runs}))
 

@@ -73,8 +73,14 @@ def ray_executable() -> str | None:
 
 @contextlib.contextmanager
 def ray_cluster(workers: int = 2, cpus_per_worker: int = 1,
-                object_store_bytes: int = OBJECT_STORE_BYTES) -> Iterator[RayCluster]:
-    """Start a head and ``workers`` worker nodes; yield the ``RayCluster``; stop them afterwards."""
+                object_store_bytes: int = OBJECT_STORE_BYTES,
+                pin: bool = False) -> Iterator[RayCluster]:
+    """Start a head and ``workers`` worker nodes; yield the ``RayCluster``; stop them afterwards.
+
+    ``pin``: each worker node and every process it starts run on cores of their own
+    (``cpus_per_worker`` each, in turn over the machine's), as on machines of that size: a
+    node's thread pools (Daft's, Arrow's, the blob functions') cannot borrow another's cores.
+    """
     executable = ray_executable()
     if executable is None:
         raise ServiceError("ray is not installed (pip install 'fedquery[ray]')")
@@ -93,7 +99,8 @@ def ray_cluster(workers: int = 2, cpus_per_worker: int = 1,
             worker = [*_node_flags(temp_dir / f"worker-{number}", object_store_bytes),
                       f"--address={cluster.address}", f"--num-cpus={cpus_per_worker}"]
             log = temp_dir / f"worker-{number}.log"
-            cluster.processes.append(_start(executable, worker, log, env))
+            cores = _cores(number, cpus_per_worker) if pin else None
+            cluster.processes.append(_start(executable, worker, log, env, cores))
             _wait_for_started(cluster.processes[-1], log)
         _wait_for_workers(cluster)
     except BaseException as exc:
@@ -128,11 +135,23 @@ def _has_ray_client() -> bool:
     return importlib.util.find_spec("grpc") is not None
 
 
-def _start(executable: str, flags: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+def _start(executable: str, flags: list[str], log: Path, env: dict[str, str],
+           cores: set[int] | None = None) -> subprocess.Popen:
+    def prepare() -> None:
+        _end_with_parent()
+        if cores:  # inherited by every process the node starts
+            os.sched_setaffinity(0, cores)
+
     with log.open("wb") as out:
         return subprocess.Popen([executable, "start", *flags], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env={**os.environ, **env},
-                                preexec_fn=_end_with_parent)
+                                preexec_fn=prepare)
+
+
+def _cores(number: int, count: int) -> set[int]:
+    """The cores of worker node ``number``: the next ``count`` of the machine's, in turn."""
+    available = sorted(os.sched_getaffinity(0))
+    return {available[(number * count + i) % len(available)] for i in range(count)}
 
 
 def _end_with_parent() -> None:
