@@ -293,19 +293,8 @@ def _kind(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
     if isinstance(node, exp.Cast):
         return "other"
     if isinstance(node, exp.Column):
-        type_ = _type(node, tables)
-        if type_ is None:
-            return None
-        if pa.types.is_floating(type_):
-            return "float"
-        if pa.types.is_decimal(type_):
-            return "decimal" if type_.precision <= NARROW_DECIMAL else "wide"
-        if pa.types.is_integer(type_):
-            return "int"
-        if (pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_date(type_)
-                or pa.types.is_boolean(type_) or pa.types.is_timestamp(type_)):
-            return "other"
-        return None
+        kind = _column_class(_type(node, tables))
+        return kind if kind in ("float", "decimal", "wide", "int", None) else "other"
     if isinstance(node, _ARITHMETIC):
         kinds = {_kind(node.left, tables), _kind(node.right, tables)}
         if None in kinds or "int" in kinds or "other" in kinds:
@@ -335,20 +324,30 @@ def _family(node: exp.Expr, tables: dict[str, pa.Schema]) -> str | None:
     if isinstance(node, exp.Cast):
         return "date"
     if isinstance(node, exp.Column):
-        type_ = _type(node, tables)
-        if type_ is None:
-            return None
-        if pa.types.is_floating(type_):
-            return "float"
-        if pa.types.is_integer(type_) or pa.types.is_decimal(type_):
-            return "number"
-        if pa.types.is_string(type_) or pa.types.is_large_string(type_):
-            return "string"
-        if pa.types.is_date(type_):
-            return "date"
-        if pa.types.is_timestamp(type_) and type_.tz is None:
-            return "timestamp"
-        if pa.types.is_boolean(type_):
-            return "bool"
-        return None
+        kind = _column_class(_type(node, tables))
+        return {"int": "number", "decimal": "number", "wide": "number",
+                "timestamptz": None}.get(kind, kind)
     return {"float": "float", "decimal": "number"}.get(_kind(node, tables))
+
+
+def _column_class(type_: pa.DataType | None) -> str | None:
+    """A column's type as the stage tells them apart: ``float``, ``decimal`` (at most
+    ``NARROW_DECIMAL`` digits), ``wide``, ``int``, ``string``, ``date``, ``timestamp``,
+    ``timestamptz``, ``bool``; None: any other (never in Daft)."""
+    if type_ is None:
+        return None
+    if pa.types.is_floating(type_):
+        return "float"
+    if pa.types.is_decimal(type_):
+        return "decimal" if type_.precision <= NARROW_DECIMAL else "wide"
+    if pa.types.is_integer(type_):
+        return "int"
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        return "string"
+    if pa.types.is_date(type_):
+        return "date"
+    if pa.types.is_timestamp(type_):
+        return "timestamp" if type_.tz is None else "timestamptz"
+    if pa.types.is_boolean(type_):
+        return "bool"
+    return None
