@@ -428,10 +428,7 @@ class Execution:
             raise arrow_error(exc) from exc
 
     def _check_rows(self, rows: int) -> None:
-        if self._max_rows is not None and rows > self._max_rows:
-            raise PlanError(f"the result has more than {self._max_rows:,} rows, the most this "
-                            "connection returns (settings.max_rows in the catalog); add a LIMIT "
-                            "or an aggregate, or raise the setting")
+        check_rows(rows, self._max_rows)
 
     def interrupt(self) -> None:
         """Stop the query DuckDB runs for this execution (its worker then cleans up): the
@@ -449,6 +446,14 @@ class Execution:
         self._session.finished(self._cursor)
         with contextlib.suppress(duckdb.Error):  # its connection may be closed already
             self._cursor.close()
+
+
+def check_rows(rows: int, max_rows: int | None) -> None:
+    """More than ``max_rows`` rows (``settings.max_rows``) is a ``PlanError``."""
+    if max_rows is not None and rows > max_rows:
+        raise PlanError(f"the result has more than {max_rows:,} rows, the most this connection "
+                        "returns (settings.max_rows in the catalog); add a LIMIT or an aggregate, "
+                        "or raise the setting")
 
 
 def arrow_error(exc: pa.ArrowInvalid) -> PlanError:

@@ -270,15 +270,19 @@ def _open(session: Session, fragment: Fragment, params: Any,
             if predicate is not None:
                 request = replace(request, filter=_and(request.filter, predicate))
             return connector.scan(request)
-        sql = fragment.sql
-        if predicate is not None:
-            probe = sqlglot.parse_one(sql, dialect=DIALECT).subquery("__probe")
-            sql = exp.select("*").from_(probe).where(predicate).sql(DIALECT)
-        return connector.run_sql(sql, values)
+        return connector.run_sql(probed(fragment.sql, predicate), values)
     except FedQueryError:
         raise
     except Exception as exc:
         raise SourceError(session.secrets.redact(str(exc)), source=fragment.source) from exc
+
+
+def probed(sql: str, predicate: exp.Expr | None) -> str:
+    """A SQL fragment keeping only the rows of ``predicate`` (a probe's key filter)."""
+    if predicate is None:
+        return sql
+    probe = sqlglot.parse_one(sql, dialect=DIALECT).subquery("__probe")
+    return exp.select("*").from_(probe).where(predicate).sql(DIALECT)
 
 
 def _and(condition: str | None, predicate: exp.Expr) -> str:

@@ -20,7 +20,8 @@ import sqlglot
 
 from fedquery.conform import conform, expected
 from fedquery.connectors.registered import RegisteredTables
-from fedquery.errors import FedQueryError, PlanError, SourceError
+from fedquery.errors import FedQueryError, SourceError
+from fedquery.execute import check_rows
 from fedquery.fetch import _build_order, _with_query_vector, _with_vector_keys, key_predicate, subset
 from fedquery.parse import DIALECT
 from fedquery.ray import cluster, daft_stage, hoist, residual, worker
@@ -45,7 +46,6 @@ class RayEngine:
         self.address = cluster.join(address)
         self._opening = Opening(uuid.uuid4().hex, catalog, (), strict)
         self.embedders: dict[str, Embedder] = {}
-        self.daft_sql = True  # False: every residual runs whole in DuckDB on a worker
         self.last_residual: str | None = None  # where the last residual ran: daft or duckdb
 
     def add_embedder(self, embedder: Embedder) -> None:
@@ -68,10 +68,7 @@ class RayEngine:
             rows = 0
             for batch in _chain(first, stream):
                 rows += batch.num_rows
-                if max_rows is not None and rows > max_rows:
-                    raise PlanError(f"the result has more than {max_rows:,} rows, the most this "
-                                    "connection returns (settings.max_rows in the catalog); add a "
-                                    "LIMIT or an aggregate, or raise the setting")
+                check_rows(rows, max_rows)
                 yield from conform(pa.Table.from_batches([batch]), wanted, plan.columns).to_batches()
 
         return pa.RecordBatchReader.from_batches(schema, batches())
@@ -112,21 +109,21 @@ class RayEngine:
     def _run(self, plan: Plan, params: Any, control: QueryControl | None) -> Iterator[pa.RecordBatch]:
         import ray
 
-        frames = self._frames(plan, params)
+        parts = self.parts()  # asked of the cluster once a run
+        frames = self._frames(plan, params, parts)
         opening = self.opening
         tree = sqlglot.parse_one(plan.residual, dialect=DIALECT)
-        tree = hoist.hoist(tree, frames, opening, self.embedders,
-                           self.parts(), cluster.has_gpu())
+        tree = hoist.hoist(tree, frames, opening, self.embedders, parts, cluster.has_gpu())
         schemas = {name: daft_schema(df.schema().to_pyarrow_schema(), name)
                    for name, df in frames.items()}
         core = self._core(tree, frames, schemas)
         if core is not None:  # joins and aggregates by Daft; order and limit by DuckDB
             final, df = core
             inputs = {daft_stage.CORE: (daft_schema(df.schema().to_pyarrow_schema(), "the core"),
-                                        list(_partitions(df)))}
+                                        list(df.iter_partitions()))}
         else:
             final = tree.sql(DIALECT)
-            inputs = {name: (schemas[name], list(_partitions(df))) for name, df in frames.items()}
+            inputs = {name: (schemas[name], list(df.iter_partitions())) for name, df in frames.items()}
         self.last_residual = "daft" if core is not None else "duckdb"
         values = worker.to_wire(subset(params, plan.residual_parameters))
         task = residual.remote_residual().remote(opening, plan, final, values, inputs)
@@ -140,8 +137,6 @@ class RayEngine:
         answers it as DuckDB would (``daft_stage``) and can plan it; else None."""
         import daft
 
-        if self.daft_sql is False:
-            return None
         stages = daft_stage.split(tree, schemas)
         if stages is None:
             return None
@@ -157,7 +152,7 @@ class RayEngine:
             return None
         return stages.final, df
 
-    def _frames(self, plan: Plan, params: Any):
+    def _frames(self, plan: Plan, params: Any, parts: int):
         """Each fragment as a Daft DataFrame (build sides read first, for their keys)."""
         import daft
 
@@ -169,14 +164,15 @@ class RayEngine:
                 params = _with_query_vector(self.session, fragment, params)
             if fragment.vector_keys is not None:
                 fragment = _with_vector_keys(self.session, fragment, params)
-            df = self._read(fragment, params, predicate.sql(DIALECT) if predicate is not None else None)
+            df = self._read(fragment, params, predicate.sql(DIALECT) if predicate is not None else None,
+                            parts)
             if fragment.materialize:
                 built[fragment.name] = df.to_arrow()
                 df = daft.from_arrow(built[fragment.name])
             frames[fragment.name] = df
         return frames
 
-    def _read(self, fragment: Fragment, params: Any, predicate: str | None):
+    def _read(self, fragment: Fragment, params: Any, predicate: str | None, count: int):
         import daft
 
         connector = self.session.connectors[fragment.source]
@@ -188,12 +184,8 @@ class RayEngine:
         request = fragment.request
         if (fragment.kind == "scan" and request is not None and request.limit is None
                 and request.vector is None):
-            parts = connector.split(request, self.parts())
+            parts = connector.split(request, count)
         return FragmentSource(self.opening, fragment, params, predicate, schema, parts).read()
-
-
-def _partitions(df) -> Iterator:
-    yield from df.iter_partitions()
 
 
 def _chain(first, rest):

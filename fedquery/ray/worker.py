@@ -50,16 +50,13 @@ def open_fragment(session: Session, fragment: Fragment, params: Any,
     import duckdb
     import sqlglot
 
-    from fedquery.fetch import _open, subset
+    from fedquery.fetch import _open, probed, subset
     from fedquery.parse import DIALECT
 
     predicate = sqlglot.parse_one(predicate_sql, dialect=DIALECT) if predicate_sql else None
     if not (fragment.native and fragment.kind == "sql"):
         return _translated(session, fragment, _open(session, fragment, params, predicate))
-    sql = fragment.sql
-    if predicate is not None:
-        probe = sqlglot.parse_one(sql, dialect=DIALECT).subquery("__probe")
-        sql = sqlglot.exp.select("*").from_(probe).where(predicate).sql(DIALECT)
+    sql = probed(fragment.sql, predicate)
     cursor = session.cursor(fragment.tables)
     try:
         reader = cursor.sql(sql, params=subset(params, fragment.parameters)).to_arrow_reader(BATCH_ROWS)
