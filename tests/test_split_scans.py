@@ -79,13 +79,18 @@ def test_a_local_lake_splits_by_file_with_partition_keys_typed_as_the_table(lake
         assert len(connector.split(request, 50)) == 6
 
 
+def _s3_lake(lake, prefix: str, endpoint: str, credentials: dict) -> dict:
+    """The lake copied to ``s3://split-lake/<prefix>/`` and a catalog of it."""
+    upload_tree(lake, "split-lake", prefix, endpoint=endpoint)
+    options = {"endpoint_url": endpoint, "key": credentials["AWS_ACCESS_KEY_ID"],
+               "secret": credentials["AWS_SECRET_ACCESS_KEY"]}
+    return {"sources": {"lake": {"kind": "parquet", "root": f"s3://split-lake/{prefix}/",
+                                 "options": options}},
+            "tables": {"frames": {"source": "lake", "path": "frames/", "partitioning": "hive"}}}
+
+
 def test_an_s3_lake_splits_by_object(lake, s3_endpoint: str, s3_credentials: dict) -> None:
-    upload_tree(lake, "split-lake", "v1", endpoint=s3_endpoint)
-    options = {"endpoint_url": s3_endpoint, "key": s3_credentials["AWS_ACCESS_KEY_ID"],
-               "secret": s3_credentials["AWS_SECRET_ACCESS_KEY"]}
-    catalog = {"sources": {"lake": {"kind": "parquet", "root": "s3://split-lake/v1/",
-                                    "options": options}},
-               "tables": {"frames": {"source": "lake", "path": "frames/", "partitioning": "hive"}}}
+    catalog = _s3_lake(lake, "v1", s3_endpoint, s3_credentials)
     with fedquery.connect(catalog) as con:
         connector = con._session.connectors["lake"]
         request = ScanRequest("lake.main.frames", columns=("frame_id", "drive", "day"),
@@ -101,12 +106,7 @@ def test_a_part_whose_object_is_gone_is_a_source_error(lake, s3_endpoint: str,
                                                        s3_credentials: dict) -> None:
     from tests.services.s3 import s3_client
 
-    upload_tree(lake, "split-lake", "v2", endpoint=s3_endpoint)
-    options = {"endpoint_url": s3_endpoint, "key": s3_credentials["AWS_ACCESS_KEY_ID"],
-               "secret": s3_credentials["AWS_SECRET_ACCESS_KEY"]}
-    catalog = {"sources": {"lake": {"kind": "parquet", "root": "s3://split-lake/v2/",
-                                    "options": options}},
-               "tables": {"frames": {"source": "lake", "path": "frames/", "partitioning": "hive"}}}
+    catalog = _s3_lake(lake, "v2", s3_endpoint, s3_credentials)
     with fedquery.connect(catalog) as con:
         connector = con._session.connectors["lake"]
         split = connector.split(ScanRequest("lake.main.frames"), 6)
