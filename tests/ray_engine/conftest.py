@@ -71,3 +71,17 @@ def ray_cluster() -> Iterator[str]:
                     sys.modules["ray"].shutdown()
     except ServiceError as exc:
         unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def lake_engines(ray_cluster, tmp_path_factory):
+    """(local connection, Ray connection) over the Daft-stage fuzzing lake (``daftfuzz``)."""
+    import fedquery
+    from tests.ray_engine.daftfuzz import build_lake
+
+    catalog = build_lake(tmp_path_factory.mktemp("daftfuzz") / "lake")
+    local = fedquery.connect(catalog)
+    ray = fedquery.connect(catalog, engine="ray", ray_address=ray_cluster)
+    yield local, ray
+    ray.close()
+    local.close()

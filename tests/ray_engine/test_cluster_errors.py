@@ -12,25 +12,14 @@ from __future__ import annotations
 import pytest
 
 import fedquery
-from tests.ray_engine.daftfuzz import build_lake
 
 # 360,000 rows numbered in order; only rows past the first batches overflow
 LATE_OVERFLOW = ("SELECT CASE WHEN rn > 300000 THEN i64 * 4 ELSE 0 END AS x FROM (SELECT "
                  "row_number() OVER (ORDER BY a.id, b.id) AS rn, a.i64 FROM ta AS a, tc AS b) AS t")
 
 
-@pytest.fixture(scope="module")
-def engines(ray_cluster, tmp_path_factory):
-    catalog = build_lake(tmp_path_factory.mktemp("residual_errors") / "lake")
-    local = fedquery.connect(catalog)
-    ray = fedquery.connect(catalog, engine="ray", ray_address=ray_cluster)
-    yield local, ray
-    ray.close()
-    local.close()
-
-
-def test_an_error_after_the_first_batch_is_the_local_engines(engines) -> None:
-    local, ray = engines
+def test_an_error_after_the_first_batch_is_the_local_engines(lake_engines) -> None:
+    local, ray = lake_engines
     with pytest.raises(fedquery.PlanError, match="Overflow in multiplication of INT64") as want:
         local.sql(LATE_OVERFLOW).arrow()
     with pytest.raises(fedquery.PlanError, match="Overflow in multiplication of INT64") as got:
@@ -39,8 +28,8 @@ def test_an_error_after_the_first_batch_is_the_local_engines(engines) -> None:
     assert ray._session.engine.last_residual == "duckdb"
 
 
-def test_a_fragments_error_in_a_daft_task_names_its_source(engines) -> None:
-    _, ray = engines
+def test_a_fragments_error_in_a_daft_task_names_its_source(lake_engines) -> None:
+    _, ray = lake_engines
     with pytest.raises(fedquery.SourceError, match="date field value out of range") as got:
         ray.sql("SELECT a.ts AS c0 FROM tc AS a WHERE a.dt <> '2021-02-29'").arrow()
     assert got.value.source == "lake"

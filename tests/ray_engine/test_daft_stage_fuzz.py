@@ -15,27 +15,15 @@ import collections
 
 import pytest
 
-import fedquery
-from tests.ray_engine.daftfuzz import Drawn, Mismatch, build_lake, compare, generate
+from tests.ray_engine.daftfuzz import Drawn, Mismatch, compare, generate
 
 SEED = 7
 COUNT = 250  # 40-60 s on two cores; campaigns: python -m tests.ray_engine.daftfuzz --count N --seed S
 DAFT_SHARE = 0.2  # of the queries, at least, answered by Daft
 
 
-@pytest.fixture(scope="module")
-def engines(ray_cluster, tmp_path_factory):
-    """(local connection, Ray connection) over the fuzzing lake."""
-    catalog = build_lake(tmp_path_factory.mktemp("daftfuzz") / "lake")
-    local = fedquery.connect(catalog)
-    ray = fedquery.connect(catalog, engine="ray", ray_address=ray_cluster)
-    yield local, ray
-    ray.close()
-    local.close()
-
-
-def test_random_queries_answer_as_the_local_engine(engines) -> None:
-    local, ray = engines
+def test_random_queries_answer_as_the_local_engine(lake_engines) -> None:
+    local, ray = lake_engines
     outcomes: collections.Counter = collections.Counter()
     mismatches = []
     for i, drawn in enumerate(generate(SEED, COUNT)):
@@ -93,6 +81,6 @@ REGRESSIONS = {
 
 
 @pytest.mark.parametrize("sql", list(REGRESSIONS.values()), ids=list(REGRESSIONS))
-def test_what_daft_answers_otherwise_runs_in_duckdb(engines, sql: str) -> None:
-    local, ray = engines
+def test_what_daft_answers_otherwise_runs_in_duckdb(lake_engines, sql: str) -> None:
+    local, ray = lake_engines
     compare(local, ray, Drawn(sql, ordered=" ORDER BY " in sql))
